@@ -1,0 +1,503 @@
+//! A container's cgroup across every hierarchy: create, join, freeze, kill, delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::host::dir_in;
+use crate::{fsutil, resources, stats, Error, Host, Layout, Stats};
+
+/// Parent of containers' cgroups when `linux.cgroupsPath` is absent or relative.
+pub const DEFAULT_PARENT: &str = "/karton";
+
+/// How long delete retries an rmdir that fails with EBUSY, and freeze waits for FROZEN.
+const DELETE_TIMEOUT: Duration = Duration::from_millis(1000);
+const FREEZE_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// A container's cgroup in all hierarchies. Plain paths only, so it survives a trip
+/// through `state.json` and works from any later process.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    /// The cgroup path, absolute within each hierarchy (e.g. "/karton/abc").
+    path: String,
+    layout: Layout,
+    /// v1 controller (or "name=systemd") → this cgroup's directory in its hierarchy.
+    v1: BTreeMap<String, PathBuf>,
+    /// This cgroup's directory in the cgroup2 hierarchy.
+    v2: Option<PathBuf>,
+    /// The cgroup2 mount point: ancestors between it and `v2` get controllers enabled.
+    v2_mount: Option<PathBuf>,
+    /// Controllers cgroup2 has and no v1 hierarchy has: these are driven through cgroup2.
+    v2_controllers: Vec<String>,
+    /// Directories this cgroup made, in creation order (parents before children).
+    created: Vec<PathBuf>,
+}
+
+/// OOM counters for `events` to poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomEvents {
+    /// Times the cgroup hit its limit and the OOM path ran (v2 `oom`; v1: same as oom_kill,
+    /// v1 has no separate counter).
+    pub oom: u64,
+    /// Processes the OOM killer killed in this cgroup.
+    pub oom_kill: u64,
+    /// v1 with disableOOMKiller: tasks are currently paused waiting for memory.
+    pub under_oom: bool,
+}
+
+impl Cgroup {
+    /// Creates the cgroup in every hierarchy (nested), recording which directories it made.
+    ///
+    /// `cgroups_path` is OCI `linux.cgroupsPath`: `None` → "/karton/<id>", relative →
+    /// under "/karton/", absolute → as given. An existing directory is reused only while
+    /// it holds no processes (it is then not ours, and delete leaves it).
+    pub fn create(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
+        let path = resolve_path(cgroups_path, id)?;
+        let mut v1 = BTreeMap::new();
+        for (ctrl, m) in host.v1_controllers() {
+            v1.insert(ctrl.to_string(), dir_in(&m.mount_point, &m.root, &path));
+        }
+        let (v2, v2_mount, v2_controllers) = match host.v2_mount() {
+            Some(m) => (
+                Some(dir_in(&m.mount_point, &m.root, &path)),
+                Some(m.mount_point.clone()),
+                m.controllers.iter().filter(|c| !v1.contains_key(*c)).cloned().collect(),
+            ),
+            None => (None, None, Vec::new()),
+        };
+        let mut cg =
+            Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() };
+
+        // Refuse someone else's busy cgroup before making anything.
+        for dir in cg.dirs() {
+            let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
+            if !pids.is_empty() {
+                return Err(Error::NotEmpty { path: dir.to_path_buf(), pids });
+            }
+        }
+        let dirs: Vec<PathBuf> = cg.dirs().into_iter().map(Path::to_path_buf).collect();
+        for dir in &dirs {
+            if let Err(e) = mkdir_nested(dir, &mut cg.created) {
+                // Leave nothing half-made behind.
+                let _ = cg.remove_created(Instant::now());
+                return Err(e);
+            }
+        }
+        if let Err(e) = cg.init_cpuset() {
+            let _ = cg.remove_created(Instant::now());
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// The cgroup path within each hierarchy, e.g. "/karton/abc".
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The cgroup2 directory (the unified one on hybrid hosts), for CLONE_INTO_CGROUP.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        self.v2.as_deref()
+    }
+
+    /// This cgroup's directory in the v1 hierarchy of `controller`.
+    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1.get(controller).map(PathBuf::as_path)
+    }
+
+    /// Controllers driven through cgroup2 (all of cgroup2's on a pure v2 host).
+    pub fn v2_controllers(&self) -> &[String] {
+        &self.v2_controllers
+    }
+
+    /// Directories this cgroup created (delete removes exactly these).
+    pub fn created(&self) -> &[PathBuf] {
+        &self.created
+    }
+
+    /// Every distinct directory of this cgroup: one per v1 hierarchy, plus cgroup2.
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for d in self.v1.values().chain(self.v2.iter()) {
+            if seen.insert(d.as_path()) {
+                out.push(d.as_path());
+            }
+        }
+        out
+    }
+
+    /// Moves `pid` into the cgroup in every hierarchy; `skip_v2` when CLONE_INTO_CGROUP
+    /// already put it in the cgroup2 directory.
+    pub fn add_pid(&self, pid: i32, skip_v2: bool) -> Result<(), Error> {
+        let value = pid.to_string();
+        let mut seen = BTreeSet::new();
+        for d in self.v1.values() {
+            if seen.insert(d.as_path()) {
+                fsutil::write("cgroup.procs", &d.join("cgroup.procs"), &value)?;
+            }
+        }
+        if let (Some(d), false) = (&self.v2, skip_v2) {
+            fsutil::write("cgroup.procs", &d.join("cgroup.procs"), &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies all of `linux.resources`. A key the host cannot apply is an error naming
+    /// the key; nothing is written if any key is refused up front.
+    pub fn apply(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
+        let ops = resources::plan(self, res, false)?;
+        resources::execute(&ops)
+    }
+
+    /// Like [`apply`](Self::apply), all or nothing: when a write fails, the values read
+    /// before the update are written back and the error is returned.
+    pub fn update(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
+        let ops = resources::plan(self, res, true)?;
+        let saved = resources::snapshot(&ops)?;
+        match resources::execute(&ops) {
+            Ok(()) => Ok(()),
+            Err(e) => match resources::restore(&saved) {
+                Ok(()) => Err(Error::RolledBack(Box::new(e))),
+                Err(r) => Err(Error::RestoreFailed { error: Box::new(e), restore: Box::new(r) }),
+            },
+        }
+    }
+
+    /// Freezes every process (v1 freezer, else cgroup2 cgroup.freeze) and waits until the
+    /// kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<(), Error> {
+        if let Some(d) = self.v1.get("freezer") {
+            let state = d.join("freezer.state");
+            let start = Instant::now();
+            loop {
+                // Re-writing FROZEN retries tasks that were busy the last time round.
+                fsutil::write("freeze", &state, "FROZEN")?;
+                let now = fsutil::read(&state)?;
+                if now.trim() == "FROZEN" {
+                    return Ok(());
+                }
+                if start.elapsed() > FREEZE_TIMEOUT {
+                    let _ = fsutil::write("thaw", &state, "THAWED");
+                    return Err(Error::FreezeTimeout {
+                        path: state,
+                        ms: FREEZE_TIMEOUT.as_millis() as u64,
+                        state: now.trim().to_string(),
+                    });
+                }
+                sleep(Duration::from_millis(1));
+            }
+        }
+        let d = self.v2_freeze_dir().ok_or(Error::NoFreezer)?;
+        fsutil::write("freeze", &d.join("cgroup.freeze"), "1")?;
+        let events = d.join("cgroup.events");
+        let start = Instant::now();
+        loop {
+            let ev = fsutil::read(&events)?;
+            if fsutil::keyed_value(&ev, "frozen") == Some(1) {
+                return Ok(());
+            }
+            if start.elapsed() > FREEZE_TIMEOUT {
+                let _ = fsutil::write("thaw", &d.join("cgroup.freeze"), "0");
+                return Err(Error::FreezeTimeout {
+                    path: events,
+                    ms: FREEZE_TIMEOUT.as_millis() as u64,
+                    state: ev.trim().replace('\n', ", "),
+                });
+            }
+            sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn thaw(&self) -> Result<(), Error> {
+        if let Some(d) = self.v1.get("freezer") {
+            return fsutil::write("thaw", &d.join("freezer.state"), "THAWED");
+        }
+        let d = self.v2_freeze_dir().ok_or(Error::NoFreezer)?;
+        fsutil::write("thaw", &d.join("cgroup.freeze"), "0")
+    }
+
+    pub fn is_frozen(&self) -> Result<bool, Error> {
+        if let Some(d) = self.v1.get("freezer") {
+            return Ok(fsutil::read(&d.join("freezer.state"))?.trim() == "FROZEN");
+        }
+        let d = self.v2_freeze_dir().ok_or(Error::NoFreezer)?;
+        let ev = fsutil::read(&d.join("cgroup.events"))?;
+        Ok(fsutil::keyed_value(&ev, "frozen") == Some(1))
+    }
+
+    /// cgroup2's freezer: any cgroup2 directory has cgroup.freeze (kernel ≥ 5.2).
+    fn v2_freeze_dir(&self) -> Option<&Path> {
+        self.v2.as_deref().filter(|d| d.join("cgroup.freeze").exists())
+    }
+
+    /// Every process in the cgroup, in all hierarchies and sub-cgroups, sorted.
+    pub fn pids(&self) -> Result<Vec<i32>, Error> {
+        let mut all = BTreeSet::new();
+        for d in self.dirs() {
+            collect_pids(d, &mut all)?;
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// Sends `sig` to every process of the cgroup. SIGKILL uses cgroup2's cgroup.kill where
+    /// the kernel has it; otherwise the cgroup is frozen so that no process can fork or
+    /// exit while the pids are signalled, then thawed (unless it was paused and the signal
+    /// is not SIGKILL: a paused container stays paused).
+    pub fn kill_all(&self, sig: i32) -> Result<(), Error> {
+        let signal = Signal::try_from(sig).map_err(|_| Error::invalid("signal", sig, "not a signal number"))?;
+        if signal == Signal::SIGKILL {
+            if let Some(d) = self.v2.as_deref().filter(|d| d.join("cgroup.kill").exists()) {
+                fsutil::write("kill --all", &d.join("cgroup.kill"), "1")?;
+                if self.layout == Layout::V2 {
+                    return Ok(());
+                }
+                // Hybrid: a process that joined only v1 hierarchies is not in the unified
+                // cgroup; signal whatever the v1 hierarchies still list.
+                for pid in self.pids()? {
+                    signal_pid(pid, signal)?;
+                }
+                return Ok(());
+            }
+        }
+        let has_freezer = self.v1.contains_key("freezer") || self.v2_freeze_dir().is_some();
+        let was_frozen = has_freezer && self.is_frozen()?;
+        let froze = has_freezer && !was_frozen;
+        if froze {
+            self.freeze()?;
+        }
+        let result = self.pids().and_then(|pids| pids.into_iter().try_for_each(|p| signal_pid(p, signal)));
+        if froze || (was_frozen && signal == Signal::SIGKILL) {
+            self.thaw()?;
+        }
+        result
+    }
+
+    /// Removes what create made, deepest first. The container's own directories are
+    /// retried while the kernel reports them busy (tasks still exiting), up to ~1 s;
+    /// parents it made are removed only when empty (other containers may share them).
+    pub fn delete(&self) -> Result<(), Error> {
+        self.remove_created(Instant::now() + DELETE_TIMEOUT)
+    }
+
+    fn remove_created(&self, deadline: Instant) -> Result<(), Error> {
+        let leaves: BTreeSet<&Path> = self.dirs().into_iter().collect();
+        for dir in self.created.iter().rev() {
+            if leaves.contains(dir.as_path()) {
+                // Sub-cgroups made inside the container are ours too.
+                remove_subtree(dir, deadline)?;
+                rmdir_retry(dir, deadline)?;
+            } else {
+                match fs::remove_dir(dir) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)) => {}
+                    Err(e) => return Err(Error::io("removing cgroup", dir, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// runc-shaped statistics (as `events --stats` prints them).
+    pub fn stats(&self) -> Result<Stats, Error> {
+        stats::collect(self)
+    }
+
+    /// OOM counters: v2 memory.events, v1 memory.oom_control. Poll and compare.
+    pub fn oom_events(&self) -> Result<OomEvents, Error> {
+        if let Some(d) = self.v1.get("memory") {
+            let s = fsutil::read(&d.join("memory.oom_control"))?;
+            let kills = fsutil::keyed_value(&s, "oom_kill").unwrap_or(0);
+            return Ok(OomEvents {
+                oom: kills,
+                oom_kill: kills,
+                under_oom: fsutil::keyed_value(&s, "under_oom") == Some(1),
+            });
+        }
+        if let Some(d) = self.v2_controller_dir("memory") {
+            let s = fsutil::read(&d.join("memory.events"))?;
+            return Ok(OomEvents {
+                oom: fsutil::keyed_value(&s, "oom").unwrap_or(0),
+                oom_kill: fsutil::keyed_value(&s, "oom_kill").unwrap_or(0),
+                under_oom: false,
+            });
+        }
+        Err(Error::unsupported("memory (OOM events)", "no memory controller is mounted on this host"))
+    }
+
+    /// The directory where `controller` is driven through cgroup2, if it is.
+    pub(crate) fn v2_controller_dir(&self, controller: &str) -> Option<&Path> {
+        if self.v2_controllers.iter().any(|c| c == controller) {
+            self.v2.as_deref()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn v2_mount(&self) -> Option<&Path> {
+        self.v2_mount.as_deref()
+    }
+
+    /// New v1 cpuset directories start with empty cpus/mems (no task could join them):
+    /// copy the parent's, top-down.
+    fn init_cpuset(&self) -> Result<(), Error> {
+        let Some(leaf) = self.v1.get("cpuset") else { return Ok(()) };
+        for dir in self.created.iter().filter(|d| leaf.starts_with(d)) {
+            let Some(parent) = dir.parent() else { continue };
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let cur = fsutil::read(&dir.join(f))?;
+                if cur.trim().is_empty() {
+                    let p = fsutil::read(&parent.join(f))?;
+                    fsutil::write("cpuset (inherit from parent)", &dir.join(f), p.trim())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// OCI cgroupsPath → absolute cgroup path.
+fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String, Error> {
+    let bad = |p: &str, r: &str| Error::InvalidPath { path: p.to_string(), reason: r.to_string() };
+    let raw = match cgroups_path {
+        None | Some("") => {
+            if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+                return Err(bad(id, "the container id cannot be used as a cgroup name"));
+            }
+            format!("{DEFAULT_PARENT}/{id}")
+        }
+        Some(p) if p.starts_with('/') => p.to_string(),
+        Some(p) => {
+            if p.contains(':') {
+                return Err(bad(p, "looks like a systemd slice:prefix:name path; karton has no systemd cgroup driver, use a path such as /karton/<id>"));
+            }
+            format!("{DEFAULT_PARENT}/{p}")
+        }
+    };
+    let mut out = String::new();
+    for c in Path::new(&raw).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(s) => {
+                out.push('/');
+                out.push_str(&s.to_string_lossy());
+            }
+            Component::ParentDir | Component::Prefix(_) => return Err(bad(&raw, "'..' is not allowed")),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(&raw, "the root cgroup cannot be a container's cgroup"));
+    }
+    Ok(out)
+}
+
+/// mkdir -p, pushing each directory it made onto `created`.
+fn mkdir_nested(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.exists() {
+            break;
+        }
+        missing.push(d);
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => created.push(d.to_path_buf()),
+            // Someone else made it in between: not ours.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("creating cgroup", d, e)),
+        }
+    }
+    Ok(())
+}
+
+fn collect_pids(dir: &Path, out: &mut BTreeSet<i32>) -> Result<(), Error> {
+    out.extend(fsutil::read_pids(&dir.join("cgroup.procs"))?);
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            collect_pids(&e.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+fn signal_pid(pid: i32, sig: Signal) -> Result<(), Error> {
+    match kill(Pid::from_raw(pid), sig) {
+        // Already gone: exactly what we wanted.
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::Sys {
+            op: "kill",
+            path: PathBuf::from(format!("/proc/{pid}")),
+            source: karton_sys::SysError::new("kill", e),
+        }),
+    }
+}
+
+/// Removes the sub-cgroups below `dir` (not `dir` itself), deepest first.
+fn remove_subtree(dir: &Path, deadline: Instant) -> Result<(), Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let sub = e.path();
+            remove_subtree(&sub, deadline)?;
+            rmdir_retry(&sub, deadline)?;
+        }
+    }
+    Ok(())
+}
+
+fn rmdir_retry(dir: &Path, deadline: Instant) -> Result<(), Error> {
+    let start = Instant::now();
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if Instant::now() >= deadline {
+                    let pids = fsutil::read_pids(&dir.join("cgroup.procs")).unwrap_or_default();
+                    return Err(Error::Busy { path: dir.to_path_buf(), ms: start.elapsed().as_millis() as u64, pids });
+                }
+                sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(Error::io("removing cgroup", dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths() {
+        assert_eq!(resolve_path(None, "abc").ok().as_deref(), Some("/karton/abc"));
+        assert_eq!(resolve_path(Some("pod/x"), "abc").ok().as_deref(), Some("/karton/pod/x"));
+        assert_eq!(resolve_path(Some("/a//b/"), "abc").ok().as_deref(), Some("/a/b"));
+        assert!(resolve_path(Some("/a/../b"), "abc").is_err());
+        assert!(resolve_path(Some("/"), "abc").is_err());
+        assert!(resolve_path(None, "a/b").is_err());
+        assert!(resolve_path(Some("system.slice:docker:x"), "x").is_err());
+    }
+}

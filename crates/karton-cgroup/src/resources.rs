@@ -1,0 +1,761 @@
+//! `linux.resources` → an ordered list of cgroup file writes.
+//!
+//! Planning validates every key first (a key the host cannot apply fails before anything
+//! is written), then the writes run in an order the kernel accepts. For `update`, the
+//! current value of every file about to be written is read first, so a failed update can
+//! write them back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
+
+use crate::{devices, fsutil, Cgroup, Error};
+
+const K: &str = "linux.resources";
+
+/// How to put a file back the way it was.
+#[derive(Debug, Clone)]
+pub(crate) enum Restore {
+    /// Write back what was read (line by line if it had several lines).
+    Plain,
+    /// The file reads as `key value` lines; write back the value of this key.
+    Keyed(&'static str),
+    /// A per-device (or per-interface) line: write back the line starting with `dev`, or
+    /// `reset` when there was none.
+    Device { dev: String, reset: String },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct W {
+    key: String,
+    path: PathBuf,
+    value: String,
+    restore: Restore,
+}
+
+impl W {
+    fn new(key: impl Into<String>, dir: &Path, file: &str, value: impl ToString) -> W {
+        W { key: key.into(), path: dir.join(file), value: value.to_string(), restore: Restore::Plain }
+    }
+    fn restore(mut self, r: Restore) -> W {
+        self.restore = r;
+        self
+    }
+    fn dev(self, dev: String, reset: String) -> W {
+        self.restore(Restore::Device { dev, reset })
+    }
+    fn run(&self) -> Result<(), Error> {
+        fsutil::write(&self.key, &self.path, &self.value)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Op {
+    One(W),
+    /// Related limits the kernel checks against each other (memory vs memory+swap, quota
+    /// vs burst, rt runtime vs period): whichever order works depends on the old values,
+    /// so try forwards and, if a write is refused, backwards.
+    EitherOrder(Vec<W>),
+    /// v1 devices.allow / devices.deny writes, in rule order.
+    DevicesV1 { dir: PathBuf, writes: Vec<W> },
+    /// A cgroup2 device program built from the rules (replaces the previous one).
+    DevicesV2 { dir: PathBuf, rules: Vec<LinuxDeviceCgroup> },
+}
+
+/// What `restore` needs to undo one op.
+#[derive(Debug)]
+pub(crate) enum Saved {
+    Writes(Vec<W>),
+    Either(Vec<W>),
+    DevicesV1 { dir: PathBuf, list: String },
+    Nothing,
+}
+
+/// Where a controller lives for this cgroup.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
+}
+
+fn locate<'a>(cg: &'a Cgroup, v1: &str, v2: &str) -> Option<At<'a>> {
+    if let Some(d) = cg.v1_dir(v1) {
+        return Some(At::V1(d));
+    }
+    cg.v2_controller_dir(v2).map(At::V2)
+}
+
+/// Makes `controller` usable in this cgroup's cgroup2 directory by enabling it in the
+/// subtree_control of every ancestor below the mount point, top-down. Only done when a
+/// limit needs it; it limits nothing by itself.
+fn enable_v2(cg: &Cgroup, controller: &str, key: &str) -> Result<(), Error> {
+    let (Some(mount), Some(leaf)) = (cg.v2_mount(), cg.v2_dir()) else { return Ok(()) };
+    let mut ancestors: Vec<&Path> = leaf.ancestors().skip(1).take_while(|a| a.starts_with(mount)).collect();
+    ancestors.reverse();
+    for a in ancestors {
+        let sc = a.join("cgroup.subtree_control");
+        let cur = fsutil::read(&sc)?;
+        if !cur.split_whitespace().any(|c| c == controller) {
+            fsutil::write(key, &sc, &format!("+{controller}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The location of a controller, or an "unsupported" error naming `key`.
+fn need<'a>(cg: &'a Cgroup, v1: &str, v2: &str, key: &str) -> Result<At<'a>, Error> {
+    match locate(cg, v1, v2) {
+        Some(at @ At::V2(_)) => {
+            enable_v2(cg, v2, key)?;
+            Ok(at)
+        }
+        Some(at) => Ok(at),
+        None => Err(Error::unsupported(
+            key,
+            format!("the {v1} controller is not mounted (neither a v1 hierarchy nor enabled in cgroup2): remove the key or mount the controller"),
+        )),
+    }
+}
+
+fn need_file(dir: &Path, file: &str, key: &str, why: &str) -> Result<(), Error> {
+    if dir.join(file).exists() {
+        Ok(())
+    } else {
+        Err(Error::unsupported(key, format!("{} does not exist: {why}", dir.join(file).display())))
+    }
+}
+
+pub(crate) fn plan(cg: &Cgroup, res: &LinuxResources, for_update: bool) -> Result<Vec<Op>, Error> {
+    let mut ops = Vec::new();
+    // Order as runc: cpuset before memory (so memory nodes exist), devices early on v1;
+    // unified last so its raw values win over converted ones; the v2 device program last
+    // of all, as the only step that cannot be rolled back by rewriting a file.
+    if let Some(cpu) = res.cpu() {
+        plan_cpuset(cg, cpu, &mut ops)?;
+    }
+    let mut v2_devices = None;
+    if let Some(devs) = res.devices() {
+        if !devs.is_empty() {
+            match locate(cg, "devices", "devices") {
+                Some(At::V1(d)) => ops.push(devices_v1(d, devs)?),
+                _ => match cg.v2_dir() {
+                    Some(d) => {
+                        devices::validate(devs)?;
+                        v2_devices = Some(Op::DevicesV2 { dir: d.to_path_buf(), rules: devs.clone() });
+                    }
+                    None => return Err(Error::unsupported(format!("{K}.devices"), "no devices controller and no cgroup2 mount")),
+                },
+            }
+        }
+    }
+    if let Some(m) = res.memory() {
+        plan_memory(cg, m, for_update, &mut ops)?;
+    }
+    if let Some(cpu) = res.cpu() {
+        plan_cpu(cg, cpu, &mut ops)?;
+    }
+    if let Some(p) = res.pids() {
+        let key = format!("{K}.pids.limit");
+        let limit = p.limit();
+        if limit != 0 {
+            let at = need(cg, "pids", "pids", &key)?;
+            let d = match at {
+                At::V1(d) | At::V2(d) => d,
+            };
+            let v = if limit < 0 { "max".to_string() } else { limit.to_string() };
+            ops.push(Op::One(W::new(key, d, "pids.max", v)));
+        }
+    }
+    if let Some(b) = res.block_io() {
+        plan_blkio(cg, b, &mut ops)?;
+    }
+    if let Some(h) = res.hugepage_limits() {
+        plan_hugetlb(cg, h, &mut ops)?;
+    }
+    if let Some(n) = res.network() {
+        if let Some(id) = n.class_id().filter(|c| *c != 0) {
+            let key = format!("{K}.network.classID");
+            let d = cg.v1_dir("net_cls").ok_or_else(|| {
+                Error::unsupported(&key, "the net_cls controller is not mounted on this host (cgroup2 has none)")
+            })?;
+            ops.push(Op::One(W::new(key, d, "net_cls.classid", id)));
+        }
+        if let Some(prios) = n.priorities().as_ref().filter(|p| !p.is_empty()) {
+            let key = format!("{K}.network.priorities");
+            let d = cg.v1_dir("net_prio").ok_or_else(|| {
+                Error::unsupported(&key, "the net_prio controller is not mounted on this host (cgroup2 has none)")
+            })?;
+            for p in prios {
+                ops.push(Op::One(
+                    W::new(&key, d, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))
+                        .dev(p.name().clone(), format!("{} 0", p.name())),
+                ));
+            }
+        }
+    }
+    if let Some(rdma) = res.rdma().as_ref().filter(|r| !r.is_empty()) {
+        let key = format!("{K}.rdma");
+        let (At::V1(d) | At::V2(d)) = need(cg, "rdma", "rdma", &key)?;
+        for (dev, r) in rdma {
+            let h = r.hca_handles().map_or("max".to_string(), |v| v.to_string());
+            let o = r.hca_objects().map_or("max".to_string(), |v| v.to_string());
+            ops.push(Op::One(
+                W::new(format!("{key}.{dev}"), d, "rdma.max", format!("{dev} hca_handle={h} hca_object={o}"))
+                    .dev(dev.clone(), format!("{dev} hca_handle=max hca_object=max")),
+            ));
+        }
+    }
+    if let Some(u) = res.unified().as_ref().filter(|u| !u.is_empty()) {
+        plan_unified(cg, u, &mut ops)?;
+    }
+    ops.extend(v2_devices);
+    Ok(ops)
+}
+
+fn plan_cpuset(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error> {
+    for (name, val) in [("cpus", cpu.cpus()), ("mems", cpu.mems())] {
+        if let Some(v) = val.as_deref().filter(|v| !v.trim().is_empty()) {
+            let key = format!("{K}.cpu.{name}");
+            let (At::V1(d) | At::V2(d)) = need(cg, "cpuset", "cpuset", &key)?;
+            ops.push(Op::One(W::new(key, d, &format!("cpuset.{name}"), v.trim())));
+        }
+    }
+    Ok(())
+}
+
+#[allow(deprecated)] // memory.kernel: deprecated in the spec, still honoured where the kernel has it.
+fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let key = |f: &str| format!("{K}.memory.{f}");
+    let limit = m.limit().filter(|v| *v != 0);
+    let swap = m.swap().filter(|v| *v != 0);
+    for (name, v) in [("limit", limit), ("swap", swap), ("reservation", m.reservation())] {
+        if let Some(v) = v.filter(|v| *v < -1) {
+            return Err(Error::invalid(key(name), v, "must be -1 (unlimited) or a number of bytes"));
+        }
+    }
+    if let (Some(l), Some(s)) = (limit, swap) {
+        if l > 0 && s > 0 && s < l {
+            return Err(Error::invalid(key("swap"), s, format!("memory.swap is memory+swap and must be >= memory.limit ({l})")));
+        }
+    }
+    let swappiness = m.swappiness().filter(|v| *v != u64::MAX);
+    if let Some(s) = swappiness.filter(|s| *s > 100) {
+        return Err(Error::invalid(key("swappiness"), s, "must be between 0 and 100"));
+    }
+    let kernel = m.kernel().filter(|v| *v != 0 && *v != -1);
+    let kernel_tcp = m.kernel_tcp().filter(|v| *v != 0 && *v != -1);
+    let any = limit.is_some()
+        || swap.is_some()
+        || m.reservation().is_some()
+        || swappiness.is_some()
+        || kernel.is_some()
+        || kernel_tcp.is_some()
+        || m.disable_oom_killer() == Some(true)
+        || m.use_hierarchy() == Some(false);
+    if !any {
+        return Ok(());
+    }
+    let first_key = if limit.is_some() { key("limit") } else { format!("{K}.memory") };
+    match need(cg, "memory", "memory", &first_key)? {
+        At::V1(d) => {
+            if for_update && m.check_before_update() == Some(true) {
+                check_usage(d, "memory.usage_in_bytes", limit, &key("limit"))?;
+            }
+            let mut pair = Vec::new();
+            if let Some(l) = limit {
+                pair.push(W::new(key("limit"), d, "memory.limit_in_bytes", l));
+            }
+            if let Some(s) = swap {
+                need_file(d, "memory.memsw.limit_in_bytes", &key("swap"), "swap accounting is off in this kernel (boot with swapaccount=1) or remove the key")?;
+                pair.push(W::new(key("swap"), d, "memory.memsw.limit_in_bytes", s));
+            }
+            if !pair.is_empty() {
+                ops.push(Op::EitherOrder(pair));
+            }
+            if let Some(r) = m.reservation() {
+                ops.push(Op::One(W::new(key("reservation"), d, "memory.soft_limit_in_bytes", r)));
+            }
+            if let Some(s) = swappiness {
+                ops.push(Op::One(W::new(key("swappiness"), d, "memory.swappiness", s)));
+            }
+            if let Some(k) = kernel {
+                need_file(d, "memory.kmem.limit_in_bytes", &key("kernel"), "this kernel has no kernel-memory limit (removed in Linux 6.x for v1); remove the key")?;
+                ops.push(Op::One(W::new(key("kernel"), d, "memory.kmem.limit_in_bytes", k)));
+            }
+            if let Some(k) = kernel_tcp {
+                need_file(d, "memory.kmem.tcp.limit_in_bytes", &key("kernelTCP"), "this kernel has no kernel TCP memory limit; remove the key")?;
+                ops.push(Op::One(W::new(key("kernelTCP"), d, "memory.kmem.tcp.limit_in_bytes", k)));
+            }
+            if let Some(b) = m.disable_oom_killer() {
+                ops.push(Op::One(
+                    W::new(key("disableOOMKiller"), d, "memory.oom_control", u8::from(b))
+                        .restore(Restore::Keyed("oom_kill_disable")),
+                ));
+            }
+            if m.use_hierarchy() == Some(false) {
+                return Err(Error::unsupported(key("useHierarchy"), "this kernel always uses hierarchical accounting; remove the key or set it to true"));
+            }
+        }
+        At::V2(d) => {
+            if swappiness.is_some() {
+                return Err(Error::unsupported(key("swappiness"), "cgroup v2 has no per-cgroup swappiness; remove the key"));
+            }
+            if kernel.is_some() || kernel_tcp.is_some() {
+                let k = if kernel.is_some() { "kernel" } else { "kernelTCP" };
+                return Err(Error::unsupported(key(k), "cgroup v2 has no separate kernel memory limit (kernel memory counts in memory.max); remove the key"));
+            }
+            if m.disable_oom_killer() == Some(true) {
+                return Err(Error::unsupported(key("disableOOMKiller"), "cgroup v2 cannot disable the OOM killer for a cgroup; remove the key"));
+            }
+            if for_update && m.check_before_update() == Some(true) {
+                check_usage(d, "memory.current", limit, &key("limit"))?;
+            }
+            if let Some(s) = swap {
+                // OCI swap is memory+swap; cgroup2's memory.swap.max is swap alone.
+                let v = match (s, limit) {
+                    (-1, _) => "max".to_string(),
+                    (_, None) | (_, Some(-1)) => {
+                        return Err(Error::invalid(key("swap"), s, "a swap limit needs memory.limit on cgroup v2 (swap.max = swap - limit)"))
+                    }
+                    (s, Some(l)) => (s - l).to_string(),
+                };
+                need_file(d, "memory.swap.max", &key("swap"), "swap accounting is off in this kernel; remove the key")?;
+                ops.push(Op::One(W::new(key("swap"), d, "memory.swap.max", v)));
+            }
+            if let Some(l) = limit {
+                ops.push(Op::One(W::new(key("limit"), d, "memory.max", max_or(l))));
+            }
+            if let Some(r) = m.reservation() {
+                ops.push(Op::One(W::new(key("reservation"), d, "memory.low", max_or(r))));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn check_usage(d: &Path, file: &str, limit: Option<i64>, key: &str) -> Result<(), Error> {
+    if let Some(l) = limit.filter(|l| *l > 0) {
+        let usage = fsutil::read_u64(&d.join(file))?;
+        if usage > l as u64 {
+            return Err(Error::invalid(key, l, format!("below current usage {usage} (checkBeforeUpdate)")));
+        }
+    }
+    Ok(())
+}
+
+/// cgroup v1 cpu.shares [2, 262144] → cgroup v2 cpu.weight [1, 10000]: the linear map of
+/// runc ≤ 1.2 and crun < 1.12 (so shares 1024 → weight 39, not the v2 default 100).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
+/// blkio weight [10, 1000] → io.weight [1, 10000] (runc's linear map).
+pub fn blkio_weight_to_io(w: u16) -> u64 {
+    let w = u64::from(w.clamp(10, 1000));
+    1 + (w - 10) * 9999 / 990
+}
+
+fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let key = |f: &str| format!("{K}.cpu.{f}");
+    let shares = cpu.shares().filter(|v| *v != 0);
+    let quota = cpu.quota().filter(|v| *v != 0);
+    let period = cpu.period().filter(|v| *v != 0);
+    let burst = cpu.burst();
+    let rt_runtime = cpu.realtime_runtime().filter(|v| *v != 0);
+    let rt_period = cpu.realtime_period().filter(|v| *v != 0);
+    let idle = cpu.idle();
+    if let Some(q) = quota.filter(|q| *q < -1) {
+        return Err(Error::invalid(key("quota"), q, "must be -1 (unlimited) or microseconds >= 1000"));
+    }
+    if shares.is_none()
+        && quota.is_none()
+        && period.is_none()
+        && burst.is_none()
+        && rt_runtime.is_none()
+        && rt_period.is_none()
+        && idle.is_none()
+    {
+        return Ok(());
+    }
+    let first = [("shares", shares.is_some()), ("quota", quota.is_some()), ("period", period.is_some())]
+        .iter()
+        .find(|(_, s)| *s)
+        .map_or(format!("{K}.cpu"), |(n, _)| key(n));
+    match need(cg, "cpu", "cpu", &first)? {
+        At::V1(d) => {
+            if let Some(s) = shares {
+                ops.push(Op::One(W::new(key("shares"), d, "cpu.shares", s)));
+            }
+            let mut group = Vec::new();
+            if let Some(p) = period {
+                group.push(W::new(key("period"), d, "cpu.cfs_period_us", p));
+            }
+            if let Some(q) = quota {
+                group.push(W::new(key("quota"), d, "cpu.cfs_quota_us", q));
+            }
+            if let Some(b) = burst {
+                need_file(d, "cpu.cfs_burst_us", &key("burst"), "this kernel has no CFS burst; remove the key")?;
+                group.push(W::new(key("burst"), d, "cpu.cfs_burst_us", b));
+            }
+            if !group.is_empty() {
+                ops.push(Op::EitherOrder(group));
+            }
+            let mut rt = Vec::new();
+            if let Some(p) = rt_period {
+                need_file(d, "cpu.rt_period_us", &key("realtimePeriod"), "kernel built without CONFIG_RT_GROUP_SCHED")?;
+                rt.push(W::new(key("realtimePeriod"), d, "cpu.rt_period_us", p));
+            }
+            if let Some(r) = rt_runtime {
+                need_file(d, "cpu.rt_runtime_us", &key("realtimeRuntime"), "kernel built without CONFIG_RT_GROUP_SCHED")?;
+                rt.push(W::new(key("realtimeRuntime"), d, "cpu.rt_runtime_us", r));
+            }
+            if !rt.is_empty() {
+                ops.push(Op::EitherOrder(rt));
+            }
+            if let Some(i) = idle {
+                need_file(d, "cpu.idle", &key("idle"), "this kernel has no SCHED_IDLE cgroups; remove the key")?;
+                ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
+            }
+        }
+        At::V2(d) => {
+            if rt_runtime.is_some() || rt_period.is_some() {
+                let k = if rt_runtime.is_some() { "realtimeRuntime" } else { "realtimePeriod" };
+                return Err(Error::unsupported(key(k), "cgroup v2 has no realtime bandwidth control; remove the key"));
+            }
+            if let Some(s) = shares {
+                ops.push(Op::One(W::new(key("shares"), d, "cpu.weight", shares_to_weight(s))));
+            }
+            let mut group = Vec::new();
+            if quota.is_some() || period.is_some() {
+                // cpu.max holds both; keep the half that was not given.
+                let cur = fsutil::read_opt(&d.join("cpu.max"))?.unwrap_or_else(|| "max 100000".into());
+                let mut it = cur.split_whitespace();
+                let cur_q = it.next().unwrap_or("max").to_string();
+                let cur_p = it.next().unwrap_or("100000").to_string();
+                let q = quota.map_or(cur_q, max_or);
+                let p = period.map_or(cur_p, |p| p.to_string());
+                let k = if quota.is_some() { key("quota") } else { key("period") };
+                group.push(W::new(k, d, "cpu.max", format!("{q} {p}")));
+            }
+            if let Some(b) = burst {
+                need_file(d, "cpu.max.burst", &key("burst"), "this kernel has no CFS burst; remove the key")?;
+                group.push(W::new(key("burst"), d, "cpu.max.burst", b));
+            }
+            if !group.is_empty() {
+                ops.push(Op::EitherOrder(group));
+            }
+            if let Some(i) = idle {
+                need_file(d, "cpu.idle", &key("idle"), "this kernel has no SCHED_IDLE cgroups; remove the key")?;
+                ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let key = |f: &str| format!("{K}.blockIO.{f}");
+    let weight = b.weight().filter(|w| *w != 0);
+    let leaf = b.leaf_weight().filter(|w| *w != 0);
+    let wdev = b.weight_device().clone().unwrap_or_default();
+    let throttles = [
+        ("throttleReadBpsDevice", b.throttle_read_bps_device(), "read_bps_device", "rbps"),
+        ("throttleWriteBpsDevice", b.throttle_write_bps_device(), "write_bps_device", "wbps"),
+        ("throttleReadIOPSDevice", b.throttle_read_iops_device(), "read_iops_device", "riops"),
+        ("throttleWriteIOPSDevice", b.throttle_write_iops_device(), "write_iops_device", "wiops"),
+    ];
+    let any_throttle = throttles.iter().any(|t| t.1.as_ref().is_some_and(|v| !v.is_empty()));
+    if weight.is_none() && leaf.is_none() && wdev.is_empty() && !any_throttle {
+        return Ok(());
+    }
+    for (name, w) in [("weight", weight), ("leafWeight", leaf)] {
+        if let Some(w) = w.filter(|w| !(10..=1000).contains(w)) {
+            return Err(Error::invalid(key(name), w, "must be between 10 and 1000"));
+        }
+    }
+    match need(cg, "blkio", "io", &format!("{K}.blockIO"))? {
+        At::V1(d) => {
+            // CFQ's blkio.weight is gone from modern kernels; BFQ has blkio.bfq.weight.
+            let wfile = if d.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
+            let wdfile = if d.join("blkio.weight_device").exists() { "blkio.weight_device" } else { "blkio.bfq.weight_device" };
+            if let Some(w) = weight {
+                need_file(d, wfile, &key("weight"), "no proportional-weight I/O policy (CFQ or BFQ) in this kernel")?;
+                ops.push(Op::One(W::new(key("weight"), d, wfile, w)));
+            }
+            if let Some(w) = leaf {
+                need_file(d, "blkio.leaf_weight", &key("leafWeight"), "leaf weights existed only with the CFQ scheduler, which this kernel lacks; remove the key")?;
+                ops.push(Op::One(W::new(key("leafWeight"), d, "blkio.leaf_weight", w)));
+            }
+            for (i, wd) in wdev.iter().enumerate() {
+                let dev = format!("{}:{}", wd.major(), wd.minor());
+                if let Some(w) = wd.weight() {
+                    let k = format!("{}[{i}].weight", key("weightDevice"));
+                    need_file(d, wdfile, &k, "no proportional-weight I/O policy in this kernel")?;
+                    ops.push(Op::One(W::new(k, d, wdfile, format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0"))));
+                }
+                if let Some(w) = wd.leaf_weight() {
+                    let k = format!("{}[{i}].leafWeight", key("weightDevice"));
+                    need_file(d, "blkio.leaf_weight_device", &k, "leaf weights existed only with CFQ; remove the key")?;
+                    ops.push(Op::One(
+                        W::new(k, d, "blkio.leaf_weight_device", format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0")),
+                    ));
+                }
+            }
+            for (name, list, file, _) in &throttles {
+                for (i, t) in list.iter().flatten().enumerate() {
+                    let dev = format!("{}:{}", t.major(), t.minor());
+                    let f = format!("blkio.throttle.{file}");
+                    let k = format!("{}[{i}]", key(name));
+                    need_file(d, &f, &k, "this kernel has no blkio throttling (CONFIG_BLK_DEV_THROTTLING)")?;
+                    ops.push(Op::One(W::new(k, d, &f, format!("{dev} {}", t.rate())).dev(dev.clone(), format!("{dev} 0"))));
+                }
+            }
+        }
+        At::V2(d) => {
+            if leaf.is_some() || wdev.iter().any(|w| w.leaf_weight().is_some()) {
+                return Err(Error::unsupported(key("leafWeight"), "cgroup v2 has no leaf weights; remove the key"));
+            }
+            let bfq = d.join("io.bfq.weight").exists();
+            if let Some(w) = weight {
+                if bfq {
+                    ops.push(Op::One(W::new(key("weight"), d, "io.bfq.weight", w).restore(Restore::Keyed("default"))));
+                } else {
+                    need_file(d, "io.weight", &key("weight"), "no io.weight (io.cost) or io.bfq.weight in this kernel")?;
+                    ops.push(Op::One(
+                        W::new(key("weight"), d, "io.weight", format!("default {}", blkio_weight_to_io(w)))
+                            .restore(Restore::Keyed("default")),
+                    ));
+                }
+            }
+            for (i, wd) in wdev.iter().enumerate() {
+                let dev = format!("{}:{}", wd.major(), wd.minor());
+                if let Some(w) = wd.weight() {
+                    let k = format!("{}[{i}].weight", key("weightDevice"));
+                    let (file, val) =
+                        if bfq { ("io.bfq.weight", u64::from(w)) } else { ("io.weight", blkio_weight_to_io(w)) };
+                    need_file(d, file, &k, "no per-device I/O weights in this kernel")?;
+                    ops.push(Op::One(
+                        W::new(k, d, file, format!("{dev} {val}")).dev(dev.clone(), format!("{dev} default")),
+                    ));
+                }
+            }
+            for (name, list, _, v2key) in &throttles {
+                for (i, t) in list.iter().flatten().enumerate() {
+                    let dev = format!("{}:{}", t.major(), t.minor());
+                    let k = format!("{}[{i}]", key(name));
+                    need_file(d, "io.max", &k, "this kernel has no io.max throttling")?;
+                    // 0 means "no limit" in the OCI/v1 sense.
+                    let rate = if t.rate() == 0 { "max".to_string() } else { t.rate().to_string() };
+                    ops.push(Op::One(
+                        W::new(k, d, "io.max", format!("{dev} {v2key}={rate}"))
+                            .dev(dev.clone(), format!("{dev} rbps=max wbps=max riops=max wiops=max")),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plan_hugetlb(cg: &Cgroup, limits: &[oci_spec::runtime::LinuxHugepageLimit], ops: &mut Vec<Op>) -> Result<(), Error> {
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let base = format!("{K}.hugepageLimits");
+    let at = need(cg, "hugetlb", "hugetlb", &base)?;
+    for (i, h) in limits.iter().enumerate() {
+        let key = format!("{base}[{i}] (pageSize {:?})", h.page_size());
+        let size = h.page_size();
+        if size.is_empty() || size.contains('/') || size.contains('.') {
+            return Err(Error::invalid(key, size, "expected a page size such as \"2MB\" or \"1GB\""));
+        }
+        let (d, file, rsvd, value) = match at {
+            At::V1(d) => (d, format!("hugetlb.{size}.limit_in_bytes"), format!("hugetlb.{size}.rsvd.limit_in_bytes"), h.limit().to_string()),
+            At::V2(d) => (d, format!("hugetlb.{size}.max"), format!("hugetlb.{size}.rsvd.max"), max_or(h.limit())),
+        };
+        if !d.join(&file).exists() {
+            let avail = hugetlb_sizes(d);
+            return Err(Error::unsupported(key, format!("no hugetlb page size {size} here (available: {})", avail.join(", "))));
+        }
+        ops.push(Op::One(W::new(&key, d, &file, &value)));
+        // Reservations too where the kernel has them, so a reserved-but-unfaulted mapping
+        // cannot exceed the limit either (runc does the same).
+        if d.join(&rsvd).exists() {
+            ops.push(Op::One(W::new(&key, d, &rsvd, &value)));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn hugetlb_sizes(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .map(|it| {
+            it.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let rest = n.strip_prefix("hugetlb.")?;
+                    let (size, tail) = rest.split_once('.')?;
+                    (tail == "limit_in_bytes" || tail == "max").then(|| size.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn plan_unified(cg: &Cgroup, u: &std::collections::HashMap<String, String>, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let Some(d) = cg.v2_dir() else {
+        return Err(Error::unsupported(format!("{K}.unified"), "this host has no cgroup2 hierarchy (pure cgroup v1); remove the key"));
+    };
+    // Sorted so that the write order does not depend on HashMap order.
+    let sorted: BTreeMap<&String, &String> = u.iter().collect();
+    for (k, v) in sorted {
+        let key = format!("{K}.unified[{k:?}]");
+        if k.is_empty() || k.contains('/') || k.starts_with('.') || !k.contains('.') {
+            return Err(Error::invalid(key, k, "expected a cgroup2 file name such as \"memory.high\""));
+        }
+        let ctrl = k.split('.').next().unwrap_or_default();
+        if ctrl != "cgroup" {
+            if cg.v2_controllers().iter().any(|c| c == ctrl) {
+                enable_v2(cg, ctrl, &key)?;
+            } else if !d.join(k).exists() {
+                let why = if cg.v1_dir(ctrl).is_some() {
+                    format!("the {ctrl} controller is bound to a cgroup v1 hierarchy on this host, not to cgroup2")
+                } else {
+                    format!("cgroup2 here has no {ctrl} controller (available: {})", cg.v2_controllers().join(" "))
+                };
+                return Err(Error::unsupported(key, why));
+            }
+        }
+        need_file(d, k, &key, "no such cgroup2 interface file in this kernel")?;
+        ops.push(Op::One(W::new(key, d, k, v)));
+    }
+    Ok(())
+}
+
+fn devices_v1(d: &Path, devs: &[LinuxDeviceCgroup]) -> Result<Op, Error> {
+    // Deny everything first: access is allowed only by a rule (as runc, and as the v2
+    // program does), not inherited from the parent's allow-all.
+    let mut writes = vec![W::new(format!("{K}.devices"), d, "devices.deny", "a")];
+    for (i, r) in devs.iter().enumerate() {
+        let Some(lines) = devices::v1_rule(i, r)? else { continue };
+        let file = if r.allow() { "devices.allow" } else { "devices.deny" };
+        for line in lines {
+            writes.push(W::new(format!("{K}.devices[{i}]"), d, file, line));
+        }
+    }
+    Ok(Op::DevicesV1 { dir: d.to_path_buf(), writes })
+}
+
+pub(crate) fn execute(ops: &[Op]) -> Result<(), Error> {
+    for op in ops {
+        match op {
+            Op::One(w) => w.run()?,
+            Op::EitherOrder(ws) => run_either(ws)?,
+            Op::DevicesV1 { writes, .. } => writes.iter().try_for_each(W::run)?,
+            Op::DevicesV2 { dir, rules } => devices::apply_v2(dir, rules)?,
+        }
+    }
+    Ok(())
+}
+
+fn run_either(ws: &[W]) -> Result<(), Error> {
+    match ws.iter().try_for_each(W::run) {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            // The kernel refused a value against a related old one: the other order works
+            // if the new values are consistent among themselves.
+            if ws.iter().rev().try_for_each(W::run).is_ok() {
+                Ok(())
+            } else {
+                Err(first)
+            }
+        }
+    }
+}
+
+/// Reads the current value of everything `ops` will write.
+pub(crate) fn snapshot(ops: &[Op]) -> Result<Vec<Saved>, Error> {
+    let mut out = Vec::new();
+    for op in ops {
+        out.push(match op {
+            Op::One(w) => Saved::Writes(restore_writes(w)?),
+            Op::EitherOrder(ws) => {
+                let mut v = Vec::new();
+                for w in ws {
+                    v.extend(restore_writes(w)?);
+                }
+                Saved::Either(v)
+            }
+            Op::DevicesV1 { dir, .. } => Saved::DevicesV1 { dir: dir.clone(), list: fsutil::read(&dir.join("devices.list"))? },
+            // Last op, and it replaces the old program only once the new one is attached.
+            Op::DevicesV2 { .. } => Saved::Nothing,
+        });
+    }
+    Ok(out)
+}
+
+fn restore_writes(w: &W) -> Result<Vec<W>, Error> {
+    let old = fsutil::read(&w.path)?;
+    let mk = |v: &str| W { key: format!("{} (restore)", w.key), path: w.path.clone(), value: v.to_string(), restore: Restore::Plain };
+    Ok(match &w.restore {
+        Restore::Plain => old.lines().map(str::trim).filter(|l| !l.is_empty()).map(mk).collect(),
+        Restore::Keyed(k) => fsutil::keyed_value(&old, k).map(|v| mk(&v.to_string())).into_iter().collect(),
+        Restore::Device { dev, reset } => {
+            let line = old.lines().find(|l| l.split_whitespace().next() == Some(dev.as_str()));
+            vec![mk(line.unwrap_or(reset))]
+        }
+    })
+}
+
+/// Writes back what `snapshot` read, last op first. Keeps going after a failure so that as
+/// much as possible is restored, and reports the first failure.
+pub(crate) fn restore(saved: &[Saved]) -> Result<(), Error> {
+    let mut first_err = None;
+    for s in saved.iter().rev() {
+        let r = match s {
+            Saved::Writes(ws) => ws.iter().try_for_each(W::run),
+            Saved::Either(ws) => run_either(ws),
+            Saved::DevicesV1 { dir, list } => restore_devices_v1(dir, list),
+            Saved::Nothing => Ok(()),
+        };
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn restore_devices_v1(dir: &Path, list: &str) -> Result<(), Error> {
+    fsutil::write("devices (restore)", &dir.join("devices.deny"), "a")?;
+    for l in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        fsutil::write("devices (restore)", &dir.join("devices.allow"), l)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(blkio_weight_to_io(10), 1);
+        assert_eq!(blkio_weight_to_io(1000), 10_000);
+    }
+}

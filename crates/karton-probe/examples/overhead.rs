@@ -1,0 +1,107 @@
+//! Overhead of each instrument per event, measured on this process.
+//!
+//! Method: a loop of N getppid(2) calls (or N first-touch page faults), timed with
+//! CLOCK_MONOTONIC, alternating passes without probes (A) and with one instrument attached
+//! (B): A B A B … for R rounds. Cost per event = median over rounds of (B - A) / N.
+//! Attach and detach happen outside the timed region. Run as root, release build:
+//!   cargo run --release -p karton-probe --example overhead [-- N ROUNDS]
+
+use std::time::Instant;
+
+use karton_probe::{Probe, ProbeBuilder, Target};
+
+#[derive(Clone, Copy)]
+enum Work {
+    Getppid,
+    Faults,
+}
+
+fn run(work: Work, n: u64) -> f64 {
+    let t = Instant::now();
+    match work {
+        Work::Getppid => {
+            for _ in 0..n {
+                std::hint::black_box(nix::unistd::getppid());
+            }
+        }
+        Work::Faults => {
+            let mut v: Vec<u8> = Vec::with_capacity(n as usize * 4096);
+            let spare = v.spare_capacity_mut();
+            for i in 0..n as usize {
+                spare[i * 4096].write(1);
+            }
+            std::hint::black_box(&v);
+        }
+    }
+    t.elapsed().as_nanos() as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
+    let nf = 50_000u64; // page faults per pass (200 MiB)
+    let me = std::process::id();
+    let cases: Vec<(&str, Work, ProbeBuilder)> = vec![
+        ("syscalls counter (sys_exit), target task", Work::Getppid, Probe::builder().syscalls(true).target(Target::Tgid(me))),
+        ("syscalls counter (sys_exit), non-target task", Work::Getppid, Probe::builder().syscalls(true).target(Target::Tgid(1))),
+        ("syscalls counter, Target::All (pid-ns key)", Work::Getppid, Probe::builder().syscalls(true).target(Target::All)),
+        ("syscalls + latency histogram, target task", Work::Getppid, Probe::builder().syscall_latency(true).target(Target::Tgid(me))),
+        ("nsops, tax on an unrelated syscall", Work::Getppid, Probe::builder().nsops(true).target(Target::Tgid(me))),
+        ("sched, tax on a syscall", Work::Getppid, Probe::builder().sched(true).target(Target::Tgid(me))),
+        ("timeline, tax on a syscall", Work::Getppid, Probe::builder().timeline(true).target(Target::Tgid(me))),
+        ("footprint 999 Hz, tax on a syscall", Work::Getppid, Probe::builder().footprint(true).target(Target::Tgid(me))),
+        ("faults, per user page fault", Work::Faults, Probe::builder().faults(true).target(Target::Tgid(me))),
+    ];
+    println!("karton-probe overhead: N={n} getppid per pass, {nf} faults per pass, {rounds} rounds A/B interleaved");
+    println!("{:<46} {:>12} {:>12} {:>12}  mechanism", "instrument", "base ns/ev", "with ns/ev", "added ns/ev");
+    for (name, work, b) in cases {
+        let n_ev = match work {
+            Work::Getppid => n,
+            Work::Faults => nf,
+        };
+        run(work, n_ev / 10); // warm-up
+        let mut base = Vec::new();
+        let mut with = Vec::new();
+        let mut deltas = Vec::new();
+        let mut mech = String::new();
+        let mut failed = None;
+        for _ in 0..rounds {
+            let a = run(work, n_ev) / n_ev as f64;
+            let probe = match b.clone().attach() {
+                Ok(p) => p,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            };
+            if let Some(s) = probe.status().iter().find(|s| !matches!(s.state, karton_probe::InstrumentState::Active)) {
+                failed = Some(format!("{:?}", s.state));
+                break;
+            }
+            mech = probe.status().iter().map(|s| s.mechanism.clone()).collect::<Vec<_>>().join(", ");
+            let bb = run(work, n_ev) / n_ev as f64;
+            drop(probe);
+            base.push(a);
+            with.push(bb);
+            deltas.push(bb - a);
+        }
+        match failed {
+            Some(e) => println!("{name:<46} REFUSED: {e}"),
+            None => {
+                let (ba, wi, d) = (median(base), median(with), median(deltas.clone()));
+                println!("{name:<46} {ba:>12.1} {wi:>12.1} {d:>12.1}  {mech}");
+                println!(
+                    "{}",
+                    serde_json::json!({"instrument": name, "events_per_pass": n_ev, "rounds": rounds,
+                        "base_ns": ba, "with_ns": wi, "added_ns_median": d, "added_ns_all": deltas, "mechanism": mech})
+                );
+            }
+        }
+    }
+}

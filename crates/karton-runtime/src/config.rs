@@ -1,0 +1,457 @@
+//! Loading and checking an OCI bundle's config.json.
+//!
+//! Parse errors name the file, the JSON path of the field, the line and the column.
+//! Semantic checks name the field and say how to fix it; they run before anything is
+//! created, so a bad config leaves nothing behind.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use karton_ns::NsType;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// A parsed config.json with where it came from, for messages.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub spec: Spec,
+    pub path: PathBuf,
+    /// The raw text: copied into the state directory so later commands (delete's poststop
+    /// hooks, exec) see the config the container was created with.
+    pub text: String,
+}
+
+/// Reads `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Config> {
+    let path = bundle.join("config.json");
+    if !bundle.is_dir() {
+        return Err(Error::Config(format!(
+            "bundle {}: not a directory: pass --bundle with the directory that holds config.json and the rootfs",
+            bundle.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            "create one with `karton spec`"
+        } else {
+            "check its permissions"
+        };
+        Error::Config(format!("{}: cannot read: {e}: {hint}", path.display()))
+    })?;
+    let spec = parse_spec(&text, &path)?;
+    Ok(Config { spec, path, text })
+}
+
+/// Parses config.json text; `origin` names the file in messages.
+pub fn parse_spec(text: &str, origin: &Path) -> Result<Spec> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.inner();
+        let msg = strip_position(&inner.to_string());
+        let at = if field == "." { String::new() } else { format!("{field}: ") };
+        Error::Config(format!(
+            "{}: {at}{msg} (line {}, column {}): fix this field",
+            origin.display(),
+            inner.line(),
+            inner.column()
+        ))
+    })?;
+    Ok(spec)
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The 1-based line on which `"key"` first appears in `text`, for messages about fields
+/// that parsed but make no sense.
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let needle = format!("\"{key}\"");
+    text.find(&needle).map(|i| text[..i].matches('\n').count() + 1)
+}
+
+/// One namespace request from `linux.namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsRequest {
+    pub kind: NsType,
+    /// None: create a new one; Some: join the namespace at this path.
+    pub path: Option<PathBuf>,
+}
+
+pub fn ns_type(t: LinuxNamespaceType) -> NsType {
+    match t {
+        LinuxNamespaceType::Mount => NsType::Mnt,
+        LinuxNamespaceType::Cgroup => NsType::Cgroup,
+        LinuxNamespaceType::Uts => NsType::Uts,
+        LinuxNamespaceType::Ipc => NsType::Ipc,
+        LinuxNamespaceType::User => NsType::User,
+        LinuxNamespaceType::Pid => NsType::Pid,
+        LinuxNamespaceType::Network => NsType::Net,
+        LinuxNamespaceType::Time => NsType::Time,
+    }
+}
+
+pub fn namespaces(spec: &Spec) -> Vec<NsRequest> {
+    let list: &[LinuxNamespace] = spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]);
+    list.iter()
+        .map(|n| NsRequest {
+            kind: ns_type(n.typ()),
+            path: n.path().as_ref().filter(|p| !p.as_os_str().is_empty()).cloned(),
+        })
+        .collect()
+}
+
+/// What the host supports, for checks that depend on it.
+#[derive(Debug, Clone, Default)]
+pub struct HostSupport {
+    pub apparmor: bool,
+    pub selinux: bool,
+}
+
+impl HostSupport {
+    pub fn detect() -> HostSupport {
+        let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+        HostSupport {
+            apparmor: lsm.split(',').any(|s| s.trim() == "apparmor")
+                && Path::new("/sys/kernel/security/apparmor").exists(),
+            selinux: lsm.split(',').any(|s| s.trim() == "selinux") && Path::new("/sys/fs/selinux/enforce").exists(),
+        }
+    }
+}
+
+/// Checks a config for a container's first process (create / run).
+pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
+    let spec = &cfg.spec;
+    let file = cfg.path.display().to_string();
+    let at = |key: &str| match line_of(&cfg.text, key) {
+        Some(l) => format!(" (line {l})"),
+        None => String::new(),
+    };
+    let bad = |msg: String| Err(Error::Config(format!("{file}: {msg}")));
+
+    let version = spec.version();
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" {
+        return bad(format!(
+            "ociVersion {version:?}{} is not supported: karton implements runtime-spec 1.x; set \"ociVersion\": \"1.2.1\"",
+            at("ociVersion")
+        ));
+    }
+    match spec.root() {
+        Some(r) if !r.path().as_os_str().is_empty() => {}
+        _ => return bad(format!("root.path is missing{}: set it to the rootfs directory, e.g. \"rootfs\"", at("root"))),
+    }
+    let Some(process) = spec.process() else {
+        return bad("process is missing: set process.args to the command to run".into());
+    };
+    validate_process(process, &file, &|k| at(k), host)?;
+
+    let linux = spec.linux().as_ref();
+    let nss = namespaces(spec);
+    let mut seen = HashSet::new();
+    for n in &nss {
+        if !seen.insert(n.kind) {
+            return bad(format!(
+                "linux.namespaces lists the {} namespace twice{}: keep one entry per type",
+                n.kind.oci_name(),
+                at("namespaces")
+            ));
+        }
+        if let Some(p) = &n.path {
+            if !p.is_absolute() {
+                return bad(format!(
+                    "linux.namespaces: {} path {:?} is relative: use an absolute path such as /proc/PID/ns/{}",
+                    n.kind.oci_name(),
+                    p,
+                    n.kind.proc_name()
+                ));
+            }
+        }
+    }
+    let new = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_none());
+    let has = |k: NsType| nss.iter().any(|n| n.kind == k);
+    if !has(NsType::Mnt) {
+        return bad(format!(
+            "linux.namespaces has no mount namespace{}: karton builds the rootfs in a new mount namespace; add {{\"type\": \"mount\"}}",
+            at("namespaces")
+        ));
+    }
+    if new(NsType::User) {
+        let l = linux.ok_or_else(|| Error::Config(format!("{file}: linux is missing")))?;
+        if l.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
+            || l.gid_mappings().as_ref().is_none_or(|m| m.is_empty())
+        {
+            return bad(format!(
+                "a new user namespace needs linux.uidMappings and linux.gidMappings{}: map container uid 0 to a host uid, e.g. {{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}}",
+                at("namespaces")
+            ));
+        }
+    }
+    if let Some(l) = linux {
+        let mappings = l.uid_mappings().iter().flatten().chain(l.gid_mappings().iter().flatten());
+        for m in mappings {
+            if m.size() == 0 {
+                return bad(format!("linux.uidMappings/gidMappings: an entry has size 0{}: give the number of ids to map", at("uidMappings")));
+            }
+        }
+        if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) && !has(NsType::User) {
+            return bad(format!(
+                "linux.uidMappings is set{} but there is no user namespace: add {{\"type\": \"user\"}} to linux.namespaces or drop the mappings",
+                at("uidMappings")
+            ));
+        }
+        if let Some(offsets) = l.time_offsets() {
+            if !offsets.is_empty() && !new(NsType::Time) {
+                return bad(format!(
+                    "linux.timeOffsets is set{} but no new time namespace is requested: add {{\"type\": \"time\"}} to linux.namespaces",
+                    at("timeOffsets")
+                ));
+            }
+            for k in offsets.keys() {
+                if k != "monotonic" && k != "boottime" {
+                    return bad(format!(
+                        "linux.timeOffsets.{k}{}: only \"monotonic\" and \"boottime\" clocks have offsets",
+                        at("timeOffsets")
+                    ));
+                }
+            }
+        }
+        if let Some(sysctl) = l.sysctl() {
+            for key in sysctl.keys() {
+                check_sysctl(key, &new, &file, &|k| at(k))?;
+            }
+        }
+        if let Some(label) = l.mount_label() {
+            if !label.is_empty() && !host.selinux {
+                return bad(format!(
+                    "linux.mountLabel{}: SELinux is not enabled on this host, so the label cannot take effect: remove the field",
+                    at("mountLabel")
+                ));
+            }
+        }
+        if l.intel_rdt().is_some() {
+            return Err(Error::Unsupported(format!(
+                "{file}: linux.intelRdt{}: karton does not support Intel RDT: remove the field",
+                at("intelRdt")
+            )));
+        }
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(Error::Unsupported(format!(
+                "{file}: linux.netDevices{}: karton does not move network devices yet: remove the field and configure the network namespace from a hook",
+                at("netDevices")
+            )));
+        }
+        if l.memory_policy().is_some() {
+            return Err(Error::Unsupported(format!(
+                "{file}: linux.memoryPolicy{}: karton does not set NUMA memory policies: remove the field",
+                at("memoryPolicy")
+            )));
+        }
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !new(NsType::Uts) {
+        return bad(format!(
+            "hostname is set{} but there is no new uts namespace: add {{\"type\": \"uts\"}} to linux.namespaces",
+            at("hostname")
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !new(NsType::Uts) {
+        return bad(format!(
+            "domainname is set{} but there is no new uts namespace: add {{\"type\": \"uts\"}} to linux.namespaces",
+            at("domainname")
+        ));
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return bad(format!(
+                "mounts[{i}].destination {:?} is not absolute{}: write it as a path inside the container starting with /",
+                m.destination(),
+                at("destination")
+            ));
+        }
+        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(Error::Unsupported(format!(
+                "{file}: mounts[{i}] ({}) asks for an id-mapped mount: karton does not create id-mapped mounts yet; remove uidMappings/gidMappings from the mount",
+                m.destination().display()
+            )));
+        }
+        for o in m.options().iter().flatten() {
+            if crate::mounts::parse_option(o).is_none() {
+                return bad(format!(
+                    "mounts[{i}] ({}): unknown mount option {o:?}{}: see `karton features` for the supported options",
+                    m.destination().display(),
+                    at(o)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks `process` (shared by create and exec).
+pub fn validate_process(
+    p: &oci_spec::runtime::Process,
+    file: &str,
+    at: &dyn Fn(&str) -> String,
+    host: &HostSupport,
+) -> Result<()> {
+    let bad = |msg: String| Err(Error::Config(format!("{file}: {msg}")));
+    if p.args().as_ref().is_none_or(|a| a.is_empty() || a[0].is_empty()) {
+        return bad(format!("process.args is empty{}: set the command to run", at("args")));
+    }
+    if !p.cwd().is_absolute() {
+        return bad(format!(
+            "process.cwd {:?} is not absolute{}: give a path inside the container starting with /",
+            p.cwd(),
+            at("cwd")
+        ));
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) && !host.apparmor {
+        return bad(format!(
+            "process.apparmorProfile{}: AppArmor is not enabled on this host, so the profile cannot take effect: remove the field",
+            at("apparmorProfile")
+        ));
+    }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) && !host.selinux {
+        return bad(format!(
+            "process.selinuxLabel{}: SELinux is not enabled on this host, so the label cannot take effect: remove the field",
+            at("selinuxLabel")
+        ));
+    }
+    for e in p.env().iter().flatten() {
+        if !e.contains('=') {
+            return bad(format!("process.env entry {e:?}{} has no '=': write it as NAME=value", at("env")));
+        }
+    }
+    if let Some(caps) = p.capabilities() {
+        let sets = [caps.bounding(), caps.effective(), caps.inheritable(), caps.permitted(), caps.ambient()];
+        for c in sets.into_iter().flatten().flatten() {
+            let name = format!("CAP_{c}");
+            match karton_sys::caps::from_name(&name) {
+                Some(n) if n <= karton_sys::caps::last_cap() => {}
+                _ => {
+                    return bad(format!(
+                        "process.capabilities: {name}{} is not known to this kernel: remove it",
+                        at(&name)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The runtime spec lets a runtime refuse sysctls that would reach outside the container;
+/// like runc, karton allows only namespaced ones and only with their namespace.
+fn check_sysctl(key: &str, new: &dyn Fn(NsType) -> bool, file: &str, at: &dyn Fn(&str) -> String) -> Result<()> {
+    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let (ns, ok) = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        (NsType::Ipc, true)
+    } else if key.starts_with("net.") {
+        (NsType::Net, true)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        (NsType::Uts, true)
+    } else {
+        (NsType::Mnt, false)
+    };
+    if !ok {
+        return Err(Error::Config(format!(
+            "{file}: linux.sysctl.{key}{}: not a namespaced sysctl, so setting it would change the host: remove it",
+            at(key)
+        )));
+    }
+    if !new(ns) {
+        return Err(Error::Config(format!(
+            "{file}: linux.sysctl.{key}{}: needs a new {} namespace: add {{\"type\": \"{}\"}} to linux.namespaces",
+            at(key),
+            ns.oci_name(),
+            ns.oci_name()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<Config> {
+        let path = PathBuf::from("/b/config.json");
+        let spec = parse_spec(text, &path)?;
+        Ok(Config { spec, path, text: text.to_string() })
+    }
+
+    const BASE: &str = r#"{
+  "ociVersion": "1.2.0",
+  "root": {"path": "rootfs"},
+  "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
+  "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
+}"#;
+
+    #[test]
+    fn base_is_valid() {
+        validate(&cfg(BASE).unwrap(), &HostSupport::default()).unwrap();
+    }
+
+    #[test]
+    fn parse_error_names_field_and_line() {
+        let text = BASE.replace(r#""args": ["sh"]"#, r#""args": "sh""#);
+        let err = cfg(&text).unwrap_err().to_string();
+        assert!(err.contains("/b/config.json: process.args"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn empty_args_names_line() {
+        let text = BASE.replace(r#"["sh"]"#, "[]");
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert_eq!(err, "/b/config.json: process.args is empty (line 4): set the command to run");
+    }
+
+    #[test]
+    fn unknown_major_version() {
+        let text = BASE.replace("1.2.0", "2.0.0");
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("ociVersion \"2.0.0\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_capability_is_an_error() {
+        let text = BASE.replace(r#""args""#, r#""capabilities": {"bounding": ["CAP_FLY"]}, "args""#);
+        assert!(cfg(&text).is_err());
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let text = BASE.replace(r#""root""#, r#""hostname": "x", "root""#);
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("uts"), "{err}");
+    }
+
+    #[test]
+    fn host_sysctl_refused() {
+        let text = BASE.replace(r#""namespaces""#, r#""sysctl": {"vm.swappiness": "1"}, "namespaces""#);
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("not a namespaced sysctl"), "{err}");
+    }
+
+    #[test]
+    fn user_ns_needs_mappings() {
+        let text = BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "pid"}, {"type": "user"}"#);
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("uidMappings"), "{err}");
+    }
+
+    #[test]
+    fn apparmor_refused_without_host_support() {
+        let text = BASE.replace(r#""args""#, r#""apparmorProfile": "x", "args""#);
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("AppArmor"), "{err}");
+    }
+}

@@ -1,0 +1,44 @@
+//! The container's terminal: a pty made inside the container's devpts, its master sent to
+//! the engine over the console socket (SCM_RIGHTS, as runc does), its slave made the
+//! process's stdio and controlling terminal and bound over /dev/console.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::stat::Mode;
+
+use crate::error::{Context, Result};
+use crate::mounts;
+
+pub fn setup(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "opening /dev/ptmx in the container (is devpts mounted at /dev/pts?)".into())?;
+    nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
+    nix::pty::unlockpt(&master).ctx(|| "unlockpt".into())?;
+    let name = nix::pty::ptsname_r(&master).ctx(|| "ptsname".into())?;
+    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the terminal {name}"))?;
+    if let Some((rows, cols)) = size.filter(|(r, c)| *r > 0 && *c > 0) {
+        karton_sys::process::set_winsize(slave.as_fd(), rows, cols).ctx(|| "process.consoleSize".into())?;
+    }
+    // /dev/console is the container's terminal too.
+    if let Ok(target) = mounts::make_target(root.as_fd(), Path::new("/dev/console"), true) {
+        let tree = mounts::clone_fd(&slave, Path::new("/dev/console"))?;
+        mounts::attach(&tree, &target, Path::new("/dev/console"))?;
+    }
+    let fds = [master.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .ctx(|| "sending the terminal to --console-socket".into())?;
+    drop(master);
+    let ctx = || "making the terminal the process's stdio".to_string();
+    nix::unistd::dup2_stdin(&slave).ctx(ctx)?;
+    nix::unistd::dup2_stdout(&slave).ctx(ctx)?;
+    nix::unistd::dup2_stderr(&slave).ctx(ctx)?;
+    karton_sys::process::set_controlling_tty(slave.as_fd()).ctx(|| "making the terminal the controlling terminal".into())?;
+    Ok(())
+}

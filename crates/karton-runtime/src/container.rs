@@ -1,0 +1,682 @@
+//! The container lifecycle: create, start, state, kill, delete, run.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use karton_cgroup::Cgroup;
+use karton_ns::NsType;
+use karton_sys::{clone as kclone, ns as kns, process as kproc};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::channel::{self, Msg};
+use crate::config::{self, Config, HostSupport};
+use crate::error::{Context, Error, Result};
+use crate::init::{self, InitPlan};
+use crate::state::{Locked, Record, Status, Store, CONFIG_FILE, EXEC_FIFO};
+use crate::util::write_atomic;
+
+pub const OCI_VERSION: &str = "1.2.1";
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A container just created by this process: its init is our child.
+pub struct Created {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    lock: Locked,
+}
+
+/// The runtime: a state root and how to reach the host's facilities.
+pub struct Runtime {
+    store: Store,
+}
+
+/// Undoes a half-made container when create fails at any point.
+struct Cleanup {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    child: Option<(i32, OwnedFd)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some((pid, fd)) = self.child.take() {
+            let _ = kproc::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all(libc::SIGKILL);
+            if let Err(e) = cg.delete() {
+                tracing::warn!("cleaning up after a failed create: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Cleanup {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime { store: Store::new(root) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates a container: its init waits on exec.fifo until `start`.
+    pub fn create(&self, id: &str, opts: &CreateOpts) -> Result<Created> {
+        crate::state::validate_id(id)?;
+        let cfg = config::load(&opts.bundle)?;
+        config::validate(&cfg, &HostSupport::detect())?;
+        if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            crate::seccomp::check(sc)?;
+        }
+        let bundle = std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
+        let root_path = cfg.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+        let rootfs = std::fs::canonicalize(bundle.join(&root_path)).map_err(|e| {
+            Error::Config(format!(
+                "{}: root.path {:?}: {e}: point it at the rootfs directory inside the bundle",
+                cfg.path.display(),
+                root_path
+            ))
+        })?;
+        let terminal = cfg.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        if terminal && opts.console_socket.is_none() {
+            return Err(Error::Config(format!(
+                "{}: process.terminal is true but no --console-socket was given: pass one, or set terminal to false",
+                cfg.path.display()
+            )));
+        }
+
+        let lock = self.store.create(id)?;
+        let mut cleanup = Cleanup { dir: Some(lock.dir.clone()), cgroup: None, child: None };
+        let owner = nix::unistd::geteuid().as_raw();
+        let mut rec = Record {
+            oci_version: OCI_VERSION.to_string(),
+            id: id.to_string(),
+            status: Status::Creating,
+            pid: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: crate::util::rfc3339_now(),
+            owner: owner.to_string(),
+            annotations: cfg.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            init_start_time: 0,
+            cgroup: None,
+            own_pid_ns: false,
+        };
+        lock.save(&rec)?;
+        std::fs::write(lock.dir.join(CONFIG_FILE), &cfg.text).ctx(|| "saving config.json in the state directory".into())?;
+        let fifo = lock.dir.join(EXEC_FIFO);
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", fifo.display()))?;
+        let _ = std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622));
+
+        let created = self.spawn_init(id, &cfg, &bundle, &rootfs, opts, &lock, &mut rec, &mut cleanup)?;
+        rec.status = Status::Created;
+        lock.save(&rec)?;
+        if let Some(p) = &opts.pid_file {
+            write_atomic(p, created.0.to_string().as_bytes()).ctx(|| format!("writing --pid-file {}", p.display()))?;
+        }
+        cleanup.disarm();
+        Ok(Created { pid: created.0, pidfd: created.1, lock })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_init(
+        &self,
+        id: &str,
+        cfg: &Config,
+        bundle: &Path,
+        rootfs: &Path,
+        opts: &CreateOpts,
+        lock: &Locked,
+        rec: &mut Record,
+        cleanup: &mut Cleanup,
+    ) -> Result<(i32, OwnedFd)> {
+        let spec = &cfg.spec;
+        let linux = spec.linux().as_ref();
+        let nss = config::namespaces(spec);
+        let is_new = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_none());
+
+        // Join fds, opened and checked before anything runs in them.
+        let mut joins: Vec<(NsType, OwnedFd)> = Vec::new();
+        for n in nss.iter().filter(|n| n.path.is_some()) {
+            let p = n.path.as_deref().unwrap_or(Path::new(""));
+            joins.push((n.kind, open_ns(p, n.kind)?));
+        }
+        joins.sort_by_key(|(k, _)| *k);
+        let user_joined = joins.iter().any(|(k, _)| *k == NsType::User);
+        let mut new_flags = 0u64;
+        for k in NsType::ALL {
+            if is_new(k) {
+                new_flags |= k.clone_flag();
+            }
+        }
+        let has_offsets = linux.and_then(|l| l.time_offsets().as_ref()).is_some_and(|o| !o.is_empty());
+
+        // Cgroups first: limits hold before the user's process exists.
+        if !nix::unistd::geteuid().is_root() && linux.and_then(|l| l.resources().as_ref()).is_none() && linux.and_then(|l| l.cgroups_path().as_ref()).is_none() {
+            tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
+        } else {
+            let host = karton_cgroup::Host::detect()?;
+            let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+            let cg = Cgroup::create(&host, cgroups_path.as_deref(), id)?;
+            cleanup.cgroup = Some(cg.clone());
+            rec.cgroup = Some(cg.clone());
+            lock.save(rec)?;
+            if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+                cg.apply(&with_default_device_rules(res, linux))?;
+            }
+        }
+        let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).unwrap_or_default();
+
+        let console = match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)) {
+            (Some(path), true) => Some(OwnedFd::from(
+                std::os::unix::net::UnixStream::connect(path)
+                    .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
+            )),
+            _ => None,
+        };
+        let state_dir = nix::fcntl::open(&lock.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening {}", lock.dir.display()))?;
+
+        // Where each namespace is made or joined (see docs/architecture.md).
+        let mut clone_flags;
+        let mut join_in_child = Vec::new();
+        let mut unshare_in_child = 0u64;
+        let fork_again;
+        let mut parent_joins = Vec::new();
+        for (k, fd) in joins {
+            match k {
+                NsType::User | NsType::Mnt => join_in_child.push((k, fd)),
+                _ => parent_joins.push((k, fd)),
+            }
+        }
+        if user_joined {
+            clone_flags = 0;
+            unshare_in_child = new_flags;
+            fork_again = new_flags & (kclone::CLONE_NEWPID | kclone::CLONE_NEWTIME) != 0;
+        } else {
+            clone_flags = new_flags;
+            fork_again = false;
+            // A cgroup namespace's root is the cgroup its creator is in: unshare it only
+            // once the init sits in the container's cgroups.
+            if new_flags & kclone::CLONE_NEWCGROUP != 0 {
+                clone_flags &= !kclone::CLONE_NEWCGROUP;
+                unshare_in_child |= kclone::CLONE_NEWCGROUP;
+            }
+        }
+        // pid and time namespaces apply to children: joining them here places the init.
+        for (k, fd) in &parent_joins {
+            kns::setns(fd.as_fd(), k.clone_flag())
+                .ctx(|| format!("joining the {} namespace given in linux.namespaces", k.oci_name()))?;
+        }
+        if !user_joined && new_flags & kclone::CLONE_NEWTIME != 0 && has_offsets {
+            // Offsets can be written only before a process enters the time namespace.
+            kns::unshare(kclone::CLONE_NEWTIME).ctx(|| "unshare(CLONE_NEWTIME)".into())?;
+            init::write_time_offsets(spec, Path::new("/proc/self/timens_offsets"))?;
+            clone_flags &= !kclone::CLONE_NEWTIME;
+        }
+        let runtime_hooks = spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()));
+        let plan = InitPlan {
+            spec: spec.clone(),
+            bundle: bundle.to_path_buf(),
+            rootfs: rootfs.to_path_buf(),
+            state_dir,
+            join_in_child,
+            unshare_in_child,
+            fork_again,
+            userns: is_new(NsType::User) || user_joined,
+            new_mntns: is_new(NsType::Mnt),
+            console_socket: console,
+            no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
+            preserve_fds: opts.preserve_fds,
+            cgroup_dirs,
+            new_cgroupns: is_new(NsType::Cgroup),
+            runtime_hooks,
+        };
+
+        let (parent_end, child_end) = channel::pair()?;
+        let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
+        let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
+        let (forked, into_cgroup) = match kclone::clone3(clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
+            Ok(f) => (f, v2_fd.is_some()),
+            // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
+            // "threaded" mode): fall back to writing cgroup.procs.
+            Err(e) if v2_fd.is_some() && matches!(e.errno, nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
+                (kclone::clone3(clone_flags, None).ctx(|| "clone3".into())?, false)
+            }
+            Err(e) => return Err(e).ctx(|| clone_hint(clone_flags)),
+        };
+        let (mut pid, pidfd) = match forked {
+            kclone::Forked::Child => {
+                drop(parent_end);
+                init::main(plan, child_end)
+            }
+            kclone::Forked::Parent { pid, pidfd } => (pid, pidfd),
+        };
+        drop(child_end);
+        drop(plan);
+        let first = pid;
+        cleanup.child = Some((pid, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
+        if let Some(cg) = &rec.cgroup {
+            cg.add_pid(pid, into_cgroup)?;
+        }
+        if clone_flags & kclone::CLONE_NEWUSER != 0 {
+            if let Some(l) = linux {
+                crate::idmap::write_maps(pid, l)?;
+            }
+        }
+        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+                .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+        }
+        parent_end.send(&Msg::Proceed)?;
+
+        let mut pidfd = pidfd;
+        loop {
+            match parent_end.recv()? {
+                Some(Msg::InitPid(p)) => {
+                    // The intermediate process has done its job.
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
+                    pid = p;
+                    pidfd = kproc::pidfd_open(p).ctx(|| "pidfd_open on the init".into())?;
+                    cleanup.child = Some((pid, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
+                }
+                Some(Msg::RunRuntimeHooks) => {
+                    rec.pid = pid;
+                    if let Some(h) = spec.hooks() {
+                        let state = rec.hook_state_json();
+                        let mut res = Ok(());
+                        if let Some(list) = h.prestart() {
+                            res = crate::hooks::run_all("prestart", list, &state);
+                        }
+                        if res.is_ok() {
+                            if let Some(list) = h.create_runtime() {
+                                res = crate::hooks::run_all("createRuntime", list, &state);
+                            }
+                        }
+                        if let Err(e) = res {
+                            let _ = parent_end.send(&Msg::Error(e.to_string()));
+                            return Err(e);
+                        }
+                    }
+                    parent_end.send(&Msg::HooksDone)?;
+                }
+                Some(Msg::Ready) => break,
+                Some(Msg::Error(e)) => return Err(Error::Init(e)),
+                Some(other) => return Err(Error::Init(format!("unexpected message {other:?}"))),
+                None => return Err(Error::Init("the container process exited during setup".into())),
+            }
+        }
+        rec.pid = pid;
+        rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
+        rec.own_pid_ns = is_new(NsType::Pid);
+        Ok((pid, pidfd))
+    }
+
+    /// The record with its status checked against the kernel.
+    pub fn state(&self, id: &str) -> Result<Record> {
+        let mut rec = self.store.load(id)?;
+        rec.status = self.live_status(&rec);
+        Ok(rec)
+    }
+
+    /// All containers, with live status.
+    pub fn list(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for id in self.store.ids()? {
+            match self.state(&id) {
+                Ok(r) => out.push(r),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!("container {id}: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn live_status(&self, rec: &Record) -> Status {
+        if rec.pid <= 0 {
+            return if rec.status == Status::Creating { Status::Creating } else { Status::Stopped };
+        }
+        if !crate::procfs::is_alive(rec.pid, rec.init_start_time) {
+            return Status::Stopped;
+        }
+        if rec.status == Status::Creating {
+            return Status::Creating;
+        }
+        if self.store.dir(&rec.id).join(EXEC_FIFO).exists() {
+            return Status::Created;
+        }
+        if rec.cgroup.as_ref().is_some_and(|c| c.is_frozen().unwrap_or(false)) {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    /// Releases a created container's process to execve.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let lock = self.store.lock(id)?;
+        self.start_locked(&lock, None)
+    }
+
+    fn start_locked(&self, lock: &Locked, pidfd: Option<&OwnedFd>) -> Result<()> {
+        let mut rec = lock.load()?;
+        let status = self.live_status(&rec);
+        if status != Status::Created {
+            return Err(Error::State {
+                id: rec.id.clone(),
+                status: status.to_string(),
+                reason: "start needs a container in the created state: create a new one".into(),
+            });
+        }
+        let owned;
+        let pidfd = match pidfd {
+            Some(p) => p,
+            None => {
+                owned = self.open_init(&rec)?;
+                &owned
+            }
+        };
+        let fifo_path = lock.dir.join(EXEC_FIFO);
+        let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening {}", fifo_path.display()))?;
+        wait_fifo(&fifo, pidfd, &rec.id)?;
+        let _ = std::fs::remove_file(&fifo_path);
+        rec.status = Status::Running;
+        lock.save(&rec)?;
+        if let Some(list) = load_saved_spec(&lock.dir).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone())) {
+            if let Err(e) = crate::hooks::run_all("poststart", &list, &rec.hook_state_json()) {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A pidfd for the init, refusing a pid that now belongs to another process.
+    fn open_init(&self, rec: &Record) -> Result<OwnedFd> {
+        let fd = kproc::pidfd_open(rec.pid).map_err(|_| Error::State {
+            id: rec.id.clone(),
+            status: "stopped".into(),
+            reason: "its process has exited".into(),
+        })?;
+        // Checked after opening: from here the fd cannot move to a new process.
+        if !crate::procfs::is_alive(rec.pid, rec.init_start_time) {
+            return Err(Error::State { id: rec.id.clone(), status: "stopped".into(), reason: "its process has exited".into() });
+        }
+        Ok(fd)
+    }
+
+    /// Sends `sig` to the init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
+        let rec = self.store.load(id)?;
+        let status = self.live_status(&rec);
+        if all {
+            if let Some(cg) = &rec.cgroup {
+                return Ok(cg.kill_all(sig)?);
+            }
+        }
+        if status == Status::Stopped {
+            return Err(Error::State { id: id.into(), status: status.to_string(), reason: "there is no process to signal".into() });
+        }
+        let fd = self.open_init(&rec)?;
+        kproc::pidfd_send_signal(fd.as_fd(), sig).ctx(|| format!("sending signal {sig} to container {id:?}"))
+    }
+
+    /// Deletes a container: processes (with `force`), cgroups, state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let lock = match self.store.lock(id) {
+            Ok(l) => l,
+            Err(Error::NotFound(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let rec = match lock.load() {
+            Ok(r) => r,
+            // A crash before the first state write: nothing but the directory exists.
+            Err(_) if force => return lock.remove(),
+            Err(e) => return Err(e),
+        };
+        let status = self.live_status(&rec);
+        if status != Status::Stopped {
+            if !force {
+                return Err(Error::State {
+                    id: id.into(),
+                    status: status.to_string(),
+                    reason: "delete needs a stopped container: stop it with `karton kill`, or use --force".into(),
+                });
+            }
+            self.kill_everything(&rec)?;
+        } else if let Some(cg) = &rec.cgroup {
+            // The init is gone; without a pid namespace its children may still run.
+            if !rec.own_pid_ns && !cg.pids().unwrap_or_default().is_empty() {
+                if !force {
+                    return Err(Error::State {
+                        id: id.into(),
+                        status: "stopped".into(),
+                        reason: "its init exited but other processes remain in its cgroup: use --force".into(),
+                    });
+                }
+                cg.kill_all(libc::SIGKILL)?;
+            }
+        }
+        if let Some(cg) = &rec.cgroup {
+            cg.delete()?;
+        }
+        let spec = load_saved_spec(&lock.dir);
+        let state = {
+            let mut r = rec.clone();
+            r.status = Status::Stopped;
+            r.hook_state_json()
+        };
+        lock.remove()?;
+        if let Some(list) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
+            if let Err(e) = crate::hooks::run_all("poststop", &list, &state) {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn kill_everything(&self, rec: &Record) -> Result<()> {
+        let init = self.open_init(rec).ok();
+        if let Some(cg) = &rec.cgroup {
+            if let Err(e) = cg.kill_all(libc::SIGKILL) {
+                tracing::warn!("killing container {}: {e}", rec.id);
+            }
+        }
+        if let Some(fd) = &init {
+            let _ = kproc::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            wait_exit(fd, Duration::from_secs(10));
+        }
+        if let Some(cg) = &rec.cgroup {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !cg.pids().unwrap_or_default().is_empty() && Instant::now() < deadline {
+                let _ = cg.kill_all(libc::SIGKILL);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(())
+    }
+
+    /// create + start, then (unless `detach`) wait for the process and return its exit
+    /// status as a shell reports it (code, or 128 + signal).
+    pub fn run(&self, id: &str, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+        if !detach {
+            // If a second fork makes the init, it must still be reparented to us.
+            let _ = kproc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
+        }
+        let sigs = if detach { None } else { Some(crate::signals::Forwarder::block()?) };
+        let created = self.create(id, opts)?;
+        if let Err(e) = self.start_locked(&created.lock, Some(&created.pidfd)) {
+            let _ = kproc::pidfd_send_signal(created.pidfd.as_fd(), libc::SIGKILL);
+            drop(created.lock);
+            let _ = self.delete(id, true);
+            return Err(e);
+        }
+        if detach {
+            return Ok(0);
+        }
+        let Created { pidfd, lock, .. } = created;
+        drop(lock);
+        let status = match sigs {
+            Some(f) => f.forward_until_exit(&pidfd)?,
+            None => 0,
+        };
+        if !keep {
+            if let Err(e) = self.delete(id, true) {
+                tracing::warn!("deleting container {id:?} after it exited: {e}");
+            }
+        }
+        Ok(status)
+    }
+}
+
+fn clone_hint(flags: u64) -> String {
+    let names: Vec<&str> = NsType::ALL.iter().filter(|t| flags & t.clone_flag() != 0).map(|t| t.proc_name()).collect();
+    format!("clone3 with new namespaces [{}]: check that this kernel and user may create them", names.join(" "))
+}
+
+/// Opens a namespace file and checks that it is of the declared type.
+fn open_ns(path: &Path, kind: NsType) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("linux.namespaces: {} path {}", kind.oci_name(), path.display()))?;
+    match kns::ns_get_nstype(fd.as_fd()) {
+        Ok(t) if t == kind.clone_flag() => Ok(fd),
+        Ok(t) => {
+            let actual = NsType::from_clone_flag(t).map(|t| t.oci_name()).unwrap_or("unknown");
+            Err(Error::Config(format!(
+                "linux.namespaces: {} is a {actual} namespace, not a {} namespace: point the {} entry at /proc/PID/ns/{} or a bind mount of it",
+                path.display(),
+                kind.oci_name(),
+                kind.oci_name(),
+                kind.proc_name()
+            )))
+        }
+        Err(_) => Err(Error::Config(format!(
+            "linux.namespaces: {} is not a namespace file: point the {} entry at /proc/PID/ns/{} or a bind mount of it",
+            path.display(),
+            kind.oci_name(),
+            kind.proc_name()
+        ))),
+    }
+}
+
+/// Waits for the init's byte on exec.fifo, or notices that the init died first.
+fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).ctx(|| "waiting on exec.fifo".into()),
+        }
+        let fifo_ready = fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLIN));
+        let died = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ready {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(fifo.as_fd(), &mut b) {
+                Ok(1) => return Ok(()),
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
+            }
+        }
+        if died {
+            return Err(Error::State {
+                id: id.into(),
+                status: "stopped".into(),
+                reason: "its process exited before start".into(),
+            });
+        }
+    }
+}
+
+/// Waits up to `timeout` for the process behind `pidfd` to exit.
+pub(crate) fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::NONE)), Ok(n) if n > 0)
+}
+
+fn load_saved_spec(dir: &Path) -> Option<oci_spec::runtime::Spec> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).ok()?;
+    config::parse_spec(&text, &path).ok()
+}
+
+/// The device rules the container needs whatever its config says, appended to the
+/// config's as runc does: mknod of anything, the default devices, ptys and the
+/// config's own linux.devices.
+fn with_default_device_rules(
+    res: &oci_spec::runtime::LinuxResources,
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let Some(rules) = res.devices().as_ref() else { return res.clone() };
+    let rule = |typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let mut all = rules.clone();
+    all.push(rule(T::C, None, None, "m"));
+    all.push(rule(T::B, None, None, "m"));
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
+        all.push(rule(T::C, Some(major), Some(minor), "rwm"));
+    }
+    all.push(rule(T::C, Some(136), None, "rwm"));
+    for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        let typ = if d.typ() == oci_spec::runtime::LinuxDeviceType::U { T::C } else { d.typ() };
+        all.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    let mut out = res.clone();
+    out.set_devices(Some(all));
+    out
+}
+
+/// For each host cgroup mount, the container's directory in it (for "cgroup" mounts).
+fn cgroup_mount_dirs(cg: &Cgroup) -> Vec<(PathBuf, PathBuf)> {
+    let mounts = crate::mounts::host_cgroup_mounts();
+    let mut out = Vec::new();
+    for d in cg.dirs() {
+        let best = mounts
+            .iter()
+            .filter(|m| d.starts_with(&m.mount_point))
+            .max_by_key(|m| m.mount_point.as_os_str().len());
+        if let Some(m) = best {
+            out.push((m.mount_point.clone(), d.to_path_buf()));
+        }
+    }
+    out
+}

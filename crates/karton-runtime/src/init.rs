@@ -1,0 +1,670 @@
+//! The container's init: the code the child of clone3 runs until it execve's the user's
+//! process. It reports every failure to the runtime over the channel, so errors surface in
+//! `karton create` with their cause, and it stays non-dumpable until execve.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use karton_ns::NsType;
+use karton_sys::{caps, clone as kclone, ns as kns, process as kproc};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxDeviceType, Process, Spec};
+
+use crate::channel::{Channel, Msg};
+use crate::error::{Context, Error, Result};
+use crate::mounts::{self, MountSpec, Mounter};
+
+/// Everything the init needs, decided by the runtime before clone3.
+pub(crate) struct InitPlan {
+    pub spec: Spec,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// O_PATH fd of the container's state directory: exec.fifo is opened through it after
+    /// pivot_root, when the path is no longer reachable.
+    pub state_dir: OwnedFd,
+    /// Namespaces the init joins itself (user first, then mount).
+    pub join_in_child: Vec<(NsType, OwnedFd)>,
+    /// CLONE_NEW* flags the init unshares after the runtime said Proceed.
+    pub unshare_in_child: u64,
+    /// Joining or unsharing a pid or time namespace applies to children only: fork once more.
+    pub fork_again: bool,
+    pub userns: bool,
+    pub new_mntns: bool,
+    pub console_socket: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
+    pub new_cgroupns: bool,
+    pub runtime_hooks: bool,
+}
+
+/// Runs the init; never returns.
+pub(crate) fn main(plan: InitPlan, chan: Channel) -> ! {
+    match run(plan, &chan) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e.to_string()));
+            kclone::exit_now(1)
+        }
+    }
+}
+
+fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
+    // Non-dumpable: no process in the container can ptrace us or open our /proc files
+    // (and through them karton's binary or fds) before execve resets it.
+    kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    // If the runtime dies mid-create, do not linger half set up.
+    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+
+    chan.expect(&Msg::Proceed)?;
+
+    for (kind, fd) in plan.join_in_child.drain(..) {
+        kns::setns(fd.as_fd(), kind.clone_flag())
+            .ctx(|| format!("joining the {} namespace given in linux.namespaces", kind.oci_name()))?;
+    }
+    if plan.unshare_in_child != 0 {
+        kns::unshare(plan.unshare_in_child).ctx(|| "unshare of the container's new namespaces".into())?;
+        if plan.unshare_in_child & kclone::CLONE_NEWTIME != 0 {
+            write_time_offsets(&plan.spec, Path::new("/proc/self/timens_offsets"))?;
+        }
+    }
+    if plan.fork_again {
+        match kclone::fork().ctx(|| "fork into the joined pid/time namespace".into())? {
+            Some(pid) => {
+                let _ = chan.send(&Msg::InitPid(pid));
+                kclone::exit_now(0);
+            }
+            None => {
+                kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+                    .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+            }
+        }
+    }
+    if plan.userns {
+        // Become root of the user namespace; its maps are written by now.
+        kproc::setresgid(0).ctx(|| "setresgid(0) in the user namespace: is gid 0 mapped?".into())?;
+        let _ = kproc::setgroups(&[]);
+        kproc::setresuid(0).ctx(|| "setresuid(0) in the user namespace: is uid 0 mapped?".into())?;
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+
+    let spec = &plan.spec;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        set_domainname(d)?;
+    }
+    if !plan.no_new_keyring {
+        match kproc::join_new_session_keyring() {
+            Ok(()) => {}
+            // No keyrings in this kernel, or not allowed here: the container shares none either way.
+            Err(e) if matches!(e.errno, nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => {}
+            Err(e) => return Err(e).ctx(|| "creating a session keyring".into()),
+        }
+    }
+
+    let process = spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;
+    if plan.new_mntns {
+        setup_rootfs(&plan, chan, process)?;
+    } else if plan.runtime_hooks {
+        chan.send(&Msg::RunRuntimeHooks)?;
+        chan.expect(&Msg::HooksDone)?;
+    }
+
+    if let Some(linux) = spec.linux() {
+        for (k, v) in linux.sysctl().iter().flatten() {
+            write_sysctl(k, v)?;
+        }
+        if let Some(p) = linux.personality() {
+            let persona = match p.domain() {
+                oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+                oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            };
+            kproc::personality(persona).ctx(|| "linux.personality".into())?;
+        }
+    }
+
+    // The process: everything that may fail is checked before Ready, so `create` reports it.
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let cwd = process.cwd();
+    ensure_cwd(cwd)?;
+    let exe = find_executable(&args[0], &env, cwd)?;
+    for r in process.rlimits().iter().flatten() {
+        let res = rlimit_number(&r.typ().to_string());
+        kproc::setrlimit(res, r.soft(), r.hard()).ctx(|| {
+            format!(
+                "process.rlimits {}: soft {} hard {}: the hard limit may not exceed the runtime's own (this host's bounding set lacks CAP_SYS_RESOURCE)",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            )
+        })?;
+    }
+    if let Some(s) = process.scheduler() {
+        set_scheduler(s)?;
+    }
+    if let Some(io) = process.io_priority() {
+        let class = match io.class() {
+            oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
+            oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
+            oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
+        };
+        kproc::ioprio_set_self(class, io.priority() as u32).ctx(|| "process.ioPriority".into())?;
+    }
+    let env = with_home(env, process.user().uid());
+    set_user_and_caps(process)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        kproc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    } else {
+        nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    }
+    // Only fds 0-2 and the preserved ones may reach the container's process (CVE-2016-9962).
+    let keep_last = 2 + plan.preserve_fds;
+    for fd in 3..=keep_last {
+        clear_cloexec(fd as i32);
+    }
+    kproc::close_range(keep_last + 1, u32::MAX, kproc::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".into())?;
+
+    let c_args: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let c_env: Vec<CString> = env.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let c_exe = cstring(exe.as_os_str())?;
+
+    // Leaving the runtime: from here on nobody reads the channel.
+    kproc::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    chan.send(&Msg::Ready)?;
+
+    // Block until `karton start` opens the fifo for reading.
+    let fifo = nix::fcntl::openat(plan.state_dir.as_fd(), "exec.fifo", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty());
+    let fifo = match fifo {
+        Ok(f) => f,
+        Err(e) => fail_after_ready(&format!("opening exec.fifo: {e}")),
+    };
+    if nix::unistd::write(&fifo, b"0").is_err() {
+        fail_after_ready("writing exec.fifo");
+    }
+    drop(fifo);
+    drop(plan.state_dir);
+
+    if let Some(hooks) = spec.hooks() {
+        if let Some(list) = hooks.start_container() {
+            let state = format!("{{\"ociVersion\":\"{}\",\"status\":\"running\"}}", spec.version());
+            if let Err(e) = crate::hooks::run_all("startContainer", list, &state) {
+                fail_after_ready(&e.to_string());
+            }
+        }
+    }
+    if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        if let Err(e) = crate::seccomp::install(seccomp) {
+            fail_after_ready(&e.to_string());
+        }
+    }
+    let err = nix::unistd::execve(&c_exe, &c_args, &c_env).err();
+    fail_after_ready(&format!("execve {}: {}", exe.display(), err.map(|e| e.desc()).unwrap_or("failed")))
+}
+
+/// After Ready the runtime no longer listens: say it on the container's stderr and exit
+/// with the shell's "cannot execute" code.
+fn fail_after_ready(msg: &str) -> ! {
+    eprintln!("karton: container init: {msg}");
+    kclone::exit_now(127)
+}
+
+fn cstring(s: impl AsRef<std::ffi::OsStr>) -> Result<CString> {
+    CString::new(s.as_ref().as_bytes())
+        .map_err(|_| Error::Config(format!("{:?} contains a NUL byte", s.as_ref())))
+}
+
+fn clear_cloexec(fd: i32) {
+    if let Some(owned) = kproc::inherited_fd(fd) {
+        let _ = nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+        // The fd must outlive this function: it belongs to the container's process.
+        std::mem::forget(owned);
+    }
+}
+
+fn set_domainname(d: &str) -> Result<()> {
+    std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("setting domainname {d:?}"))
+}
+
+pub(crate) fn write_time_offsets(spec: &Spec, path: &Path) -> Result<()> {
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        text.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    std::fs::write(path, text).ctx(|| format!("writing linux.timeOffsets to {}", path.display()))
+}
+
+fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process) -> Result<()> {
+    let spec = &plan.spec;
+    let linux = spec.linux().as_ref();
+    let prop = linux.and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
+    // Before the first mount: nothing we mount may propagate to the host.
+    let root_flags = match prop.as_str() {
+        "private" | "rprivate" => MsFlags::MS_PRIVATE,
+        _ => MsFlags::MS_SLAVE,
+    };
+    nix::mount::mount(None::<&str>, "/", None::<&str>, root_flags | MsFlags::MS_REC, None::<&str>)
+        .ctx(|| "making the mount tree private/slave".into())?;
+    let rootfs = &plan.rootfs;
+    nix::mount::mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .ctx(|| format!("bind mounting the rootfs {}", rootfs.display()))?;
+    let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the rootfs {}", rootfs.display()))?;
+
+    let mounter = Mounter {
+        root: &root,
+        rootfs,
+        in_userns: plan.userns,
+        new_cgroupns: plan.new_cgroupns,
+        cgroup_dirs: &plan.cgroup_dirs,
+    };
+    for m in spec.mounts().iter().flatten() {
+        let ms = MountSpec::from_oci(m, &plan.bundle)?;
+        mounter.mount(&ms)?;
+    }
+    create_devices(&root, linux, plan.userns)?;
+
+    if plan.runtime_hooks {
+        chan.send(&Msg::RunRuntimeHooks)?;
+        chan.expect(&Msg::HooksDone)?;
+    }
+    if let Some(list) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        let state = format!("{{\"ociVersion\":\"{}\",\"status\":\"creating\"}}", spec.version());
+        crate::hooks::run_all("createContainer", list, &state)?;
+    }
+
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir to {}", rootfs.display()))?;
+    if plan.no_pivot {
+        nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "moving the rootfs to / (--no-pivot)".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot (--no-pivot)".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        // The old root is stacked under the new one: detach it so the host's tree is
+        // unreachable, after making sure the unmount cannot propagate to the host.
+        nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .ctx(|| "making the old root a slave".into())?;
+        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    drop(root);
+    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "opening the new root".into())?;
+
+    if process.terminal().unwrap_or(false) {
+        let sock = plan
+            .console_socket
+            .as_ref()
+            .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
+        crate::console::setup(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)))?;
+    }
+
+    if let Some(l) = linux {
+        for p in l.masked_paths().iter().flatten() {
+            mask_path(&root, Path::new(p))?;
+        }
+        for p in l.readonly_paths().iter().flatten() {
+            readonly_path(&root, Path::new(p))?;
+        }
+    }
+    match prop.as_str() {
+        "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" | "unbindable" | "runbindable" => {
+            if let Some(mounts::MountOpt::Propagation(p)) = mounts::parse_option(&prop) {
+                mounts::set_propagation(&root, p, Path::new("/"))?;
+            }
+        }
+        "" => {}
+        other => {
+            return Err(Error::Config(format!(
+                "linux.rootfsPropagation {other:?} is not a propagation type: use private, rprivate, slave, rslave, shared, rshared, unbindable or runbindable"
+            )))
+        }
+    }
+    if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+        let attr = karton_sys::mount::MountAttr { attr_set: karton_sys::mount::MOUNT_ATTR_RDONLY, ..Default::default() };
+        mounts::setattr(&root, &attr, false, Path::new("/"))?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets (runtime spec "Default Devices").
+const DEFAULT_DEVICES: &[(&str, u64, u64)] =
+    &[("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
+
+fn create_devices(root: &OwnedFd, linux: Option<&oci_spec::runtime::Linux>, userns: bool) -> Result<()> {
+    for (path, major, minor) in DEFAULT_DEVICES {
+        make_device(root, Path::new(path), SFlagKind::Char, *major, *minor, 0o666, 0, 0, userns)?;
+    }
+    for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlagKind::Char,
+            LinuxDeviceType::B => SFlagKind::Block,
+            LinuxDeviceType::P => SFlagKind::Fifo,
+            LinuxDeviceType::A => {
+                return Err(Error::Config(format!(
+                    "linux.devices {}: type \"a\" is for cgroup rules only: use c, b, u or p",
+                    d.path().display()
+                )))
+            }
+        };
+        make_device(
+            root,
+            d.path(),
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            d.file_mode().unwrap_or(0o666),
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+            userns,
+        )?;
+    }
+    // The /dev links every program expects.
+    let links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")];
+    let dev = mounts::make_target(root.as_fd(), Path::new("/dev"), false)?;
+    for (target, link) in links {
+        let name = &link[5..];
+        match nix::unistd::symlinkat(target, dev.as_fd(), name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).ctx(|| format!("creating the symlink {link}")),
+        }
+    }
+    // /dev/ptmx must be the container's own devpts instance when /dev/pts is mounted there.
+    if mounts::open_in_root(root.as_fd(), Path::new("/dev/pts/ptmx")).is_ok() {
+        let _ = nix::unistd::unlinkat(dev.as_fd(), "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir);
+        nix::unistd::symlinkat("pts/ptmx", dev.as_fd(), "ptmx").ctx(|| "creating /dev/ptmx".into())?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum SFlagKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_device(
+    root: &OwnedFd,
+    path: &Path,
+    kind: SFlagKind,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    userns: bool,
+) -> Result<()> {
+    use nix::sys::stat::SFlag;
+    let parent_path = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().ok_or_else(|| Error::Config(format!("device path {} has no name", path.display())))?;
+    let parent = mounts::make_target(root.as_fd(), parent_path, false)?;
+    if userns {
+        // mknod is not allowed in a user namespace: bind the host's node instead.
+        if matches!(kind, SFlagKind::Fifo) {
+            return Err(Error::Unsupported(format!("linux.devices {}: fifos cannot be created in a user namespace", path.display())));
+        }
+        let target = mounts::make_target(root.as_fd(), path, true)?;
+        let tree = mounts::clone_tree(path, false).map_err(|_| {
+            Error::Unsupported(format!(
+                "linux.devices {}: in a user namespace devices are bind-mounted from the host, and the host has no {}",
+                path.display(),
+                path.display()
+            ))
+        })?;
+        return mounts::attach(&tree, &target, path);
+    }
+    let sflag = match kind {
+        SFlagKind::Char => SFlag::S_IFCHR,
+        SFlagKind::Block => SFlag::S_IFBLK,
+        SFlagKind::Fifo => SFlag::S_IFIFO,
+    };
+    let _ = nix::unistd::unlinkat(parent.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    let dev = nix::sys::stat::makedev(major, minor);
+    nix::sys::stat::mknodat(parent.as_fd(), name, sflag, Mode::from_bits_truncate(mode & 0o7777), dev)
+        .ctx(|| format!("creating device {}", path.display()))?;
+    // mknod honours the umask; the config's mode is what the user asked for.
+    nix::sys::stat::fchmodat(parent.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777), nix::sys::stat::FchmodatFlags::NoFollowSymlink)
+        .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+        .ctx(|| format!("chmod device {}", path.display()))?;
+    nix::unistd::fchownat(parent.as_fd(), name, Some(uid.into()), Some(gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ctx(|| format!("chown device {}", path.display()))
+}
+
+/// Masks a path: /dev/null over a file, an empty read-only tmpfs over a directory.
+fn mask_path(root: &OwnedFd, path: &Path) -> Result<()> {
+    let target = match mounts::open_in_root(root.as_fd(), path) {
+        Ok(t) => t,
+        Err(_) => return Ok(()), // nothing there to hide
+    };
+    let st = nix::sys::stat::fstat(target.as_fd()).ctx(|| format!("masking {}", path.display()))?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let tree = if is_dir {
+        mounts::new_fs("tmpfs", None, &["size=0"], &[], karton_sys::mount::MOUNT_ATTR_RDONLY, path)?
+    } else {
+        let null = nix::fcntl::open("/dev/null", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("masking {}: opening /dev/null", path.display()))?;
+        if !mounts::is_dev_null(&null) {
+            return Err(Error::Config(format!(
+                "masking {}: the container's /dev/null is not the null device (1:3): refusing to bind it",
+                path.display()
+            )));
+        }
+        mounts::clone_fd(&null, path)?
+    };
+    mounts::attach(&tree, &target, path)
+}
+
+fn readonly_path(root: &OwnedFd, path: &Path) -> Result<()> {
+    let Ok(target) = mounts::open_in_root(root.as_fd(), path) else { return Ok(()) };
+    let tree = mounts::clone_fd_recursive(&target, path)?;
+    let attr = karton_sys::mount::MountAttr {
+        attr_set: karton_sys::mount::MOUNT_ATTR_RDONLY
+            | karton_sys::mount::MOUNT_ATTR_NOSUID
+            | karton_sys::mount::MOUNT_ATTR_NODEV
+            | karton_sys::mount::MOUNT_ATTR_NOEXEC,
+        ..Default::default()
+    };
+    mounts::setattr(&tree, &attr, true, path)?;
+    mounts::attach(&tree, &target, path)
+}
+
+/// Writes a sysctl after checking that /proc/sys is a real procfs (no mount over it can
+/// redirect the write elsewhere).
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    let rel = key.replace('.', "/");
+    let path = PathBuf::from("/proc/sys").join(&rel);
+    let f = nix::fcntl::open(&path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("linux.sysctl.{key}: opening {}", path.display()))?;
+    let fs = nix::sys::statfs::fstatfs(&f).ctx(|| format!("linux.sysctl.{key}"))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::Config(format!(
+            "linux.sysctl.{key}: {} is not on procfs: refusing to write through a mount over /proc",
+            path.display()
+        )));
+    }
+    nix::unistd::write(&f, value.as_bytes()).ctx(|| format!("linux.sysctl.{key} = {value:?}")).map(drop)
+}
+
+fn ensure_cwd(cwd: &Path) -> Result<()> {
+    if !cwd.exists() {
+        std::fs::create_dir_all(cwd).ctx(|| format!("process.cwd {}: creating it inside the container", cwd.display()))?;
+    }
+    Ok(())
+}
+
+/// Resolves args[0] as execvp would, with the container's PATH, so a missing command is
+/// reported by `create` rather than lost after the runtime has gone.
+fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    if arg0.contains('/') {
+        let p = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { cwd.join(arg0) };
+        if is_exec(&p) {
+            return Ok(p);
+        }
+        return Err(Error::Config(format!(
+            "process.args[0] {arg0:?}: no such executable file inside the container: check the command and the image"
+        )));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(arg0);
+        if is_exec(&p) {
+            return Ok(p);
+        }
+    }
+    Err(Error::Config(format!(
+        "process.args[0] {arg0:?}: executable file not found in $PATH ({path}) inside the container: check the command and the image"
+    )))
+}
+
+/// Adds HOME from the container's /etc/passwd when the config does not set it.
+fn with_home(mut env: Vec<String>, uid: u32) -> Vec<String> {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".to_string());
+    env.push(format!("HOME={home}"));
+    env
+}
+
+pub(crate) fn rlimit_number(name: &str) -> u32 {
+    match name {
+        "RLIMIT_CPU" => 0,
+        "RLIMIT_FSIZE" => 1,
+        "RLIMIT_DATA" => 2,
+        "RLIMIT_STACK" => 3,
+        "RLIMIT_CORE" => 4,
+        "RLIMIT_RSS" => 5,
+        "RLIMIT_NPROC" => 6,
+        "RLIMIT_NOFILE" => 7,
+        "RLIMIT_MEMLOCK" => 8,
+        "RLIMIT_AS" => 9,
+        "RLIMIT_LOCKS" => 10,
+        "RLIMIT_SIGPENDING" => 11,
+        "RLIMIT_MSGQUEUE" => 12,
+        "RLIMIT_NICE" => 13,
+        "RLIMIT_RTPRIO" => 14,
+        _ => 15, // RLIMIT_RTTIME
+    }
+}
+
+fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = kproc::SchedAttr {
+        sched_policy: policy,
+        sched_flags: flags,
+        sched_nice: s.nice().unwrap_or(0),
+        sched_priority: s.priority().unwrap_or(0) as u32,
+        sched_runtime: s.runtime().unwrap_or(0),
+        sched_deadline: s.deadline().unwrap_or(0),
+        sched_period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    kproc::sched_setattr_self(&attr).ctx(|| "process.scheduler".into())
+}
+
+fn cap_mask(set: Option<&oci_spec::runtime::Capabilities>) -> u64 {
+    set.into_iter()
+        .flatten()
+        .filter_map(|c| caps::from_name(&format!("CAP_{c}")))
+        .fold(0u64, |m, n| m | 1u64 << n)
+}
+
+/// Switches to process.user and sets the five capability sets, in the order that keeps the
+/// needed privileges until the last step.
+pub(crate) fn set_user_and_caps(process: &Process) -> Result<()> {
+    let c = process.capabilities().as_ref();
+    let bounding = cap_mask(c.and_then(|c| c.bounding().as_ref()));
+    let effective = cap_mask(c.and_then(|c| c.effective().as_ref()));
+    let permitted = cap_mask(c.and_then(|c| c.permitted().as_ref()));
+    let inheritable = cap_mask(c.and_then(|c| c.inheritable().as_ref()));
+    let ambient = cap_mask(c.and_then(|c| c.ambient().as_ref()));
+    let last = caps::last_cap();
+    for cap in 0..=last {
+        if bounding & (1 << cap) == 0 {
+            match caps::drop_bounding(cap) {
+                Ok(()) => {}
+                Err(e) if e.errno == nix::errno::Errno::EINVAL => {}
+                Err(e) => return Err(e).ctx(|| format!("dropping {} from the bounding set", caps::NAMES.get(cap as usize).unwrap_or(&"?"))),
+            }
+        }
+    }
+    let user = process.user();
+    kproc::prctl(libc::PR_SET_KEEPCAPS, 1, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    match kproc::setgroups(&gids) {
+        Ok(()) => {}
+        // With setgroups denied (unprivileged user namespace) only an empty list is moot.
+        Err(e) if gids.is_empty() && e.errno == nix::errno::Errno::EPERM => {}
+        Err(e) => return Err(e).ctx(|| format!("process.user.additionalGids {gids:?}")),
+    }
+    kproc::setresgid(user.gid()).ctx(|| format!("process.user.gid {}: is it mapped in the user namespace?", user.gid()))?;
+    kproc::setresuid(user.uid()).ctx(|| format!("process.user.uid {}: is it mapped in the user namespace?", user.uid()))?;
+    kproc::prctl(libc::PR_SET_KEEPCAPS, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    caps::set(&caps::CapSets { effective, permitted, inheritable })
+        .ctx(|| "setting process.capabilities (effective must be within permitted)".into())?;
+    caps::clear_ambient().ctx(|| "clearing the ambient capabilities".into())?;
+    for cap in 0..=last {
+        if ambient & (1 << cap) != 0 {
+            caps::raise_ambient(cap).ctx(|| {
+                format!(
+                    "raising ambient {}: it must also be in permitted and inheritable",
+                    caps::NAMES.get(cap as usize).unwrap_or(&"?")
+                )
+            })?;
+        }
+    }
+    Ok(())
+}

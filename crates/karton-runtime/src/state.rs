@@ -1,0 +1,296 @@
+//! The state store: one directory per container under the runtime root.
+//!
+//! `<root>/<id>/state.json` is written atomically (write + rename), and every command that
+//! changes a container holds an exclusive flock on `<root>/<id>`, so concurrent commands on
+//! one container serialize and a crash never leaves half a file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use karton_cgroup::Cgroup;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+use crate::util::write_atomic;
+
+pub const STATE_FILE: &str = "state.json";
+pub const CONFIG_FILE: &str = "config.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What karton records about a container: the OCI state fields plus its own bookkeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Start time of the init process (clock ticks since boot, /proc/PID/stat field 22):
+    /// tells our init apart from a later process that reuses its pid.
+    #[serde(default)]
+    pub init_start_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
+    /// Whether the container has its own pid namespace (then killing init kills all).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+}
+
+/// The OCI state as `karton state` prints it (runc's field set).
+#[derive(Debug, Clone, Serialize)]
+pub struct OciState<'a> {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn oci(&self) -> OciState<'_> {
+        OciState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            pid: self.pid,
+            status: self.status,
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
+        }
+    }
+
+    /// The state JSON that hooks receive on stdin (runtime-spec "state" object).
+    pub fn hook_state_json(&self) -> String {
+        #[derive(Serialize)]
+        struct HookState<'a> {
+            #[serde(rename = "ociVersion")]
+            oci_version: &'a str,
+            id: &'a str,
+            status: Status,
+            pid: i32,
+            bundle: &'a Path,
+            annotations: &'a BTreeMap<String, String>,
+        }
+        serde_json::to_string(&HookState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            status: self.status,
+            pid: self.pid,
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// The runtime root (`--root`).
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An exclusively locked container directory. Dropping it releases the lock.
+pub struct Locked {
+    pub dir: PathBuf,
+    pub id: String,
+    _lock: Flock<File>,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// /run/karton for root; $XDG_RUNTIME_DIR/karton otherwise.
+    pub fn default_root() -> PathBuf {
+        if nix::unistd::geteuid().is_root() {
+            PathBuf::from("/run/karton")
+        } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+            PathBuf::from(x).join("karton")
+        } else {
+            PathBuf::from(format!("/tmp/karton-{}", nix::unistd::geteuid()))
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn ensure_root(&self) -> Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.root)
+            .ctx(|| format!("creating the state root {}", self.root.display()))
+    }
+
+    /// Makes a new container directory and locks it; fails if the ID is taken.
+    pub fn create(&self, id: &str) -> Result<Locked> {
+        validate_id(id)?;
+        self.ensure_root()?;
+        let dir = self.dir(id);
+        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.into())),
+            Err(e) => return Err(e).ctx(|| format!("creating the state directory {}", dir.display())),
+        }
+        // mkdir honours the umask; the fifo path must be searchable by a non-root init.
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
+        let lock = lock_dir(&dir)?;
+        Ok(Locked { dir, id: id.to_string(), _lock: lock })
+    }
+
+    /// Locks an existing container's directory.
+    pub fn lock(&self, id: &str) -> Result<Locked> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        if !dir.join(STATE_FILE).exists() && !dir.is_dir() {
+            return Err(Error::NotFound(id.into()));
+        }
+        let lock = lock_dir(&dir).map_err(|e| match e {
+            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::NotFound(id.into()),
+            other => other,
+        })?;
+        Ok(Locked { dir, id: id.to_string(), _lock: lock })
+    }
+
+    /// Reads a container's record without locking (state is written atomically).
+    pub fn load(&self, id: &str) -> Result<Record> {
+        validate_id(id)?;
+        load_record(&self.dir(id), id)
+    }
+
+    /// The IDs of all containers under the root, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("reading the state root {}", self.root.display())),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+impl Locked {
+    pub fn load(&self) -> Result<Record> {
+        load_record(&self.dir, &self.id)
+    }
+
+    pub fn save(&self, rec: &Record) -> Result<()> {
+        let json = serde_json::to_vec_pretty(rec).map_err(|e| Error::Config(format!("serializing state: {e}")))?;
+        let path = self.dir.join(STATE_FILE);
+        write_atomic(&path, &json).ctx(|| format!("writing {}", path.display()))
+    }
+
+    /// Removes the container's directory and everything in it.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir).ctx(|| format!("removing {}", self.dir.display()))
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<Flock<File>> {
+    let f = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Io { context: format!("locking {}", dir.display()), source: e.into() })
+}
+
+fn load_record(dir: &Path, id: &str) -> Result<Record> {
+    let path = dir.join(STATE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.into())),
+        Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Config(format!(
+            "{}: corrupt state ({e}): `karton delete --force {id}` removes the container",
+            path.display()
+        ))
+    })
+}
+
+/// Container IDs: non-empty, at most 1024 bytes, no '/', no "..", no control characters —
+/// the ID becomes a directory name and a cgroup name.
+pub fn validate_id(id: &str) -> Result<()> {
+    let err = |reason: &str| Err(Error::InvalidId { id: id.to_string(), reason: reason.to_string() });
+    if id.is_empty() {
+        return err("is empty: give the container a name");
+    }
+    if id.len() > 1024 {
+        return err("is longer than 1024 bytes: use a shorter name");
+    }
+    if id.contains('/') {
+        return err("contains '/': use letters, digits, '-', '_' and '.'");
+    }
+    if id == "." || id.contains("..") {
+        return err("contains '..': use letters, digits, '-', '_' and '.'");
+    }
+    if id.chars().any(|c| c.is_control()) {
+        return err("contains a control character: use letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1_2.x").is_ok());
+        for bad in ["", "a/b", "..", "a..b", "x\ny", "."] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_id(&"a".repeat(1025)).is_err());
+        assert!(validate_id(&"a".repeat(1024)).is_ok());
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per command family. Each parses nothing itself (clap does) and holds no
+//! logic a library user would need: it calls the library crates and prints.
+
+pub mod lifecycle;
+pub mod ns;
+pub mod trace;

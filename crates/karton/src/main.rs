@@ -1,0 +1,111 @@
+//! karton: a Linux container runtime and namespace laboratory.
+//!
+//! The command line follows runc's, so engines (podman, containerd) can call karton in its
+//! place. This binary parses, sets up logging, dispatches and prints; the work is done by
+//! the library crates.
+
+mod cmd;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "karton",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.1"),
+    about = "A Linux container runtime (runc-compatible) and namespace laboratory",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags that every command accepts, as runc's.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// Directory for container state [default: /run/karton, or $XDG_RUNTIME_DIR/karton when not root]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write log lines to FILE instead of stderr (errors still reach stderr)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Format of log lines
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log debug messages
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Manage cgroups through systemd (needs a running systemd)
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto (detect from the caller's uid); before the command
+    #[arg(long, value_name = "true|false|auto", default_value = "auto")]
+    pub rootless: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a container from a bundle; its process waits for `start`
+    Create(cmd::lifecycle::CreateArgs),
+    /// Run the user process of a created container
+    Start(cmd::lifecycle::IdArg),
+    /// Print the state of a container as OCI state JSON
+    State(cmd::lifecycle::IdArg),
+    /// Send a signal to a container's init process (or all its processes)
+    Kill(cmd::lifecycle::KillArgs),
+    /// Delete a container's processes, cgroups and state
+    Delete(cmd::lifecycle::DeleteArgs),
+    /// Create and start a container, then wait for it unless --detach
+    Run(cmd::lifecycle::RunArgs),
+    /// Write a default config.json into a bundle
+    Spec(cmd::lifecycle::SpecArgs),
+    /// List the containers under --root
+    List(cmd::lifecycle::ListArgs),
+    /// Print what this runtime supports (OCI runtime features JSON)
+    Features,
+    /// See, inspect and enter namespaces
+    Ns(cmd::ns::NsArgs),
+    /// Measure a container, a process or a command with eBPF instruments
+    Trace(cmd::trace::TraceArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.global) {
+        eprintln!("karton: {e:#}");
+        return ExitCode::from(1);
+    }
+    let g = &cli.global;
+    let result = match cli.command {
+        Command::Create(a) => cmd::lifecycle::create(a, g),
+        Command::Start(a) => cmd::lifecycle::start(a, g),
+        Command::State(a) => cmd::lifecycle::state(a, g),
+        Command::Kill(a) => cmd::lifecycle::kill(a, g),
+        Command::Delete(a) => cmd::lifecycle::delete(a, g),
+        Command::Run(a) => cmd::lifecycle::run(a, g),
+        Command::Spec(a) => cmd::lifecycle::spec(a, g),
+        Command::List(a) => cmd::lifecycle::list(a, g),
+        Command::Features => cmd::lifecycle::features(g),
+        Command::Ns(a) => cmd::ns::run(a, g),
+        Command::Trace(a) => cmd::trace::run(a, g),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            logging::error(&format!("{e:#}"));
+            ExitCode::from(1)
+        }
+    }
+}
