@@ -79,6 +79,14 @@ enum Command {
     Ns(cmd::ns::NsArgs),
     /// Measure a container, a process or a command with eBPF instruments
     Trace(cmd::trace::TraceArgs),
+    /// Benchmark how each namespace changes an application's performance
+    Bench(cmd::bench::BenchArgs),
+    /// Evaluate each namespace for isolation and noninterference
+    Audit(cmd::audit::AuditArgs),
+    /// Write the HTML and Markdown report from bench and audit results
+    Report(cmd::report::ReportArgs),
+    /// Run a built-in benchmark workload (inside a container, or bare)
+    Workload(cmd::workload::WorkloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +108,10 @@ fn main() -> ExitCode {
         Command::Features => cmd::lifecycle::features(g),
         Command::Ns(a) => cmd::ns::run(a, g),
         Command::Trace(a) => cmd::trace::run(a, g),
+        Command::Bench(a) => cmd::bench::run(a, g),
+        Command::Audit(a) => cmd::audit::run(a, g),
+        Command::Report(a) => cmd::report::run(a, g),
+        Command::Workload(a) => cmd::workload::run(a, g),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
