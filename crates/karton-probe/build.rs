@@ -7,7 +7,15 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGS: &[&str] = &["syscalls", "sched", "faults", "nsops", "timeline", "footprint"];
+const PROGS: &[&str] = &[
+    "syscalls",
+    "sched",
+    "faults",
+    "nsops",
+    "timeline",
+    "footprint",
+    "tracepoints",
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -23,6 +31,8 @@ fn main() {
                 std::ffi::OsString::from("-I"),
                 vmlinux_dir.clone().into_os_string(),
                 std::ffi::OsString::from("-Wno-compare-distinct-pointer-types"),
+                // BPF ISA v3 (kernel >= 5.1): atomic fetch-and-add returning the old value.
+                std::ffi::OsString::from("-mcpu=v3"),
             ])
             .build_and_generate(&skel)
             .unwrap_or_else(|e| panic!("building {src}: {e:#}"));

@@ -57,7 +57,7 @@ impl Cgroup {
     ///
     /// `cgroups_path` is OCI `linux.cgroupsPath`: `None` → "/karton/<id>", relative →
     /// under "/karton/", absolute → as given. An existing directory is reused only while
-    /// it holds no processes (it is then not ours, and delete leaves it).
+    /// it holds no processes; delete then leaves it, unless it is under "/karton/".
     pub fn create(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
         let path = resolve_path(cgroups_path, id)?;
         let mut v1 = BTreeMap::new();
@@ -83,7 +83,15 @@ impl Cgroup {
             }
         }
         let dirs: Vec<PathBuf> = cg.dirs().into_iter().map(Path::to_path_buf).collect();
+        // An empty leaf left under karton's own parent (a crashed create or delete) is
+        // karton's: adopt it so that delete removes it. Elsewhere an existing directory
+        // stays someone else's.
+        let ours = cg.path.starts_with(&format!("{DEFAULT_PARENT}/"));
         for dir in &dirs {
+            if ours && dir.is_dir() {
+                cg.created.push(dir.clone());
+                continue;
+            }
             if let Err(e) = mkdir_nested(dir, &mut cg.created) {
                 // Leave nothing half-made behind.
                 let _ = cg.remove_created(Instant::now());
@@ -166,9 +174,9 @@ impl Cgroup {
     pub fn update(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
         let ops = resources::plan(self, res, true)?;
         let saved = resources::snapshot(&ops)?;
-        match resources::execute(&ops) {
+        match resources::execute_upto(&ops) {
             Ok(()) => Ok(()),
-            Err(e) => match resources::restore(&saved) {
+            Err((failed, e)) => match resources::restore(resources::to_restore(&ops, &saved, failed)) {
                 Ok(()) => Err(Error::RolledBack(Box::new(e))),
                 Err(r) => Err(Error::RestoreFailed { error: Box::new(e), restore: Box::new(r) }),
             },
@@ -232,9 +240,11 @@ impl Cgroup {
         if let Some(d) = self.v1.get("freezer") {
             return Ok(fsutil::read(&d.join("freezer.state"))?.trim() == "FROZEN");
         }
+        // The requested state, as runc reads it: cgroup.events says "frozen 0" for a moment
+        // whenever a task leaves the frozen state (a fatal signal, a new task joining),
+        // while the cgroup is still paused.
         let d = self.v2_freeze_dir().ok_or(Error::NoFreezer)?;
-        let ev = fsutil::read(&d.join("cgroup.events"))?;
-        Ok(fsutil::keyed_value(&ev, "frozen") == Some(1))
+        Ok(fsutil::read(&d.join("cgroup.freeze"))?.trim() == "1")
     }
 
     /// cgroup2's freezer: any cgroup2 directory has cgroup.freeze (kernel ≥ 5.2).
@@ -260,13 +270,16 @@ impl Cgroup {
         if signal == Signal::SIGKILL {
             if let Some(d) = self.v2.as_deref().filter(|d| d.join("cgroup.kill").exists()) {
                 fsutil::write("kill --all", &d.join("cgroup.kill"), "1")?;
-                if self.layout == Layout::V2 {
-                    return Ok(());
-                }
-                // Hybrid: a process that joined only v1 hierarchies is not in the unified
-                // cgroup; signal whatever the v1 hierarchies still list.
-                for pid in self.pids()? {
-                    signal_pid(pid, signal)?;
+                if self.layout != Layout::V2 {
+                    // Hybrid: a process that joined only v1 hierarchies is not in the
+                    // unified cgroup; signal whatever the v1 hierarchies still list.
+                    for pid in self.pids()? {
+                        signal_pid(pid, signal)?;
+                    }
+                    // Tasks frozen by the v1 freezer die only once thawed.
+                    if self.v1.contains_key("freezer") && self.is_frozen()? {
+                        self.thaw()?;
+                    }
                 }
                 return Ok(());
             }
@@ -402,8 +415,19 @@ fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String, Error> {
     Ok(out)
 }
 
-/// mkdir -p, pushing each directory it made onto `created`.
+/// mkdir -p, pushing each directory it made onto `created`. Retries a few times when a
+/// parent vanishes under it (another container's delete removing an empty shared parent).
 fn mkdir_nested(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let mut attempt = 0;
+    loop {
+        match mkdir_nested_once(dir, created) {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            r => return r,
+        }
+    }
+}
+
+fn mkdir_nested_once(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {

@@ -22,8 +22,9 @@ pub(crate) fn read_opt(path: &Path) -> Result<Option<String>, Error> {
 /// Writes `value` with a single write(2): cgroup files parse each write as one command,
 /// so the value must not be split (std's `fs::write` would also do one write for short
 /// values, but being explicit keeps it so). No O_CREAT: a missing file is an error.
+/// O_TRUNC as runc: cgroupfs ignores it, a plain file (driver tests) needs it.
 pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).truncate(false).open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
     let n = f.write(value.as_bytes())?;
     if n != value.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short write to a cgroup file"));

@@ -269,6 +269,10 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
             if let Some(s) = swap {
                 need_file(d, "memory.memsw.limit_in_bytes", &key("swap"), "swap accounting is off in this kernel (boot with swapaccount=1) or remove the key")?;
                 pair.push(W::new(key("swap"), d, "memory.memsw.limit_in_bytes", s));
+            } else if limit == Some(-1) && d.join("memory.memsw.limit_in_bytes").exists() {
+                // "No limit" must lift memory+swap too, or the old memsw keeps limiting (runc
+                // does the same).
+                pair.push(W::new(key("limit"), d, "memory.memsw.limit_in_bytes", -1));
             }
             if !pair.is_empty() {
                 ops.push(Op::EitherOrder(pair));
@@ -410,6 +414,9 @@ fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error>
             if !group.is_empty() {
                 ops.push(Op::EitherOrder(group));
             }
+            if let Some(r) = rt_runtime.filter(|r| *r > 0) {
+                plan_rt_ancestors(cg, d, r, rt_period, ops)?;
+            }
             let mut rt = Vec::new();
             if let Some(p) = rt_period {
                 need_file(d, "cpu.rt_period_us", &key("realtimePeriod"), "kernel built without CONFIG_RT_GROUP_SCHED")?;
@@ -458,6 +465,35 @@ fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error>
                 need_file(d, "cpu.idle", &key("idle"), "this kernel has no SCHED_IDLE cgroups; remove the key")?;
                 ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
             }
+        }
+    }
+    Ok(())
+}
+
+/// A v1 realtime budget must fit in the parent's. The parents this cgroup created start
+/// with none (rt_runtime_us 0): give each, top-down, enough for the child's share
+/// (runtime/period), never touching a parent it did not create.
+fn plan_rt_ancestors(cg: &Cgroup, leaf: &Path, runtime: i64, period: Option<u64>, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let key = format!("{K}.cpu.realtimeRuntime");
+    let child_period = match period {
+        Some(p) => p,
+        None => fsutil::read_u64(&leaf.join("cpu.rt_period_us"))?,
+    };
+    if child_period == 0 {
+        return Ok(());
+    }
+    let created: Vec<&Path> = cg
+        .created()
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|d| leaf.starts_with(d) && *d != leaf)
+        .collect();
+    for d in created {
+        let pp = fsutil::read_u64(&d.join("cpu.rt_period_us"))?;
+        let have = fsutil::read(&d.join("cpu.rt_runtime_us"))?.trim().parse::<i64>().unwrap_or(0);
+        let need = ((runtime as u128 * pp as u128).div_ceil(child_period as u128)).min(pp as u128) as i64;
+        if have >= 0 && have < need {
+            ops.push(Op::One(W::new(&key, d, "cpu.rt_runtime_us", need)));
         }
     }
     Ok(())
@@ -660,15 +696,29 @@ fn devices_v1(d: &Path, devs: &[LinuxDeviceCgroup]) -> Result<Op, Error> {
 }
 
 pub(crate) fn execute(ops: &[Op]) -> Result<(), Error> {
-    for op in ops {
-        match op {
-            Op::One(w) => w.run()?,
-            Op::EitherOrder(ws) => run_either(ws)?,
-            Op::DevicesV1 { writes, .. } => writes.iter().try_for_each(W::run)?,
-            Op::DevicesV2 { dir, rules } => devices::apply_v2(dir, rules)?,
-        }
+    execute_upto(ops).map_err(|(_, e)| e)
+}
+
+/// Runs the ops; on failure says which op failed (ops before it have been applied).
+pub(crate) fn execute_upto(ops: &[Op]) -> Result<(), (usize, Error)> {
+    for (i, op) in ops.iter().enumerate() {
+        let r = match op {
+            Op::One(w) => w.run(),
+            Op::EitherOrder(ws) => run_either(ws),
+            Op::DevicesV1 { writes, .. } => writes.iter().try_for_each(W::run),
+            Op::DevicesV2 { dir, rules } => devices::apply_v2(dir, rules),
+        };
+        r.map_err(|e| (i, e))?;
     }
     Ok(())
+}
+
+/// The saved values to write back after op `failed` failed: every op before it, and the
+/// failed one itself when it is several writes of which some may have landed.
+pub(crate) fn to_restore<'a>(ops: &[Op], saved: &'a [Saved], failed: usize) -> &'a [Saved] {
+    let partial = matches!(ops.get(failed), Some(Op::EitherOrder(_) | Op::DevicesV1 { .. }));
+    let end = if partial { failed + 1 } else { failed };
+    &saved[..end.min(saved.len())]
 }
 
 fn run_either(ws: &[W]) -> Result<(), Error> {

@@ -232,7 +232,9 @@ pub fn list(opts: ScanOptions) -> Result<NsList> {
 
     // Open every namespace once, then follow owner and parent links to namespaces that
     // nothing else showed (their only holders are other namespaces).
-    let mut handles: HashMap<(NsType, NsId), NsHandle> = HashMap::new();
+    // Handles are dropped as soon as they have answered: a host with thousands of
+    // namespaces would otherwise run into the fd limit.
+    let mut opened: BTreeSet<(NsType, NsId)> = BTreeSet::new();
     let mut queue: VecDeque<(NsType, NsId)> = acc.keys().copied().collect();
     // Per namespace: owner, parent, owner uid.
     type Links = (Option<NsId>, Option<NsId>, Option<u32>);
@@ -248,11 +250,13 @@ pub fn list(opts: ScanOptions) -> Result<NsList> {
             None => open_any(key, a),
         };
         let Some(h) = h else {
-            if a.pids.is_empty() && a.mounts.is_empty() && a.fds.is_empty() {
+            if a.mounts.is_empty() && a.fds.is_empty() {
+                // Every member exited between listing and opening: the namespace is gone
+                // (or going); no half row for it.
                 dropped.insert(key);
             } else {
-                // Seen but not openable (e.g. a mount point shadowed, or no permission):
-                // listed with what is known, marked `opened: false`.
+                // Seen in mountinfo or an fd table but not openable (a shadowed mount
+                // point, a closed fd): listed with what is known, `opened: false`.
                 rows.insert(key, (None, None, None));
             }
             continue;
@@ -263,22 +267,29 @@ pub fn list(opts: ScanOptions) -> Result<NsList> {
         rows.insert(key, (owner.as_ref().map(|o| o.id), parent.as_ref().map(|p| p.id), owner_uid));
         for linked in [owner, parent].into_iter().flatten() {
             let k = (linked.ty, linked.id);
-            if !rows.contains_key(&k) {
-                let la = acc.entry(k).or_default();
-                if la.handle.is_none() {
-                    la.handle = Some(linked);
-                }
+            // Keep the handle only for a namespace nothing else showed (or whose members
+            // all exited before it could be opened): the others open through their holders,
+            // and holding every handle at once could exhaust the fd limit.
+            if !rows.contains_key(&k) && (dropped.remove(&k) || !acc.contains_key(&k)) {
+                acc.entry(k).or_default().handle = Some(linked);
                 queue.push_back(k);
             }
         }
-        handles.insert(key, h);
+        opened.insert(key);
+        drop(h);
     }
 
     let mut namespaces: Vec<Namespace> = rows
         .into_iter()
         .map(|((ty, id), (owner, parent, owner_uid))| {
-            let a = acc.remove(&(ty, id)).unwrap_or_default();
-            let pid = a.pids.iter().min().copied();
+            let mut a = acc.remove(&(ty, id)).unwrap_or_default();
+            a.pids.sort_unstable();
+            // The lowest member that is still there to name.
+            let rep = a.pids.iter().find_map(|&p| procfs::command(p).map(|c| (p, c)));
+            let (pid, command) = match rep {
+                Some((p, c)) => (Some(p), Some(c)),
+                None => (a.pids.first().copied(), None),
+            };
             let held_by = if !a.pids.is_empty() {
                 HeldBy::Processes
             } else if !a.mounts.is_empty() {
@@ -298,12 +309,12 @@ pub fn list(opts: ScanOptions) -> Result<NsList> {
                 nprocs: a.pids.len(),
                 pid,
                 uid: pid.and_then(procfs::uid),
-                command: pid.and_then(procfs::command),
+                command,
                 held_by,
                 bind_mounts: a.mounts,
                 open_fds: a.fds,
                 containers: Vec::new(),
-                opened: handles.contains_key(&(ty, id)),
+                opened: opened.contains(&(ty, id)),
             }
         })
         .collect();

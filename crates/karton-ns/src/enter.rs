@@ -7,6 +7,10 @@
 //! needed the user namespace's privileges. A joined pid namespace applies only to
 //! children, so the command runs in a forked child.
 //!
+//! The target is a process, or a directory of namespace files (bind mounts named `user`,
+//! `pid`, `net`, ... as `/proc/PID/ns` names them), such as a sandbox persisted with
+//! `karton spawn --persist DIR`; files are joined one per kind.
+//!
 //! The calling process is never changed: the joins happen in a child, which reports
 //! failures to the caller over a close-on-exec pipe (no bytes = the exec happened).
 
@@ -15,7 +19,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use karton_sys::{clone, ns as sys, process, Errno};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -23,6 +27,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NsError, Result};
+use crate::handle::NsHandle;
 use crate::procfs;
 use crate::NsType;
 
@@ -56,10 +61,29 @@ pub struct EnterOptions {
     pub stderr: Option<OwnedFd>,
 }
 
+/// Whose namespaces to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// A running process.
+    Pid(i32),
+    /// A directory holding namespace files named as in /proc/PID/ns (`user`, `net`, ...).
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Pid(p) => write!(f, "process {p}"),
+            Target::Dir(d) => write!(f, "the namespace files in {}", d.display()),
+        }
+    }
+}
+
 /// Which kinds will be joined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnterPlan {
-    pub pid: i32,
+    pub target: Target,
     /// Kinds to join, in join order.
     pub join: Vec<NsType>,
     /// Kinds asked for (or, without a list, all) that the caller already shares with the
@@ -86,8 +110,17 @@ impl Exit {
     }
 }
 
-/// Decides which namespaces of `pid` to join.
+/// Decides which namespaces of process `pid` to join.
 pub fn plan(pid: i32, types: Option<&[NsType]>) -> Result<EnterPlan> {
+    plan_target(&Target::Pid(pid), types)
+}
+
+/// Decides which namespaces of a process or a directory of namespace files to join.
+pub fn plan_target(target: &Target, types: Option<&[NsType]>) -> Result<EnterPlan> {
+    let pid = match target {
+        Target::Pid(pid) => *pid,
+        Target::Dir(dir) => return plan_dir(dir, types),
+    };
     if !procfs::exists(pid) {
         return Err(NsError::NoSuchProcess { pid });
     }
@@ -112,7 +145,52 @@ pub fn plan(pid: i32, types: Option<&[NsType]>) -> Result<EnterPlan> {
             join.push(ty);
         }
     }
-    Ok(EnterPlan { pid, join, already_shared })
+    Ok(EnterPlan { target: Target::Pid(pid), join, already_shared })
+}
+
+fn plan_dir(dir: &Path, types: Option<&[NsType]>) -> Result<EnterPlan> {
+    if !dir.is_dir() {
+        return Err(NsError::Invalid(format!(
+            "{} is not a directory of namespace files: pass a pid, a container id, or a directory holding files named user, pid, net, ...",
+            dir.display()
+        )));
+    }
+    let me = std::process::id() as i32;
+    let mut join = Vec::new();
+    let mut already_shared = Vec::new();
+    let asked: Vec<NsType> = match types {
+        Some(t) => {
+            let mut t = t.to_vec();
+            t.sort();
+            t.dedup();
+            t
+        }
+        None => NsType::supported(),
+    };
+    for ty in asked {
+        let path = dir.join(ty.proc_name());
+        if !path.exists() {
+            if types.is_some() {
+                return Err(NsError::Invalid(format!(
+                    "{} does not exist: {} holds no {ty} namespace; leave out `{ty}`",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            continue;
+        }
+        let h = NsHandle::open(&path)?;
+        if h.ty != ty {
+            return Err(NsError::Invalid(format!("{} is a {} namespace, not a {ty} one", path.display(), h.ty)));
+        }
+        let mine = procfs::ns_id(me, ty)?;
+        if h.id == mine && (types.is_none() || ty == NsType::User) {
+            already_shared.push(ty);
+        } else {
+            join.push(ty);
+        }
+    }
+    Ok(EnterPlan { target: Target::Dir(dir.to_path_buf()), join, already_shared })
 }
 
 /// Runs `argv` in the namespaces of process `pid` and waits for it.
@@ -126,7 +204,6 @@ pub fn run(pid: i32, opts: EnterOptions, argv: &[OsString]) -> Result<Exit> {
 
 /// Like [`run`], with a plan made earlier (e.g. to print it first).
 pub fn run_plan(plan: &EnterPlan, opts: EnterOptions, argv: &[OsString]) -> Result<Exit> {
-    let pid = plan.pid;
     if argv.is_empty() {
         return Err(NsError::Invalid("no command given: put the command after `--`".into()));
     }
@@ -136,26 +213,41 @@ pub fn run_plan(plan: &EnterPlan, opts: EnterOptions, argv: &[OsString]) -> Resu
     let args: Vec<CString> = argv.iter().map(|a| cstr(a.as_bytes(), "an argument")).collect::<Result<_>>()?;
     let wd = opts.wd.as_ref().map(|w| cstr(w.as_os_str().as_bytes(), "the working directory")).transpose()?;
 
-    let pidfd = process::pidfd_open(pid).map_err(|e| match e.errno {
-        Errno::ESRCH => NsError::NoSuchProcess { pid },
-        _ => NsError::sys(format!("pidfd_open({pid})"), e),
-    })?;
-    // Per-kind fds are opened now: after joining a mount namespace, /proc may be another.
+    // Per-kind fds are opened now: after joining a mount namespace, paths may resolve
+    // elsewhere.
     let mut fds: Vec<(NsType, File)> = Vec::new();
-    if opts.method != JoinMethod::Pidfd {
-        for &ty in &plan.join {
-            let path = ty.proc_path(pid);
-            let f = File::open(&path).map_err(|e| NsError::from_proc_io(pid, &path, e))?;
-            fds.push((ty, f));
+    let pidfd = match &plan.target {
+        Target::Pid(pid) => {
+            let pid = *pid;
+            let pidfd = process::pidfd_open(pid).map_err(|e| match e.errno {
+                Errno::ESRCH => NsError::NoSuchProcess { pid },
+                _ => NsError::sys(format!("pidfd_open({pid})"), e),
+            })?;
+            if opts.method != JoinMethod::Pidfd {
+                for &ty in &plan.join {
+                    let path = ty.proc_path(pid);
+                    let f = File::open(&path).map_err(|e| NsError::from_proc_io(pid, &path, e))?;
+                    fds.push((ty, f));
+                }
+            }
+            // The pidfd pins the process; if it is still alive now, the paths above were
+            // its own and not those of a process that reused the pid.
+            process::pidfd_send_signal(pidfd.as_fd(), 0).map_err(|_| NsError::Vanished { pid })?;
+            Some(pidfd)
         }
-    }
-    // The pidfd pins the process; if it is still alive now, the paths above were its own
-    // and not those of a process that reused the pid.
-    process::pidfd_send_signal(pidfd.as_fd(), 0).map_err(|_| NsError::Vanished { pid })?;
+        Target::Dir(dir) => {
+            for &ty in &plan.join {
+                let path = dir.join(ty.proc_name());
+                let f = File::open(&path).map_err(|error| NsError::Io { path, error })?;
+                fds.push((ty, f));
+            }
+            None
+        }
+    };
 
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| NsError::sys("pipe2", karton_sys::SysError::new("pipe2", e)))?;
-    let child = Child { plan, pidfd: &pidfd, fds: &fds, args: &args, wd: wd.as_ref(), opts: &opts, report: &wr };
+    let child = Child { plan, pidfd: pidfd.as_ref(), fds: &fds, args: &args, wd: wd.as_ref(), opts: &opts, report: &wr };
     let child_pid = match clone::fork().map_err(|e| NsError::sys("fork", e))? {
         None => child.run(),
         Some(p) => p,
@@ -165,7 +257,7 @@ pub fn run_plan(plan: &EnterPlan, opts: EnterOptions, argv: &[OsString]) -> Resu
     // EOF comes when the command execs (close-on-exec) or every child has exited.
     let _ = File::from(rd).read_to_end(&mut report);
     let status = wait(child_pid)?;
-    if let Some(err) = decode(pid, &report) {
+    if let Some(err) = decode(&plan.target, &report) {
         return Err(err);
     }
     Ok(status)
@@ -201,7 +293,7 @@ fn encode(stage: u8, ty: Option<NsType>, errno: Errno) -> [u8; 8] {
     [stage, t, 0, 0, e[0], e[1], e[2], e[3]]
 }
 
-fn decode(pid: i32, b: &[u8]) -> Option<NsError> {
+fn decode(target: &Target, b: &[u8]) -> Option<NsError> {
     if b.len() < 8 {
         return None;
     }
@@ -230,7 +322,12 @@ fn decode(pid: i32, b: &[u8]) -> Option<NsError> {
         (ST_CHDIR, Errno::ENOENT) => ": the directory does not exist in the target's mount namespace",
         _ => "",
     };
-    Some(NsError::Enter { pid, stage, errno, hint: hint.to_string() })
+    let exit_code = match (b[0], errno) {
+        (ST_EXEC, Errno::ENOENT) => 127,
+        (ST_EXEC, _) => 126,
+        _ => 1,
+    };
+    Some(NsError::Enter { target: target.to_string(), stage, errno, hint: hint.to_string(), exit_code })
 }
 
 /// Dies of `sig` (as the command did), so the caller sees a signal rather than a code.
@@ -248,7 +345,7 @@ fn relay_signal(sig: i32) -> ! {
 
 struct Child<'a> {
     plan: &'a EnterPlan,
-    pidfd: &'a OwnedFd,
+    pidfd: Option<&'a OwnedFd>,
     fds: &'a [(NsType, File)],
     args: &'a [CString],
     wd: Option<&'a CString>,
@@ -285,8 +382,8 @@ impl Child<'_> {
         if mask == 0 {
             return Ok(());
         }
-        if self.opts.method != JoinMethod::PerType {
-            match sys::setns(self.pidfd.as_fd(), mask) {
+        if let (Some(pidfd), true) = (self.pidfd, self.opts.method != JoinMethod::PerType) {
+            match sys::setns(pidfd.as_fd(), mask) {
                 Ok(()) => return Ok(()),
                 Err(e) if self.opts.method == JoinMethod::Pidfd => return Err((ST_SETNS_PIDFD, None, e.errno)),
                 // Nothing was joined (the call is all or nothing): the per-kind path works on
@@ -366,15 +463,15 @@ mod tests {
     #[test]
     fn report_round_trip() {
         let b = encode(ST_SETNS, Some(NsType::Net), Errno::EPERM);
-        match decode(7, &b) {
-            Some(NsError::Enter { pid, stage, errno, .. }) => {
-                assert_eq!(pid, 7);
+        match decode(&Target::Pid(7), &b) {
+            Some(NsError::Enter { target, stage, errno, .. }) => {
+                assert_eq!(target, "process 7");
                 assert_eq!(stage, "setns(net)");
                 assert_eq!(errno, Errno::EPERM);
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(decode(7, &[]).is_none());
+        assert!(decode(&Target::Pid(7), &[]).is_none());
     }
 
     #[test]

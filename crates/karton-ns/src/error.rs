@@ -15,7 +15,7 @@ pub enum NsError {
     #[error("process {pid} exited while karton was reading it: try again with a running process")]
     Vanished { pid: i32 },
 
-    #[error("permission denied reading {path}: run karton as root or as the owner of process {pid} (the kernel requires ptrace read access)")]
+    #[error("permission denied reading {path}: run karton as root or as the owner of process {pid} (the kernel requires ptrace-read access; an LSM such as Landlock or Yama may deny it even to root)")]
     PermissionDenied { pid: i32, path: PathBuf },
 
     #[error("namespace type {ty} is not supported by this kernel ({path} does not exist): leave out `{ty}`")]
@@ -33,8 +33,8 @@ pub enum NsError {
     #[error("{path} is not a namespace file (no nsfs inode): pass /proc/PID/ns/TYPE or a bind mount of one")]
     NotNamespace { path: PathBuf },
 
-    #[error("entering namespaces of process {pid} failed at {stage}: {errno}{hint}", errno = errno.desc())]
-    Enter { pid: i32, stage: String, errno: Errno, hint: String },
+    #[error("entering the namespaces of {target} failed at {stage}: {errno}{hint}", errno = errno.desc())]
+    Enter { target: String, stage: String, errno: Errno, hint: String, exit_code: i32 },
 
     #[error("{0}")]
     Invalid(String),
@@ -71,7 +71,35 @@ impl NsError {
         matches!(self, NsError::NoSuchProcess { .. } | NsError::Vanished { .. })
     }
 
+    /// The exit code a command-line tool should end with: 127 when the command to run
+    /// was not found, 126 when it could not be executed (the shell's convention), else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            NsError::Enter { exit_code, .. } => *exit_code,
+            _ => 1,
+        }
+    }
+
     pub fn is_permission(&self) -> bool {
         matches!(self, NsError::PermissionDenied { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_thing_reason_fix() {
+        let e = NsError::Unsupported { ty: NsType::Time, path: "/proc/self/ns/time".into() };
+        assert_eq!(
+            e.to_string(),
+            "namespace type time is not supported by this kernel (/proc/self/ns/time does not exist): leave out `time`"
+        );
+        let e = NsError::PermissionDenied { pid: 1, path: "/proc/1/ns/user".into() };
+        assert!(e.to_string().starts_with("permission denied reading /proc/1/ns/user: run karton as root"));
+        assert!(e.is_permission() && !e.is_gone());
+        assert!(NsError::Vanished { pid: 3 }.is_gone());
+        assert_eq!(NsError::NoSuchProcess { pid: 3 }.exit_code(), 1);
     }
 }

@@ -83,6 +83,7 @@ fn enter_propagates_exit_code_and_signal() {
     let e = enter::run(t, EnterOptions::default(), &args(&["/nonexistent/cmd"])).expect_err("no such command");
     assert!(matches!(e, NsError::Enter { errno: nix::errno::Errno::ENOENT, .. }), "{e}");
     assert!(e.to_string().contains("exec"), "{e}");
+    assert_eq!(e.exit_code(), 127);
 }
 
 #[test]
@@ -133,4 +134,66 @@ fn enter_user_namespace_sets_credentials() {
 fn enter_missing_pid_fails_cleanly() {
     let e = enter::run(999_999_999, EnterOptions::default(), &args(&["true"])).expect_err("no such pid");
     assert!(matches!(e, NsError::NoSuchProcess { .. }), "{e}");
+}
+
+#[test]
+fn enter_a_directory_of_bind_mounted_namespace_files() {
+    if skip_unless_root_with(&["unshare", "sleep", "sh", "hostname"]) {
+        return;
+    }
+    // What `karton spawn --persist DIR` leaves behind: namespaces that outlive their
+    // process, joined later by file.
+    let dir = TempDir::new("persist");
+    let mut g = Group::spawn(&["unshare", "--uts", "--ipc", "sh", "-c", "hostname persisted; exec sleep 60"]);
+    let host = ns_id(me(), NsType::Uts);
+    wait_for("sleep in its namespaces", || {
+        let id = karton_ns::procfs::ns_id(g.pid(), NsType::Uts).ok()?;
+        (id != host && comm(g.pid()).as_deref() == Some("sleep")).then_some(())
+    });
+    let ipc = ns_id(g.pid(), NsType::Ipc);
+    let _m1 = BindMount::new(&NsType::Uts.proc_path(g.pid()), &dir.0.join("uts"));
+    let _m2 = BindMount::new(&NsType::Ipc.proc_path(g.pid()), &dir.0.join("ipc"));
+    g.kill();
+
+    let target = enter::Target::Dir(dir.0.clone());
+    let plan = enter::plan_target(&target, None).expect("plan");
+    assert_eq!(plan.join, vec![NsType::Ipc, NsType::Uts]);
+    let (rd, wr) = pipe();
+    let opts = EnterOptions { stdout: Some(wr), ..Default::default() };
+    let exit = enter::run_plan(&plan, opts, &args(&["sh", "-c", "hostname; readlink /proc/self/ns/ipc"])).expect("enter");
+    let mut out = String::new();
+    std::fs::File::from(rd).read_to_string(&mut out).expect("read");
+    assert_eq!(exit, Exit::Code(0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "persisted");
+    assert_eq!(lines[1], format!("ipc:[{}]", ipc.inode));
+    // Asking for a kind the directory lacks names the file.
+    let e = enter::plan_target(&target, Some(&[NsType::Net])).expect_err("no net file");
+    assert!(e.to_string().contains("/net does not exist"), "{e}");
+}
+
+#[test]
+fn time_namespace_offsets_inspected_and_entered() {
+    if skip_unless_root_with(&["unshare", "sleep", "cat"]) {
+        return;
+    }
+    if !NsType::Time.is_supported() {
+        println!("SKIP: this kernel has no time namespaces");
+        return;
+    }
+    let g = Group::spawn(&["unshare", "--time", "--boottime", "100000", "--fork", "--kill-child", "sleep", "60"]);
+    let leaf = wait_for("sleep in the time namespace", || descendant_named(g.pid(), "sleep"));
+    let ins = karton_ns::inspect::inspect(leaf).expect("inspect");
+    let offs = ins.time_offsets.expect("offsets readable");
+    let boot = offs.iter().find(|o| o.clock == "boottime").expect("boottime line");
+    assert_eq!((boot.secs, boot.nanos), (100000, 0));
+    let ours: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .expect("own uptime");
+    let opts = EnterOptions { types: Some(vec![NsType::Time]), ..Default::default() };
+    let (exit, out) = sh_in(leaf, opts, "cat /proc/uptime").expect("enter");
+    assert_eq!(exit, Exit::Code(0));
+    let theirs: f64 = out.split_whitespace().next().and_then(|n| n.parse().ok()).expect("uptime inside");
+    assert!((theirs - ours - 100000.0).abs() < 5.0, "uptime inside {theirs} vs outside {ours}");
 }

@@ -111,3 +111,64 @@ fn missing_pid_is_a_clear_error() {
     let msg = e.to_string();
     assert!(msg.contains("999999999") && msg.contains("does not exist"), "{msg}");
 }
+
+#[test]
+fn scans_survive_processes_exiting_under_them() {
+    if skip_unless_root_with(&["unshare", "sh", "true"]) {
+        return;
+    }
+    // Two loops making and ending uts+ipc namespaces as fast as they can, while we scan.
+    let churn: Vec<Group> = (0..2)
+        .map(|_| Group::spawn(&["sh", "-c", "while :; do unshare --uts --ipc true; done"]))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    for _ in 0..20 {
+        let list = discover::list(Default::default()).expect("a scan never fails because a process exited");
+        for n in &list.namespaces {
+            // No half rows: a listed namespace was opened, or is held by a mount or fd.
+            assert!(n.opened || !n.bind_mounts.is_empty() || !n.open_fds.is_empty(), "half row: {n:?}");
+            if n.held_by == HeldBy::Processes {
+                assert!(n.pid.is_some() && n.nprocs > 0, "{n:?}");
+            }
+            // Only the root of the visible user tree has no owner.
+            if n.opened && !(n.ty == NsType::User && n.parent.is_none()) {
+                assert!(n.owner.is_some(), "{n:?}");
+            }
+        }
+    }
+    drop(churn);
+}
+
+#[test]
+fn user_namespace_held_only_as_owner_is_listed() {
+    if skip_unless_root_with(&["unshare", "sleep"]) {
+        return;
+    }
+    // A uts namespace owned by a fresh user namespace, bind-mounted; once the process is
+    // gone, only the uts namespace keeps the user namespace alive.
+    let dir = TempDir::new("ref");
+    let mut g = Group::spawn(&["unshare", "--user", "--map-root-user", "--uts", "sleep", "60"]);
+    let host = ns_id(me(), NsType::User);
+    let user = wait_for("sleep in its user namespace", || {
+        let u = karton_ns::procfs::ns_id(g.pid(), NsType::User).ok()?;
+        (u != host && comm(g.pid()).as_deref() == Some("sleep")).then_some(u)
+    });
+    let uts = ns_id(g.pid(), NsType::Uts);
+    let _m = BindMount::new(&NsType::Uts.proc_path(g.pid()), &dir.0.join("uts"));
+    g.kill();
+
+    let list = discover::list(Default::default()).expect("list");
+    let u = list.get(NsType::User, user).expect("owner user namespace listed");
+    assert_eq!(u.held_by, HeldBy::Reference);
+    assert_eq!(u.nprocs, 0);
+    assert_eq!(u.parent, Some(host));
+    assert_eq!(u.level, Some(1));
+    let n = list.get(NsType::Uts, uts).expect("uts listed");
+    assert_eq!(n.owner, Some(user));
+    assert_eq!(n.held_by, HeldBy::BindMount);
+    let t = karton_ns::tree::build(&list, Some(NsType::User));
+    let roots = t.user.expect("user tree");
+    let r = roots.iter().find(|r| r.ns.id == host).expect("host root");
+    let child = r.children.iter().find(|c| c.ns.id == user).expect("ref-only user ns in the tree");
+    assert!(child.owned.iter().any(|o| o.id == uts));
+}

@@ -1,12 +1,12 @@
 //! Overhead of each instrument per event, measured on this process.
 //!
 //! Method: a loop of N getppid(2) calls (or N first-touch page faults), timed with
-//! CLOCK_MONOTONIC, alternating passes without probes (A) and with one instrument attached
+//! CLOCK_THREAD_CPUTIME_ID (the loop thread's own CPU time, user + system, so that other
+//! load on the machine does not count; BPF programs run in the syscall, on this thread's
+//! time), alternating passes without probes (A) and with one instrument attached
 //! (B): A B A B … for R rounds. Cost per event = median over rounds of (B - A) / N.
 //! Attach and detach happen outside the timed region. Run as root, release build:
 //!   cargo run --release -p karton-probe --example overhead [-- N ROUNDS]
-
-use std::time::Instant;
 
 use karton_probe::{Probe, ProbeBuilder, Target};
 
@@ -16,8 +16,19 @@ enum Work {
     Faults,
 }
 
+fn cpu_ns() -> f64 {
+    use nix::time::{clock_gettime, ClockId};
+    match clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(t) => t.tv_sec() as f64 * 1e9 + t.tv_nsec() as f64,
+        Err(e) => {
+            eprintln!("clock_gettime(CLOCK_THREAD_CPUTIME_ID): {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn run(work: Work, n: u64) -> f64 {
-    let t = Instant::now();
+    let t = cpu_ns();
     match work {
         Work::Getppid => {
             for _ in 0..n {
@@ -33,7 +44,7 @@ fn run(work: Work, n: u64) -> f64 {
             std::hint::black_box(&v);
         }
     }
-    t.elapsed().as_nanos() as f64
+    cpu_ns() - t
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -43,23 +54,98 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
+    let n: u64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000_000);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
     let nf = 50_000u64; // page faults per pass (200 MiB)
     let me = std::process::id();
+    let own_ns = match karton_probe::pidns_of(me) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }
+    };
     let cases: Vec<(&str, Work, ProbeBuilder)> = vec![
-        ("syscalls counter (sys_exit), target task", Work::Getppid, Probe::builder().syscalls(true).target(Target::Tgid(me))),
-        ("syscalls counter (sys_exit), non-target task", Work::Getppid, Probe::builder().syscalls(true).target(Target::Tgid(1))),
-        ("syscalls counter, Target::All (pid-ns key)", Work::Getppid, Probe::builder().syscalls(true).target(Target::All)),
-        ("syscalls + latency histogram, target task", Work::Getppid, Probe::builder().syscall_latency(true).target(Target::Tgid(me))),
-        ("nsops, tax on an unrelated syscall", Work::Getppid, Probe::builder().nsops(true).target(Target::Tgid(me))),
-        ("sched, tax on a syscall", Work::Getppid, Probe::builder().sched(true).target(Target::Tgid(me))),
-        ("timeline, tax on a syscall", Work::Getppid, Probe::builder().timeline(true).target(Target::Tgid(me))),
-        ("footprint 999 Hz, tax on a syscall", Work::Getppid, Probe::builder().footprint(true).target(Target::Tgid(me))),
-        ("faults, per user page fault", Work::Faults, Probe::builder().faults(true).target(Target::Tgid(me))),
+        (
+            "floor: empty tp_btf sys_exit program",
+            Work::Getppid,
+            Probe::builder()
+                .syscalls(true)
+                .calibration_empty_program(true)
+                .target(Target::Tgid(me)),
+        ),
+        (
+            "syscalls counter (sys_exit), target task",
+            Work::Getppid,
+            Probe::builder().syscalls(true).target(Target::Tgid(me)),
+        ),
+        (
+            "syscalls counter, Target::PidNs (container)",
+            Work::Getppid,
+            Probe::builder()
+                .syscalls(true)
+                .target(Target::PidNs(own_ns)),
+        ),
+        (
+            "syscalls counter (sys_exit), non-target task",
+            Work::Getppid,
+            Probe::builder().syscalls(true).target(Target::Tgid(1)),
+        ),
+        (
+            "syscalls counter, Target::All (pid-ns key)",
+            Work::Getppid,
+            Probe::builder().syscalls(true).target(Target::All),
+        ),
+        (
+            "syscalls + latency histogram, target task",
+            Work::Getppid,
+            Probe::builder()
+                .syscall_latency(true)
+                .target(Target::Tgid(me)),
+        ),
+        (
+            "nsops, tax on an unrelated syscall",
+            Work::Getppid,
+            Probe::builder().nsops(true).target(Target::Tgid(me)),
+        ),
+        (
+            "sched, tax on a syscall",
+            Work::Getppid,
+            Probe::builder().sched(true).target(Target::Tgid(me)),
+        ),
+        (
+            "timeline, tax on a syscall",
+            Work::Getppid,
+            Probe::builder().timeline(true).target(Target::Tgid(me)),
+        ),
+        (
+            "footprint 999 Hz, tax on a syscall",
+            Work::Getppid,
+            Probe::builder()
+                .instrument(karton_probe::Instrument::Footprint, true)
+                .target(Target::Tgid(me)),
+        ),
+        (
+            "footprint tracepoints (raw_tp on all), tax on a syscall",
+            Work::Getppid,
+            Probe::builder()
+                .instrument(karton_probe::Instrument::Tracepoints, true)
+                .target(Target::Tgid(me)),
+        ),
+        (
+            "faults, per user page fault",
+            Work::Faults,
+            Probe::builder().faults(true).target(Target::Tgid(me)),
+        ),
     ];
-    println!("karton-probe overhead: N={n} getppid per pass, {nf} faults per pass, {rounds} rounds A/B interleaved");
-    println!("{:<46} {:>12} {:>12} {:>12}  mechanism", "instrument", "base ns/ev", "with ns/ev", "added ns/ev");
+    println!("karton-probe overhead: N={n} getppid per pass, {nf} faults per pass, {rounds} rounds A/B interleaved, thread CPU time");
+    println!(
+        "{:<46} {:>12} {:>12} {:>12}  mechanism",
+        "instrument", "base ns/ev", "with ns/ev", "added ns/ev"
+    );
     for (name, work, b) in cases {
         let n_ev = match work {
             Work::Getppid => n,
@@ -80,11 +166,20 @@ fn main() {
                     break;
                 }
             };
-            if let Some(s) = probe.status().iter().find(|s| !matches!(s.state, karton_probe::InstrumentState::Active)) {
+            if let Some(s) = probe
+                .status()
+                .iter()
+                .find(|s| !matches!(s.state, karton_probe::InstrumentState::Active))
+            {
                 failed = Some(format!("{:?}", s.state));
                 break;
             }
-            mech = probe.status().iter().map(|s| s.mechanism.clone()).collect::<Vec<_>>().join(", ");
+            mech = probe
+                .status()
+                .iter()
+                .map(|s| s.mechanism.clone())
+                .collect::<Vec<_>>()
+                .join(", ");
             let bb = run(work, n_ev) / n_ev as f64;
             drop(probe);
             base.push(a);

@@ -11,8 +11,10 @@ pub(crate) struct Kallsyms {
 
 impl Kallsyms {
     pub(crate) fn load() -> Result<Self, ProbeError> {
-        let text = fs::read_to_string("/proc/kallsyms")
-            .map_err(|source| ProbeError::Io { what: "reading /proc/kallsyms".into(), source })?;
+        let text = fs::read_to_string("/proc/kallsyms").map_err(|source| ProbeError::Io {
+            what: "reading /proc/kallsyms".into(),
+            source,
+        })?;
         let mut syms = Vec::new();
         for line in text.lines() {
             let mut it = line.split_whitespace();
@@ -22,7 +24,9 @@ impl Kallsyms {
             if !matches!(kind, "t" | "T" | "w" | "W") {
                 continue;
             }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
             if addr != 0 {
                 syms.push((addr, name.to_string()));
             }

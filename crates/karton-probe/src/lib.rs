@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{
+    Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder,
+};
 use serde::Serialize;
 
 pub use target::{container_pidns, peak_rss_kib, pidns_of, process_tree, StoppedCommand, Target};
@@ -34,6 +36,9 @@ pub use target::{container_pidns, peak_rss_kib, pidns_of, process_tree, StoppedC
 /// Number of log2 buckets of every histogram: bucket i counts values in [2^i, 2^(i+1)) ns
 /// (bucket 0 also holds 0 ns; the last bucket holds everything above).
 pub const HIST_SLOTS: usize = 40;
+
+/// Syscall numbers below this use the per-CPU array fast path (syscalls.bpf.c NR_MAX).
+const SC_NR_MAX: u32 = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -46,7 +51,10 @@ pub enum ProbeError {
     #[error("no instrument could be loaded: {}", summary(.0))]
     AllFailed(Vec<InstrumentStatus>),
     #[error("reading BPF map {map}: {source}")]
-    Map { map: String, source: libbpf_rs::Error },
+    Map {
+        map: String,
+        source: libbpf_rs::Error,
+    },
     #[error("/proc/kallsyms shows no addresses to this process (kptr_restrict)")]
     Kallsyms,
     #[error("unknown container {id:?}: no {}", path.display())]
@@ -56,14 +64,25 @@ pub enum ProbeError {
     #[error("starting the command: {0}")]
     Spawn(String),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 fn summary(v: &[InstrumentStatus]) -> String {
     v.iter()
         .map(|s| match &s.state {
-            InstrumentState::Failed { error, verifier_log, .. } => match verifier_log {
-                Some(p) => format!("{}: {error} (verifier log: {})", s.instrument.name(), p.display()),
+            InstrumentState::Failed {
+                error,
+                verifier_log,
+                ..
+            } => match verifier_log {
+                Some(p) => format!(
+                    "{}: {error} (verifier log: {})",
+                    s.instrument.name(),
+                    p.display()
+                ),
                 None => format!("{}: {error}", s.instrument.name()),
             },
             _ => format!("{}: {:?}", s.instrument.name(), s.state),
@@ -82,16 +101,19 @@ pub enum Instrument {
     Nsops,
     Timeline,
     Footprint,
+    /// Footprint, part 2: distinct tracepoints hit.
+    Tracepoints,
 }
 
 impl Instrument {
-    pub const ALL: [Instrument; 6] = [
+    pub const ALL: [Instrument; 7] = [
         Instrument::Syscalls,
         Instrument::Sched,
         Instrument::Faults,
         Instrument::Nsops,
         Instrument::Timeline,
         Instrument::Footprint,
+        Instrument::Tracepoints,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +124,7 @@ impl Instrument {
             Instrument::Nsops => "nsops",
             Instrument::Timeline => "timeline",
             Instrument::Footprint => "footprint",
+            Instrument::Tracepoints => "tracepoints",
         }
     }
 
@@ -113,20 +136,24 @@ impl Instrument {
             Instrument::Nsops => include_bytes!(concat!(env!("OUT_DIR"), "/nsops.bpf.o")),
             Instrument::Timeline => include_bytes!(concat!(env!("OUT_DIR"), "/timeline.bpf.o")),
             Instrument::Footprint => include_bytes!(concat!(env!("OUT_DIR"), "/footprint.bpf.o")),
+            Instrument::Tracepoints => {
+                include_bytes!(concat!(env!("OUT_DIR"), "/tracepoints.bpf.o"))
+            }
         }
     }
 
     /// The kernel mechanism behind the instrument's figures, as printed beside them.
     pub fn mechanism(self, syscall_latency: bool) -> &'static str {
         match self {
-            Instrument::Syscalls if syscall_latency => "tp_btf:sys_enter+sys_exit (raw_syscalls), per-CPU hash",
-            Instrument::Syscalls => "tp_btf:sys_exit (raw_syscalls), per-CPU hash",
+            Instrument::Syscalls if syscall_latency => "tp_btf:sys_enter+sys_exit (raw_syscalls), entry time in task storage, per-CPU arrays",
+            Instrument::Syscalls => "tp_btf:sys_exit (raw_syscalls), per-CPU arrays (container target: no task storage)",
             Instrument::Sched => "tp_btf:sched_wakeup+sched_wakeup_new+sched_switch",
-            Instrument::Faults => "tp_btf:page_fault_user (exceptions)",
+            Instrument::Faults => "tp_btf:page_fault_user (exceptions); peak RSS: tp_btf:sched_process_exit + procfs VmHWM",
             Instrument::Nsops if tracefs_syscall_events() => "tp:syscalls/sys_{enter,exit}_{unshare,setns,clone,clone3}",
             Instrument::Nsops => "tp_btf:sys_enter+sys_exit filtered to unshare,setns,clone,clone3 (no tracefs for syscalls:* events)",
             Instrument::Timeline => "tp_btf:sched_process_fork+exec+exit, ring buffer",
             Instrument::Footprint => "perf:cpu-clock sampling -> BPF perf_event, /proc/kallsyms (APPROXIMATION of kernel footprint)",
+            Instrument::Tracepoints => "raw_tp on every vmlinux-BTF tracepoint, cookie per tracepoint (APPROXIMATION of kernel footprint; heavy)",
         }
     }
 }
@@ -137,7 +164,11 @@ impl Instrument {
 pub enum InstrumentState {
     Active,
     /// `stage` is "open", "load" (verifier) or "attach".
-    Failed { stage: String, error: String, verifier_log: Option<PathBuf> },
+    Failed {
+        stage: String,
+        error: String,
+        verifier_log: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,11 +187,21 @@ pub struct ProbeBuilder {
     target: Target,
     sample_hz: u64,
     log_dir: PathBuf,
+    calibration: bool,
+    slots: Option<u32>,
 }
 
 impl Default for ProbeBuilder {
     fn default() -> Self {
-        Self { selected: Vec::new(), syscall_latency: false, target: Target::All, sample_hz: 999, log_dir: std::env::temp_dir() }
+        Self {
+            selected: Vec::new(),
+            syscall_latency: false,
+            target: Target::All,
+            sample_hz: 999,
+            log_dir: std::env::temp_dir(),
+            calibration: false,
+            slots: None,
+        }
     }
 }
 
@@ -196,8 +237,10 @@ impl ProbeBuilder {
     pub fn timeline(self, on: bool) -> Self {
         self.set(Instrument::Timeline, on)
     }
+    /// Both footprint approximations: cpu-clock sampling and distinct tracepoints hit.
     pub fn footprint(self, on: bool) -> Self {
         self.set(Instrument::Footprint, on)
+            .set(Instrument::Tracepoints, on)
     }
     pub fn instrument(self, i: Instrument, on: bool) -> Self {
         self.set(i, on)
@@ -209,6 +252,19 @@ impl ProbeBuilder {
     /// cpu-clock sampling frequency of the footprint instrument (default 999 Hz).
     pub fn sample_hz(mut self, hz: u64) -> Self {
         self.sample_hz = hz.max(1);
+        self
+    }
+    /// Overhead calibration: the syscall instrument attaches an EMPTY sys_exit program
+    /// instead of the counter (it records nothing). Measures the floor of the mechanism.
+    pub fn calibration_empty_program(mut self, on: bool) -> Self {
+        self.calibration = on;
+        self
+    }
+    /// Keys (pid namespaces) that get the syscall instrument's array fast path (default 8,
+    /// 32 with `Target::All`); more keys still count, through a slower per-CPU hash. Each slot
+    /// costs 8 KiB per CPU, 172 KiB per CPU with latency.
+    pub fn syscall_slots(mut self, n: u32) -> Self {
+        self.slots = Some(n.clamp(1, 1024));
         self
     }
     /// Where verifier logs of failed loads are written (default: the temp dir).
@@ -240,13 +296,24 @@ impl ProbeBuilder {
         let mut loaded = Vec::new();
         let mut status = Vec::new();
         for i in selected {
-            let mechanism = i.mechanism(self.syscall_latency).to_string();
+            let mut mechanism = i.mechanism(self.syscall_latency).to_string();
+            if i == Instrument::Syscalls && self.calibration {
+                mechanism = "tp_btf:sys_exit EMPTY program (calibration: records nothing)".into();
+            }
             match load_one(i, &self, &seeds) {
                 Ok(l) => {
                     loaded.push(l);
-                    status.push(InstrumentStatus { instrument: i, mechanism, state: InstrumentState::Active });
+                    status.push(InstrumentStatus {
+                        instrument: i,
+                        mechanism,
+                        state: InstrumentState::Active,
+                    });
                 }
-                Err(state) => status.push(InstrumentStatus { instrument: i, mechanism, state }),
+                Err(state) => status.push(InstrumentStatus {
+                    instrument: i,
+                    mechanism,
+                    state,
+                }),
             }
         }
         if loaded.is_empty() {
@@ -276,6 +343,8 @@ struct Loaded {
     which: Instrument,
     _links: Vec<Link>,
     obj: Object,
+    /// Tracepoints instrument: names by cookie, and how many were attached.
+    tp_names: Option<(Vec<String>, usize)>,
 }
 
 /// Captures libbpf's messages (the verifier log among them) while one object loads.
@@ -292,12 +361,20 @@ fn libbpf_print(_level: PrintLevel, msg: String) {
 }
 
 fn failed(stage: &str, error: impl std::fmt::Display) -> InstrumentState {
-    InstrumentState::Failed { stage: stage.into(), error: error.to_string(), verifier_log: None }
+    InstrumentState::Failed {
+        stage: stage.into(),
+        error: error.to_string(),
+        verifier_log: None,
+    }
 }
 
 fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, InstrumentState> {
-    let _guard = LOAD_LOCK.lock().map_err(|_| failed("open", "load lock poisoned"))?;
-    let mut open = ObjectBuilder::default().open_memory(i.object()).map_err(|e| failed("open", e))?;
+    let _guard = LOAD_LOCK
+        .lock()
+        .map_err(|_| failed("open", "load lock poisoned"))?;
+    let mut open = ObjectBuilder::default()
+        .open_memory(i.object())
+        .map_err(|e| failed("open", e))?;
 
     // The config struct is the only .rodata object (see common.h): offset 0, 16 bytes.
     let (mode, ns) = match b.target {
@@ -305,27 +382,59 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
         Target::PidNs(n) => (1, n),
         Target::Tgid(_) => (2, 0),
     };
+    // Keys with a syscall fast-path slot: few for a container or a tree, more for the host.
+    let slots: u32 = b.slots.unwrap_or(match b.target {
+        Target::All => 32,
+        _ => 8,
+    });
     let mut wrote = false;
     for mut m in open.maps_mut() {
         if !m.name().to_string_lossy().ends_with(".rodata") {
             continue;
         }
-        let Some(buf) = m.initial_value_mut() else { continue };
-        if buf.len() < 16 {
-            return Err(failed("open", format!(".rodata is {} bytes, expected the 16-byte config", buf.len())));
+        let Some(buf) = m.initial_value_mut() else {
+            continue;
+        };
+        if buf.len() < 24 {
+            return Err(failed(
+                "open",
+                format!(
+                    ".rodata is {} bytes, expected the 24-byte config",
+                    buf.len()
+                ),
+            ));
         }
         buf[0..8].copy_from_slice(&ns.to_ne_bytes());
         buf[8..12].copy_from_slice(&mode.to_ne_bytes());
         buf[12..16].copy_from_slice(&u32::from(b.syscall_latency).to_ne_bytes());
+        buf[16..20].copy_from_slice(&slots.to_ne_bytes());
         wrote = true;
+    }
+    // The syscall fast-path arrays: slots * SC_NR_MAX rows each; no latency rows if unused.
+    for mut m in open.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        let rows = match name.as_str() {
+            "sc_cnt" => slots * SC_NR_MAX,
+            "sc_lat" if b.syscall_latency => slots * SC_NR_MAX,
+            "sc_lat" => 1,
+            _ => continue,
+        };
+        m.set_max_entries(rows)
+            .map_err(|e| failed("open", format!("sizing {name}: {e}")))?;
     }
     if !wrote {
         return Err(failed("open", "no .rodata config in the BPF object"));
     }
     for mut p in open.progs_mut() {
         // Counting alone needs only sys_exit; sys_enter doubles the cost.
-        if p.name() == "sc_enter" && !b.syscall_latency {
+        if p.name() == "sc_enter" && (!b.syscall_latency || b.calibration) {
             p.set_autoload(false);
+        }
+        if p.name() == "sc_exit" && b.calibration {
+            p.set_autoload(false);
+        }
+        if p.name() == "sc_null" {
+            p.set_autoload(b.calibration);
         }
         // nsops: the per-syscall tracepoints when tracefs lists them, else raw_syscalls.
         let name = p.name().to_string_lossy().into_owned();
@@ -341,11 +450,19 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
     libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_print)));
     let loaded = open.load();
     libbpf_rs::set_print(None);
-    let log = LIBBPF_LOG.lock().ok().and_then(|mut g| g.take()).unwrap_or_default();
+    let log = LIBBPF_LOG
+        .lock()
+        .ok()
+        .and_then(|mut g| g.take())
+        .unwrap_or_default();
     let obj = match loaded {
         Ok(o) => o,
         Err(e) => {
-            let path = b.log_dir.join(format!("karton-probe-{}-{}.verifier.log", i.name(), std::process::id()));
+            let path = b.log_dir.join(format!(
+                "karton-probe-{}-{}.verifier.log",
+                i.name(),
+                std::process::id()
+            ));
             let saved = fs::write(&path, &log).is_ok();
             return Err(InstrumentState::Failed {
                 stage: "load".into(),
@@ -361,39 +478,113 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
         for m in obj.maps() {
             if m.name() == "tracked" {
                 for pid in seeds {
-                    m.update(&pid.to_ne_bytes(), &one, MapFlags::ANY).map_err(|e| failed("attach", e))?;
+                    m.update(&pid.to_ne_bytes(), &one, MapFlags::ANY)
+                        .map_err(|e| failed("attach", e))?;
                 }
             }
         }
     }
 
+    // One container: its key owns syscall slot 0, which the storage-free fast path uses.
+    if let (Instrument::Syscalls, Target::PidNs(ns)) = (i, b.target) {
+        for m in obj.maps() {
+            let r = match &*m.name().to_string_lossy() {
+                "sc_slots" => m.update(&ns.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY),
+                "sc_next" => m.update(&0u32.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY),
+                _ => Ok(()),
+            };
+            r.map_err(|e| {
+                failed(
+                    "attach",
+                    format!("seeding {}: {e}", m.name().to_string_lossy()),
+                )
+            })?;
+        }
+    }
+
     let mut links = Vec::new();
+    let mut tp_names = None;
     for p in obj.progs_mut() {
         if !p.autoload() {
             continue;
         }
-        if p.name() == "fp_sample" {
+        if p.name() == "tp_hit" {
+            let names = tracepoint_names().map_err(|e| {
+                failed(
+                    "attach",
+                    format!("listing tracepoints from vmlinux BTF: {e}"),
+                )
+            })?;
+            let mut attached = 0usize;
+            for (idx, name) in names.iter().enumerate() {
+                let opts = libbpf_rs::RawTracepointOpts {
+                    cookie: idx as u64,
+                    ..Default::default()
+                };
+                // Some BTF-listed tracepoints are not attachable (compiled out, writable):
+                // they are counted as missing, not fatal.
+                if let Ok(l) = p.attach_raw_tracepoint_with_opts(name, opts) {
+                    links.push(l);
+                    attached += 1;
+                }
+            }
+            if attached == 0 {
+                return Err(failed("attach", "no tracepoint could be attached"));
+            }
+            tp_names = Some((names, attached));
+        } else if p.name() == "fp_sample" {
             for cpu in online_cpus() {
                 let fd = karton_sys::perf::cpu_clock_sampler(cpu, b.sample_hz)
                     .map_err(|e| failed("attach", format!("perf cpu-clock on cpu {cpu}: {e}")))?;
-                links.push(p.attach_perf_event(fd.as_raw_fd()).map_err(|e| failed("attach", e))?);
+                links.push(
+                    p.attach_perf_event(fd.as_raw_fd())
+                        .map_err(|e| failed("attach", e))?,
+                );
                 // The perf link closes the event fd when it is destroyed: hand it over.
                 let _ = fd.into_raw_fd();
             }
         } else {
             links.push(
-                p.attach().map_err(|e| failed("attach", format!("{}: {e}", p.name().to_string_lossy())))?,
+                p.attach().map_err(|e| {
+                    failed("attach", format!("{}: {e}", p.name().to_string_lossy()))
+                })?,
             );
         }
     }
-    Ok(Loaded { which: i, _links: links, obj })
+    Ok(Loaded {
+        which: i,
+        _links: links,
+        obj,
+        tp_names,
+    })
+}
+
+/// Every tracepoint of the running kernel, from the btf_trace_<name> typedefs of vmlinux BTF
+/// (tracefs, which lists them too, is not mounted on every host).
+fn tracepoint_names() -> Result<Vec<String>, libbpf_rs::Error> {
+    let btf = libbpf_rs::btf::Btf::from_vmlinux()?;
+    let mut names: Vec<String> = btf
+        .type_by_kind::<libbpf_rs::btf::types::Typedef<'_>>()
+        .filter_map(|t| {
+            t.name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("btf_trace_"))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Whether libbpf can find the syscalls:* tracepoint ids (tracefs mounted, events built in).
 fn tracefs_syscall_events() -> bool {
-    ["/sys/kernel/tracing/events/syscalls/sys_enter_unshare/id", "/sys/kernel/debug/tracing/events/syscalls/sys_enter_unshare/id"]
-        .iter()
-        .any(|p| Path::new(p).exists())
+    [
+        "/sys/kernel/tracing/events/syscalls/sys_enter_unshare/id",
+        "/sys/kernel/debug/tracing/events/syscalls/sys_enter_unshare/id",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
 }
 
 fn online_cpus() -> Vec<u32> {
@@ -412,7 +603,10 @@ fn online_cpus() -> Vec<u32> {
     out
 }
 
-fn build_ring(obj: &Object, events: Arc<Mutex<Vec<ProcEvent>>>) -> Result<RingBuffer<'static>, libbpf_rs::Error> {
+fn build_ring(
+    obj: &Object,
+    events: Arc<Mutex<Vec<ProcEvent>>>,
+) -> Result<RingBuffer<'static>, libbpf_rs::Error> {
     let maps: Vec<_> = obj.maps().filter(|m| m.name() == "events").collect();
     let mut rb = RingBufferBuilder::new();
     for m in &maps {
@@ -631,13 +825,39 @@ pub struct Snapshot {
     pub nsops: Option<Section<NsOpStat>>,
     pub timeline: Option<Section<ProcEvent>>,
     pub footprint: Option<Section<Footprint>>,
+    pub tracepoints: Option<Section<TracepointHits>>,
+}
+
+/// APPROXIMATION of the kernel footprint: distinct tracepoints hit by the measured tasks.
+#[derive(Debug, Clone, Serialize)]
+pub struct TracepointHits {
+    pub key: u64,
+    pub approximation: &'static str,
+    /// Tracepoints attached / listed in vmlinux BTF: the universe this count is out of.
+    pub attached: u64,
+    pub listed: u64,
+    pub distinct_tracepoints: u64,
+    /// Every tracepoint hit, most hits first.
+    pub tracepoints: Vec<NameCount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameCount {
+    pub name: String,
+    pub count: u64,
 }
 
 fn u64_at(d: &[u8], o: usize) -> u64 {
-    d.get(o..o + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes).unwrap_or(0)
+    d.get(o..o + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_ne_bytes)
+        .unwrap_or(0)
 }
 fn u32_at(d: &[u8], o: usize) -> u32 {
-    d.get(o..o + 4).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes).unwrap_or(0)
+    d.get(o..o + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_ne_bytes)
+        .unwrap_or(0)
 }
 fn cstr(d: &[u8]) -> String {
     let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());
@@ -657,7 +877,11 @@ fn sum_percpu(vals: &[Vec<u8>]) -> Vec<u64> {
 }
 
 fn hist_from(fields: &[u64], count: u64, sum: u64) -> Hist {
-    Hist { count, sum_ns: sum, buckets: fields.to_vec() }
+    Hist {
+        count,
+        sum_ns: sum,
+        buckets: fields.to_vec(),
+    }
 }
 
 pub fn syscall_name(nr: u32) -> String {
@@ -681,7 +905,11 @@ const NS_FLAGS: [(u32, &str); 8] = [
 
 /// Namespace names of a CLONE_NEW* mask.
 pub fn ns_names(flags: u32) -> Vec<String> {
-    NS_FLAGS.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| n.to_string()).collect()
+    NS_FLAGS
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 impl Probe {
@@ -713,41 +941,71 @@ impl Probe {
             let _ = r.consume();
         }
         let syscalls = match self.obj(Instrument::Syscalls) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Syscalls), rows: read_syscalls(o, self.syscall_latency)? }),
+            Some(o) => Some(Section {
+                instrument: self.mech(Instrument::Syscalls),
+                rows: read_syscalls(o, self.syscall_latency)?,
+            }),
             None => None,
         };
         let sched = match self.obj(Instrument::Sched) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Sched), rows: read_sched(o)? }),
+            Some(o) => Some(Section {
+                instrument: self.mech(Instrument::Sched),
+                rows: read_sched(o)?,
+            }),
             None => None,
         };
         let faults = match self.obj(Instrument::Faults) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Faults), rows: read_faults(o)? }),
+            Some(o) => Some(Section {
+                instrument: self.mech(Instrument::Faults),
+                rows: read_faults(o)?,
+            }),
             None => None,
         };
         let peak_rss = if self.obj(Instrument::Faults).is_some() {
             self.sample_rss();
+            self.read_rss_at_exit()?;
             Some(Section {
-                instrument: "procfs:/proc/PID/status VmHWM, sampled at each snapshot (processes that end between samples are missed)".into(),
+                instrument: "tp_btf:sched_process_exit mm hiwater/rss (at exit), procfs:/proc/PID/status VmHWM (live, sampled)".into(),
                 rows: self.rss.values().cloned().collect(),
             })
         } else {
             None
         };
         let nsops = match self.obj(Instrument::Nsops) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Nsops), rows: read_nsops(o)? }),
+            Some(o) => Some(Section {
+                instrument: self.mech(Instrument::Nsops),
+                rows: read_nsops(o)?,
+            }),
             None => None,
         };
         let timeline = if self.obj(Instrument::Timeline).is_some() {
             let mut rows = self.events.lock().map(|g| g.clone()).unwrap_or_default();
             rows.sort_by_key(|e| e.ts_ns);
-            Some(Section { instrument: self.mech(Instrument::Timeline), rows })
+            Some(Section {
+                instrument: self.mech(Instrument::Timeline),
+                rows,
+            })
         } else {
             None
         };
         let footprint = if self.obj(Instrument::Footprint).is_some() {
-            Some(Section { instrument: self.mech(Instrument::Footprint), rows: self.read_footprint()? })
+            Some(Section {
+                instrument: self.mech(Instrument::Footprint),
+                rows: self.read_footprint()?,
+            })
         } else {
             None
+        };
+        let tracepoints = match self
+            .loaded
+            .iter()
+            .find(|l| l.which == Instrument::Tracepoints)
+        {
+            Some(l) => Some(Section {
+                instrument: self.mech(Instrument::Tracepoints),
+                rows: read_tracepoints(l)?,
+            }),
+            None => None,
         };
         Ok(Snapshot {
             elapsed_s: self.started.elapsed().as_secs_f64(),
@@ -760,15 +1018,26 @@ impl Probe {
             nsops,
             timeline,
             footprint,
+            tracepoints,
         })
     }
 
-    fn sample_rss(&mut self) {
+    /// Samples the peak RSS (VmHWM) of the target's live processes now; snapshots include the
+    /// highest value seen per process. Call it periodically to catch short-lived processes.
+    /// Does nothing without the faults instrument or with `Target::All`.
+    pub fn sample_rss(&mut self) {
+        if self.obj(Instrument::Faults).is_none() {
+            return;
+        }
         let pids: Vec<u32> = match self.target {
             Target::All => Vec::new(),
             Target::Tgid(_) => self
                 .obj(Instrument::Faults)
-                .and_then(|o| o.maps().find(|m| m.name() == "tracked").map(|m| m.keys().map(|k| u32_at(&k, 0)).collect()))
+                .and_then(|o| {
+                    o.maps()
+                        .find(|m| m.name() == "tracked")
+                        .map(|m| m.keys().map(|k| u32_at(&k, 0)).collect())
+                })
                 .unwrap_or_default(),
             Target::PidNs(ns) => fs::read_dir("/proc")
                 .map(|d| {
@@ -780,9 +1049,17 @@ impl Probe {
                 .unwrap_or_default(),
         };
         for pid in pids {
-            let Some(kib) = peak_rss_kib(pid) else { continue };
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string()).unwrap_or_default();
-            let e = self.rss.entry(pid).or_insert(RssStat { pid, comm: comm.clone(), peak_rss_kib: 0 });
+            let Some(kib) = peak_rss_kib(pid) else {
+                continue;
+            };
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            let e = self.rss.entry(pid).or_insert(RssStat {
+                pid,
+                comm: comm.clone(),
+                peak_rss_kib: 0,
+            });
             if kib >= e.peak_rss_kib {
                 e.peak_rss_kib = kib;
                 e.comm = comm;
@@ -790,11 +1067,57 @@ impl Probe {
         }
     }
 
+    /// Peak RSS recorded by the faults object when processes exited.
+    fn read_rss_at_exit(&mut self) -> Result<(), ProbeError> {
+        let Some(o) = self.obj(Instrument::Faults) else {
+            return Ok(());
+        };
+        let Some(m) = o.maps().find(|m| m.name() == "rss_exit") else {
+            return Ok(());
+        };
+        let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .map(|p| p as u64 / 1024)
+            .unwrap_or(4);
+        let mut found = Vec::new();
+        for k in m.keys() {
+            match m.lookup(&k, MapFlags::ANY) {
+                Ok(Some(v)) => found.push((
+                    u32_at(&k, 0),
+                    u64_at(&v, 8) * page_kib,
+                    cstr(&v[16..v.len().min(32)]),
+                )),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        map: "rss_exit".into(),
+                        source,
+                    })
+                }
+            }
+        }
+        for (pid, kib, comm) in found {
+            let e = self.rss.entry(pid).or_insert(RssStat {
+                pid,
+                comm: comm.clone(),
+                peak_rss_kib: 0,
+            });
+            if kib >= e.peak_rss_kib {
+                e.peak_rss_kib = kib;
+                e.comm = comm;
+            }
+        }
+        Ok(())
+    }
+
     fn read_footprint(&mut self) -> Result<Vec<Footprint>, ProbeError> {
         if self.kallsyms.is_none() {
             self.kallsyms = Some(kallsyms::Kallsyms::load().map_err(|e| e.to_string()));
         }
-        let Some(o) = self.obj(Instrument::Footprint) else { return Ok(Vec::new()) };
+        let Some(o) = self.obj(Instrument::Footprint) else {
+            return Ok(Vec::new());
+        };
         let mut totals: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         for (k, v) in percpu_entries(o, "fp_totals")? {
             let f = sum_percpu(&v);
@@ -805,7 +1128,9 @@ impl Probe {
         let mut ips: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
         for (k, v) in percpu_entries(o, "fp_ips")? {
             let f = sum_percpu(&v);
-            ips.entry(u64_at(&k, 0)).or_default().push((u64_at(&k, 8), f.first().copied().unwrap_or(0)));
+            ips.entry(u64_at(&k, 0))
+                .or_default()
+                .push((u64_at(&k, 8), f.first().copied().unwrap_or(0)));
         }
         let ks = match &self.kallsyms {
             Some(Ok(k)) => Some(k),
@@ -816,11 +1141,16 @@ impl Probe {
             let list = ips.remove(&key).unwrap_or_default();
             let mut funcs: HashMap<String, u64> = HashMap::new();
             for (ip, n) in &list {
-                let name = ks.and_then(|k| k.resolve(*ip)).map(str::to_string).unwrap_or_else(|| format!("{ip:#x}"));
+                let name = ks
+                    .and_then(|k| k.resolve(*ip))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{ip:#x}"));
                 *funcs.entry(name).or_default() += n;
             }
-            let mut functions: Vec<FunctionSamples> =
-                funcs.into_iter().map(|(function, samples)| FunctionSamples { function, samples }).collect();
+            let mut functions: Vec<FunctionSamples> = funcs
+                .into_iter()
+                .map(|(function, samples)| FunctionSamples { function, samples })
+                .collect();
             functions.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
             out.push(Footprint {
                 key,
@@ -836,41 +1166,151 @@ impl Probe {
     }
 }
 
+/// A map key and its value on each CPU, as raw bytes.
+type PercpuEntry = (Vec<u8>, Vec<Vec<u8>>);
+
 /// Every (key, per-CPU values) of a per-CPU map.
-fn percpu_entries(o: &Object, name: &str) -> Result<Vec<(Vec<u8>, Vec<Vec<u8>>)>, ProbeError> {
+fn percpu_entries(o: &Object, name: &str) -> Result<Vec<PercpuEntry>, ProbeError> {
     let Some(m) = o.maps().find(|m| m.name() == name) else {
-        return Err(ProbeError::Map { map: name.into(), source: libbpf_rs::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound)) });
+        return Err(ProbeError::Map {
+            map: name.into(),
+            source: libbpf_rs::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        });
     };
     let mut out = Vec::new();
     for k in m.keys() {
         match m.lookup_percpu(&k, MapFlags::ANY) {
             Ok(Some(v)) => out.push((k, v)),
             Ok(None) => {} // deleted between keys() and lookup
-            Err(source) => return Err(ProbeError::Map { map: name.into(), source }),
+            Err(source) => {
+                return Err(ProbeError::Map {
+                    map: name.into(),
+                    source,
+                })
+            }
         }
     }
     Ok(out)
 }
 
 fn read_syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, ProbeError> {
-    let mut rows = Vec::new();
+    // (key, nr) -> (count, errors, latency)
+    let mut acc: BTreeMap<(u64, u32), (u64, u64, Hist)> = BTreeMap::new();
+    let find = |name: &str| o.maps().find(|m| m.name() == name);
+    // Fast path: per-CPU arrays indexed by slot * SC_NR_MAX + nr.
+    if let (Some(slots), Some(cnt)) = (find("sc_slots"), find("sc_cnt")) {
+        let lat = find("sc_lat");
+        for k in slots.keys() {
+            let key = u64_at(&k, 0);
+            let slot = match slots.lookup(&k, MapFlags::ANY) {
+                Ok(Some(v)) => u32_at(&v, 0),
+                Ok(None) => continue,
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        map: "sc_slots".into(),
+                        source,
+                    })
+                }
+            };
+            for nr in 0..SC_NR_MAX {
+                let idx = (slot * SC_NR_MAX + nr).to_ne_bytes();
+                let c = match cnt.lookup_percpu(&idx, MapFlags::ANY) {
+                    Ok(Some(v)) => sum_percpu(&v),
+                    Ok(None) => continue,
+                    Err(source) => {
+                        return Err(ProbeError::Map {
+                            map: "sc_cnt".into(),
+                            source,
+                        })
+                    }
+                };
+                if c.first().copied().unwrap_or(0) == 0 {
+                    continue;
+                }
+                let mut h = Hist::default();
+                if latency {
+                    if let Some(Ok(Some(v))) =
+                        lat.as_ref().map(|l| l.lookup_percpu(&idx, MapFlags::ANY))
+                    {
+                        let f = sum_percpu(&v);
+                        if f.len() >= 2 + HIST_SLOTS {
+                            h = hist_from(&f[2..2 + HIST_SLOTS], f[0], f[1]);
+                        }
+                    }
+                }
+                let e = acc.entry((key, nr)).or_insert((0, 0, Hist::default()));
+                e.0 += c[0];
+                e.1 += c.get(1).copied().unwrap_or(0);
+                e.2.merge(&h);
+            }
+        }
+    }
+    // Fallback hash: keys beyond the slots, numbers beyond SC_NR_MAX.
     for (k, v) in percpu_entries(o, "sc_stats")? {
         let f = sum_percpu(&v);
         if f.len() < 4 + HIST_SLOTS {
             continue;
         }
-        let nr = u32_at(&k, 8);
-        rows.push(SyscallStat {
-            key: u64_at(&k, 0),
+        let e = acc
+            .entry((u64_at(&k, 0), u32_at(&k, 8)))
+            .or_insert((0, 0, Hist::default()));
+        e.0 += f[0];
+        e.1 += f[1];
+        e.2.merge(&hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3]));
+    }
+    let mut rows: Vec<SyscallStat> = acc
+        .into_iter()
+        .map(|((key, nr), (count, errors, h))| SyscallStat {
+            key,
             nr,
             name: syscall_name(nr),
-            count: f[0],
-            errors: f[1],
-            latency: latency.then(|| hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3])),
-        });
-    }
-    rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.nr.cmp(&b.nr)));
+            count,
+            errors,
+            latency: latency.then(|| {
+                let mut h = h;
+                h.buckets.resize(HIST_SLOTS, 0);
+                h
+            }),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.key.cmp(&b.key))
+            .then(a.nr.cmp(&b.nr))
+    });
     Ok(rows)
+}
+
+fn read_tracepoints(l: &Loaded) -> Result<Vec<TracepointHits>, ProbeError> {
+    let (names, attached) = match &l.tp_names {
+        Some((n, a)) => (n.as_slice(), *a),
+        None => (&[][..], 0),
+    };
+    let mut per_key: BTreeMap<u64, Vec<NameCount>> = BTreeMap::new();
+    for (k, v) in percpu_entries(&l.obj, "tp_hits")? {
+        let idx = u64_at(&k, 8) as usize;
+        let name = names.get(idx).cloned().unwrap_or_else(|| format!("#{idx}"));
+        let count = sum_percpu(&v).first().copied().unwrap_or(0);
+        per_key
+            .entry(u64_at(&k, 0))
+            .or_default()
+            .push(NameCount { name, count });
+    }
+    Ok(per_key
+        .into_iter()
+        .map(|(key, mut tps)| {
+            tps.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+            TracepointHits {
+                key,
+                approximation: "tracepoints hit while measured tasks ran (interrupts charged to the interrupted task); tracepoints mark only some kernel paths",
+                attached: attached as u64,
+                listed: names.len() as u64,
+                distinct_tracepoints: tps.len() as u64,
+                tracepoints: tps,
+            }
+        })
+        .collect())
 }
 
 fn read_sched(o: &Object) -> Result<Vec<SchedStat>, ProbeError> {
@@ -880,7 +1320,12 @@ fn read_sched(o: &Object) -> Result<Vec<SchedStat>, ProbeError> {
         if f.len() < 4 + HIST_SLOTS {
             continue;
         }
-        rows.push(SchedStat { key: u64_at(&k, 0), switches: f[0], oncpu_ns: f[1], runq: hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3]) });
+        rows.push(SchedStat {
+            key: u64_at(&k, 0),
+            switches: f[0],
+            oncpu_ns: f[1],
+            runq: hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3]),
+        });
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.oncpu_ns));
     Ok(rows)
@@ -890,7 +1335,11 @@ fn read_faults(o: &Object) -> Result<Vec<FaultStat>, ProbeError> {
     let mut rows = Vec::new();
     for (k, v) in percpu_entries(o, "fault_stats")? {
         let f = sum_percpu(&v);
-        rows.push(FaultStat { key: u64_at(&k, 0), faults: f.first().copied().unwrap_or(0), write_faults: f.get(1).copied().unwrap_or(0) });
+        rows.push(FaultStat {
+            key: u64_at(&k, 0),
+            faults: f.first().copied().unwrap_or(0),
+            write_faults: f.get(1).copied().unwrap_or(0),
+        });
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.faults));
     Ok(rows)
@@ -933,7 +1382,11 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
             _ => "?",
         };
         let mut h = Hist::default();
-        h.merge(&Hist { count, sum_ns: sum, buckets: hist });
+        h.merge(&Hist {
+            count,
+            sum_ns: sum,
+            buckets: hist,
+        });
         rows.push(NsOpStat {
             key: u64_at(&k, 0),
             call: call.into(),
@@ -945,6 +1398,11 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
             latency: h,
         });
     }
-    rows.sort_by(|a, b| a.call.cmp(&b.call).then(a.flags.cmp(&b.flags)).then(a.key.cmp(&b.key)));
+    rows.sort_by(|a, b| {
+        a.call
+            .cmp(&b.call)
+            .then(a.flags.cmp(&b.flags))
+            .then(a.key.cmp(&b.key))
+    });
     Ok(rows)
 }

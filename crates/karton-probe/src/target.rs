@@ -31,7 +31,10 @@ pub fn pidns_of(pid: u32) -> Result<u64, ProbeError> {
     let p = format!("/proc/{pid}/ns/pid");
     fs::metadata(&p)
         .map(|m| m.ino())
-        .map_err(|source| ProbeError::Io { what: format!("reading {p}"), source })
+        .map_err(|source| ProbeError::Io {
+            what: format!("reading {p}"),
+            source,
+        })
 }
 
 /// The init pid of container `id` under state directory `root` (`<root>/<id>/state.json`,
@@ -40,18 +43,29 @@ pub fn container_pidns(root: &Path, id: &str) -> Result<(u32, u64), ProbeError> 
     let path = root.join(id).join("state.json");
     let text = fs::read_to_string(&path).map_err(|source| {
         if source.kind() == ErrorKind::NotFound {
-            ProbeError::UnknownContainer { id: id.to_string(), path: path.clone() }
+            ProbeError::UnknownContainer {
+                id: id.to_string(),
+                path: path.clone(),
+            }
         } else {
-            ProbeError::Io { what: format!("reading {}", path.display()), source }
+            ProbeError::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            }
         }
     })?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ProbeError::BadState { path: path.clone(), why: e.to_string() })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ProbeError::BadState {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
     let pid = v
         .get("pid")
         .and_then(|p| p.as_u64())
         .filter(|p| *p > 0 && *p <= u32::MAX as u64)
-        .ok_or_else(|| ProbeError::BadState { path: path.clone(), why: "no positive \"pid\" field".into() })?;
+        .ok_or_else(|| ProbeError::BadState {
+            path: path.clone(),
+            why: "no positive \"pid\" field".into(),
+        })?;
     let pid = pid as u32;
     Ok((pid, pidns_of(pid)?))
 }
@@ -61,7 +75,9 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for e in dir.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
             if let Some(pp) = ppid_of(p) {
                 children.entry(pp).or_default().push(p);
             }
@@ -113,9 +129,17 @@ impl StoppedCommand {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("karton-probe-{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).map_err(|source| ProbeError::Io { what: format!("creating {}", dir.display()), source })?;
+        fs::create_dir(&dir).map_err(|source| ProbeError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
         let fifo = dir.join("go");
-        let mut me = Self { child: None, dir, fifo, released: false };
+        let mut me = Self {
+            child: None,
+            dir,
+            fifo,
+            released: false,
+        };
         nix::unistd::mkfifo(&me.fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| ProbeError::Spawn(format!("mkfifo {}: {e}", me.fifo.display())))?;
         let child = Command::new("/bin/sh")
@@ -139,22 +163,35 @@ impl StoppedCommand {
         loop {
             // O_NONBLOCK: opening for writing fails with ENXIO until the reader is there,
             // instead of blocking forever if the shell died.
-            match fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&self.fifo) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.fifo)
+            {
                 Ok(f) => {
                     drop(f);
                     self.released = true;
                     return Ok(());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
-                Err(e) => return Err(ProbeError::Spawn(format!("opening {}: {e}", self.fifo.display()))),
+                Err(e) => {
+                    return Err(ProbeError::Spawn(format!(
+                        "opening {}: {e}",
+                        self.fifo.display()
+                    )))
+                }
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    return Err(ProbeError::Spawn(format!("the command's shell exited early: {st}")));
+                    return Err(ProbeError::Spawn(format!(
+                        "the command's shell exited early: {st}"
+                    )));
                 }
             }
             if start.elapsed() > Duration::from_secs(10) {
-                return Err(ProbeError::Spawn("the command's shell never opened its FIFO".into()));
+                return Err(ProbeError::Spawn(
+                    "the command's shell never opened its FIFO".into(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -162,20 +199,31 @@ impl StoppedCommand {
 
     /// Waits for the command to end.
     pub fn wait(&mut self) -> Result<ExitStatus, ProbeError> {
-        let mut c = self.child.take().ok_or_else(|| ProbeError::Spawn("already waited for".into()))?;
-        c.wait().map_err(|source| ProbeError::Io { what: "waiting for the command".into(), source })
+        let mut c = self
+            .child
+            .take()
+            .ok_or_else(|| ProbeError::Spawn("already waited for".into()))?;
+        c.wait().map_err(|source| ProbeError::Io {
+            what: "waiting for the command".into(),
+            source,
+        })
     }
 
     /// Non-blocking wait: Some(status) once the command has ended.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ProbeError> {
-        let Some(c) = self.child.as_mut() else { return Err(ProbeError::Spawn("already waited for".into())) };
+        let Some(c) = self.child.as_mut() else {
+            return Err(ProbeError::Spawn("already waited for".into()));
+        };
         match c.try_wait() {
             Ok(Some(st)) => {
                 self.child = None;
                 Ok(Some(st))
             }
             Ok(None) => Ok(None),
-            Err(source) => Err(ProbeError::Io { what: "waiting for the command".into(), source }),
+            Err(source) => Err(ProbeError::Io {
+                what: "waiting for the command".into(),
+                source,
+            }),
         }
     }
 

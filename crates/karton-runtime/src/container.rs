@@ -244,6 +244,7 @@ impl Runtime {
             .as_ref()
             .is_some_and(|h| h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()));
         let plan = InitPlan {
+            id: id.to_string(),
             spec: spec.clone(),
             bundle: bundle.to_path_buf(),
             rootfs: rootfs.to_path_buf(),

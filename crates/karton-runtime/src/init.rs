@@ -21,6 +21,7 @@ use crate::mounts::{self, MountSpec, Mounter};
 
 /// Everything the init needs, decided by the runtime before clone3.
 pub(crate) struct InitPlan {
+    pub id: String,
     pub spec: Spec,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
@@ -86,6 +87,12 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             }
         }
     }
+    // Our pid as the host sees it (the host's procfs is still mounted at /proc), for the
+    // seccomp listener's state.
+    let host_pid: i32 = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
     if plan.userns {
         // Become root of the user namespace; its maps are written by now.
         kproc::setresgid(0).ctx(|| "setresgid(0) in the user namespace: is gid 0 mapped?".into())?;
@@ -111,6 +118,12 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     }
 
     let process = spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;
+    // Compiled, and connected to its listener socket, while host paths are reachable;
+    // installed as the very last step before execve.
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => Some(crate::seccomp::prepare(sc)?),
+        None => None,
+    };
     if plan.new_mntns {
         setup_rootfs(&plan, chan, process)?;
     } else if plan.runtime_hooks {
@@ -204,8 +217,19 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             }
         }
     }
-    if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        if let Err(e) = crate::seccomp::install(seccomp) {
+    if let Some(filter) = seccomp {
+        let state = || {
+            serde_json::json!({
+                "ociVersion": spec.version(),
+                "id": plan.id,
+                "status": "creating",
+                "pid": host_pid,
+                "bundle": plan.bundle,
+                "annotations": spec.annotations().clone().unwrap_or_default(),
+            })
+            .to_string()
+        };
+        if let Err(e) = filter.install(host_pid, &state) {
             fail_after_ready(&e.to_string());
         }
     }

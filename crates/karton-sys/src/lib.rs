@@ -5,10 +5,12 @@
 //! into [`SysError`], which names the call that failed so that callers can build messages
 //! that say what went wrong.
 
+pub mod audit_sys;
 pub mod bpf;
 pub mod caps;
 pub mod clone;
 pub mod fs;
+pub mod ipc;
 pub mod mount;
 pub mod ns;
 pub mod perf;

@@ -44,12 +44,12 @@ pub struct SockFilter {
 /// Splits a program exported by libseccomp (native-endian `struct sock_filter`s) into
 /// instructions. `None` if the length is not a whole number of instructions.
 pub fn parse_program(bytes: &[u8]) -> Option<Vec<SockFilter>> {
-    if bytes.len() % 8 != 0 {
+    let chunks = bytes.chunks_exact(8);
+    if !chunks.remainder().is_empty() {
         return None;
     }
     Some(
-        bytes
-            .chunks_exact(8)
+        chunks
             .map(|c| SockFilter {
                 code: u16::from_ne_bytes([c[0], c[1]]),
                 jt: c[2],
@@ -179,6 +179,51 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, payload: &[u8]) -> Resu
     Ok(())
 }
 
+/// Receives bytes into `buf` and at most one fd (SCM_RIGHTS, close-on-exec) from the unix
+/// socket `sock`: the agent's side of [`send_fd`]. Extra fds in the message are closed.
+/// Returns the number of bytes read (0 at end of stream) and the fd, if one came.
+pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>)> {
+    // Room for a header and a few ints, 8-byte aligned.
+    let mut cbuf = [0u64; 8];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let n = loop {
+        // SAFETY: `msg` points at `buf` and `cbuf`, both writable and alive across the call.
+        let ret = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        match check("recvmsg(SCM_RIGHTS)", ret as libc::c_long) {
+            Ok(n) => break n as usize,
+            Err(e) if e.errno == Errno::EINTR => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsgs; the CMSG_*
+    // helpers walk only within that length, and every fd in an SCM_RIGHTS payload is a new
+    // descriptor installed in this process that nothing else owns.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let first = if fds.is_empty() { None } else { Some(fds.swap_remove(0)) };
+    Ok((n, first))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +248,23 @@ mod tests {
         // TSYNC and NEW_LISTENER together need TSYNC_ESRCH.
         assert_eq!(flags_supported(FLAG_TSYNC | FLAG_NEW_LISTENER), Ok(false));
         assert_eq!(flags_supported(FLAG_TSYNC | FLAG_NEW_LISTENER | FLAG_TSYNC_ESRCH), Ok(true));
+    }
+
+    #[test]
+    fn fd_and_payload_cross_a_socketpair() {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        use std::os::unix::net::UnixStream;
+        let Ok((a, mut b)) = UnixStream::pair() else { panic!("socketpair") };
+        let Ok((r, _w)) = UnixStream::pair() else { panic!("socketpair") };
+        assert_eq!(send_fd(a.as_fd(), r.as_fd(), b"hello"), Ok(()));
+        drop(a);
+        let mut buf = [0u8; 3];
+        let Ok((n, fd)) = recv_fd(b.as_fd(), &mut buf) else { panic!("recv_fd") };
+        assert_eq!(&buf[..n], b"hel");
+        assert!(fd.is_some());
+        let mut rest = Vec::new();
+        assert!(b.read_to_end(&mut rest).is_ok());
+        assert_eq!(rest, b"lo");
     }
 }

@@ -137,7 +137,9 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Bounded: a process a failed test left frozen cannot be reaped until the
+        // Parent guard thaws it; never hang the suite on it.
+        let _ = self.wait_timeout(Duration::from_secs(2));
     }
 }
 
@@ -156,7 +158,7 @@ pub fn sh(script: &str) -> Proc {
 }
 
 /// This test binary again, running only the `helper` test in `mode`, gated on stdin.
-pub fn helper(mode: &str, arg: &str) -> Proc {
+pub fn spawn_helper(mode: &str, arg: &str) -> Proc {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
         .args(["--exact", "helper", "--nocapture", "--test-threads=1", "-q"])

@@ -87,8 +87,9 @@ pub enum MethodArg {
 
 #[derive(Debug, Args)]
 pub struct EnterArgs {
-    /// The process (pid) or karton container (id) whose namespaces to join
-    #[arg(long, short = 't', value_name = "PID|ID")]
+    /// The process (pid), karton container (id), or directory of namespace files (bind
+    /// mounts named user, pid, net, ...) whose namespaces to join
+    #[arg(long, short = 't', value_name = "PID|ID|DIR")]
     pub target: String,
     /// Join only these types (repeat or separate with commas) [default: --all]
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',', conflicts_with = "all")]
@@ -265,7 +266,7 @@ fn report_skipped(l: &NsList) {
             .collect();
         let more = if s.process_pids.len() > 8 { ", ..." } else { "" };
         eprintln!(
-            "karton: skipped {} process(es) for lack of privilege: {}{more}; namespaces only they hold are not listed: run as root with CAP_SYS_PTRACE to see them",
+            "karton: skipped {} process(es) the kernel would not let karton read (ptrace-read denied): {}{more}; namespaces only they hold are not listed: run as root (an LSM such as Landlock or Yama may deny even root)",
             s.processes,
             shown.join(", ")
         );
@@ -549,15 +550,20 @@ fn print_inspection(i: &Inspection) -> anyhow::Result<()> {
 // ---- enter ----
 
 fn enter_cmd(a: EnterArgs, root: &Path) -> anyhow::Result<i32> {
-    let pid = resolve(&a.target, root)?;
+    // Container ids cannot contain '/', so a value with one is a directory.
+    let target = if a.target.contains('/') {
+        enter::Target::Dir(PathBuf::from(&a.target))
+    } else {
+        enter::Target::Pid(resolve(&a.target, root)?)
+    };
     for t in &a.types {
         if !t.is_supported() {
             return Err(NsError::Unsupported { ty: *t, path: format!("/proc/self/ns/{}", t.proc_name()).into() }.into());
         }
     }
     let types = if a.all || a.types.is_empty() { None } else { Some(a.types) };
-    let plan = enter::plan(pid, types.as_deref())?;
-    tracing::debug!(pid, join = ?plan.join, already_shared = ?plan.already_shared, "ns enter");
+    let plan = enter::plan_target(&target, types.as_deref())?;
+    tracing::debug!(target = %plan.target, join = ?plan.join, already_shared = ?plan.already_shared, "ns enter");
     let opts = EnterOptions {
         types,
         preserve_credentials: a.preserve_credentials,
@@ -570,6 +576,13 @@ fn enter_cmd(a: EnterArgs, root: &Path) -> anyhow::Result<i32> {
         stdout: None,
         stderr: None,
     };
-    let exit = enter::run_plan(&plan, opts, &a.cmd)?;
-    Ok(exit.code())
+    match enter::run_plan(&plan, opts, &a.cmd) {
+        Ok(exit) => Ok(exit.code()),
+        // The command could not run: say why, and end as a shell would (127/126).
+        Err(e @ NsError::Enter { .. }) => {
+            crate::logging::error(&e.to_string());
+            Ok(e.exit_code())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

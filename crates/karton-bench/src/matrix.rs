@@ -1,0 +1,348 @@
+//! The namespace matrix: configurations and the bundles (config.json) that realize them.
+//!
+//! karton requires a mount namespace in every container, so "X alone" means mount + X and
+//! "mnt" alone is the baseline container; "bare" is a plain host process.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::results::ConfigInfo;
+use crate::BenchError;
+
+/// The eight namespace types, as config.json names them.
+pub const ALL_NS: &[&str] = &["mount", "uts", "ipc", "pid", "network", "user", "cgroup", "time"];
+
+/// Host ids the user namespace maps container root to.
+pub const MAP_HOST_ID: u32 = 100_000;
+pub const MAP_SIZE: u32 = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A host process: `karton workload` run directly.
+    Bare,
+    Karton,
+    Runc,
+    Crun,
+    /// What the crun row pays for its hybrid-host wrapper (unshare + umount + sh), alone.
+    CrunWrapper,
+}
+
+/// One configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub description: String,
+    pub kind: Kind,
+    pub namespaces: Vec<&'static str>,
+    pub cgroup_limits: bool,
+    pub seccomp: bool,
+    /// The rootless shape: a single-id mapping, no network namespace, no cgroup resources.
+    pub rootless: bool,
+}
+
+impl Config {
+    fn new(name: &str, description: String, kind: Kind, namespaces: Vec<&'static str>) -> Self {
+        Self { name: name.into(), description, kind, namespaces, cgroup_limits: false, seccomp: false, rootless: false }
+    }
+
+    pub fn info(&self) -> ConfigInfo {
+        let user_mapping = self.namespaces.contains(&"user").then(|| {
+            if self.rootless {
+                format!("0→{MAP_HOST_ID} size 1")
+            } else {
+                format!("0→{MAP_HOST_ID} size {MAP_SIZE}")
+            }
+        });
+        ConfigInfo {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            runtime: match self.kind {
+                Kind::Bare => "bare",
+                Kind::Karton => "karton",
+                Kind::Runc => "runc",
+                Kind::Crun => "crun",
+                Kind::CrunWrapper => "crun-wrapper",
+            }
+            .into(),
+            namespaces: self.namespaces.iter().map(|s| s.to_string()).collect(),
+            cgroup_limits: self.cgroup_limits,
+            seccomp: self.seccomp,
+            user_mapping,
+        }
+    }
+}
+
+fn short(ns: &str) -> &str {
+    match ns {
+        "mount" => "mnt",
+        "network" => "net",
+        other => other,
+    }
+}
+
+/// Every configuration of the workload matrix, in report order.
+pub fn workload_configs() -> Vec<Config> {
+    let mut v = vec![
+        Config::new("bare", "host process, no runtime (the baseline of every ratio)".into(), Kind::Bare, vec![]),
+        Config::new("bare-2", "host process again: the bare-vs-bare sanity row (ratio should be 1)".into(), Kind::Bare, vec![]),
+        Config::new("mnt", "mount namespace alone: the minimal karton container".into(), Kind::Karton, vec!["mount"]),
+    ];
+    for ns in ALL_NS.iter().filter(|n| **n != "mount") {
+        v.push(Config::new(&format!("+{}", short(ns)), format!("mount + {ns} namespace"), Kind::Karton, vec!["mount", ns]));
+    }
+    for ns in ALL_NS.iter().filter(|n| **n != "mount") {
+        let rest: Vec<&'static str> = ALL_NS.iter().copied().filter(|n| n != ns).collect();
+        v.push(Config::new(&format!("all-{}", short(ns)), format!("all eight namespaces but {ns}"), Kind::Karton, rest));
+    }
+    v.push(Config::new("all", "all eight namespaces".into(), Kind::Karton, ALL_NS.to_vec()));
+    let mut cg = Config::new("all+cg", "all eight + cgroup limits (memory 4 GiB, cpu quota 2 CPUs, pids 4096)".into(), Kind::Karton, ALL_NS.to_vec());
+    cg.cgroup_limits = true;
+    v.push(cg.clone());
+    let mut sc = cg;
+    sc.name = "all+cg+seccomp".into();
+    sc.description = "all eight + cgroup limits + the default seccomp profile".into();
+    sc.seccomp = true;
+    v.push(sc);
+    let mut rl = Config::new(
+        "rootless",
+        format!("rootless shape: user namespace mapping only container root (→ {MAP_HOST_ID}), no network namespace, no cgroup limits"),
+        Kind::Karton,
+        vec!["pid", "ipc", "uts", "mount", "cgroup", "user"],
+    );
+    rl.rootless = true;
+    v.push(rl);
+    v
+}
+
+/// Configurations of the lifecycle workload (create → start → exit → delete).
+pub fn lifecycle_configs() -> Vec<Config> {
+    let default_ns = vec!["pid", "network", "ipc", "uts", "mount", "cgroup"];
+    vec![
+        Config::new("karton-mnt", "karton, mount namespace only".into(), Kind::Karton, vec!["mount"]),
+        Config::new("karton", "karton, `karton spec` defaults (pid, net, ipc, uts, mount, cgroup)".into(), Kind::Karton, default_ns.clone()),
+        Config::new("karton-all", "karton, all eight namespaces".into(), Kind::Karton, ALL_NS.to_vec()),
+        Config::new("runc", "runc, the same config.json".into(), Kind::Runc, default_ns.clone()),
+        Config::new(
+            "crun",
+            "crun, the same config.json, inside `unshare -m` that hides the cgroup v2 mount (hybrid host)".into(),
+            Kind::Crun,
+            default_ns,
+        ),
+        Config::new("crun-wrapper", "the crun row's wrapper alone: unshare -m + umount + sh, no container".into(), Kind::CrunWrapper, vec![]),
+    ]
+}
+
+/// Looks configurations up by name; unknown names → the list of valid ones.
+pub fn select(all: &[Config], names: &[String]) -> Result<Vec<Config>, BenchError> {
+    names
+        .iter()
+        .map(|n| {
+            all.iter().find(|c| &c.name == n).cloned().ok_or_else(|| BenchError::UnknownConfig {
+                name: n.clone(),
+                valid: all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// The config.json of a workload container: `karton spec` defaults, adjusted to the
+/// configuration, running `args` with the karton binary at /karton.
+pub fn workload_spec(c: &Config, rootfs: &Path, args: &[String]) -> Result<Value, BenchError> {
+    let mut spec = karton_runtime::defaults::default_spec(c.rootless, MAP_HOST_ID, MAP_HOST_ID);
+    let ns = |n: &str| c.namespaces.contains(&n);
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(args);
+    // CAP_NET_ADMIN: the tcp workload brings a new network namespace's loopback up.
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"]);
+    for set in ["bounding", "effective", "permitted"] {
+        spec["process"]["capabilities"][set] = caps.clone();
+    }
+    spec["root"] = json!({"path": rootfs, "readonly": false});
+    spec["linux"]["namespaces"] = Value::Array(c.namespaces.iter().map(|n| json!({"type": n})).collect());
+    drop_hostname_without_uts(&mut spec, c);
+    // The workloads need /proc, /dev and a tmpfs; /sys, the cgroup mount and /dev/mqueue
+    // are dropped (none is needed, and some cannot be mounted in every configuration).
+    let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
+    mounts.retain(|m| {
+        let d = m["destination"].as_str().unwrap_or("");
+        !(d.starts_with("/sys") || d == "/dev/mqueue")
+    });
+    if ns("user") && !ns("pid") {
+        // proc of a pid namespace the user namespace does not own cannot be mounted fresh.
+        for m in mounts.iter_mut().filter(|m| m["destination"] == "/proc") {
+            *m = json!({"destination": "/proc", "type": "none", "source": "/proc", "options": ["rbind", "nosuid", "noexec", "nodev"]});
+        }
+    }
+    if ns("user") && !c.rootless {
+        // gid=5 of devpts exists in the 65536-id mapping; the rootless shape maps one id.
+    } else if c.rootless {
+        for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/pts") {
+            m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+        }
+    }
+    mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=2g"]}));
+    spec["mounts"] = Value::Array(mounts);
+    if ns("user") && !c.rootless {
+        let map = json!([{"containerID": 0, "hostID": MAP_HOST_ID, "size": MAP_SIZE}]);
+        spec["linux"]["uidMappings"] = map.clone();
+        spec["linux"]["gidMappings"] = map;
+    }
+    if c.cgroup_limits {
+        spec["linux"]["resources"] = json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 4i64 << 30},
+            "cpu": {"shares": 1024, "quota": 200_000, "period": 100_000},
+            "pids": {"limit": 4096}
+        });
+    }
+    if c.seccomp {
+        spec["linux"]["seccomp"] = serde_json::to_value(karton_runtime::seccomp::default_profile())
+            .map_err(|e| BenchError::Setup(format!("default seccomp profile: {e}")))?;
+    }
+    Ok(spec)
+}
+
+/// The config.json of a lifecycle container: `karton spec` defaults running /bin/true,
+/// with the configuration's namespaces.
+pub fn lifecycle_spec(c: &Config, rootfs: &Path) -> Value {
+    let mut spec = karton_runtime::defaults::default_spec(false, 0, 0);
+    // One config.json for every runtime: crun 1.8 rejects newer spec versions.
+    spec["ociVersion"] = json!("1.0.2");
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(["/bin/true"]);
+    spec["root"] = json!({"path": rootfs, "readonly": true});
+    spec["linux"]["namespaces"] = Value::Array(c.namespaces.iter().map(|n| json!({"type": n})).collect());
+    drop_hostname_without_uts(&mut spec, c);
+    if c.namespaces.contains(&"user") {
+        let map = json!([{"containerID": 0, "hostID": MAP_HOST_ID, "size": MAP_SIZE}]);
+        spec["linux"]["uidMappings"] = map.clone();
+        spec["linux"]["gidMappings"] = map;
+    }
+    if !c.namespaces.contains(&"network") || c.namespaces.contains(&"user") {
+        // sysfs needs a network namespace (owned by the container's user namespace).
+        let mounts = spec["mounts"].as_array().cloned().unwrap_or_default();
+        spec["mounts"] = Value::Array(
+            mounts
+                .into_iter()
+                .filter(|m| m["type"] != "cgroup")
+                .map(|m| {
+                    if m["destination"] == "/sys" {
+                        json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+                    } else {
+                        m
+                    }
+                })
+                .collect(),
+        );
+    }
+    spec
+}
+
+/// A hostname needs its own uts namespace.
+fn drop_hostname_without_uts(spec: &mut Value, c: &Config) {
+    if !c.namespaces.contains(&"uts") {
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+}
+
+/// A busybox rootfs with the karton binary at /karton and the shared libraries it needs.
+pub fn build_rootfs(dir: &Path, karton: &Path) -> Result<PathBuf, BenchError> {
+    let rootfs = dir.join("rootfs");
+    let io = |w: String| BenchError::io(w);
+    for d in ["bin", "sbin", "usr/bin", "etc", "proc", "sys", "dev", "tmp", "root", "var/tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {}/{d}", rootfs.display())))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["tmp", "var/tmp"] {
+        std::fs::set_permissions(rootfs.join(d), std::fs::Permissions::from_mode(0o1777)).map_err(io(format!("chmod {d}")))?;
+    }
+    // Readable by the mapped root (uid 100000) of user-namespace configurations.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(format!("chmod {}", dir.display())))?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| {
+        BenchError::Setup("busybox not found: install busybox-static (the container rootfs is built from it)".into())
+    })?;
+    copy(busybox, &rootfs.join("bin/busybox"))?;
+    for applet in ["sh", "true", "ip", "ls", "cat"] {
+        let link = rootfs.join("bin").join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", &link).map_err(io(format!("linking {}", link.display())))?;
+        }
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+        .map_err(io("writing etc/passwd".into()))?;
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").map_err(io("writing etc/group".into()))?;
+    copy(karton, &rootfs.join("karton"))?;
+    for lib in [karton, busybox].iter().flat_map(|b| shared_libs(b)) {
+        let dest = rootfs.join(lib.strip_prefix("/").unwrap_or(&lib));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+        }
+        copy(&lib, &dest)?;
+    }
+    Ok(rootfs)
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), BenchError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from, to).map_err(BenchError::io(format!("copying {} to {}", from.display(), to.display())))?;
+    let mode = std::fs::metadata(to).map(|m| m.permissions().mode()).unwrap_or(0o644);
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode | 0o444)).map_err(BenchError::io(format!("chmod {}", to.display())))
+}
+
+/// The shared libraries (and dynamic loader) a binary needs, from `ldd`; empty when static.
+pub fn shared_libs(bin: &Path) -> Vec<PathBuf> {
+    let Ok(out) = std::process::Command::new("ldd").arg(bin).output() else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rhs)) => rhs.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_has_every_shape() {
+        let all = workload_configs();
+        let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        for n in ["bare", "bare-2", "mnt", "+net", "+user", "+time", "all-net", "all", "all+cg", "all+cg+seccomp", "rootless"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        assert_eq!(all.iter().filter(|c| c.name.starts_with('+')).count(), 7);
+        assert_eq!(all.iter().filter(|c| c.name.starts_with("all-")).count(), 7);
+        assert!(all.iter().filter(|c| c.kind == Kind::Karton).all(|c| c.namespaces.contains(&"mount")));
+    }
+
+    #[test]
+    fn unknown_configuration_lists_valid_names() {
+        let e = select(&workload_configs(), &["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("all+cg") && e.contains("bare"), "{e}");
+    }
+
+    #[test]
+    fn user_namespace_configs_get_mappings_and_limits_get_resources() {
+        let all = workload_configs();
+        let args = vec!["/karton".to_string()];
+        let user = select(&all, &["+user".into()]).unwrap().remove(0);
+        let s = workload_spec(&user, Path::new("/r"), &args).unwrap();
+        assert_eq!(s["linux"]["uidMappings"][0]["hostID"], MAP_HOST_ID);
+        assert!(s["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/proc" && m["type"] == "none"));
+        let cg = select(&all, &["all+cg".into()]).unwrap().remove(0);
+        let s = workload_spec(&cg, Path::new("/r"), &args).unwrap();
+        assert_eq!(s["linux"]["resources"]["pids"]["limit"], 4096);
+        assert_eq!(s["linux"]["namespaces"].as_array().unwrap().len(), 8);
+        let sc = select(&all, &["all+cg+seccomp".into()]).unwrap().remove(0);
+        assert!(workload_spec(&sc, Path::new("/r"), &args).unwrap()["linux"]["seccomp"].is_object());
+    }
+}

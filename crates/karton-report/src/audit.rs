@@ -1,0 +1,665 @@
+//! The audit's part of `karton report`: the isolation matrix (namespace × probe, contained
+//! or leaked, with the evidence line), the noninterference table and chart, the kernel
+//! footprint, and the contrast the thesis asks for — per namespace, the isolation it buys
+//! against the overhead it costs.
+//!
+//! Input is the audit's result JSON (`"schema": "karton.audit/v1"`, written by
+//! karton-audit) and optionally a bench result (`karton.bench/v1`), both as
+//! `serde_json::Value`, so this module depends on nothing but serde_json. Output: HTML
+//! fragments with inline SVG, and Markdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// The namespaces in report order (short names, as the audit writes them).
+pub const NAMESPACES: [&str; 8] = ["mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time"];
+
+/// Escapes text for HTML and SVG.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Escapes text for a Markdown table cell.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn st<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
+}
+
+fn num(v: &Value, k: &str) -> f64 {
+    v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN)
+}
+
+fn fmt(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "–".into()
+    }
+}
+
+fn rows<'a>(audit: &'a Value, section: &str) -> Vec<&'a Value> {
+    audit.get(section).and_then(|s| s.as_array()).map(|a| a.iter().collect()).unwrap_or_default()
+}
+
+/// Whether `audit` looks like an audit result.
+pub fn is_audit(v: &Value) -> bool {
+    st(v, "schema") == "karton.audit/v1"
+}
+
+fn verdict_badge_html(v: &str) -> String {
+    let (bg, fg) = match v {
+        "contained" => ("#d7f0dd", "#125c26"),
+        "leaked" => ("#f8d7d7", "#8a1111"),
+        "skipped" => ("#eeeeee", "#555555"),
+        _ => ("#fff0c2", "#7a5a00"),
+    };
+    format!("<span style=\"background:{bg};color:{fg};padding:1px 6px;border-radius:3px;font-weight:600\">{}</span>", esc(v))
+}
+
+/// The isolation matrix as an HTML fragment: one row per probe, grouped by namespace, the
+/// verdict without and with its protection, each with its evidence line.
+pub fn isolation_matrix_html(audit: &Value) -> String {
+    let mut h = String::new();
+    let rows = rows(audit, "isolation");
+    let shown = rows.iter().filter(|r| r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false)).count();
+    let _ = write!(
+        h,
+        "<section class=\"audit-isolation\"><h2>Isolation matrix</h2><p>{} probes; {} show the leak without their protection and the containment with it. Each probe ran twice, all else equal: without and with the namespace (or, for the rows no namespace protects, the mechanism) under test.</p>",
+        rows.len(),
+        shown
+    );
+    h.push_str("<table><thead><tr><th>namespace</th><th>probe</th><th>without</th><th>with</th><th>evidence (without / with)</th></tr></thead><tbody>");
+    for r in &rows {
+        let wo = r.get("without").cloned().unwrap_or(Value::Null);
+        let w = r.get("with").cloned().unwrap_or(Value::Null);
+        let ns = st(r, "namespace");
+        let ns_label = if ns == "none" { "no namespace".to_string() } else { ns.to_string() };
+        let mut ev = format!(
+            "<div><b>without</b> ({}): {}</div><div><b>with</b> ({}): {}</div>",
+            esc(st(&wo, "config")),
+            esc(st(&wo, "evidence")),
+            esc(st(&w, "config")),
+            esc(st(&w, "evidence"))
+        );
+        if let Some(d) = r.get("default_config").filter(|d| !d.is_null()) {
+            let applies = d.get("applies_mechanism").and_then(|a| a.as_bool()).unwrap_or(false);
+            let out = d.get("outcome").cloned().unwrap_or(Value::Null);
+            let _ = write!(
+                ev,
+                "<div><b>protected by</b> {}; karton's default config {} it: {} {}</div>",
+                esc(st(r, "protection")),
+                if applies { "applies" } else { "does <b>not</b> apply" },
+                verdict_badge_html(st(&out, "verdict")),
+                esc(st(&out, "evidence"))
+            );
+        }
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td><code>{}</code><br>{}</td><td>{}</td><td>{}</td><td style=\"font-size:90%\">{}</td></tr>",
+            esc(&ns_label),
+            esc(st(r, "id")),
+            esc(st(r, "probe")),
+            verdict_badge_html(st(&wo, "verdict")),
+            verdict_badge_html(st(&w, "verdict")),
+            ev
+        );
+    }
+    h.push_str("</tbody></table>");
+    let notes: Vec<&str> = audit.get("notes").and_then(|n| n.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    if !notes.is_empty() {
+        h.push_str("<ul class=\"audit-notes\">");
+        for n in notes {
+            let _ = write!(h, "<li>{}</li>", esc(n));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("</section>");
+    h
+}
+
+/// The isolation matrix as Markdown.
+pub fn isolation_matrix_markdown(audit: &Value) -> String {
+    let mut m = String::from("## Isolation matrix\n\n| namespace | probe | without | with | evidence without | evidence with |\n|---|---|---|---|---|---|\n");
+    let mut defaults = String::new();
+    for r in rows(audit, "isolation") {
+        let wo = r.get("without").cloned().unwrap_or(Value::Null);
+        let w = r.get("with").cloned().unwrap_or(Value::Null);
+        let ns = st(r, "namespace");
+        let _ = writeln!(
+            m,
+            "| {} | `{}` {} | **{}** | **{}** | {} | {} |",
+            if ns == "none" { "—" } else { ns },
+            st(r, "id"),
+            md(st(r, "probe")),
+            st(&wo, "verdict"),
+            st(&w, "verdict"),
+            md(st(&wo, "evidence")),
+            md(st(&w, "evidence"))
+        );
+        if let Some(d) = r.get("default_config").filter(|d| !d.is_null()) {
+            let applies = d.get("applies_mechanism").and_then(|a| a.as_bool()).unwrap_or(false);
+            let out = d.get("outcome").cloned().unwrap_or(Value::Null);
+            let _ = writeln!(
+                defaults,
+                "| `{}` | {} | {} | **{}** |",
+                st(r, "id"),
+                md(st(r, "protection")),
+                if applies { "yes" } else { "no" },
+                st(&out, "verdict")
+            );
+        }
+    }
+    if !defaults.is_empty() {
+        m.push_str("\nRows no namespace protects — the mechanism that does, and karton's default config:\n\n| probe | protected by | default config applies it | default config verdict |\n|---|---|---|---|\n");
+        m.push_str(&defaults);
+    }
+    m
+}
+
+/// One row of the noninterference table, read from the audit JSON.
+struct Ni {
+    stressor: String,
+    limited: bool,
+    victim: String,
+    baseline: f64,
+    stressed: f64,
+    deg: f64,
+    lo: f64,
+    hi: f64,
+    progress: f64,
+    unit: String,
+    end: String,
+}
+
+fn ni_rows(audit: &Value) -> Vec<Ni> {
+    let Some(ni) = audit.get("noninterference").filter(|n| !n.is_null()) else { return Vec::new() };
+    rows(ni, "rows")
+        .into_iter()
+        .map(|r| {
+            let d = r.get("degradation_pct").cloned().unwrap_or(Value::Null);
+            Ni {
+                stressor: st(r, "stressor").into(),
+                limited: r.get("limited").and_then(|l| l.as_bool()).unwrap_or(false),
+                victim: st(r, "victim").into(),
+                baseline: num(r, "baseline"),
+                stressed: num(r, "stressed"),
+                deg: num(&d, "value"),
+                lo: num(&d, "ci_low"),
+                hi: num(&d, "ci_high"),
+                progress: num(r, "stressor_progress"),
+                unit: st(r, "stressor_unit").into(),
+                end: st(r, "stressor_end").into(),
+            }
+        })
+        .collect()
+}
+
+/// Horizontal bars of victim degradation (%), with CI whiskers: one group per stressor and
+/// victim, a bar for "ceilings only" and one for "with limits".
+pub fn noninterference_svg(audit: &Value) -> String {
+    let rows = ni_rows(audit);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in &rows {
+        let k = (r.stressor.clone(), r.victim.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let (mut lo, mut hi) = (0.0f64, 10.0f64);
+    for r in &rows {
+        for v in [r.deg, r.lo, r.hi] {
+            if v.is_finite() {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+    }
+    lo = (lo / 10.0).floor() * 10.0;
+    hi = (hi / 10.0).ceil() * 10.0;
+    let (left, width, bar, gap) = (170.0, 460.0, 9.0, 8.0);
+    let group_h = 2.0 * bar + gap;
+    let height = 40.0 + keys.len() as f64 * group_h + 40.0;
+    let x = |v: f64| left + (v - lo) / (hi - lo) * width;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" viewBox=\"0 0 {w} {height}\" font-family=\"sans-serif\" font-size=\"11\" role=\"img\" aria-label=\"victim degradation\">",
+        w = left + width + 30.0
+    );
+    let _ = write!(s, "<text x=\"{left}\" y=\"16\" font-size=\"13\" font-weight=\"bold\">Victim degradation beside each stressor (%, 95 % CI)</text>");
+    // Grid.
+    let mut t = lo;
+    while t <= hi + 1e-9 {
+        let _ = write!(
+            s,
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"28\" y2=\"{1:.1}\" stroke=\"{2}\" stroke-width=\"1\"/><text x=\"{0:.1}\" y=\"{3:.1}\" text-anchor=\"middle\" fill=\"#555\">{4}</text>",
+            x(t),
+            height - 30.0,
+            if t == 0.0 { "#333" } else { "#ddd" },
+            height - 16.0,
+            t
+        );
+        t += if hi - lo > 100.0 { 25.0 } else { 10.0 };
+    }
+    for (i, (stressor, victim)) in keys.iter().enumerate() {
+        let y0 = 32.0 + i as f64 * group_h;
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} · {}</text>", left - 6.0, y0 + bar + 3.0, esc(stressor), esc(victim));
+        for (j, limited) in [false, true].iter().enumerate() {
+            let Some(r) = rows.iter().find(|r| &r.stressor == stressor && &r.victim == victim && r.limited == *limited) else { continue };
+            if !r.deg.is_finite() {
+                continue;
+            }
+            let y = y0 + j as f64 * bar;
+            let (a, b) = (x(0.0_f64.max(lo)), x(r.deg));
+            let color = if *limited { "#4a7fb5" } else { "#d0743c" };
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{} beside {} ({}): {:.1} % [{:.1}, {:.1}]</title></rect>",
+                a.min(b),
+                y,
+                (b - a).abs().max(0.5),
+                bar - 1.0,
+                esc(victim),
+                esc(stressor),
+                if *limited { "with limits" } else { "ceilings only" },
+                r.deg,
+                r.lo,
+                r.hi
+            );
+            if r.lo.is_finite() && r.hi.is_finite() {
+                let ym = y + (bar - 1.0) / 2.0;
+                let _ = write!(s, "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{ym:.1}\" y2=\"{ym:.1}\" stroke=\"#222\" stroke-width=\"1\"/>", x(r.lo), x(r.hi));
+            }
+        }
+    }
+    let ly = height - 6.0;
+    let _ = write!(
+        s,
+        "<rect x=\"{left}\" y=\"{:.1}\" width=\"10\" height=\"8\" fill=\"#d0743c\"/><text x=\"{:.1}\" y=\"{ly:.1}\">ceilings only (memory 2 GiB, pids 512)</text><rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"8\" fill=\"#4a7fb5\"/><text x=\"{:.1}\" y=\"{ly:.1}\">with cgroup limits</text></svg>",
+        ly - 8.0,
+        left + 14.0,
+        left + 250.0,
+        ly - 8.0,
+        left + 264.0
+    );
+    s
+}
+
+/// The noninterference table and chart as an HTML fragment.
+pub fn noninterference_html(audit: &Value) -> String {
+    let rows = ni_rows(audit);
+    let Some(ni) = audit.get("noninterference").filter(|n| !n.is_null()) else {
+        return "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>Not measured in this run.</p></section>".into();
+    };
+    let mut h = String::new();
+    let _ = write!(h, "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>{}</p>", esc(st(ni, "method")));
+    h.push_str(&noninterference_svg(audit));
+    h.push_str("<table><thead><tr><th>stressor</th><th>stressor cgroup</th><th>victim</th><th>alone</th><th>beside</th><th>degradation % [95 % CI]</th><th>stressor progress</th><th>stressor end</th></tr></thead><tbody>");
+    for r in &rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b> [{}, {}]</td><td>{} {}</td><td>{}</td></tr>",
+            esc(&r.stressor),
+            if r.limited { "with limits" } else { "ceilings only" },
+            esc(&r.victim),
+            fmt(r.baseline, 1),
+            fmt(r.stressed, 1),
+            fmt(r.deg, 1),
+            fmt(r.lo, 1),
+            fmt(r.hi, 1),
+            fmt(r.progress, 1),
+            esc(&r.unit),
+            esc(&r.end)
+        );
+    }
+    h.push_str("</tbody></table>");
+    let skipped: Vec<&str> = ni.get("skipped").and_then(|s| s.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    if !skipped.is_empty() {
+        h.push_str("<p>Skipped:</p><ul>");
+        for s in skipped {
+            let _ = write!(h, "<li>{}</li>", esc(s));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("</section>");
+    h
+}
+
+/// The noninterference table as Markdown.
+pub fn noninterference_markdown(audit: &Value) -> String {
+    let Some(ni) = audit.get("noninterference").filter(|n| !n.is_null()) else {
+        return "## Noninterference\n\nNot measured in this run.\n".into();
+    };
+    let mut m = format!(
+        "## Noninterference\n\n{}\n\n| stressor | stressor cgroup | victim | alone | beside | degradation % [95 % CI] | stressor progress | stressor end |\n|---|---|---|---|---|---|---|---|\n",
+        md(st(ni, "method"))
+    );
+    for r in ni_rows(audit) {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} | **{}** [{}, {}] | {} {} | {} |",
+            r.stressor,
+            if r.limited { "with limits" } else { "ceilings only" },
+            r.victim,
+            fmt(r.baseline, 1),
+            fmt(r.stressed, 1),
+            fmt(r.deg, 1),
+            fmt(r.lo, 1),
+            fmt(r.hi, 1),
+            fmt(r.progress, 1),
+            md(&r.unit),
+            md(&r.end)
+        );
+    }
+    m
+}
+
+/// The kernel footprint table (HTML), labelled as the approximation it is.
+pub fn footprint_html(audit: &Value) -> String {
+    let Some(f) = audit.get("footprint").filter(|n| !n.is_null()) else { return String::new() };
+    let mut h = format!(
+        "<section class=\"audit-footprint\"><h2>Kernel footprint (approximation)</h2><p>{} — instrument: {}</p>",
+        esc(st(f, "approximation")),
+        esc(st(f, "instrument"))
+    );
+    if let Some(why) = f.get("skipped").and_then(|s| s.as_str()) {
+        let _ = write!(h, "<p>Skipped: {}</p></section>", esc(why));
+        return h;
+    }
+    h.push_str("<table><thead><tr><th>configuration</th><th>kernel samples</th><th>user samples</th><th>distinct kernel functions</th><th>top functions</th></tr></thead><tbody>");
+    for r in rows(f, "rows") {
+        let top: Vec<String> = r
+            .get("top_functions")
+            .and_then(|t| t.as_array())
+            .map(|a| a.iter().take(5).filter_map(|p| Some(format!("{} ({})", p.get(0)?.as_str()?, p.get(1)?.as_u64()?))).collect())
+            .unwrap_or_default();
+        match r.get("skipped").and_then(|s| s.as_str()) {
+            Some(why) => {
+                let _ = write!(h, "<tr><td>{}</td><td colspan=\"4\">skipped: {}</td></tr>", esc(st(r, "config")), esc(why));
+            }
+            None => {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"font-size:90%\">{}</td></tr>",
+                    esc(st(r, "config")),
+                    fmt(num(r, "kernel_samples"), 0),
+                    fmt(num(r, "user_samples"), 0),
+                    fmt(num(r, "distinct_functions"), 0),
+                    esc(&top.join(", "))
+                );
+            }
+        }
+    }
+    h.push_str("</tbody></table></section>");
+    h
+}
+
+/// The kernel footprint table (Markdown).
+pub fn footprint_markdown(audit: &Value) -> String {
+    let Some(f) = audit.get("footprint").filter(|n| !n.is_null()) else { return String::new() };
+    let mut m = format!("## Kernel footprint (approximation)\n\n{} — instrument: {}\n\n", md(st(f, "approximation")), md(st(f, "instrument")));
+    if let Some(why) = f.get("skipped").and_then(|s| s.as_str()) {
+        let _ = writeln!(m, "Skipped: {why}");
+        return m;
+    }
+    m.push_str("| configuration | kernel samples | user samples | distinct kernel functions |\n|---|---|---|---|\n");
+    for r in rows(f, "rows") {
+        match r.get("skipped").and_then(|s| s.as_str()) {
+            Some(why) => {
+                let _ = writeln!(m, "| {} | skipped: {} | | |", md(st(r, "config")), md(why));
+            }
+            None => {
+                let _ = writeln!(m, "| {} | {} | {} | {} |", md(st(r, "config")), fmt(num(r, "kernel_samples"), 0), fmt(num(r, "user_samples"), 0), fmt(num(r, "distinct_functions"), 0));
+            }
+        }
+    }
+    m
+}
+
+/// The overhead of one namespace, from a bench result: the median, over the bench's
+/// series, of the "+NS" configuration's ratio against bare ("mnt" for the mount
+/// namespace). > 1 means slower than bare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overhead {
+    pub ratio: f64,
+    /// Smallest and largest per-series ratio.
+    pub min: f64,
+    pub max: f64,
+    pub series: usize,
+}
+
+/// Per-namespace overhead from a `karton.bench/v1` result (`{}` when none is found).
+pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
+    let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for s in rows(bench, "series") {
+        for r in rows(s, "rows") {
+            let cfg = st(r, "config");
+            let ns = if cfg == "mnt" { "mnt" } else if let Some(n) = cfg.strip_prefix('+') { n } else { continue };
+            if let Some(x) = r.get("ratio").and_then(|x| x.get("median")).and_then(|x| x.as_f64()) {
+                if x.is_finite() && x > 0.0 {
+                    per.entry(ns.to_string()).or_default().push(x);
+                }
+            }
+        }
+    }
+    per.into_iter()
+        .map(|(ns, mut v)| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            let m = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+            (ns, Overhead { ratio: m, min: v[0], max: v[v.len() - 1], series: v.len() })
+        })
+        .collect()
+}
+
+/// Per-namespace isolation: (probes demonstrated, probes run and not skipped).
+pub fn isolation_by_namespace(audit: &Value) -> BTreeMap<String, (usize, usize)> {
+    let mut m: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in rows(audit, "isolation") {
+        let ns = st(r, "namespace");
+        if ns == "none" || ns.is_empty() {
+            continue;
+        }
+        let skipped = r.get("with").map(|w| st(w, "verdict") == "skipped").unwrap_or(true);
+        let e = m.entry(ns.to_string()).or_default();
+        if !skipped {
+            e.1 += 1;
+        }
+        if r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false) {
+            e.0 += 1;
+        }
+    }
+    m
+}
+
+/// Scatter chart: x = overhead in percent over bare, y = probes the namespace contains.
+pub fn contrast_svg(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
+    let iso = isolation_by_namespace(audit);
+    let pts: Vec<(&str, f64, usize)> = NAMESPACES
+        .iter()
+        .filter_map(|ns| Some((*ns, (overhead.get(*ns)? - 1.0) * 100.0, iso.get(*ns)?.0)))
+        .collect();
+    if pts.is_empty() {
+        return String::new();
+    }
+    let (w, h, l, b) = (520.0, 300.0, 50.0, 40.0);
+    let xmin = pts.iter().map(|p| p.1).fold(0.0f64, f64::min).floor();
+    let xmax = pts.iter().map(|p| p.1).fold(1.0f64, f64::max).ceil();
+    let ymax = pts.iter().map(|p| p.2).max().unwrap_or(1).max(1) as f64;
+    let x = |v: f64| l + (v - xmin) / (xmax - xmin).max(1e-9) * (w - l - 20.0);
+    let y = |v: f64| h - b - v / ymax * (h - b - 30.0);
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"11\" role=\"img\" aria-label=\"isolation against overhead\">");
+    let _ = write!(s, "<text x=\"{l}\" y=\"16\" font-size=\"13\" font-weight=\"bold\">Isolation bought vs overhead paid, per namespace</text>");
+    let _ = write!(s, "<line x1=\"{l}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#333\"/><line x1=\"{l}\" x2=\"{l}\" y1=\"26\" y2=\"{:.1}\" stroke=\"#333\"/>", w - 20.0, h - b, h - b, h - b);
+    let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">overhead vs bare (%, median over bench series)</text>", (l + w) / 2.0, h - 8.0);
+    let _ = write!(s, "<text x=\"14\" y=\"{:.1}\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">probes contained</text>", (h - b) / 2.0, (h - b) / 2.0);
+    for (tx, label) in [(xmin, xmin), (xmax, xmax), (0.0, 0.0)] {
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{label}</text>", x(tx), h - b + 14.0);
+    }
+    let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{ymax}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">0</text>", l - 4.0, y(ymax) + 4.0, l - 4.0, y(0.0) + 4.0);
+    for (ns, ov, n) in pts {
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"#4a7fb5\"><title>{ns}: {ov:+.1} % overhead, {n} probes contained</title></circle><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            x(ov),
+            y(n as f64),
+            x(ov) + 7.0,
+            y(n as f64) - 5.0,
+            esc(ns)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The contrast per namespace (HTML): isolation bought against overhead paid. `overhead`
+/// maps a namespace (short name) to its cost ratio against bare (1.10 = 10 % slower); use
+/// [`overhead_from_bench`] to get it from a bench result.
+pub fn contrast_html(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
+    let iso = isolation_by_namespace(audit);
+    let mut h = String::from("<section class=\"audit-contrast\"><h2>Isolation against overhead, per namespace</h2>");
+    h.push_str(&contrast_svg(audit, overhead));
+    h.push_str("<table><thead><tr><th>namespace</th><th>probes contained (of run)</th><th>what it isolates here</th><th>overhead vs bare</th></tr></thead><tbody>");
+    for ns in NAMESPACES {
+        let (shown, run) = iso.get(ns).copied().unwrap_or((0, 0));
+        let probes: Vec<String> = rows(audit, "isolation")
+            .into_iter()
+            .filter(|r| st(r, "namespace") == ns && r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false))
+            .map(|r| st(r, "probe").to_string())
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{ns}</td><td>{shown} / {run}</td><td>{}</td><td>{}</td></tr>",
+            esc(&probes.join("; ")),
+            overhead.get(ns).map(|r| format!("{:+.1} %", (r - 1.0) * 100.0)).unwrap_or_else(|| "not measured".into())
+        );
+    }
+    h.push_str("</tbody></table></section>");
+    h
+}
+
+/// The contrast per namespace (Markdown).
+pub fn contrast_markdown(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
+    let iso = isolation_by_namespace(audit);
+    let mut m = String::from("## Isolation against overhead, per namespace\n\n| namespace | probes contained (of run) | overhead vs bare |\n|---|---|---|\n");
+    for ns in NAMESPACES {
+        let (shown, run) = iso.get(ns).copied().unwrap_or((0, 0));
+        let _ = writeln!(
+            m,
+            "| {ns} | {shown} / {run} | {} |",
+            overhead.get(ns).map(|r| format!("{:+.1} %", (r - 1.0) * 100.0)).unwrap_or_else(|| "not measured".into())
+        );
+    }
+    m
+}
+
+fn overhead_map(bench: Option<&Value>) -> BTreeMap<String, f64> {
+    bench.map(overhead_from_bench).unwrap_or_default().into_iter().map(|(k, v)| (k, v.ratio)).collect()
+}
+
+/// Every audit section as one HTML fragment (bench result optional, for the contrast).
+pub fn audit_html(audit: &Value, bench: Option<&Value>) -> String {
+    let ov = overhead_map(bench);
+    let mut h = String::new();
+    h.push_str(&isolation_matrix_html(audit));
+    h.push_str(&noninterference_html(audit));
+    h.push_str(&footprint_html(audit));
+    h.push_str(&contrast_html(audit, &ov));
+    h
+}
+
+/// Every audit section as Markdown.
+pub fn audit_markdown(audit: &Value, bench: Option<&Value>) -> String {
+    let ov = overhead_map(bench);
+    [isolation_matrix_markdown(audit), noninterference_markdown(audit), footprint_markdown(audit), contrast_markdown(audit, &ov)]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "schema": "karton.audit/v1",
+            "isolation": [
+                {"id": "pid.signal_host", "namespace": "pid", "probe": "signal a host process", "protection": "pid namespace", "method": "m",
+                 "without": {"verdict": "leaked", "evidence": "kill(1, SIGTERM) <ok>", "config": "a", "elapsed_ms": 1.0},
+                 "with": {"verdict": "contained", "evidence": "ESRCH", "config": "b", "elapsed_ms": 1.0},
+                 "default_config": null, "demonstrated": true},
+                {"id": "kernel.dmesg", "namespace": "none", "probe": "read the kernel log", "protection": "capabilities", "method": "m",
+                 "without": {"verdict": "leaked", "evidence": "x", "config": "a", "elapsed_ms": 1.0},
+                 "with": {"verdict": "contained", "evidence": "y", "config": "b", "elapsed_ms": 1.0},
+                 "default_config": {"applies_mechanism": true, "outcome": {"verdict": "contained", "evidence": "y", "config": "b", "elapsed_ms": 1.0}},
+                 "demonstrated": true}
+            ],
+            "noninterference": {"method": "m", "skipped": [], "rows": [
+                {"stressor": "cpu", "limited": false, "victim": "primes", "baseline": 100.0, "stressed": 50.0,
+                 "degradation_pct": {"value": 50.0, "ci_low": 40.0, "ci_high": 60.0}, "stressor_progress": 3.0, "stressor_unit": "u", "stressor_end": "stopped"},
+                {"stressor": "cpu", "limited": true, "victim": "primes", "baseline": 100.0, "stressed": 98.0,
+                 "degradation_pct": {"value": 2.0, "ci_low": -3.0, "ci_high": 6.0}, "stressor_progress": 1.0, "stressor_unit": "u", "stressor_end": "stopped"}
+            ]},
+            "footprint": null,
+            "notes": ["a note"]
+        })
+    }
+
+    #[test]
+    fn matrix_escapes_and_shows_verdicts() {
+        let h = isolation_matrix_html(&sample());
+        assert!(h.contains("&lt;ok&gt;"));
+        assert!(h.contains("leaked") && h.contains("contained"));
+        assert!(h.contains("default config applies"));
+        let m = isolation_matrix_markdown(&sample());
+        assert!(m.contains("| pid | `pid.signal_host`"));
+        assert!(m.contains("| `kernel.dmesg` | capabilities | yes | **contained** |"));
+    }
+
+    #[test]
+    fn noninterference_table_and_chart() {
+        let h = noninterference_html(&sample());
+        assert!(h.contains("<svg") && h.contains("</svg>"));
+        assert!(h.contains("<b>50.0</b> [40.0, 60.0]"));
+        assert!(noninterference_markdown(&sample()).contains("| cpu | with limits | primes |"));
+    }
+
+    #[test]
+    fn contrast_uses_bench_ratios() {
+        let bench = json!({"series": [
+            {"rows": [{"config": "+pid", "ratio": {"median": 1.02}}, {"config": "mnt", "ratio": {"median": 1.10}}]},
+            {"rows": [{"config": "+pid", "ratio": {"median": 1.06}}, {"config": "bare", "ratio": {"median": 1.0}}]}
+        ]});
+        let ov = overhead_from_bench(&bench);
+        assert!((ov["pid"].ratio - 1.04).abs() < 1e-9);
+        assert_eq!(ov["mnt"].series, 1);
+        let h = audit_html(&sample(), Some(&bench));
+        assert!(h.contains("+4.0 %"));
+        assert!(h.contains("<circle"));
+        let m = audit_markdown(&sample(), None);
+        assert!(m.contains("| pid | 1 / 1 | not measured |"));
+    }
+}

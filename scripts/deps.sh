@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what karton's build, tests and benchmarks need on Debian 12 (idempotent, quiet).
+set -euo pipefail
+pkgs=(
+    # build: eBPF programs (clang, libbpf's deps) and seccomp
+    clang libelf-dev zlib1g-dev pkg-config make libseccomp-dev
+    # test fixtures and references: a busybox rootfs, strace for syscall counts,
+    # newuidmap/newgidmap for rootless mappings, ip for network namespaces
+    busybox-static strace uidmap iproute2 file
+    # comparators for the benchmarks
+    runc crun hyperfine
+)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing packages ${missing[*]}: run as root, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
