@@ -10,7 +10,7 @@ runs=${RUNS:-30}
 work=$(mktemp -d /tmp/karton-bench-lifecycle.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 scripts/mkbundle.sh "$work/bundle" "$karton" >/dev/null
-sed -i 's/"sh"$/"\/bin\/true"/' "$work/bundle/config.json"
+sed -i -e 's/"sh"$/"\/bin\/true"/' -e 's/"ociVersion": "[0-9.]*"/"ociVersion": "1.0.2"/' "$work/bundle/config.json"
 b="$work/bundle"
 wrap() { echo "unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; $*'"; }
 cmds=(-n "karton" "$karton --root $work/k run --bundle $b k\$\$")

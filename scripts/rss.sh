@@ -5,7 +5,7 @@ karton=$(realpath "${1:-target/release/karton}")
 work=$(mktemp -d /tmp/karton-rss.XXXXXX)
 trap 'for r in k r c; do :; done; rm -rf "$work"' EXIT
 scripts/mkbundle.sh "$work/bundle" "$karton" >/dev/null
-sed -i 's/"sh"$/"\/bin\/true"/' "$work/bundle/config.json"
+sed -i -e 's/"sh"$/"\/bin\/true"/' -e 's/"ociVersion": "[0-9.]*"/"ociVersion": "1.0.2"/' "$work/bundle/config.json"
 peak() { # prints the child's ru_maxrss in KiB
     python3 -c 'import resource,subprocess,sys
 r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL)

@@ -9,6 +9,15 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Removes the test's work dir also when an assertion fails.
+struct RmDir(std::path::PathBuf);
+
+impl Drop for RmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn sigint_stops_the_audit_and_cleans_up() {
     if !nix::unistd::geteuid().is_root() {
@@ -22,6 +31,7 @@ fn sigint_stops_the_audit_and_cleans_up() {
     let work = std::env::temp_dir().join(format!("karton-audit-cli-{}", std::process::id()));
     let out = work.join("out.json");
     let _ = std::fs::create_dir_all(&work);
+    let _guard = RmDir(work.clone());
     let mut child = Command::new(&exe)
         .args(["audit", "--no-footprint", "--only", "time", "--stressors", "cpu"])
         .arg("--work-dir")
@@ -76,6 +86,7 @@ fn sigint_during_noninterference_exits_130() {
     };
     let work = std::env::temp_dir().join(format!("karton-audit-cli2-{}", std::process::id()));
     let out = work.join("out.json");
+    let _guard = RmDir(work.clone());
     let mut child = Command::new(&exe)
         .args(["audit", "--no-footprint", "--no-isolation", "--stressors", "cpu,memory"])
         .arg("--work-dir")

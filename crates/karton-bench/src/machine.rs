@@ -35,11 +35,25 @@ pub fn detect() -> Machine {
         cpus,
         mem_total_kib,
         cgroup_layout: cgroup_layout(),
-        lockdown: read("/sys/kernel/security/lockdown"),
+        lockdown: lockdown(),
         instruments: instruments(),
         runtimes: runtimes(),
         os,
     }
+}
+
+/// /sys/kernel/security/lockdown; when securityfs is not mounted, read it in a private
+/// mount namespace that mounts it (nothing changes on the host).
+fn lockdown() -> Option<String> {
+    read("/sys/kernel/security/lockdown").or_else(|| {
+        let o = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lockdown"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        (o.status.success() && !s.is_empty()).then_some(s)
+    })
 }
 
 /// "v2", "v1" or "hybrid (v1 controllers …; v2 at /sys/fs/cgroup/unified with …)".

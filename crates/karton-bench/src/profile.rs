@@ -148,7 +148,7 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
                     primes: 1_000_000,
                     syscall: 300_000,
                     fork: 30,
-                    mmap_mib: 32,
+                    mmap_mib: 128,
                     file_mib: 16,
                     file_ops: 256,
                     tcp_rr: 3000,
@@ -201,6 +201,7 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

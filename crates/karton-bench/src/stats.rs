@@ -233,6 +233,7 @@ pub fn overlap(a: (f64, f64), b: (f64, f64)) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

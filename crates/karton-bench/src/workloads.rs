@@ -28,7 +28,7 @@ pub const WORKLOADS: &[(&str, &str)] = &[
     ("primes", "compute-bound: count primes up to --limit by trial division (after Anjali et al., VEE'20); wall and thread-CPU ms"),
     ("syscall", "getppid loop of --iterations calls; wall and thread-CPU ns per call"),
     ("fork-exec", "fork + execve(self, nop) + exit + wait, --iterations times; µs per cycle"),
-    ("mmap", "mmap + touch every page + munmap of --total-mib per chunk size 4 KiB…1 MiB; ns per page"),
+    ("mmap", "mmap + touch every page + munmap of --total-mib in all, split evenly over chunk sizes 4 KiB…1 MiB; ns per page"),
     ("fileio", "file I/O in --dir: sequential write (fsync) and read of --total-mib, random 4 KiB writes (fsync) and reads"),
     ("tcp", "loopback TCP: 64-byte request/response (--iterations) and a --total-mib stream"),
     ("ipc", "ping-pong of 64-byte messages over pipe, unix socket, SysV message queue, POSIX mqueue (--iterations)"),
@@ -179,7 +179,8 @@ fn fork_exec(n: u64) -> Result<Vec<Metric>, BenchError> {
 pub const MMAP_CHUNKS: &[(usize, &str)] = &[(4 << 10, "4k"), (16 << 10, "16k"), (64 << 10, "64k"), (256 << 10, "256k"), (1 << 20, "1m")];
 
 fn mmap(total_mib: u64) -> Result<Vec<Metric>, BenchError> {
-    let total = (total_mib.max(1) as usize) << 20;
+    // The total is split evenly across the chunk sizes.
+    let total = ((total_mib.max(1) as usize) << 20) / MMAP_CHUNKS.len();
     let mut out = Vec::new();
     for (chunk, label) in MMAP_CHUNKS {
         let maps = (total / chunk).max(1);
@@ -611,6 +612,7 @@ pub fn plausible(m: &Metric) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

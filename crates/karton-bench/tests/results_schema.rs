@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Results files: schema validation, atomic writes, CSV, compare with known answers.
 
 use karton_bench::results::*;

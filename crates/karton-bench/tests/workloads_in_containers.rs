@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Every workload runs inside a karton container (all eight namespaces, and the minimal
 //! one) and returns plausible figures; bad input names the valid choices.
 

@@ -334,7 +334,7 @@ fn decode(target: &Target, b: &[u8]) -> Option<NsError> {
 fn relay_signal(sig: i32) -> ! {
     // No core file from the relay: the command's own dump, if any, is the one that counts.
     let _ = process::setrlimit(libc::RLIMIT_CORE, 0, 0);
-    if sys::default_signal_disposition(sig).is_ok() {
+    if process::default_signal_disposition(sig).is_ok() {
         if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
             let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
             let _ = nix::sys::signal::raise(s);
@@ -408,7 +408,7 @@ impl Child<'_> {
 
     fn exec(&self) -> ! {
         for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
-            if let Err(e) = sys::default_signal_disposition(sig) {
+            if let Err(e) = process::default_signal_disposition(sig) {
                 self.fail(ST_SIGNALS, None, e.errno, 126);
             }
         }

@@ -6,7 +6,7 @@
 //! time), alternating passes without probes (A) and with one instrument attached
 //! (B): A B A B … for R rounds. Cost per event = median over rounds of (B - A) / N.
 //! Attach and detach happen outside the timed region. Run as root, release build:
-//!   cargo run --release -p karton-probe --example overhead [-- N ROUNDS]
+//!   cargo run --release -p karton-probe --example overhead [-- N ROUNDS [NAME-FILTER]]
 
 use karton_probe::{Probe, ProbeBuilder, Target};
 
@@ -59,6 +59,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5_000_000);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
+    // Optional third argument: run only the cases whose name contains it.
+    let only = args.get(3).cloned().unwrap_or_default();
     let nf = 50_000u64; // page faults per pass (200 MiB)
     let me = std::process::id();
     let own_ns = match karton_probe::pidns_of(me) {
@@ -100,6 +102,13 @@ fn main() {
             Probe::builder().syscalls(true).target(Target::All),
         ),
         (
+            "syscalls + latency, Target::PidNs (container)",
+            Work::Getppid,
+            Probe::builder()
+                .syscall_latency(true)
+                .target(Target::PidNs(own_ns)),
+        ),
+        (
             "syscalls + latency histogram, target task",
             Work::Getppid,
             Probe::builder()
@@ -136,6 +145,11 @@ fn main() {
                 .target(Target::Tgid(me)),
         ),
         (
+            "faults, Target::PidNs, per user page fault",
+            Work::Faults,
+            Probe::builder().faults(true).target(Target::PidNs(own_ns)),
+        ),
+        (
             "faults, per user page fault",
             Work::Faults,
             Probe::builder().faults(true).target(Target::Tgid(me)),
@@ -146,7 +160,7 @@ fn main() {
         "{:<46} {:>12} {:>12} {:>12}  mechanism",
         "instrument", "base ns/ev", "with ns/ev", "added ns/ev"
     );
-    for (name, work, b) in cases {
+    for (name, work, b) in cases.into_iter().filter(|c| c.0.contains(only.as_str())) {
         let n_ev = match work {
             Work::Getppid => n,
             Work::Faults => nf,

@@ -146,7 +146,7 @@ impl Instrument {
     pub fn mechanism(self, syscall_latency: bool) -> &'static str {
         match self {
             Instrument::Syscalls if syscall_latency => "tp_btf:sys_enter+sys_exit (raw_syscalls), entry time in task storage, per-CPU arrays",
-            Instrument::Syscalls => "tp_btf:sys_exit (raw_syscalls), per-CPU arrays (container target: no task storage)",
+            Instrument::Syscalls => "tp_btf:sys_exit (raw_syscalls), per-CPU arrays",
             Instrument::Sched => "tp_btf:sched_wakeup+sched_wakeup_new+sched_switch",
             Instrument::Faults => "tp_btf:page_fault_user (exceptions); peak RSS: tp_btf:sched_process_exit + procfs VmHWM",
             Instrument::Nsops if tracefs_syscall_events() => "tp:syscalls/sys_{enter,exit}_{unshare,setns,clone,clone3}",
@@ -299,6 +299,11 @@ impl ProbeBuilder {
             let mut mechanism = i.mechanism(self.syscall_latency).to_string();
             if i == Instrument::Syscalls && self.calibration {
                 mechanism = "tp_btf:sys_exit EMPTY program (calibration: records nothing)".into();
+            } else if i == Instrument::Syscalls {
+                mechanism.push_str(match self.target {
+                    Target::PidNs(_) => ", pid-ns filter by direct BTF reads",
+                    _ => ", filter cached in task storage",
+                });
             }
             match load_one(i, &self, &seeds) {
                 Ok(l) => {
@@ -931,7 +936,11 @@ impl Probe {
     }
 
     fn mech(&self, i: Instrument) -> String {
-        i.mechanism(self.syscall_latency).to_string()
+        self.status
+            .iter()
+            .find(|s| s.instrument == i)
+            .map(|s| s.mechanism.clone())
+            .unwrap_or_else(|| i.mechanism(self.syscall_latency).to_string())
     }
 
     /// Reads every active instrument's maps: cumulative figures since attach.

@@ -125,6 +125,7 @@ fn container_key_counts_exactly(latency: bool) {
     }
     let (mut child, ns) = held_in_new_pidns(&format!("exec {WL} getppid 4321"));
     let b = Probe::builder()
+        .syscalls(true)
         .syscall_latency(latency)
         .target(Target::PidNs(ns));
     let mut probe = match b.attach() {
@@ -250,6 +251,49 @@ fn peak_rss_at_exit_covers_the_touched_pages() {
         "{} KiB: far above what was touched",
         me.peak_rss_kib
     );
+}
+
+#[test]
+fn container_faults_count_the_touched_pages() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: needs root (a new pid namespace, eBPF)");
+        return;
+    }
+    let (mut child, ns) = held_in_new_pidns(&format!("exec {WL} pages 5000"));
+    let mut probe = match Probe::builder()
+        .faults(true)
+        .target(Target::PidNs(ns))
+        .attach()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            if matches!(e, ProbeError::NotRoot(_) | ProbeError::NoBtf) {
+                println!("SKIP: {e}");
+                return;
+            }
+            panic!("attach: {e}");
+        }
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("release");
+    }
+    assert!(child.wait().expect("wait").success());
+    let rows = probe
+        .snapshot()
+        .expect("snapshot")
+        .faults
+        .expect("faults")
+        .rows;
+    assert!(
+        rows.iter().all(|r| r.key == ns),
+        "only the target's key: {rows:?}"
+    );
+    let n: u64 = rows.iter().map(|r| r.faults).sum();
+    assert!(n >= 5000, "{n} faults < 5000 pages");
 }
 
 #[test]

@@ -128,6 +128,54 @@ fn ns_order(ns: &str) -> usize {
     ["uts", "cgroup", "time", "pid", "user", "ipc", "mount", "network"].iter().position(|n| *n == ns).unwrap_or(99)
 }
 
+/// Key figures of one results file as Markdown-ish rows: (title, header, rows).
+fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
+    let mut out = Vec::new();
+    let ratio = |id: &str, cfg: &str| -> String {
+        r.series
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.rows.iter().find(|x| x.config == cfg))
+            .map(|x| match (&x.ratio, x.status) {
+                (Some(q), RowStatus::Ok) => format!("{:.3} [{:.3}, {:.3}]", q.median, q.ci_low, q.ci_high),
+                (_, RowStatus::Skipped) => "skipped".into(),
+                _ => "—".into(),
+            })
+            .unwrap_or_else(|| "—".into())
+    };
+    if let Some(p) = r.series.iter().find(|s| s.id == "primes/time") {
+        let rows = p.rows.iter().filter(|x| x.config != "bare").map(|x| vec![x.config.clone(), ratio("primes/time", &x.config), ratio("primes/cpu", &x.config)]).collect();
+        out.push(("primes: cost relative to bare, median [95% CI]".to_string(), vec!["configuration".into(), "wall time".into(), "thread CPU time".into()], rows));
+    }
+    let mut cells: Vec<_> = r.ns_create.iter().filter(|c| c.workers == 1).collect();
+    cells.sort_by_key(|c| ns_order(&c.ns));
+    if !cells.is_empty() {
+        let rows = cells
+            .iter()
+            .map(|c| {
+                vec![
+                    c.ns.clone(),
+                    c.unshare_us.as_ref().map(|u| format!("{} [{}, {}]", fmt_value(u.median), fmt_value(u.ci_low), fmt_value(u.ci_high))).unwrap_or_else(|| "skipped".into()),
+                    c.cycle_us.as_ref().map(|u| fmt_value(u.median)).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push(("namespace creation, one worker".to_string(), vec!["namespace".into(), "unshare µs, median [95% CI]".into(), "create + destroy µs".into()], rows));
+    }
+    if let Some(l) = r.series.iter().find(|s| s.id == "lifecycle/run") {
+        let rows = l
+            .rows
+            .iter()
+            .map(|x| match &x.summary {
+                Some(m) => vec![x.config.clone(), format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high))],
+                None => vec![x.config.clone(), format!("skipped: {}", x.reason.as_deref().unwrap_or(""))],
+            })
+            .collect();
+        out.push(("container lifecycle (run /bin/true: create → start → exit → delete)".to_string(), vec!["runtime".into(), "ms, median [95% CI]".into()], rows));
+    }
+    out
+}
+
 /// The HTML page and its number of charts (one `<svg>` each).
 pub fn html(inputs: &[Input]) -> (String, usize) {
     let mut h = String::new();
@@ -179,6 +227,22 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
             esc(&m.instruments.join(", ")),
             esc(&m.runtimes.join(", "))
         );
+        h.push_str("<h3>Key figures</h3>");
+        for (title, head, rows) in key_tables(r) {
+            let _ = write!(h, "<table><caption>{}</caption><tr>", esc(&title));
+            for c in &head {
+                let _ = write!(h, "<th>{}</th>", esc(c));
+            }
+            h.push_str("</tr>");
+            for row in rows {
+                h.push_str("<tr>");
+                for c in row {
+                    let _ = write!(h, "<td>{}</td>", esc(&c));
+                }
+                h.push_str("</tr>");
+            }
+            h.push_str("</table>");
+        }
         let me = &r.method;
         let _ = write!(
             h,
@@ -383,6 +447,13 @@ pub fn markdown(inputs: &[Input]) -> String {
             r.karton_version
         );
         let _ = writeln!(m, "Ratios are cost relative to bare (> 1 = slower), median of pairwise ratios within a round, with 95% bootstrap CI.\n");
+        for (title, head, rows) in key_tables(r) {
+            let _ = writeln!(m, "**{title}**\n\n| {} |\n|{}|", head.join(" | "), head.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+            for row in rows {
+                let _ = writeln!(m, "| {} |", row.join(" | ").replace('\n', " "));
+            }
+            m.push('\n');
+        }
         for s in &r.series {
             let _ = writeln!(m, "### {} ({}, {} rounds{})\n", s.id, s.unit, s.rounds, if s.converged { ", converged" } else { "" });
             let _ = writeln!(m, "| config | median | 95% CI | n | ratio | ratio 95% CI |\n|---|---:|---:|---:|---:|---:|");

@@ -231,6 +231,7 @@ pub fn human_ns(ns: u64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

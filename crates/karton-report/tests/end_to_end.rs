@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! A seconds-long bench produces JSON that validates against the schema, and the report
 //! has one `<svg>` per chart.
 

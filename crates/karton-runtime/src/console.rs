@@ -13,7 +13,9 @@ use nix::sys::stat::Mode;
 use crate::error::{Context, Result};
 use crate::mounts;
 
-pub fn setup(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+/// `bind_console`: also bind the terminal over /dev/console (the container's first
+/// process; not for exec).
+pub fn setup_tty(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> Result<()> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "opening /dev/ptmx in the container (is devpts mounted at /dev/pts?)".into())?;
     nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
@@ -25,9 +27,11 @@ pub fn setup(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>) -> Resu
         karton_sys::process::set_winsize(slave.as_fd(), rows, cols).ctx(|| "process.consoleSize".into())?;
     }
     // /dev/console is the container's terminal too.
-    if let Ok(target) = mounts::make_target(root.as_fd(), Path::new("/dev/console"), true) {
-        let tree = mounts::clone_fd(&slave, Path::new("/dev/console"))?;
-        mounts::attach(&tree, &target, Path::new("/dev/console"))?;
+    if bind_console {
+        if let Ok(target) = mounts::make_target(root.as_fd(), Path::new("/dev/console"), true) {
+            let tree = mounts::clone_fd(&slave, Path::new("/dev/console"))?;
+            mounts::attach(&tree, &target, Path::new("/dev/console"))?;
+        }
     }
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];

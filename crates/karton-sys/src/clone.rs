@@ -13,6 +13,7 @@ pub const CLONE_NEWUSER: u64 = 0x1000_0000;
 pub const CLONE_NEWPID: u64 = 0x2000_0000;
 pub const CLONE_NEWNET: u64 = 0x4000_0000;
 pub const CLONE_PIDFD: u64 = 0x0000_1000;
+pub const CLONE_PARENT: u64 = 0x0000_8000;
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `struct clone_args` as of Linux 5.7 (CLONE_INTO_CGROUP).
@@ -40,6 +41,7 @@ pub enum Forked {
 }
 
 /// Forks this process with `clone3(2)`, creating the namespaces in `ns_flags` for the child
+/// (which may also carry CLONE_PARENT)
 /// and, when `cgroup` is given, starting the child in that cgroup v2 directory.
 ///
 /// The child runs on a copy of the caller's stack, as with fork(2). It returns the child's
@@ -53,7 +55,8 @@ pub fn clone3(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
     let mut args = CloneArgs {
         flags: ns_flags | CLONE_PIDFD,
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel takes the exit signal from our own parent's.
+        exit_signal: if ns_flags & CLONE_PARENT != 0 { 0 } else { libc::SIGCHLD as u64 },
         ..Default::default()
     };
     if let Some(fd) = cgroup {

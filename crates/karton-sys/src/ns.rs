@@ -62,18 +62,3 @@ pub fn ns_get_owner_uid(fd: BorrowedFd<'_>) -> Result<libc::uid_t> {
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_OWNER_UID as _, &mut uid as *mut libc::uid_t) };
     check("ioctl(NS_GET_OWNER_UID)", ret as libc::c_long).map(|_| uid)
 }
-
-/// Resets signal `sig` to its default action (SIG_DFL).
-///
-/// For the exec path of `karton ns enter`: Rust programs start with SIGPIPE ignored, and an
-/// ignored disposition survives execve, so a command run through karton would otherwise
-/// not die on a broken pipe as it does from a shell.
-pub fn default_signal_disposition(sig: libc::c_int) -> Result<()> {
-    // SAFETY: SIG_DFL installs no handler of ours, so no code of this process can be
-    // called asynchronously as a result; signal() reads no memory of ours.
-    let prev = unsafe { libc::signal(sig, libc::SIG_DFL) };
-    if prev == libc::SIG_ERR {
-        return Err(SysError::last("signal"));
-    }
-    Ok(())
-}

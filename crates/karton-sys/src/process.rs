@@ -190,3 +190,26 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<i32> {
         return Ok(if code == libc::CLD_EXITED { (status & 0xff) << 8 } else { status & 0x7f });
     }
 }
+
+/// Resets signal `sig` to its default action (SIG_DFL).
+///
+/// Rust programs start with SIGPIPE ignored, and an
+/// ignored disposition survives execve, so a command karton runs would otherwise
+/// not die on a broken pipe as it does from a shell.
+pub fn default_signal_disposition(sig: libc::c_int) -> Result<()> {
+    // SAFETY: SIG_DFL installs no handler of ours, so no code of this process can be
+    // called asynchronously as a result; signal() reads no memory of ours.
+    let prev = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if prev == libc::SIG_ERR {
+        return Err(crate::SysError::last("signal"));
+    }
+    Ok(())
+}
+
+/// Unblocks every signal of the calling thread (the runtime blocks some while it waits;
+/// a blocked mask survives execve).
+pub fn unblock_all_signals() -> Result<()> {
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| crate::SysError::new("pthread_sigmask", e))
+}

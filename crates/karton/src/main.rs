@@ -75,6 +75,18 @@ enum Command {
     List(cmd::lifecycle::ListArgs),
     /// Print what this runtime supports (OCI runtime features JSON)
     Features,
+    /// Run a process inside a running container
+    Exec(cmd::manage::ExecArgs),
+    /// Freeze every process of a container
+    Pause(cmd::lifecycle::IdArg),
+    /// Thaw a paused container
+    Resume(cmd::lifecycle::IdArg),
+    /// List the processes of a container
+    Ps(cmd::manage::PsArgs),
+    /// Print resource-usage and OOM events of a container
+    Events(cmd::manage::EventsArgs),
+    /// Change a running container's resource limits
+    Update(cmd::manage::UpdateArgs),
     /// See, inspect and enter namespaces
     Ns(cmd::ns::NsArgs),
     /// Measure a container, a process or a command with eBPF instruments
@@ -90,6 +102,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust starts with SIGPIPE ignored: restore the default so `karton … | head` ends
+    // quietly and no container process inherits an ignored SIGPIPE across execve.
+    let _ = karton_sys::process::default_signal_disposition(libc::SIGPIPE);
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli.global) {
         eprintln!("karton: {e:#}");
@@ -106,6 +121,12 @@ fn main() -> ExitCode {
         Command::Spec(a) => cmd::lifecycle::spec(a, g),
         Command::List(a) => cmd::lifecycle::list(a, g),
         Command::Features => cmd::lifecycle::features(g),
+        Command::Exec(a) => cmd::manage::exec(a, g),
+        Command::Pause(a) => cmd::manage::pause(a, g),
+        Command::Resume(a) => cmd::manage::resume(a, g),
+        Command::Ps(a) => cmd::manage::ps(a, g),
+        Command::Events(a) => cmd::manage::events(a, g),
+        Command::Update(a) => cmd::manage::update(a, g),
         Command::Ns(a) => cmd::ns::run(a, g),
         Command::Trace(a) => cmd::trace::run(a, g),
         Command::Bench(a) => cmd::bench::run(a, g),

@@ -18,13 +18,23 @@ TRACK_FORK_PROG
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
 {
-	struct tstate *s = task_state(bpf_get_current_task_btf());
+	struct task_struct *t = bpf_get_current_task_btf();
 	struct fault_val *v;
+	struct tstate *s;
 	__u64 key;
 
-	if (!s)
-		return 0;
-	key = s->key;
+	/* One container: compare the pid ns with direct loads, no task storage (cfg is
+	 * read-only, so the verifier keeps only one of these branches). */
+	if (filter_mode == MODE_PIDNS) {
+		if (t->pid == 0 || task_pidns_inum_btf(t) != target_ns)
+			return 0;
+		key = target_ns;
+	} else {
+		s = task_state(t);
+		if (!s)
+			return 0;
+		key = s->key;
+	}
 	v = bpf_map_lookup_elem(&fault_stats, &key);
 	if (!v) {
 		struct fault_val zero = {};

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod bench;
 pub mod lifecycle;
+pub mod manage;
 pub mod ns;
 pub mod report;
 pub mod trace;

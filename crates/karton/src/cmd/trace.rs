@@ -27,14 +27,15 @@ Default: --syscalls --sched --faults. Figures are keyed by pid-namespace inode.
 Measured overhead per event (VM: kernel 6.18, 2 vCPU, retpolines; getppid loop, 3,000,000
 calls x 7 rounds, uninstrumented/instrumented passes interleaved, thread CPU time, median of
 the per-round deltas; cargo run --release -p karton-probe --example overhead):
-  empty tp_btf sys_exit program (mechanism floor)   +139 ns/syscall
-  syscall counter, --container (--counts-only)      +162 ns/syscall (goal 100: not met, floor 139)
-  syscall counter, --pid / -- CMD (--counts-only)   +191 ns/syscall
-  counter + latency histogram (--syscalls)          +415 ns/syscall (goal 200: not met)
-  --ns without tracefs (raw_syscalls filter)        +212 ns per unrelated syscall
+  empty tp_btf sys_exit program (mechanism floor)   +132 ns/syscall
+  syscall counter, --container (--counts-only)      +155 ns/syscall (goal 100: not met, floor 132)
+  syscall counter, --pid / -- CMD (--counts-only)   +203 ns/syscall
+  counter + latency histogram (--syscalls)          +364 ns/syscall --container, +374 --pid
+                                                    (goal 200: not met)
+  --ns without tracefs (raw_syscalls filter)        +181 ns per unrelated syscall
   --sched, --timeline                               ~0 ns per syscall
-  --footprint: sampling 999 Hz +10 ns, tracepoints +372 ns per syscall
-  --faults                                          +259 ns per page fault (~2.5 us each)
+  --footprint: sampling 999 Hz +4 ns, tracepoints +378 ns per syscall (heavy)
+  --faults                                          +208..313 ns per page fault (~2.7 us each)
 See docs/trace.md.";
 
 #[derive(Debug, Args)]

@@ -1,0 +1,259 @@
+//! Applying an OCI `process` to the calling process: shared by the container's init and
+//! by `exec`. Everything that can fail runs before the caller reports success, so a bad
+//! command or user is an error of `create`/`exec`, not a silent exit later.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use karton_sys::{caps, process as kproc};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Process;
+
+use crate::error::{Context, Error, Result};
+
+/// A process ready for execve.
+pub struct Prepared {
+    pub exe: PathBuf,
+    c_exe: CString,
+    c_args: Vec<CString>,
+    c_env: Vec<CString>,
+}
+
+impl Prepared {
+    /// execve; returns only on failure, with the reason.
+    pub fn exec(&self) -> String {
+        let err = nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env).err();
+        format!("execve {}: {}", self.exe.display(), err.map(|e| e.desc()).unwrap_or("failed"))
+    }
+}
+
+/// Applies rlimits, scheduler, I/O priority, cwd, user, capabilities, no_new_privs and
+/// umask, marks every fd above 2 + `preserve_fds` close-on-exec, and resolves the command.
+pub fn apply(process: &Process, preserve_fds: u32) -> Result<Prepared> {
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let arg0 = args.first().ok_or_else(|| Error::Config("process.args is empty: set the command to run".into()))?;
+    let cwd = process.cwd();
+    ensure_cwd(cwd)?;
+    nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    let exe = find_executable(arg0, &env, cwd)?;
+    for r in process.rlimits().iter().flatten() {
+        let res = rlimit_number(&r.typ().to_string());
+        kproc::setrlimit(res, r.soft(), r.hard()).ctx(|| {
+            format!(
+                "process.rlimits {}: soft {} hard {}: the hard limit may not exceed the runtime's own (this host's bounding set lacks CAP_SYS_RESOURCE)",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            )
+        })?;
+    }
+    if let Some(s) = process.scheduler() {
+        set_scheduler(s)?;
+    }
+    if let Some(io) = process.io_priority() {
+        let class = match io.class() {
+            oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
+            oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
+            oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
+        };
+        kproc::ioprio_set_self(class, io.priority() as u32).ctx(|| "process.ioPriority".into())?;
+    }
+    let env = with_home(env, process.user().uid());
+    set_user_and_caps(process)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        kproc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
+    // Only fds 0-2 and the preserved ones may reach the container's process (CVE-2016-9962).
+    let keep_last = 2 + preserve_fds;
+    for fd in 3..=keep_last {
+        clear_cloexec(fd as i32);
+    }
+    kproc::close_range(keep_last + 1, u32::MAX, kproc::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".into())?;
+    Ok(Prepared {
+        c_exe: cstring(exe.as_os_str())?,
+        c_args: args.iter().map(cstring).collect::<Result<_>>()?,
+        c_env: env.iter().map(cstring).collect::<Result<_>>()?,
+        exe,
+    })
+}
+
+fn cstring(s: impl AsRef<std::ffi::OsStr>) -> Result<CString> {
+    CString::new(s.as_ref().as_bytes())
+        .map_err(|_| Error::Config(format!("{:?} contains a NUL byte", s.as_ref())))
+}
+
+fn clear_cloexec(fd: i32) {
+    if let Some(owned) = kproc::inherited_fd(fd) {
+        let _ = nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+        // The fd must outlive this function: it belongs to the container's process.
+        std::mem::forget(owned);
+    }
+}
+
+fn ensure_cwd(cwd: &Path) -> Result<()> {
+    if !cwd.exists() {
+        std::fs::create_dir_all(cwd).ctx(|| format!("process.cwd {}: creating it inside the container", cwd.display()))?;
+    }
+    Ok(())
+}
+
+/// Resolves args[0] as execvp would, with the container's PATH, so a missing command is
+/// reported by `create` rather than lost after the runtime has gone.
+fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    if arg0.contains('/') {
+        let p = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { cwd.join(arg0) };
+        if is_exec(&p) {
+            return Ok(p);
+        }
+        return Err(Error::Config(format!(
+            "process.args[0] {arg0:?}: no such executable file inside the container: check the command and the image"
+        )));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(arg0);
+        if is_exec(&p) {
+            return Ok(p);
+        }
+    }
+    Err(Error::Config(format!(
+        "process.args[0] {arg0:?}: executable file not found in $PATH ({path}) inside the container: check the command and the image"
+    )))
+}
+
+/// Adds HOME from the container's /etc/passwd when the config does not set it.
+fn with_home(mut env: Vec<String>, uid: u32) -> Vec<String> {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".to_string());
+    env.push(format!("HOME={home}"));
+    env
+}
+
+pub(crate) fn rlimit_number(name: &str) -> u32 {
+    match name {
+        "RLIMIT_CPU" => 0,
+        "RLIMIT_FSIZE" => 1,
+        "RLIMIT_DATA" => 2,
+        "RLIMIT_STACK" => 3,
+        "RLIMIT_CORE" => 4,
+        "RLIMIT_RSS" => 5,
+        "RLIMIT_NPROC" => 6,
+        "RLIMIT_NOFILE" => 7,
+        "RLIMIT_MEMLOCK" => 8,
+        "RLIMIT_AS" => 9,
+        "RLIMIT_LOCKS" => 10,
+        "RLIMIT_SIGPENDING" => 11,
+        "RLIMIT_MSGQUEUE" => 12,
+        "RLIMIT_NICE" => 13,
+        "RLIMIT_RTPRIO" => 14,
+        _ => 15, // RLIMIT_RTTIME
+    }
+}
+
+fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = kproc::SchedAttr {
+        sched_policy: policy,
+        sched_flags: flags,
+        sched_nice: s.nice().unwrap_or(0),
+        sched_priority: s.priority().unwrap_or(0) as u32,
+        sched_runtime: s.runtime().unwrap_or(0),
+        sched_deadline: s.deadline().unwrap_or(0),
+        sched_period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    kproc::sched_setattr_self(&attr).ctx(|| "process.scheduler".into())
+}
+
+fn cap_mask(set: Option<&oci_spec::runtime::Capabilities>) -> u64 {
+    set.into_iter()
+        .flatten()
+        .filter_map(|c| caps::from_name(&format!("CAP_{c}")))
+        .fold(0u64, |m, n| m | 1u64 << n)
+}
+
+/// Switches to process.user and sets the five capability sets, in the order that keeps the
+/// needed privileges until the last step.
+pub(crate) fn set_user_and_caps(process: &Process) -> Result<()> {
+    let c = process.capabilities().as_ref();
+    let bounding = cap_mask(c.and_then(|c| c.bounding().as_ref()));
+    let effective = cap_mask(c.and_then(|c| c.effective().as_ref()));
+    let permitted = cap_mask(c.and_then(|c| c.permitted().as_ref()));
+    let inheritable = cap_mask(c.and_then(|c| c.inheritable().as_ref()));
+    let ambient = cap_mask(c.and_then(|c| c.ambient().as_ref()));
+    let last = caps::last_cap();
+    for cap in 0..=last {
+        if bounding & (1 << cap) == 0 {
+            match caps::drop_bounding(cap) {
+                Ok(()) => {}
+                Err(e) if e.errno == nix::errno::Errno::EINVAL => {}
+                Err(e) => return Err(e).ctx(|| format!("dropping {} from the bounding set", caps::NAMES.get(cap as usize).unwrap_or(&"?"))),
+            }
+        }
+    }
+    let user = process.user();
+    kproc::prctl(libc::PR_SET_KEEPCAPS, 1, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    match kproc::setgroups(&gids) {
+        Ok(()) => {}
+        // With setgroups denied (unprivileged user namespace) only an empty list is moot.
+        Err(e) if gids.is_empty() && e.errno == nix::errno::Errno::EPERM => {}
+        Err(e) => return Err(e).ctx(|| format!("process.user.additionalGids {gids:?}")),
+    }
+    kproc::setresgid(user.gid()).ctx(|| format!("process.user.gid {}: is it mapped in the user namespace?", user.gid()))?;
+    kproc::setresuid(user.uid()).ctx(|| format!("process.user.uid {}: is it mapped in the user namespace?", user.uid()))?;
+    kproc::prctl(libc::PR_SET_KEEPCAPS, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    caps::set(&caps::CapSets { effective, permitted, inheritable })
+        .ctx(|| "setting process.capabilities (effective must be within permitted)".into())?;
+    caps::clear_ambient().ctx(|| "clearing the ambient capabilities".into())?;
+    for cap in 0..=last {
+        if ambient & (1 << cap) != 0 {
+            caps::raise_ambient(cap).ctx(|| {
+                format!(
+                    "raising ambient {}: it must also be in permitted and inheritable",
+                    caps::NAMES.get(cap as usize).unwrap_or(&"?")
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
