@@ -63,7 +63,8 @@ impl Profile {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub profile: Profile,
-    /// The karton binary (bind-mounted into every container as /karton).
+    /// The karton binary; the audit runs (and bind-mounts into every container as /karton)
+    /// a private copy of it, so a rebuild during the audit changes nothing.
     pub exe: PathBuf,
     /// Where to write the results (atomically); None: do not write.
     pub out: Option<PathBuf>,
@@ -104,9 +105,14 @@ impl Session {
         std::fs::create_dir_all(&dir).map_err(|e| AuditError::Io { what: format!("creating {}", dir.display()), source: e })?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
-        let karton = runner::Karton::new(exe, &dir.join("state"), &dir.join("bundles"), &run_id)?;
+        // A private copy of the binary: a rebuild of the original during a long audit must
+        // not change the runtime (or the probes) half-way through.
+        let own = dir.join("karton");
+        std::fs::copy(exe, &own).map_err(|e| AuditError::Io { what: format!("copying {} to {}", exe.display(), own.display()), source: e })?;
+        let _ = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755));
+        let karton = runner::Karton::new(&own, &dir.join("state"), &dir.join("bundles"), &run_id)?;
         let mut me = Self { env: isolation::Env { karton, rootfs: PathBuf::new(), work: dir.clone() }, keep_work: work.is_some() };
-        me.env.rootfs = runner::build_rootfs(&dir, exe)?;
+        me.env.rootfs = runner::build_rootfs(&dir, &own)?;
         Ok(me)
     }
 

@@ -23,10 +23,12 @@ pub enum Error {
     Init(String),
     #[error("{0}")]
     Hook(String),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    #[error("{context}: {source}")]
-    Sys { context: String, source: SysError },
+    // The cause is part of the message (not an error `source`), so that printing the
+    // chain does not repeat it.
+    #[error("{context}: {err}")]
+    Io { context: String, err: std::io::Error },
+    #[error("{context}: {err}")]
+    Sys { context: String, err: SysError },
     #[error(transparent)]
     Cgroup(#[from] karton_cgroup::Error),
     #[error("{0}")]
@@ -42,18 +44,18 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context(), source })
+        self.map_err(|err| Error::Io { context: context(), err })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, SysError> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys { context: context(), source })
+        self.map_err(|err| Error::Sys { context: context(), err })
     }
 }
 
 impl<T> Context<T> for nix::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Io { context: context(), source: std::io::Error::from(e) })
+        self.map_err(|e| Error::Io { context: context(), err: std::io::Error::from(e) })
     }
 }

@@ -30,7 +30,11 @@ pub struct ExecOpts {
 impl Runtime {
     /// The container's saved config.
     pub fn saved_spec(&self, id: &str) -> Result<oci_spec::runtime::Spec> {
+        crate::state::validate_id(id)?;
         let path = self.store().dir(id).join(crate::state::CONFIG_FILE);
+        if !self.store().dir(id).is_dir() {
+            return Err(Error::NotFound(id.into()));
+        }
         let text = std::fs::read_to_string(&path).ctx(|| format!("reading {}", path.display()))?;
         crate::config::parse_spec(&text, &path)
     }
@@ -166,7 +170,7 @@ fn exec_child(
     }
     // CLONE_PARENT: the process becomes the runtime's child, which can wait for it.
     match kclone::clone3(kclone::CLONE_PARENT, None) {
-        Err(e) => fail(Error::Sys { context: "fork inside the container".into(), source: e }),
+        Err(e) => fail(Error::Sys { context: "fork inside the container".into(), err: e }),
         Ok(kclone::Forked::Parent { pid, .. }) => {
             let _ = chan.send(&Msg::InitPid(pid));
             kclone::exit_now(0)

@@ -288,7 +288,7 @@ pub fn new_fs(fstype: &str, source: Option<&Path>, data: &[&str], sb_flags: &[&s
     let fail = |e: karton_sys::SysError, key: &str| {
         let log = m::fs_context_log(fs.as_fd());
         let detail = if log.is_empty() { String::new() } else { format!(" ({log})") };
-        Error::Sys { context: format!("mount {} ({fstype}): option {key:?}{detail}", what.display()), source: e }
+        Error::Sys { context: format!("mount {} ({fstype}): option {key:?}{detail}", what.display()), err: e }
     };
     if let Some(src) = source {
         let s = cstr(src)?;

@@ -92,7 +92,7 @@ pub fn prepare(seccomp: &LinuxSeccomp) -> Result<Prepared> {
                  path visible from this mount namespace?)",
                 path.display()
             ),
-            source: e,
+            err: e,
         })?;
         Some(sock)
     } else {
@@ -126,14 +126,14 @@ impl Prepared {
             if source.errno == karton_sys::Errno::EACCES {
                 Error::Config(NEED_PRIVILEGE.into())
             } else {
-                Error::Sys { context: "linux.seccomp: installing the filter".into(), source }
+                Error::Sys { context: "linux.seccomp: installing the filter".into(), err: source }
             }
         })?;
         if let (Some(sock), Some(message), Some(fd)) = (&self.agent, message, fd) {
             let path = self.listener_path.as_deref().unwrap_or(Path::new(""));
             sys::send_fd(sock.as_fd(), fd.as_fd(), message.as_bytes()).map_err(|source| Error::Sys {
                 context: format!("linux.seccomp.listenerPath {}: sending the listener fd", path.display()),
-                source,
+                err: source,
             })?;
             // `fd` and the socket close on return: the agent holds its own copy now.
         }
@@ -147,12 +147,12 @@ const NEED_PRIVILEGE: &str = "linux.seccomp: installing a filter needs process.n
 /// The kernel accepts a filter only from a thread with no_new_privs or CAP_SYS_ADMIN.
 fn ensure_privilege() -> Result<()> {
     let nnp = karton_sys::process::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0)
-        .map_err(|source| Error::Sys { context: "linux.seccomp: reading no_new_privs".into(), source })?;
+        .map_err(|source| Error::Sys { context: "linux.seccomp: reading no_new_privs".into(), err: source })?;
     if nnp == 1 {
         return Ok(());
     }
     let caps = karton_sys::caps::get()
-        .map_err(|source| Error::Sys { context: "linux.seccomp: reading capabilities".into(), source })?;
+        .map_err(|source| Error::Sys { context: "linux.seccomp: reading capabilities".into(), err: source })?;
     if caps.effective & (1u64 << CAP_SYS_ADMIN) != 0 {
         return Ok(());
     }
@@ -287,14 +287,14 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
 /// Writes the BPF program through a memfd: libseccomp 2.5 exports only to a file descriptor.
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<sys::SockFilter>> {
     let memfd = nix::sys::memfd::memfd_create(c"karton-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| Error::Io { context: "linux.seccomp: memfd for the BPF program".into(), source: e.into() })?;
+        .map_err(|e| Error::Io { context: "linux.seccomp: memfd for the BPF program".into(), err: e.into() })?;
     ctx.export_bpf(&memfd)
         .map_err(|e| Error::Config(format!("linux.seccomp: libseccomp could not generate the filter: {e}")))?;
     let mut file = std::fs::File::from(memfd);
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))
-        .map_err(|e| Error::Io { context: "linux.seccomp: reading the BPF program".into(), source: e })?;
+        .map_err(|e| Error::Io { context: "linux.seccomp: reading the BPF program".into(), err: e })?;
     let program = sys::parse_program(&bytes)
         .ok_or_else(|| Error::Config(format!("linux.seccomp: libseccomp produced {} bytes, not whole BPF instructions", bytes.len())))?;
     if program.len() > usize::from(u16::MAX) {
@@ -494,13 +494,13 @@ fn check_kernel(seccomp: &LinuxSeccomp, compiled: &Compiled) -> Result<()> {
         }
         probed.push(action);
         let known = sys::action_available(kernel_action(action))
-            .map_err(|source| Error::Sys { context: format!("{path}: asking the kernel about \"{action}\""), source })?;
+            .map_err(|source| Error::Sys { context: format!("{path}: asking the kernel about \"{action}\""), err: source })?;
         if !known {
             return Err(Error::Unsupported(format!("{path} \"{action}\": this kernel does not support the action")));
         }
     }
     let ok = sys::flags_supported(compiled.flags)
-        .map_err(|source| Error::Sys { context: "linux.seccomp.flags: asking the kernel".into(), source })?;
+        .map_err(|source| Error::Sys { context: "linux.seccomp.flags: asking the kernel".into(), err: source })?;
     if !ok {
         for (k, flag) in seccomp.flags().iter().flatten().enumerate() {
             let bits = match flag {

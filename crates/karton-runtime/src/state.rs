@@ -191,7 +191,7 @@ impl Store {
             return Err(Error::NotFound(id.into()));
         }
         let lock = lock_dir(&dir).map_err(|e| match e {
-            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::NotFound(id.into()),
+            Error::Io { ref err, .. } if err.kind() == std::io::ErrorKind::NotFound => Error::NotFound(id.into()),
             other => other,
         })?;
         Ok(Locked { dir, id: id.to_string(), _lock: lock })
@@ -240,7 +240,7 @@ impl Locked {
 fn lock_dir(dir: &Path) -> Result<Flock<File>> {
     let f = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
     Flock::lock(f, FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::Io { context: format!("locking {}", dir.display()), source: e.into() })
+        .map_err(|(_, e)| Error::Io { context: format!("locking {}", dir.display()), err: e.into() })
 }
 
 fn load_record(dir: &Path, id: &str) -> Result<Record> {

@@ -81,6 +81,8 @@ impl Bundle {
         let mut config = karton_runtime::defaults::default_spec(false, 0, 0);
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(["true"]);
+        // The default root is read-only: give tests a writable /tmp.
+        config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "size=64m"]}));
         Bundle { dir, config }
     }
 

@@ -1,0 +1,333 @@
+//! exec, pause, resume, ps, events and update through the real kernel and cgroups.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// A running container from `b`, deleted (with --force) when the test ends.
+fn start(k: &Karton, b: &Bundle) -> String {
+    b.write();
+    let id = unique("m");
+    let out = k.run(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    id
+}
+
+fn sleeper() -> Bundle {
+    let mut b = Bundle::new();
+    b.config["hostname"] = json!("exec-host");
+    b.config["process"]["args"] = json!(["sleep", "600"]);
+    b
+}
+
+fn out_str(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exec_joins_the_container() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let src = TempDir::new("karton-test-execmnt");
+    std::fs::write(src.path().join("marker"), "mounted").unwrap();
+    let mut b = sleeper();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/x", "type": "bind", "source": src.path(), "options": ["bind", "ro"]}));
+    let id = start(&k, &b);
+    let init = k.state(&id)["pid"].as_i64().unwrap();
+    let o = k.run(&["exec", &id, "sh", "-c", "hostname; cat /mnt/x/marker; echo; tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$; pwd; readlink /proc/self/ns/net"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<String> = out_str(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "exec-host");
+    assert_eq!(lines[1], "mounted");
+    assert_eq!(lines[2].trim(), "sleep 600", "pid 1 is the container's init");
+    let inner_pid: i64 = lines[3].parse().unwrap();
+    assert!(inner_pid > 1 && inner_pid < 100, "pid inside the container's pid namespace: {inner_pid}");
+    assert_eq!(lines[4], "/");
+    let net = std::fs::read_link(format!("/proc/{init}/ns/net")).unwrap();
+    assert_eq!(lines[5], net.to_str().unwrap());
+
+    // Exit code, env, cwd, user overrides.
+    assert_eq!(k.run(&["exec", &id, "sh", "-c", "exit 9"]).status.code(), Some(9));
+    let o = k.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1000", &id, "sh", "-c", "echo $FOO $(pwd) $(id -u) $(id -g)"]);
+    assert_eq!(out_str(&o).trim(), "bar /tmp 1000 1000", "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The exec'd process is in the container's cgroup.
+    let procs = cgroup_dirs_named(&id)[0].join("cgroup.procs");
+    let o = k.run(&["exec", "-d", "--pid-file", b.path().join("exec.pid").to_str().unwrap(), &id, "sleep", "30"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = std::fs::read_to_string(b.path().join("exec.pid")).unwrap();
+    assert!(std::fs::read_to_string(&procs).unwrap().lines().any(|l| l == pid.trim()), "exec'd pid {pid} in cgroup.procs");
+
+    // process.json form, as engines pass it.
+    let pj = b.path().join("process.json");
+    std::fs::write(&pj, serde_json::to_vec(&json!({"cwd": "/", "args": ["sh", "-c", "echo from-json"], "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}})).unwrap()).unwrap();
+    let o = k.run(&["exec", "--process", pj.to_str().unwrap(), &id]);
+    assert_eq!(out_str(&o).trim(), "from-json", "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn exec_refusals() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let o = k.run(&["exec", "nosuch", "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+
+    let mut b = Bundle::new();
+    b.config["process"]["args"] = json!(["true"]);
+    b.write();
+    let id = unique("stopped");
+    assert!(k.run(&["run", "--keep", "--bundle", b.path().to_str().unwrap(), &id]).status.success());
+    assert_eq!(k.status(&id), "stopped");
+    let o = k.run(&["exec", &id, "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stopped"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let bundle = sleeper();
+    let id = start(&k, &bundle);
+    let o = k.run(&["exec", &id, "/no/such/cmd"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/cmd"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(k.run(&["pause", &id]).status.success());
+    let o = k.run(&["exec", &id, "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("paused"));
+    assert!(k.run(&["resume", &id]).status.success());
+    let o = k.run(&["exec", &id, "true"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn pause_stops_a_counter_and_resume_restarts_it() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.sh("i=0; while true; do i=$((i+1)); echo $i > /tmp/count; done");
+    let id = start(&k, &b);
+    let count = || -> u64 {
+        let o = k.run(&["exec", "--ignore-paused", &id, "cat", "/tmp/count"]);
+        out_str(&o).trim().parse().unwrap_or(0)
+    };
+    wait_for("the counter to run", || count() > 10);
+    assert!(k.run(&["pause", &id]).status.success());
+    assert_eq!(k.status(&id), "paused");
+    // Read the file from the host side through the init's root: exec into a frozen
+    // cgroup would freeze too.
+    let init = k.state(&id)["pid"].as_i64().unwrap();
+    let file = format!("/proc/{init}/root/tmp/count");
+    let read = || std::fs::read_to_string(&file).unwrap_or_default().trim().parse::<u64>().unwrap_or(0);
+    let a = read();
+    std::thread::sleep(Duration::from_millis(500));
+    let b2 = read();
+    assert_eq!(a, b2, "a frozen counter does not advance");
+    assert!(!k.run(&["pause", &id]).status.success(), "pause of a paused container is an error");
+    assert!(k.run(&["resume", &id]).status.success());
+    assert_eq!(k.status(&id), "running");
+    wait_for("the counter to advance again", || read() > b2);
+    assert!(!k.run(&["resume", &id]).status.success(), "resume of a running container is an error");
+}
+
+#[test]
+fn ps_lists_the_containers_processes() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.sh("sleep 600 & sleep 600 & wait");
+    let id = start(&k, &b);
+    wait_for("three processes", || {
+        let o = k.run(&["ps", "--format", "json", &id]);
+        serde_json::from_slice::<Vec<i64>>(&o.stdout).map(|v| v.len() == 3).unwrap_or(false)
+    });
+    let o = k.run(&["ps", "--format", "json", &id]);
+    let pids: Vec<i64> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(pids.contains(&k.state(&id)["pid"].as_i64().unwrap()));
+    let table = out_str(&k.run(&["ps", &id]));
+    assert!(table.lines().next().unwrap().contains("PID"));
+    assert_eq!(table.lines().count(), 4, "a header and three processes: {table}");
+    let custom = out_str(&k.run(&["ps", &id, "--", "-o", "pid,comm"]));
+    assert_eq!(custom.lines().count(), 4, "{custom}");
+}
+
+#[test]
+fn memory_limit_oom_kill_is_reported_by_events() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    // Allocate ~200 MiB in a child: the OOM killer ends it, the shell reports it.
+    b.sh("sleep 1; head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?; sleep 600");
+    let id = start(&k, &b);
+    let mut events = k.cmd();
+    events.args(["events", "--interval", "200ms", &id]);
+    let dir = TempDir::new("karton-test-events");
+    let out_path = dir.path().join("events");
+    events.stdout(std::fs::File::create(&out_path).unwrap()).stderr(std::process::Stdio::null());
+    let mut child = events.spawn().unwrap();
+    wait_for("an oom event", || std::fs::read_to_string(&out_path).unwrap_or_default().contains("\"type\":\"oom\""));
+    let _ = child.kill();
+    let _ = child.wait();
+    let stats: serde_json::Value = serde_json::from_slice(&k.run(&["events", "--stats", &id]).stdout).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert!(stats["data"]["memory"]["oomKill"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert_eq!(stats["data"]["memory"]["usage"]["limit"], 32 << 20, "{stats}");
+}
+
+#[test]
+fn pids_limit_makes_fork_fail_inside() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 5});
+    // The forks happen in a subshell (a shell whose fork fails may give up); the short
+    // sleeps end before the outer shell needs to fork again.
+    b.sh("(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & echo started; done; wait) 2>/tmp/err; cat /tmp/err");
+    let out = k.stdout_of(&b);
+    // Limit 5: the shell, the subshell and three sleeps; the fourth fork fails.
+    let started = out.lines().filter(|l| *l == "started").count();
+    assert_eq!(started, 3, "{out}");
+    assert!(out.contains("can't fork: Resource temporarily unavailable"), "fork fails with EAGAIN: {out}");
+}
+
+#[test]
+fn cpu_quota_holds_a_spinner_near_its_share() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["cpu"] = json!({"quota": 25000, "period": 100000});
+    b.sh("while :; do :; done");
+    let id = start(&k, &b);
+    let stat = |id: &str| -> u64 {
+        let s: serde_json::Value = serde_json::from_slice(&k.run(&["events", "--stats", id]).stdout).unwrap();
+        s["data"]["cpu"]["usage"]["total"].as_u64().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (t0, u0) = (Instant::now(), stat(&id));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (t1, u1) = (Instant::now(), stat(&id));
+    let share = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+    // Tolerance: the CFS quota is enforced per 100 ms period; over 1.5 s on a busy 2-core
+    // VM the spinner's share stays within 0.10..0.30 of one CPU for a 0.25 quota.
+    assert!((0.10..=0.30).contains(&share), "cpu share {share:.3} for a 0.25 quota");
+
+    // update raises it, all at once.
+    assert!(k.run(&["update", "--cpu-quota", "50000", &id]).status.success());
+    let (t0, u0) = (Instant::now(), stat(&id));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (t1, u1) = (Instant::now(), stat(&id));
+    let share = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+    assert!((0.30..=0.60).contains(&share), "cpu share {share:.3} after update to 0.5");
+}
+
+#[test]
+fn cpuset_pins() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["cpu"] = json!({"cpus": "1", "mems": "0"});
+    b.sh("grep Cpus_allowed_list /proc/self/status");
+    let out = k.stdout_of(&b);
+    assert_eq!(out.split_whitespace().last(), Some("1"), "{out}");
+}
+
+#[test]
+fn update_is_all_or_nothing() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 256 << 20});
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 100});
+    let id = start(&k, &b);
+    let mem = cgroup_dirs_named(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/memory")).unwrap();
+    let pids = cgroup_dirs_named(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/pids")).unwrap();
+    let read = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap().trim().to_string();
+
+    assert!(k.run(&["update", "--memory", "128m", "--pids-limit", "50", &id]).status.success());
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), (128u64 << 20).to_string());
+    assert_eq!(read(&pids, "pids.max"), "50");
+
+    // Malformed JSON: an error and nothing changes.
+    let bad = b.path().join("bad.json");
+    std::fs::write(&bad, r#"{"memory": {"limit": "lots"}}"#).unwrap();
+    let o = k.run(&["update", "--resources", bad.to_str().unwrap(), &id]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("memory.limit"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A value the kernel refuses midway (cpuset of a CPU this VM lacks) rolls back the rest.
+    let o = k.run(&["update", "--pids-limit", "7", "--cpuset-cpus", "63", &id]);
+    assert!(!o.status.success());
+    assert_eq!(read(&pids, "pids.max"), "50", "pids restored after the failed update");
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), (128u64 << 20).to_string());
+}
+
+#[test]
+fn kill_all_and_exec_tty() {
+    if !can_run() {
+        return;
+    }
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let k = Karton::new();
+    let bundle = sleeper();
+    let id = start(&k, &bundle);
+    let dir = TempDir::new("karton-test-exectty");
+    let sock = dir.path().join("c.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let o = k.run(&["exec", "-d", "--tty", "--console-socket", sock.to_str().unwrap(), &id, "sh", "-c", "tty; sleep 1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 128];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c { Some(f[0]) } else { None })
+        .expect("pty master");
+    // SAFETY: received over SCM_RIGHTS just now; nothing else owns it.
+    let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut text = String::new();
+    let mut chunk = [0u8; 256];
+    while !text.contains("/dev/pts/") {
+        match master.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
+        }
+    }
+    assert!(text.contains("/dev/pts/"), "{text}");
+
+    assert!(k.run(&["exec", "-d", &id, "sleep", "600"]).status.success());
+    let procs = cgroup_dirs_named(&id)[0].join("cgroup.procs");
+    let before: Vec<i32> = std::fs::read_to_string(&procs).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert!(before.len() >= 2);
+    assert!(k.run(&["kill", "--all", &id, "KILL"]).status.success());
+    wait_for("every process to die", || before.iter().all(|p| !karton_runtime::procfs::is_alive(*p, 0)));
+}
