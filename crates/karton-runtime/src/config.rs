@@ -22,6 +22,14 @@ pub struct Config {
     pub text: String,
 }
 
+impl Config {
+    /// A config built in memory; `origin` names it in messages.
+    pub fn from_spec(spec: Spec, origin: impl Into<PathBuf>) -> Config {
+        let text = serde_json::to_string_pretty(&spec).unwrap_or_default();
+        Config { spec, path: origin.into(), text }
+    }
+}
+
 /// Reads `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Config> {
     let path = bundle.join("config.json");

@@ -89,6 +89,17 @@ impl Runtime {
     pub fn create(&self, id: &str, opts: &CreateOpts) -> Result<Created> {
         crate::state::validate_id(id)?;
         let cfg = config::load(&opts.bundle)?;
+        self.create_from(id, cfg, opts)
+    }
+
+    /// Creates a container from a config already in memory (e.g. `karton spawn`);
+    /// `opts.bundle` is still the directory that relative paths (root.path, bind sources)
+    /// are resolved against.
+    ///
+    /// Like every entry point that starts a container, call it from a single-threaded
+    /// process: the init is made with a raw clone3.
+    pub fn create_from(&self, id: &str, cfg: Config, opts: &CreateOpts) -> Result<Created> {
+        crate::state::validate_id(id)?;
         config::validate(&cfg, &HostSupport::detect())?;
         if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             crate::seccomp::check(sc)?;
@@ -528,12 +539,18 @@ impl Runtime {
     /// create + start, then (unless `detach`) wait for the process and return its exit
     /// status as a shell reports it (code, or 128 + signal).
     pub fn run(&self, id: &str, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+        let cfg = config::load(&opts.bundle)?;
+        self.run_from(id, cfg, opts, detach, keep)
+    }
+
+    /// `run` of a config already in memory (see [`Runtime::create_from`]).
+    pub fn run_from(&self, id: &str, cfg: Config, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         if !detach {
             // If a second fork makes the init, it must still be reparented to us.
             let _ = kproc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
         }
         let sigs = if detach { None } else { Some(crate::signals::Forwarder::block()?) };
-        let created = self.create(id, opts)?;
+        let created = self.create_from(id, cfg, opts)?;
         if let Err(e) = self.start_locked(&created.lock, Some(&created.pidfd)) {
             let _ = kproc::pidfd_send_signal(created.pidfd.as_fd(), libc::SIGKILL);
             drop(created.lock);

@@ -22,6 +22,7 @@ pub mod signals;
 pub mod state;
 pub mod util;
 
+pub use config::Config;
 pub use container::{CreateOpts, Created, Runtime, OCI_VERSION};
 pub use exec::ExecOpts;
 pub use error::{Error, Result};
