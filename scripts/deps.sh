@@ -9,6 +9,7 @@ pkgs=(
     busybox-static strace uidmap iproute2 file
     # comparators for the benchmarks
     runc crun hyperfine
+    podman conmon containerd  # engines driving karton end to end (tests/engines)
 )
 missing=()
 for p in "${pkgs[@]}"; do

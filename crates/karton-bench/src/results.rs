@@ -289,10 +289,11 @@ impl BenchResults {
         serde_json::from_value(v).map_err(|e| BenchError::BadResults { path: path.display().to_string(), why: e.to_string() })
     }
 
-    /// Writes JSON atomically (temp file in the same directory, fsync, rename): a reader
-    /// never sees half a file.
+    /// Writes compact JSON atomically (temp file in the same directory, fsync, rename): a
+    /// reader never sees half a file.
     pub fn save_json(&self, path: &Path) -> Result<(), BenchError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| BenchError::Encode(e.to_string()))?;
+        let mut text = serde_json::to_string(self).map_err(|e| BenchError::Encode(e.to_string()))?;
+        text.push('\n');
         write_atomic(path, text.as_bytes())
     }
 

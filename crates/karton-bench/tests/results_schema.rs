@@ -111,3 +111,22 @@ fn compare_flags_a_real_shift_and_not_noise() {
     assert!((all.change_pct - 200.0 / 10.1).abs() < 0.5, "{}", all.change_pct);
     assert!(compare::to_text(&slower).contains("1 significant"));
 }
+
+#[test]
+fn committed_results_validate_against_the_schema() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results/bench");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: no {}", dir.display());
+        return;
+    };
+    let mut n = 0;
+    for p in rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        if let Err(errs) = schema::validate(&v) {
+            panic!("{}: {errs:#?}", p.display());
+        }
+        BenchResults::load(&p).unwrap();
+        n += 1;
+    }
+    assert!(n > 0);
+}

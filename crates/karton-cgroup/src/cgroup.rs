@@ -301,7 +301,23 @@ impl Cgroup {
     /// retried while the kernel reports them busy (tasks still exiting), up to ~1 s;
     /// parents it made are removed only when empty (other containers may share them).
     pub fn delete(&self) -> Result<(), Error> {
-        self.remove_created(Instant::now() + DELETE_TIMEOUT)
+        self.remove_created(Instant::now() + DELETE_TIMEOUT)?;
+        // The default parent is karton's own, shared by its containers: the last one out
+        // removes it, so nothing named karton stays behind on the host. A parent that still
+        // holds containers answers EBUSY/ENOTEMPTY and stays.
+        if self.path.starts_with(&format!("{DEFAULT_PARENT}/")) {
+            for dir in self.dirs() {
+                let mut parent = dir.parent();
+                while let Some(p) = parent {
+                    let _ = fs::remove_dir(p);
+                    if p.file_name().is_some_and(|n| n == &DEFAULT_PARENT[1..]) {
+                        break;
+                    }
+                    parent = p.parent();
+                }
+            }
+        }
+        Ok(())
     }
 
     fn remove_created(&self, deadline: Instant) -> Result<(), Error> {

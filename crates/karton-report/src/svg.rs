@@ -31,6 +31,17 @@ fn nice_max(v: f64) -> f64 {
     10.0 * p
 }
 
+/// 1, 2, 2.5 or 5 times a power of ten, ≥ v.
+fn nice_step(v: f64) -> f64 {
+    let p = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if m * p >= v {
+            return m * p;
+        }
+    }
+    10.0 * p
+}
+
 pub fn fmt_num(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
@@ -42,7 +53,9 @@ pub fn fmt_num(v: f64) -> String {
     } else if a >= 10.0 {
         format!("{v:.2}")
     } else {
-        format!("{v:.3}")
+        let s = format!("{v:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-" { "0".into() } else { s.to_string() }
     }
 }
 
@@ -58,10 +71,12 @@ pub fn hbars(title: &str, unit: &str, bars: &[Bar], reference: Option<f64>) -> S
     let hi = bars.iter().map(|b| b.ci.map(|c| c.1).unwrap_or(b.value).max(b.value)).fold(reference.unwrap_or(0.0), f64::max);
     let lo = bars.iter().map(|b| b.ci.map(|c| c.0).unwrap_or(b.value).min(b.value)).fold(f64::INFINITY, f64::min);
     // Ratios cluster near 1: zoom the axis onto the data when a reference line is drawn.
-    let x0 = if reference.is_some() && lo.is_finite() && lo > 0.0 { (lo.min(reference.unwrap_or(lo)) * 0.95).max(0.0) } else { 0.0 };
-    let x0 = if x0 > 0.0 { (x0 * 20.0).floor() / 20.0 } else { 0.0 };
-    let xmax = if reference.is_some() { ((hi * 1.02) * 20.0).ceil() / 20.0 } else { nice_max(hi) };
-    let xmax = if xmax <= x0 { x0 + 1.0 } else { xmax };
+    let lo0 = if reference.is_some() && lo.is_finite() && lo > 0.0 { (lo.min(reference.unwrap_or(lo)) * 0.97).max(0.0) } else { 0.0 };
+    let hi0 = if reference.is_some() { hi * 1.02 } else { nice_max(hi) };
+    let step = nice_step(((hi0 - lo0) / 4.0).max(1e-9));
+    let x0 = (lo0 / step).floor() * step;
+    let xmax = ((hi0 / step).ceil() * step).max(x0 + step);
+    let ticks = (((xmax - x0) / step).round() as usize).clamp(1, 12);
     let x = |v: f64| left + (v - x0) / (xmax - x0) * plot_w;
     let mut s = String::new();
     let _ = write!(
@@ -70,8 +85,8 @@ pub fn hbars(title: &str, unit: &str, bars: &[Bar], reference: Option<f64>) -> S
         esc(title)
     );
     let _ = write!(s, r#"<text x="8" y="18" font-size="14" font-weight="bold">{}</text>"#, esc(title));
-    for i in 0..=4 {
-        let v = x0 + (xmax - x0) * i as f64 / 4.0;
+    for i in 0..=ticks {
+        let v = x0 + step * i as f64;
         let xx = x(v);
         let _ = write!(
             s,
@@ -253,5 +268,9 @@ mod tests {
         assert_eq!(nice_max(87.0), 100.0);
         assert_eq!(nice_max(0.0), 1.0);
         assert_eq!(nice_max(1.1), 1.2);
+        assert_eq!(nice_step(0.07), 0.1);
+        assert_eq!(nice_step(0.22), 0.25);
+        assert_eq!(fmt_num(1.250), "1.25");
+        assert_eq!(fmt_num(0.0), "0");
     }
 }

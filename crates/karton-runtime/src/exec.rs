@@ -177,27 +177,31 @@ fn exec_child(
         }
         Ok(kclone::Forked::Child) => {}
     }
-    let r = (|| -> Result<crate::process::Prepared> {
+    let pid = nix::unistd::getpid().as_raw();
+    let state = || format!("{{\"ociVersion\":\"{}\",\"id\":\"{id}\",\"status\":\"running\",\"pid\":{pid}}}", crate::OCI_VERSION);
+    let r = (|| -> Result<(crate::process::Prepared, Option<crate::seccomp::Prepared>)> {
         nix::unistd::setsid().ctx(|| "setsid".into())?;
         if let Some(sock) = &console {
             let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .ctx(|| "opening the container root".into())?;
             crate::console::setup_tty(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), false)?;
         }
-        crate::process::apply(process, preserve_fds)
+        let mut filter = seccomp.map(crate::seccomp::prepare).transpose()?;
+        // Without noNewPrivileges the filter needs CAP_SYS_ADMIN: install it before the
+        // capabilities drop, as the init does.
+        if !process.no_new_privileges().unwrap_or(false) {
+            if let Some(f) = filter.take() {
+                f.install(pid, &state)?;
+            }
+        }
+        Ok((crate::process::apply(process, preserve_fds)?, filter))
     })();
-    let prepared = match r {
+    let (prepared, filter) = match r {
         Ok(p) => p,
-        Err(e) => fail(e),
-    };
-    let filter = match seccomp.map(crate::seccomp::prepare).transpose() {
-        Ok(f) => f,
         Err(e) => fail(e),
     };
     let _ = chan.send(&Msg::Ready);
     if let Some(f) = filter {
-        let pid = nix::unistd::getpid().as_raw();
-        let state = || format!("{{\"ociVersion\":\"{}\",\"id\":\"{id}\",\"status\":\"running\",\"pid\":{pid}}}", crate::OCI_VERSION);
         if let Err(e) = f.install(pid, &state) {
             eprintln!("karton: exec: {e}");
             kclone::exit_now(127);

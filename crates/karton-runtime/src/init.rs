@@ -144,6 +144,15 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         }
     }
 
+    // Without noNewPrivileges the kernel accepts a filter only while we still hold
+    // CAP_SYS_ADMIN: install it before process.user and the capabilities apply, as runc
+    // does (podman's default). With noNewPrivileges it waits until just before execve.
+    let mut seccomp = seccomp;
+    if !process.no_new_privileges().unwrap_or(false) {
+        if let Some(filter) = seccomp.take() {
+            filter.install(host_pid, &|| creating_state(spec, &plan.id, &plan.bundle, host_pid))?;
+        }
+    }
     // The process: everything that may fail is checked before Ready, so `create` reports it.
     let prepared = crate::process::apply(process, plan.preserve_fds)?;
 
@@ -172,23 +181,25 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         }
     }
     if let Some(filter) = seccomp {
-        let state = || {
-            serde_json::json!({
-                "ociVersion": spec.version(),
-                "id": plan.id,
-                "status": "creating",
-                "pid": host_pid,
-                "bundle": plan.bundle,
-                "annotations": spec.annotations().clone().unwrap_or_default(),
-            })
-            .to_string()
-        };
-        if let Err(e) = filter.install(host_pid, &state) {
+        if let Err(e) = filter.install(host_pid, &|| creating_state(spec, &plan.id, &plan.bundle, host_pid)) {
             fail_after_ready(&e.to_string());
         }
     }
     let err = prepared.exec();
     fail_after_ready(&err)
+}
+
+/// The container state handed to a seccomp agent with the listener fd.
+fn creating_state(spec: &Spec, id: &str, bundle: &Path, host_pid: i32) -> String {
+    serde_json::json!({
+        "ociVersion": spec.version(),
+        "id": id,
+        "status": "creating",
+        "pid": host_pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
+    .to_string()
 }
 
 /// After Ready the runtime no longer listens: say it on the container's stderr and exit

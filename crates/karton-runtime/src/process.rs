@@ -35,8 +35,7 @@ pub fn apply(process: &Process, preserve_fds: u32) -> Result<Prepared> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().ok_or_else(|| Error::Config("process.args is empty: set the command to run".into()))?;
     let cwd = process.cwd();
-    ensure_cwd(cwd)?;
-    nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    enter_cwd(cwd)?;
     let exe = find_executable(arg0, &env, cwd)?;
     for r in process.rlimits().iter().flatten() {
         let res = rlimit_number(&r.typ().to_string());
@@ -93,11 +92,23 @@ fn clear_cloexec(fd: i32) {
     }
 }
 
-fn ensure_cwd(cwd: &Path) -> Result<()> {
-    if !cwd.exists() {
-        std::fs::create_dir_all(cwd).ctx(|| format!("process.cwd {}: creating it inside the container", cwd.display()))?;
+/// Enters process.cwd, resolved inside the container's root (openat2 RESOLVE_IN_ROOT and
+/// no magic links, creating what is missing), so a cwd such as /proc/self/fd/N cannot
+/// reach a directory fd the runtime still holds (CVE-2024-21626); then checks that the
+/// kernel sees the new cwd as reachable from the root.
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    use std::os::fd::AsFd;
+    let root = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "opening the container root".into())?;
+    let dir = crate::mounts::make_target(root.as_fd(), cwd, false).map_err(|e| {
+        Error::Config(format!("process.cwd {}: {e}: it must be a directory inside the container (no /proc magic links)", cwd.display()))
+    })?;
+    nix::unistd::fchdir(&dir).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    // getcwd fails (the kernel says "(unreachable)") when the cwd is outside the root.
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::Config(format!("process.cwd {}: resolves outside the container's root: refused", cwd.display()))),
     }
-    Ok(())
 }
 
 /// Resolves args[0] as execvp would, with the container's PATH, so a missing command is

@@ -609,3 +609,18 @@ fn cgroup_namespace_and_placement() {
     }
     assert!(!std::path::Path::new("/sys/fs/cgroup/memory/karton-test").exists(), "parents karton made are removed");
 }
+
+#[test]
+fn cwd_env_and_umask() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["process"]["cwd"] = json!("/var/work");
+    b.config["process"]["env"] = json!(["PATH=/bin", "GREETING=hi there"]);
+    b.config["process"]["user"] = json!({"uid": 0, "gid": 0, "umask": 63});
+    b.config["root"]["readonly"] = json!(false);
+    b.sh("pwd; echo $GREETING; echo $HOME; umask");
+    assert_eq!(k.stdout_of(&b).lines().collect::<Vec<_>>(), ["/var/work", "hi there", "/root", "0077"]);
+}
