@@ -275,7 +275,17 @@ pub fn build_rootfs(dir: &Path, karton: &Path) -> Result<PathBuf, BenchError> {
         .map_err(io("writing etc/passwd".into()))?;
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").map_err(io("writing etc/group".into()))?;
     copy(karton, &rootfs.join("karton"))?;
-    for lib in [karton, busybox].iter().flat_map(|b| shared_libs(b)) {
+    let mut bins = vec![karton.to_path_buf(), busybox.to_path_buf()];
+    // sysbench, when installed, for the external workload (at the same path inside).
+    if let Some(sb) = ["/usr/bin/sysbench", "/usr/local/bin/sysbench"].iter().map(Path::new).find(|p| p.exists()) {
+        let dest = rootfs.join(sb.strip_prefix("/").unwrap_or(sb));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+        }
+        copy(sb, &dest)?;
+        bins.push(sb.to_path_buf());
+    }
+    for lib in bins.iter().flat_map(|b| shared_libs(b)) {
         let dest = rootfs.join(lib.strip_prefix("/").unwrap_or(&lib));
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;

@@ -74,6 +74,8 @@ struct Sizes {
     tcp_rr: u64,
     tcp_mib: u64,
     ipc: u64,
+    sysbench_events: u64,
+    sysbench_mib: u64,
 }
 
 fn benches(z: &Sizes, full: bool, budget: f64) -> Vec<BenchSpec> {
@@ -129,6 +131,15 @@ fn benches(z: &Sizes, full: bool, budget: f64) -> Vec<BenchSpec> {
             1.0,
             "IPC ping-pong: pipe, unix socket, SysV msg, POSIX mqueue",
         ),
+        b(
+            "sysbench",
+            "sysbench",
+            s(&["--iterations", &n(z.sysbench_events), "--total-mib", &n(z.sysbench_mib)]),
+            s(&["--iterations", &n(z.sysbench_events), "--total-mib", &n(z.sysbench_mib)]),
+            matrix(ladder()),
+            0.8,
+            "external workload: sysbench 1.0 cpu, memory and threads",
+        ),
     ]
 }
 
@@ -154,6 +165,8 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
                     tcp_rr: 3000,
                     tcp_mib: 64,
                     ipc: 3000,
+                    sysbench_events: 200,
+                    sysbench_mib: 256,
                 },
                 false,
                 15.0,
@@ -184,6 +197,8 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
                     tcp_rr: 20_000,
                     tcp_mib: 1024,
                     ipc: 20_000,
+                    sysbench_events: 2000,
+                    sysbench_mib: 1024,
                 },
                 true,
                 300.0,

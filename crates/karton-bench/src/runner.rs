@@ -303,6 +303,13 @@ impl Runner {
 
     fn run_bench(&mut self, b: &BenchSpec, configs: &[Config]) -> Result<(), BenchError> {
         let p = self.opts.profile.clone();
+        if b.workload == "sysbench" && !crate::machine::has("sysbench") {
+            self.results.notes.push(format!("{}: skipped: sysbench is not installed (apt-get install sysbench)", b.id));
+            self.log(format!("{:<14} skipped: sysbench is not installed", b.id));
+            let left = (p.warmups.max(1) + p.max_rounds) as u64 * configs.len() as u64;
+            self.pb.set_length(self.pb.length().unwrap_or(0).saturating_sub(left));
+            return Ok(());
+        }
         let ctr_args: Vec<String> = ["/karton", "workload", b.workload.as_str()].iter().map(|s| s.to_string()).chain(b.args.iter().cloned()).chain(["--json".to_string()]).collect();
         let mut skipped: HashMap<String, String> = HashMap::new();
         for c in configs.iter().filter(|c| c.kind != Kind::Bare) {

@@ -33,6 +33,7 @@ pub const WORKLOADS: &[(&str, &str)] = &[
     ("tcp", "loopback TCP: 64-byte request/response (--iterations) and a --total-mib stream"),
     ("ipc", "ping-pong of 64-byte messages over pipe, unix socket, SysV message queue, POSIX mqueue (--iterations)"),
     ("ns-create", "unshare(--ns) in forked children, --workers concurrent workers × --iterations; destroy = exit + reap"),
+    ("sysbench", "external, when installed: sysbench cpu (events/s), memory (MiB/s), threads (ms); --iterations events, --total-mib memory"),
     ("nop", "does nothing (the exec target of fork-exec)"),
 ];
 
@@ -87,6 +88,7 @@ pub fn run(name: &str, p: &Params) -> Result<WorkloadOutput, BenchError> {
             let ns = p.ns.as_deref().ok_or_else(|| wl("ns-create", format!("--ns TYPE is required: one of {}", ns_names())))?;
             ns_create(ns, p.workers.unwrap_or(1), p.iterations.unwrap_or(50))?
         }
+        "sysbench" => sysbench(p.iterations.unwrap_or(2000), p.total_mib.unwrap_or(1024))?,
         _ => Vec::new(),
     };
     Ok(WorkloadOutput { workload: name.into(), metrics })
@@ -606,6 +608,42 @@ fn worker(flag: u64, iterations: u64, go: &OwnedFd, rec: &OwnedFd) -> ! {
     karton_sys::clone::exit_now(0)
 }
 
+/// Runs `sysbench ARGS` and returns its standard output.
+fn sysbench_run(args: &[String]) -> Result<String, BenchError> {
+    let o = std::process::Command::new("sysbench").args(args).output().map_err(|e| {
+        wl("sysbench", if e.kind() == ErrorKind::NotFound { "sysbench is not installed (apt-get install sysbench)".to_string() } else { e.to_string() })
+    })?;
+    if !o.status.success() {
+        return Err(wl("sysbench", format!("sysbench {} exited with {}: {}", args.join(" "), o.status, String::from_utf8_lossy(&o.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// The number after `key` on its line ("total time:   1.0267s" → 1.0267).
+fn sysbench_field(out: &str, key: &str) -> Option<f64> {
+    let line = out.lines().find(|l| l.contains(key))?;
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.trim().trim_start_matches(':').trim().trim_end_matches('s').parse().ok()
+}
+
+fn sysbench(events: u64, mem_mib: u64) -> Result<Vec<Metric>, BenchError> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let bad = |what: &str, out: &str| wl("sysbench", format!("no {what:?} in the output of sysbench: {}", out.trim()));
+    let cpu = sysbench_run(&[s(&["cpu", "--cpu-max-prime=10000", "--threads=1", "--time=0"]), vec![format!("--events={}", events.max(1))], s(&["run"])].concat())?;
+    let eps = sysbench_field(&cpu, "events per second").ok_or_else(|| bad("events per second", &cpu))?;
+    let mem = sysbench_run(&[s(&["memory", "--threads=1", "--time=0"]), vec![format!("--memory-total-size={}M", mem_mib.max(1))], s(&["run"])].concat())?;
+    let mibs = mem
+        .lines()
+        .find(|l| l.contains("MiB transferred ("))
+        .and_then(|l| l.split('(').nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| bad("MiB transferred", &mem))?;
+    let thr = sysbench_run(&[s(&["threads", "--threads=2", "--time=0"]), vec![format!("--events={}", (events / 10).max(1))], s(&["run"])].concat())?;
+    let secs = sysbench_field(&thr, "total time").ok_or_else(|| bad("total time", &thr))?;
+    Ok(vec![metric("cpu", "events/s", eps, true), metric("memory", "MiB/s", mibs, true), metric("threads", "ms", secs * 1e3, false)])
+}
+
 /// Plausibility window for a figure (used by tests and by the runner's sanity checks).
 pub fn plausible(m: &Metric) -> bool {
     m.value.is_finite() && m.value > 0.0 && m.value < 1e12
@@ -615,6 +653,14 @@ pub fn plausible(m: &Metric) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysbench_output_is_parsed() {
+        let out = "General statistics:\n    total time:                          1.0267s\n    events per second:  1946.68\n";
+        assert_eq!(sysbench_field(out, "total time"), Some(1.0267));
+        assert_eq!(sysbench_field(out, "events per second"), Some(1946.68));
+        assert_eq!(sysbench_field(out, "latency"), None);
+    }
 
     #[test]
     fn prime_counts_are_right() {

@@ -56,6 +56,12 @@ fn every_workload_runs_in_a_container_with_plausible_figures() {
         // In "all" the network namespace's loopback starts down: the workload brings it up.
         check(&run_in(cfg, &["tcp", "--iterations", "200", "--total-mib", "8"]), &["rr", "stream"], 0.1, 1e6);
         check(&run_in(cfg, &["ipc", "--iterations", "200"]), &["pipe", "unix", "sysv-msg", "posix-mq"], 0.1, 1e6);
+        if karton_bench::machine::has("sysbench") {
+            // The rootfs gets sysbench and its libraries when the host has it.
+            check(&run_in(cfg, &["sysbench", "--iterations", "50", "--total-mib", "32"]), &["cpu", "memory", "threads"], 0.1, 1e9);
+        } else {
+            eprintln!("sysbench not installed: its container check is skipped");
+        }
     }
 }
 

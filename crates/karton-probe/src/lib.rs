@@ -31,7 +31,7 @@ use libbpf_rs::{
 };
 use serde::Serialize;
 
-pub use target::{container_pidns, peak_rss_kib, pidns_of, process_tree, StoppedCommand, Target};
+pub use target::{peak_rss_kib, pidns_of, process_tree, StoppedCommand, Target};
 
 /// Number of log2 buckets of every histogram: bucket i counts values in [2^i, 2^(i+1)) ns
 /// (bucket 0 also holds 0 ns; the last bucket holds everything above).
@@ -57,10 +57,6 @@ pub enum ProbeError {
     },
     #[error("/proc/kallsyms shows no addresses to this process (kptr_restrict)")]
     Kallsyms,
-    #[error("unknown container {id:?}: no {}", path.display())]
-    UnknownContainer { id: String, path: PathBuf },
-    #[error("bad container state {}: {why}", path.display())]
-    BadState { path: PathBuf, why: String },
     #[error("starting the command: {0}")]
     Spawn(String),
     #[error("{what}: {source}")]

@@ -3,9 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -35,39 +34,6 @@ pub fn pidns_of(pid: u32) -> Result<u64, ProbeError> {
             what: format!("reading {p}"),
             source,
         })
-}
-
-/// The init pid of container `id` under state directory `root` (`<root>/<id>/state.json`,
-/// field "pid") and the inode of its pid namespace.
-pub fn container_pidns(root: &Path, id: &str) -> Result<(u32, u64), ProbeError> {
-    let path = root.join(id).join("state.json");
-    let text = fs::read_to_string(&path).map_err(|source| {
-        if source.kind() == ErrorKind::NotFound {
-            ProbeError::UnknownContainer {
-                id: id.to_string(),
-                path: path.clone(),
-            }
-        } else {
-            ProbeError::Io {
-                what: format!("reading {}", path.display()),
-                source,
-            }
-        }
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ProbeError::BadState {
-        path: path.clone(),
-        why: e.to_string(),
-    })?;
-    let pid = v
-        .get("pid")
-        .and_then(|p| p.as_u64())
-        .filter(|p| *p > 0 && *p <= u32::MAX as u64)
-        .ok_or_else(|| ProbeError::BadState {
-            path: path.clone(),
-            why: "no positive \"pid\" field".into(),
-        })?;
-    let pid = pid as u32;
-    Ok((pid, pidns_of(pid)?))
 }
 
 /// `pid` and its live descendants, read from /proc/*/stat.

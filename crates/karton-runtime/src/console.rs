@@ -23,6 +23,15 @@ pub fn setup_tty(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>, bin
     let name = nix::pty::ptsname_r(&master).ctx(|| "ptsname".into())?;
     let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("opening the terminal {name}"))?;
+    // The path came from ptsname: a /dev/pts that is not devpts could make it name any file
+    // (CVE-2025-52565). Only a pty slave (char major 136-143) may become the terminal.
+    let st = nix::sys::stat::fstat(slave.as_fd()).ctx(|| format!("stat of the terminal {name}"))?;
+    let major = nix::sys::stat::major(st.st_rdev);
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || !(136..=143).contains(&major) {
+        return Err(crate::error::Error::Config(format!(
+            "the terminal {name} is not a pty slave: /dev/pts in the container must be a devpts mount, not a bind or symlinks"
+        )));
+    }
     if let Some((rows, cols)) = size.filter(|(r, c)| *r > 0 && *c > 0) {
         karton_sys::process::set_winsize(slave.as_fd(), rows, cols).ctx(|| "process.consoleSize".into())?;
     }

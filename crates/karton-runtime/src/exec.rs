@@ -115,16 +115,22 @@ impl Runtime {
             cg.add_pid(first, into).map_err(|e| kill_first(e.into()))?;
         }
         parent_end.send(&Msg::Proceed).map_err(kill_first)?;
-        let pid = match parent_end.recv() {
-            Ok(Some(Msg::InitPid(p))) => p,
-            Ok(Some(Msg::Error(e))) => return Err(kill_first(Error::Init(e))),
-            Ok(_) => return Err(kill_first(Error::Init("the exec'd process exited during setup".into()))),
-            Err(e) => return Err(kill_first(e)),
+        // InitPid comes from the intermediate and Ready from the process it forked: two
+        // senders on one socket, so on a busy machine Ready may arrive first.
+        let mut ready = false;
+        let pid = loop {
+            match parent_end.recv() {
+                Ok(Some(Msg::InitPid(p))) => break p,
+                Ok(Some(Msg::Ready)) if !ready => ready = true,
+                Ok(Some(Msg::Error(e))) => return Err(kill_first(Error::Init(e))),
+                Ok(_) => return Err(kill_first(Error::Init("the exec'd process exited during setup".into()))),
+                Err(e) => return Err(kill_first(e)),
+            }
         };
         // The intermediate process exits once it has forked the real one.
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
         let pidfd = kproc::pidfd_open(pid).ctx(|| "pidfd_open on the exec'd process".into())?;
-        match parent_end.recv()? {
+        match if ready { Some(Msg::Ready) } else { parent_end.recv()? } {
             Some(Msg::Ready) => {}
             Some(Msg::Error(e)) => {
                 let _ = kproc::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);

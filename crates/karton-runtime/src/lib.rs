@@ -19,6 +19,7 @@ pub mod process;
 pub mod procfs;
 pub mod seccomp;
 pub mod signals;
+pub mod spawn;
 pub mod state;
 pub mod util;
 

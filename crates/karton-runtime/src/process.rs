@@ -121,8 +121,14 @@ fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
         if is_exec(&p) {
             return Ok(p);
         }
+        // The stat reason in runc's words: engines map "no such file or directory" to 127
+        // and "permission denied" to 126.
+        let why = match std::fs::metadata(&p) {
+            Err(e) => format!("stat {arg0}: {}", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).desc().to_lowercase()),
+            Ok(_) => format!("{arg0}: permission denied (not an executable file)"),
+        };
         return Err(Error::Config(format!(
-            "process.args[0] {arg0:?}: no such executable file inside the container: check the command and the image"
+            "process.args[0] {arg0:?}: no such executable file inside the container ({why}): check the command and the image"
         )));
     }
     let path = env

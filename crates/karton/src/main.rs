@@ -89,6 +89,8 @@ enum Command {
     Update(cmd::manage::UpdateArgs),
     /// See, inspect and enter namespaces
     Ns(cmd::ns::NsArgs),
+    /// Run a command in an ad-hoc sandbox of new namespaces (no bundle needed)
+    Spawn(cmd::spawn::SpawnArgs),
     /// Measure a container, a process or a command with eBPF instruments
     Trace(cmd::trace::TraceArgs),
     /// Benchmark how each namespace changes an application's performance
@@ -102,6 +104,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Keep the resident set of short runtime commands small (see the function's note).
+    let _ = karton_sys::process::map_own_image_page_by_page();
     // Rust starts with SIGPIPE ignored: restore the default so `karton … | head` ends
     // quietly and no container process inherits an ignored SIGPIPE across execve.
     let _ = karton_sys::process::default_signal_disposition(libc::SIGPIPE);
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
         Command::Events(a) => cmd::manage::events(a, g),
         Command::Update(a) => cmd::manage::update(a, g),
         Command::Ns(a) => cmd::ns::run(a, g),
+        Command::Spawn(a) => cmd::spawn::run(a, g),
         Command::Trace(a) => cmd::trace::run(a, g),
         Command::Bench(a) => cmd::bench::run(a, g),
         Command::Audit(a) => cmd::audit::run(a, g),

@@ -7,5 +7,6 @@ pub mod lifecycle;
 pub mod manage;
 pub mod ns;
 pub mod report;
+pub mod spawn;
 pub mod trace;
 pub mod workload;

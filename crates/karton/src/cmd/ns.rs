@@ -1,12 +1,12 @@
 //! `karton ns`: list, tree, inspect and enter namespaces.
 //!
-//! Parsing and printing only; the work is in karton-ns. The one thing read here is the
-//! container state under `--root` (`<root>/<id>/state.json`, OCI `pid`), to name the
-//! container that owns a namespace and to accept a container id where a pid is expected.
+//! Parsing and printing only; the work is in karton-ns. Containers under `--root` come
+//! from the runtime library, to name the container that owns a namespace and to accept a
+//! container id where a pid is expected.
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
@@ -15,7 +15,7 @@ use karton_ns::enter::{self, EnterOptions, JoinMethod};
 use karton_ns::inspect::{self, Inspection};
 use karton_ns::tree::{self, NsTree, TreeNode};
 use karton_ns::{procfs, NsError, NsType};
-use serde::Deserialize;
+use karton_runtime::{Runtime, Status};
 
 #[derive(Debug, Args)]
 pub struct NsArgs {
@@ -112,91 +112,44 @@ pub struct EnterArgs {
 }
 
 pub fn run(args: NsArgs, g: &crate::Global) -> anyhow::Result<i32> {
-    let root = state_root(g);
+    let rt = super::lifecycle::runtime(g)?;
     match args.cmd {
-        NsCmd::List(a) => list(a, &root),
-        NsCmd::Tree(a) => tree_cmd(a, &root),
-        NsCmd::Inspect(a) => inspect_cmd(a, &root),
-        NsCmd::Enter(a) => enter_cmd(a, &root),
+        NsCmd::List(a) => list(a, &rt),
+        NsCmd::Tree(a) => tree_cmd(a, &rt),
+        NsCmd::Inspect(a) => inspect_cmd(a, &rt),
+        NsCmd::Enter(a) => enter_cmd(a, &rt),
     }
 }
 
 // ---- containers under --root ----
 
-/// The fields of `<root>/<id>/state.json` this command needs (OCI state plus karton's
-/// init start time, which tells the init apart from a process that reused its pid).
-#[derive(Debug, Deserialize)]
-struct ContainerState {
-    id: String,
-    pid: i32,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    init_start_time: u64,
-}
-
-/// `--root`, or runc's defaults: /run/karton for root, $XDG_RUNTIME_DIR/karton otherwise.
-fn state_root(g: &crate::Global) -> PathBuf {
-    if let Some(r) = &g.root {
-        return r.clone();
-    }
-    if !nix::unistd::geteuid().is_root() {
-        if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
-            return PathBuf::from(x).join("karton");
-        }
-    }
-    PathBuf::from("/run/karton")
-}
-
-fn read_state(root: &Path, id: &str) -> Option<ContainerState> {
-    let text = std::fs::read_to_string(root.join(id).join("state.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Start time of a process in clock ticks since boot (/proc/PID/stat field 22).
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The container's init pid if it is alive and still the same process.
-fn live_init(s: &ContainerState) -> Option<i32> {
-    if s.pid <= 0 || s.status == "stopped" || !procfs::exists(s.pid) {
-        return None;
-    }
-    if s.init_start_time != 0 && start_time(s.pid) != Some(s.init_start_time) {
-        return None;
-    }
-    Some(s.pid)
-}
-
 /// Every container with a live init: (id, pid).
-fn containers(root: &Path) -> Vec<(String, i32)> {
-    let Ok(dir) = std::fs::read_dir(root) else { return Vec::new() };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| read_state(root, e.file_name().to_str()?))
-        .filter_map(|s| live_init(&s).map(|p| (s.id, p)))
+fn containers(rt: &Runtime) -> Vec<(String, i32)> {
+    rt.list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.status != Status::Stopped && r.pid > 0)
+        .map(|r| (r.id, r.pid))
         .collect()
 }
 
 /// A pid, or a container id resolved to its init pid.
-fn resolve(target: &str, root: &Path) -> anyhow::Result<i32> {
+fn resolve(target: &str, rt: &Runtime) -> anyhow::Result<i32> {
     if let Ok(pid) = target.parse::<i32>() {
         if pid > 0 && procfs::exists(pid) {
             return Ok(pid);
         }
     }
-    if let Some(s) = read_state(root, target) {
-        return match live_init(&s) {
-            Some(pid) => Ok(pid),
-            None => bail!(
-                "container {target} is not running (status {:?}, init pid {} is gone): its namespaces no longer exist; start it with `karton start {target}`",
-                s.status,
-                s.pid
-            ),
-        };
+    if let Ok(rec) = rt.state(target) {
+        if rec.status == Status::Stopped {
+            bail!(
+                "container {target} is not running (status stopped, init pid {} is gone): its namespaces no longer exist",
+                rec.pid
+            );
+        }
+        return Ok(rec.pid);
     }
+    let root = rt.store().root();
     match target.parse::<i32>() {
         Ok(pid) => Err(NsError::NoSuchProcess { pid }.into()),
         Err(_) => bail!(
@@ -209,14 +162,14 @@ fn resolve(target: &str, root: &Path) -> anyhow::Result<i32> {
 
 // ---- list ----
 
-fn scan(root: &Path) -> anyhow::Result<NsList> {
+fn scan(rt: &Runtime) -> anyhow::Result<NsList> {
     let mut l = discover::list(ScanOptions::default())?;
-    let cs = containers(root);
+    let cs = containers(rt);
     l.label_containers(cs.iter().map(|(id, pid)| (id.as_str(), *pid)));
     Ok(l)
 }
 
-fn list(a: ListArgs, root: &Path) -> anyhow::Result<i32> {
+fn list(a: ListArgs, rt: &Runtime) -> anyhow::Result<i32> {
     if let Some(t) = a.ty {
         if !t.is_supported() {
             return Err(NsError::Unsupported { ty: t, path: format!("/proc/self/ns/{}", t.proc_name()).into() }.into());
@@ -227,9 +180,9 @@ fn list(a: ListArgs, root: &Path) -> anyhow::Result<i32> {
         None => None,
     };
     if let Some(c) = &a.container {
-        resolve_container(c, root)?;
+        resolve_container(c, rt)?;
     }
-    let mut l = scan(root)?;
+    let mut l = scan(rt)?;
     l.filter(a.ty, of_pid.as_ref(), a.container.as_deref());
     if a.json {
         print_json(&l)?;
@@ -241,15 +194,11 @@ fn list(a: ListArgs, root: &Path) -> anyhow::Result<i32> {
 }
 
 /// Checks that a container id names a running container (for --container).
-fn resolve_container(id: &str, root: &Path) -> anyhow::Result<i32> {
-    if read_state(root, id).is_none() {
-        bail!(
-            "no karton container {id:?} under {} (no {}/{id}/state.json): list containers with `karton list`",
-            root.display(),
-            root.display()
-        );
+fn resolve_container(id: &str, rt: &Runtime) -> anyhow::Result<i32> {
+    if let Err(karton_runtime::Error::NotFound(_)) = rt.state(id) {
+        bail!("no karton container {id:?} under {}: list containers with `karton list`", rt.store().root().display());
     }
-    resolve(id, root)
+    resolve(id, rt)
 }
 
 fn report_skipped(l: &NsList) {
@@ -373,8 +322,8 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 // ---- tree ----
 
-fn tree_cmd(a: TreeArgs, root: &Path) -> anyhow::Result<i32> {
-    let l = scan(root)?;
+fn tree_cmd(a: TreeArgs, rt: &Runtime) -> anyhow::Result<i32> {
+    let l = scan(rt)?;
     let only = a.ty.map(|t| match t {
         TreeType::User => NsType::User,
         TreeType::Pid => NsType::Pid,
@@ -450,8 +399,8 @@ fn print_tree(t: &NsTree) -> anyhow::Result<()> {
 
 // ---- inspect ----
 
-fn inspect_cmd(a: InspectArgs, root: &Path) -> anyhow::Result<i32> {
-    let pid = resolve(&a.target, root)?;
+fn inspect_cmd(a: InspectArgs, rt: &Runtime) -> anyhow::Result<i32> {
+    let pid = resolve(&a.target, rt)?;
     let ins = inspect::inspect(pid)?;
     if a.json {
         print_json(&ins)?;
@@ -549,12 +498,12 @@ fn print_inspection(i: &Inspection) -> anyhow::Result<()> {
 
 // ---- enter ----
 
-fn enter_cmd(a: EnterArgs, root: &Path) -> anyhow::Result<i32> {
+fn enter_cmd(a: EnterArgs, rt: &Runtime) -> anyhow::Result<i32> {
     // Container ids cannot contain '/', so a value with one is a directory.
     let target = if a.target.contains('/') {
         enter::Target::Dir(PathBuf::from(&a.target))
     } else {
-        enter::Target::Pid(resolve(&a.target, root)?)
+        enter::Target::Pid(resolve(&a.target, rt)?)
     };
     for t in &a.types {
         if !t.is_supported() {

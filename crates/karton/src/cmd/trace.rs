@@ -91,19 +91,6 @@ pub struct TraceArgs {
     pub cmd: Vec<String>,
 }
 
-/// `--root`, or runc's defaults: /run/karton for root, $XDG_RUNTIME_DIR/karton otherwise.
-fn state_root(g: &crate::Global) -> PathBuf {
-    if let Some(r) = &g.root {
-        return r.clone();
-    }
-    if !nix::unistd::geteuid().is_root() {
-        if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
-            return PathBuf::from(x).join("karton");
-        }
-    }
-    PathBuf::from("/run/karton")
-}
-
 fn secs(v: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
     match v {
         None => Ok(None),
@@ -131,8 +118,12 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
 
     let mut cmd = None;
     let (target, watch_pid, label) = if let Some(id) = &args.container {
-        let root = state_root(g);
-        let (pid, ns) = karton_probe::container_pidns(&root, id)?;
+        let rec = super::lifecycle::runtime(g)?.state(id)?;
+        if rec.status == karton_runtime::Status::Stopped {
+            bail!("container {id} is stopped: there is nothing to trace");
+        }
+        let pid = rec.pid as u32;
+        let ns = karton_probe::pidns_of(pid)?;
         (
             Target::PidNs(ns),
             Some(pid),
