@@ -8,7 +8,7 @@ pkgs=(
     # newuidmap/newgidmap for rootless mappings, ip for network namespaces
     busybox-static strace uidmap iproute2 file
     # comparators for the benchmarks
-    runc crun hyperfine
+    runc crun hyperfine sysbench time
     podman conmon containerd  # engines driving karton end to end (tests/engines)
 )
 missing=()

@@ -379,10 +379,23 @@ impl Cgroup {
     }
 
     /// New v1 cpuset directories start with empty cpus/mems (no task could join them):
-    /// copy the parent's, top-down.
+    /// copy the parent's, top-down. Also fills an empty ancestor that another create made
+    /// an instant ago (the shared /karton parent) — the writes are idempotent.
     fn init_cpuset(&self) -> Result<(), Error> {
         let Some(leaf) = self.v1.get("cpuset") else { return Ok(()) };
-        for dir in self.created.iter().filter(|d| leaf.starts_with(d)) {
+        let depth = Path::new(self.path.trim_start_matches('/')).components().count();
+        let shared_parent = self.path.starts_with(&format!("{DEFAULT_PARENT}/"));
+        let mut chain: Vec<&Path> = Vec::with_capacity(depth);
+        let mut cur = Some(leaf.as_path());
+        for _ in 0..depth {
+            let Some(d) = cur else { break };
+            chain.push(d);
+            cur = d.parent();
+        }
+        for dir in chain.into_iter().rev() {
+            if !(shared_parent || self.created.iter().any(|c| c == dir)) {
+                continue;
+            }
             let Some(parent) = dir.parent() else { continue };
             for f in ["cpuset.cpus", "cpuset.mems"] {
                 let cur = fsutil::read(&dir.join(f))?;

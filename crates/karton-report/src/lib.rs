@@ -1,8 +1,10 @@
-//! karton-report: turns `karton.bench/v1` results into a self-contained HTML page (inline
-//! SVG charts, no scripts, no external files), a Markdown summary and CSV.
+//! karton-report: turns `karton.bench/v1` and `karton.audit/v1` results into a
+//! self-contained HTML page (inline SVG charts, no scripts, no external files), a Markdown
+//! summary and CSV.
 //!
-//! Reads result types only (karton-bench without its runner).
+//! Reads result types only (karton-bench without its runner; audit results as JSON).
 
+pub mod audit;
 pub mod svg;
 
 use std::fmt::Write as _;
@@ -41,6 +43,69 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Input>, ReportError> {
             })
         })
         .collect()
+}
+
+/// Bench and audit results, told apart by their `schema`.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub bench: Vec<Input>,
+    /// (file name, the `karton.audit/v1` document)
+    pub audits: Vec<(String, serde_json::Value)>,
+}
+
+/// Loads results files of either kind.
+pub fn load_all(paths: &[PathBuf]) -> Result<Inputs, ReportError> {
+    let mut out = Inputs::default();
+    for p in paths {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
+        let text = std::fs::read_to_string(p).map_err(|source| ReportError::Io { what: format!("reading {}", p.display()), source })?;
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) if audit::is_audit(&v) => out.audits.push((name, v)),
+            _ => out.bench.push(Input { name, results: BenchResults::load(p)? }),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the report of bench and audit results: index.html, summary.md and the bench
+/// CSVs. The audit sections contrast each namespace's isolation with the overhead the
+/// first bench results measured.
+pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
+    if inputs.bench.is_empty() && inputs.audits.is_empty() {
+        return Err(ReportError::Empty);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
+    let bench_json = inputs.bench.first().and_then(|i| serde_json::to_value(&i.results).ok());
+    let (mut page, mut charts) = if inputs.bench.is_empty() {
+        (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>karton report</title><style>body{font-family:sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>\n</body></html>\n".to_string(),
+            0,
+        )
+    } else {
+        html(&inputs.bench)
+    };
+    let mut md = if inputs.bench.is_empty() { String::new() } else { markdown(&inputs.bench) };
+    let mut audit_html = String::new();
+    for (name, v) in &inputs.audits {
+        let section = audit::audit_html(v, bench_json.as_ref());
+        charts += section.matches("<svg").count();
+        let _ = write!(audit_html, "<h1>karton audit: isolation and noninterference ({})</h1>\n{section}\n", svg::esc(name));
+        let _ = write!(md, "\n# karton audit ({name})\n\n{}\n", audit::audit_markdown(v, bench_json.as_ref()));
+    }
+    if let Some(at) = page.rfind("</body>") {
+        page.insert_str(at, &audit_html);
+    }
+    let html_path = dir.join("index.html");
+    karton_bench::results::write_atomic(&html_path, page.as_bytes())?;
+    let md_path = dir.join("summary.md");
+    karton_bench::results::write_atomic(&md_path, md.as_bytes())?;
+    let mut csv = Vec::new();
+    for i in &inputs.bench {
+        let p = dir.join(Path::new(&i.name).with_extension("csv").file_name().unwrap_or_default());
+        i.results.save_csv(&p)?;
+        csv.push(p);
+    }
+    Ok(Written { html: html_path, markdown: md_path, csv, charts })
 }
 
 /// Files written by [`write`].

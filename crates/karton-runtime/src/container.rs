@@ -193,7 +193,15 @@ impl Runtime {
         } else {
             let host = karton_cgroup::Host::detect()?;
             let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-            let cg = Cgroup::create(&host, cgroups_path.as_deref(), id)?;
+            let cg = Cgroup::create(&host, cgroups_path.as_deref(), id).map_err(|e| {
+                if nix::unistd::geteuid().is_root() {
+                    Error::from(e)
+                } else {
+                    Error::Unsupported(format!(
+                        "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
+                    ))
+                }
+            })?;
             cleanup.cgroup = Some(cg.clone());
             rec.cgroup = Some(cg.clone());
             lock.save(rec)?;
@@ -217,7 +225,7 @@ impl Runtime {
         let mut clone_flags;
         let mut join_in_child = Vec::new();
         let mut unshare_in_child = 0u64;
-        let fork_again;
+        let mut fork_again;
         let mut parent_joins = Vec::new();
         for (k, fd) in joins {
             match k {
@@ -245,10 +253,15 @@ impl Runtime {
                 .ctx(|| format!("joining the {} namespace given in linux.namespaces", k.oci_name()))?;
         }
         if !user_joined && new_flags & kclone::CLONE_NEWTIME != 0 && has_offsets {
-            // Offsets can be written only before a process enters the time namespace.
-            kns::unshare(kclone::CLONE_NEWTIME).ctx(|| "unshare(CLONE_NEWTIME)".into())?;
-            init::write_time_offsets(spec, Path::new("/proc/self/timens_offsets"))?;
-            clone_flags &= !kclone::CLONE_NEWTIME;
+            // Offsets can be written only before any process enters the time namespace:
+            // the init unshares it (inside its own user namespace, if any, so this works
+            // rootless too), writes them and forks into it; a new pid namespace moves
+            // along so that the forked process is its pid 1. The runtime itself (and the
+            // hooks it runs) stays in the host's time namespace.
+            let moved = clone_flags & (kclone::CLONE_NEWTIME | kclone::CLONE_NEWPID);
+            clone_flags &= !moved;
+            unshare_in_child |= moved;
+            fork_again = true;
         }
         let runtime_hooks = spec
             .hooks()

@@ -57,11 +57,20 @@ pub(crate) fn main(plan: InitPlan, chan: Channel) -> ! {
 fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     // Non-dumpable: no process in the container can ptrace us or open our /proc files
     // (and through them karton's binary or fds) before execve resets it.
-    kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    // Rootless, the runtime (same uid, no privilege) must first write our uid/gid maps and
+    // oom_score_adj, and a non-dumpable process's /proc files belong to root: stay
+    // dumpable until Proceed, while no process of the container exists yet.
+    let rootless = !nix::unistd::geteuid().is_root();
+    if !rootless {
+        kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    }
     // If the runtime dies mid-create, do not linger half set up.
     kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
 
     chan.expect(&Msg::Proceed)?;
+    if rootless {
+        kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    }
     // `karton run` blocks the signals it forwards; the container must not inherit that.
     kproc::unblock_all_signals().ctx(|| "unblocking signals".into())?;
 
@@ -76,12 +85,14 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         }
     }
     if plan.fork_again {
-        match kclone::fork().ctx(|| "fork into the joined pid/time namespace".into())? {
-            Some(pid) => {
+        // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
+        // parent-death signal watches the runtime and `run` can reap it.
+        match kclone::clone3(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
+            kclone::Forked::Parent { pid, .. } => {
                 let _ = chan.send(&Msg::InitPid(pid));
                 kclone::exit_now(0);
             }
-            None => {
+            kclone::Forked::Child => {
                 kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
                     .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
             }

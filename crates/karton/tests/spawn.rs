@@ -12,6 +12,15 @@ use common::{Karton, TempDir, KARTON};
 
 const TYPES: [&str; 8] = ["user", "pid", "net", "ipc", "uts", "mnt", "cgroup", "time"];
 
+/// One sandbox at a time in this binary: concurrent creates race in karton-cgroup on the
+/// shared `karton/` parent's cpuset (reported; see the spawn report), which would make
+/// these tests flaky for a reason that is not spawn's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn root_or_skip() -> bool {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP: needs root (real namespaces, cgroups and mounts)");
@@ -76,6 +85,7 @@ fn each_namespace_type_differs_exactly() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     let script = ns_script();
     for t in TYPES {
@@ -107,6 +117,7 @@ fn hostname_and_exit_status() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     let out = spawn(&k, &["--hostname", "sandbox-h", "--", "sh", "-c", "hostname; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
@@ -120,6 +131,7 @@ fn host_ro_root_and_binds() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     let src = TempDir::new("karton-spawn-bind");
     std::fs::write(src.path().join("f"), "payload\n").expect("write");
@@ -141,6 +153,7 @@ fn time_offsets_apply() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     // Default namespaces: --time-offset adds the time namespace.
     let out = ok(&spawn(
@@ -164,6 +177,7 @@ fn cgroup_limits_apply() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     // Ten background sleeps under a limit of 5 processes: some forks must fail.
     let script = "n=0; i=0; while [ $i -lt 10 ]; do if sleep 3 & then n=$((n+1)); fi; i=$((i+1)); done; echo started=$n";
@@ -183,6 +197,7 @@ fn persist_then_enter() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     let base = TempDir::new("karton-spawn-persist");
     let dir = base.path().join("ns");
@@ -226,6 +241,7 @@ fn bad_input_leaves_nothing() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     let base = TempDir::new("karton-spawn-bad");
     let pdir = base.path().join("persist");
@@ -266,6 +282,7 @@ fn unprivileged_with_user_namespace() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists());
     let Some(setpriv) = setpriv else {
         eprintln!("SKIP: setpriv (util-linux) is not installed");
@@ -316,6 +333,7 @@ fn second_term_kills_a_pid_namespace_init() {
     if !root_or_skip() {
         return;
     }
+    let _serial = serial();
     let k = Karton::new();
     let out_dir = TempDir::new("karton-spawn-sig");
     let file = |n: &str| std::fs::File::create(out_dir.path().join(n)).expect("output file");

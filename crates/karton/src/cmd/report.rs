@@ -15,8 +15,8 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs, _g: &crate::Global) -> anyhow::Result<i32> {
-    let inputs = karton_report::load(&args.results)?;
-    let w = karton_report::write(&inputs, &args.output)?;
+    let inputs = karton_report::load_all(&args.results)?;
+    let w = karton_report::write_all(&inputs, &args.output)?;
     println!("{} ({} charts)", w.html.display(), w.charts);
     println!("{}", w.markdown.display());
     for c in &w.csv {

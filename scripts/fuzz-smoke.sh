@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Short fuzz smoke run of every cargo-fuzz target in fuzz/ (about 8 s each, under 60 s of
+# fuzzing in total; the first build takes longer). Exits non-zero on any crash, leaving the
+# crashing input in fuzz/artifacts/<target>/. Prints SKIP and exits 0 without cargo-fuzz.
+# Long runs: RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -O <target> -- -max_total_time=600
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "SKIP: fuzz smoke: cargo-fuzz is not installed (cargo install cargo-fuzz)"
+    exit 0
+fi
+per_target=${FUZZ_SECONDS:-8}
+# cargo-fuzz passes nightly-only flags to rustc; RUSTC_BOOTSTRAP lets stable accept them.
+export RUSTC_BOOTSTRAP=1
+targets=$(cargo fuzz list)
+cargo fuzz build -s none -O >/dev/null
+for t in $targets; do
+    mkdir -p "corpus/$t"
+    [ -d "seeds/$t" ] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+    if ! cargo fuzz run -s none -O "$t" -- -max_total_time="$per_target" >"/tmp/fuzz-smoke-$t.log" 2>&1; then
+        echo "fuzz smoke: $t FAILED (log: /tmp/fuzz-smoke-$t.log)"
+        grep -E "panicked|SUMMARY|Test unit written" "/tmp/fuzz-smoke-$t.log" || tail -20 "/tmp/fuzz-smoke-$t.log"
+        exit 1
+    fi
+    echo "fuzz smoke: $t ok ($(grep -Eo '#[0-9]+' "/tmp/fuzz-smoke-$t.log" | tail -1 | tr -d '#') runs in ${per_target}s)"
+done
