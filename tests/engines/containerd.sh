@@ -16,6 +16,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KARTON=$(realpath "${1:?usage: containerd.sh KARTON_BINARY}")
 need containerd ctr containerd-shim-runc-v2 podman script file
 W=$(mktemp -d /tmp/karton-e2e-containerd.XXXXXX)
+# conmon writes an "oom" file into its working directory when a container is OOM-killed.
+cd "$W" || exit 1
 echo "workdir: $W"
 NS=karton-e2e-$$
 KROOT=/run/containerd/runc/$NS
@@ -29,6 +31,7 @@ PREEXISTING_CG=$(ls -d /sys/fs/cgroup/*/"$NS" 2>/dev/null | tr '\n' ' ')
 
 cleanup() {
     set +e
+    cd /
     if [ -n "$CD_PID" ]; then
         for t in $(C task ls -q 2>/dev/null); do
             C task kill --all -s SIGKILL "$t" >/dev/null 2>&1
@@ -118,6 +121,12 @@ for snap in overlayfs native; do
     until [ "$(tstatus "$T")" = RUNNING ] || [ $wait_s -ge 50 ]; do sleep 0.1; wait_s=$((wait_s + 1)); done
     expect_eq "$snap-run-d" RUNNING "$(tstatus "$T")"
     expect_eq "$snap-karton-state" running "$(kstate "$T")"
+    # ctr asks for cgroupsPath /NS/ID.
+    if [ -n "$(ls -d /sys/fs/cgroup/*/"$NS/$T" /sys/fs/cgroup/"$NS/$T" 2>/dev/null)" ]; then
+        pass "$snap-cgroup-created"
+    else
+        fail "$snap-cgroup-created" "no /sys/fs/cgroup/*/$NS/$T"
+    fi
 
     out=$(C task exec --exec-id e1 "$T" sh -c 'echo exec-$((6*7)); exit 6' 2>&1); rc=$?
     expect_eq "$snap-exec-output" "exec-42" "$out"

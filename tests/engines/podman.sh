@@ -14,6 +14,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KARTON=$(realpath "${1:?usage: podman.sh KARTON_BINARY}")
 need podman conmon script file
 W=$(mktemp -d /tmp/karton-e2e-podman.XXXXXX)
+# conmon writes an "oom" file into its working directory when a container is OOM-killed.
+cd "$W" || exit 1
 echo "workdir: $W"
 KROOT=$W/karton-root
 KARTON_CALLED=$W/bin/karton
@@ -32,6 +34,7 @@ P() { podman "$@"; }
 
 cleanup() {
     set +e
+    cd /
     podman rm -a -f -t 0 >/dev/null 2>&1
     podman rmi -a -f >/dev/null 2>&1
     for id in $("$KARTON" --root "$KROOT" list -q 2>/dev/null); do
@@ -97,9 +100,15 @@ expect_eq not-executable-exit-126 126 "$rc"
 expect_match not-executable-message 'karton: .*/etc/passwd: permission denied' "$out"
 
 # A limit this host cannot grant (no CAP_SYS_RESOURCE): karton's reason reaches the user.
-out=$(P run --rm --ulimit nofile=1048576:1048576 "$IMG" true 2>&1); rc=$?
-expect_match rlimit-error-message 'karton: .*RLIMIT_NOFILE: soft 1048576 hard 1048576: the hard limit may not exceed' "$out"
-if [ "$rc" -ne 0 ]; then pass rlimit-error-exit; else fail rlimit-error-exit "rc 0"; fi
+hard=$(ulimit -Hn)
+eff=$(awk '/^CapEff/ { print $2 }' /proc/self/status)
+# Only where raising the hard limit is impossible (CAP_SYS_RESOURCE, bit 24, is missing).
+if [ "$hard" != unlimited ] && [ $(( (0x$eff >> 24) & 1 )) -eq 0 ]; then
+    n=$((hard + 1))
+    out=$(P run --rm --ulimit nofile=$n:$n "$IMG" true 2>&1); rc=$?
+    expect_match rlimit-error-message "karton: .*RLIMIT_NOFILE: soft $n hard $n: the hard limit may not exceed" "$out"
+    if [ "$rc" -ne 0 ]; then pass rlimit-error-exit; else fail rlimit-error-exit "rc 0"; fi
+fi
 
 # podman must treat karton as a runtime that logs JSON errors.
 expect_match podman-passes-json-log '^--log-format=json --log [^ ]+ create --bundle [^ ]+ --pid-file [^ ]+ ' "$(cat "$W/argv.log")"
@@ -109,6 +118,8 @@ P run -d --name d1 "$IMG" sleep 600 >/dev/null 2>&1
 expect_eq run-d-running running "$(state d1)"
 D1=$(cid d1)
 expect_eq run-d-karton-state running "$(kstate "$D1")"
+cgdirs() { ls -d /sys/fs/cgroup/*/libpod_parent/libpod-"$1" /sys/fs/cgroup/libpod_parent/libpod-"$1" 2>/dev/null; }
+if [ -n "$(cgdirs "$D1")" ]; then pass run-d-cgroup-created; else fail run-d-cgroup-created "no libpod_parent/libpod-$D1 cgroup"; fi
 
 out=$(P exec d1 sh -c 'echo $((6*7)) $(cat /proc/1/cmdline | tr "\0" " ")' 2>&1)
 expect_eq exec-output "42 sleep 600" "$out"
@@ -165,8 +176,7 @@ P rm -f -t 0 d1 >/dev/null 2>&1; rc=$?
 expect_eq rm-f-exit 0 "$rc"
 expect_eq rm-f-gone-podman "" "$(P ps -a -q --filter name=d1)"
 expect_eq rm-f-gone-karton "" "$("$KARTON" --root "$KROOT" list -q | grep -x "$D1")"
-left=$(ls -d /sys/fs/cgroup/*/libpod_parent/libpod-"$D1" /sys/fs/cgroup/unified/libpod_parent/libpod-"$D1" 2>/dev/null)
-expect_eq rm-f-cgroups-removed "" "$left"
+expect_eq rm-f-cgroups-removed "" "$(cgdirs "$D1")"
 
 # --- kill -s ----------------------------------------------------------------------------
 P run -d --name k1 "$IMG" sh -c 'trap "echo got-USR1" USR1; echo ready; while :; do sleep 0.1; done' >/dev/null 2>&1
@@ -219,12 +229,26 @@ expect_match pids-limit-current 'current=(1[0-9]|20)$' "$(printf '%s' "$out" | g
 
 out=$(P run --rm --cpus 0.5 "$IMG" sh -c "$LIMITS"'
 usage() { if [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then cat /sys/fs/cgroup/cpuacct/cpuacct.usage; else echo $(( $(sed -n "s/^usage_usec //p" /sys/fs/cgroup/cpu.stat) * 1000 )); fi; }
-a=$(usage); timeout 2 sh -c "while :; do :; done"; b=$(usage)
-echo busy-ms=$(( (b - a) / 1000000 ))' 2>&1)
+st=/sys/fs/cgroup/cpu/cpu.stat; [ -f $st ] || st=/sys/fs/cgroup/cpu.stat
+a=$(usage)
+timeout 2 sh -c "while :; do :; done" & timeout 2 sh -c "while :; do :; done" & wait
+b=$(usage)
+echo busy-ms=$(( (b - a) / 1000000 ))
+echo throttled=$(sed -n "s/^nr_throttled //p" $st)' 2>&1)
 expect_match cpus-quota-inside ' 50000 100000' "$out"
 busy=$(printf '%s' "$out" | sed -n 's/^busy-ms=//p')
-# 2 s of wall time at 0.5 CPU: about 1000 ms of CPU time (unthrottled it would be 2000).
-if [ -n "$busy" ] && [ "$busy" -ge 600 ] && [ "$busy" -le 1400 ]; then pass cpus-throttled; else fail cpus-throttled "cpu time over 2 s: ${busy:-?} ms; $out"; fi
+throttled=$(printf '%s' "$out" | sed -n 's/^throttled=//p')
+# Two busy loops for 2 s of wall time: up to 4000 ms of CPU time unlimited on 2 cores,
+# at most ~1000 ms at 0.5 CPU (plus a period's slack).
+if [ -n "$busy" ] && [ "$busy" -le 1300 ]; then pass cpus-not-exceeded; else fail cpus-not-exceeded "cpu time over 2 s: ${busy:-?} ms; $out"; fi
+if [ "${throttled:-0}" -gt 0 ]; then
+    pass cpus-throttled
+elif [ -n "$busy" ] && [ "$busy" -lt 900 ]; then
+    # A loaded machine can keep the loops below the quota: then no period is throttled.
+    echo "NOTE cpus-throttled: inconclusive, the loops got only ${busy} ms of CPU (machine busy)"
+else
+    fail cpus-throttled "no throttled period at ${busy:-?} ms of CPU time; $out"
+fi
 
 # --- everything gone --------------------------------------------------------------------
 P rm -a -f -t 0 >/dev/null 2>&1

@@ -221,12 +221,17 @@ fn pure_v1_rejects_unified_and_hybrid_named_only() {
 fn leftover_under_karton_is_adopted_elsewhere_not() {
     let (t, host) = tree("adopt");
     fs::create_dir_all(t.0.join("karton/left")).expect("leftover");
+    fs::create_dir_all(t.0.join("karton/other")).expect("another container");
     fs::create_dir_all(t.0.join("theirs/x")).expect("foreign");
     let a = Cgroup::create(&host, None, "left").expect("create");
     assert_eq!(a.created(), &[t.0.join("karton/left")]);
     a.delete().expect("delete");
     assert!(!t.0.join("karton/left").exists());
-    assert!(t.0.join("karton").exists(), "removed a parent it did not create");
+    assert!(t.0.join("karton").exists(), "the shared /karton parent stays while it holds containers");
+    fs::remove_dir(t.0.join("karton/other")).expect("rmdir other");
+    let c = Cgroup::create(&host, None, "last").expect("create");
+    c.delete().expect("delete");
+    assert!(!t.0.join("karton").exists(), "the last container out removes the empty shared /karton parent");
     let b = Cgroup::create(&host, Some("/theirs/x"), "x").expect("create");
     assert!(b.created().is_empty());
     b.delete().expect("delete");

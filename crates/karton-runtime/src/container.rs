@@ -285,6 +285,7 @@ impl Runtime {
             cgroup_dirs,
             new_cgroupns: is_new(NsType::Cgroup),
             runtime_hooks,
+            rootless: !nix::unistd::geteuid().is_root(),
         };
 
         let (parent_end, child_end) = channel::pair()?;

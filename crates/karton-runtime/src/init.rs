@@ -41,6 +41,9 @@ pub(crate) struct InitPlan {
     pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
     pub new_cgroupns: bool,
     pub runtime_hooks: bool,
+    /// The runtime is unprivileged (decided by the parent: once our maps are written,
+    /// geteuid() in here says 0).
+    pub rootless: bool,
 }
 
 /// Runs the init; never returns.
@@ -60,7 +63,7 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     // Rootless, the runtime (same uid, no privilege) must first write our uid/gid maps and
     // oom_score_adj, and a non-dumpable process's /proc files belong to root: stay
     // dumpable until Proceed, while no process of the container exists yet.
-    let rootless = !nix::unistd::geteuid().is_root();
+    let rootless = plan.rootless;
     if !rootless {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
@@ -68,7 +71,9 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
 
     chan.expect(&Msg::Proceed)?;
-    if rootless {
+    // Rootless, our own /proc/self/timens_offsets is writable only while we are dumpable.
+    let offsets_pending = plan.unshare_in_child & kclone::CLONE_NEWTIME != 0;
+    if rootless && !offsets_pending {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
     // `karton run` blocks the signals it forwards; the container must not inherit that.
@@ -83,6 +88,10 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         if plan.unshare_in_child & kclone::CLONE_NEWTIME != 0 {
             write_time_offsets(&plan.spec, Path::new("/proc/self/timens_offsets"))?;
         }
+    }
+    if rootless && offsets_pending {
+        // No process of the container exists yet; the forked init inherits the flag.
+        kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
     if plan.fork_again {
         // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its

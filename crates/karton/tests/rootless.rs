@@ -160,6 +160,15 @@ fn rootless_lifecycle_as_nobody() {
     assert!(!user.state_root().join(&id).exists());
     assert!(user.ok(&["list", "-q"]).trim().is_empty());
 
+    // A time namespace with offsets: the init writes them inside its user namespace.
+    let mut b3 = rootless_bundle(&user, json!(["sh", "-c", "cut -d. -f1 /proc/uptime"]));
+    b3.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    b3.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1_000_000}, "monotonic": {"secs": 1_000_000}});
+    b3.write();
+    let o = user.karton(&["run", "--bundle", b3.path().to_str().unwrap(), &unique("rl")]);
+    let up: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0);
+    assert!(up >= 1_000_000, "rootless time offsets: uptime {up}: {}", String::from_utf8_lossy(&o.stderr));
+
     // run, foreground, with its exit code.
     let b2 = rootless_bundle(&user, json!(["sh", "-c", "echo rootless-ok; exit 3"]));
     let o = user.karton(&["run", "--bundle", b2.path().to_str().unwrap(), &unique("rl")]);
@@ -176,17 +185,10 @@ fn rootless_refuses_what_needs_privilege() {
     }
     let user = User::new(65534, 65534);
     let _cleanup = Cleanup(user.state_root());
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         ("memory limit", Box::new(|c: &mut Value| c["linux"]["resources"] = json!({"memory": {"limit": 100_000_000}})), "rootless: linux.resources"),
         ("cgroupsPath", Box::new(|c: &mut Value| c["linux"]["cgroupsPath"] = json!("/rl-test")), "delegated"),
-        (
-            "time offsets",
-            Box::new(|c: &mut Value| {
-                c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
-                c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 100}});
-            }),
-            "rootless: linux.timeOffsets",
-        ),
         (
             "subordinate ids without /etc/subuid",
             Box::new(|c: &mut Value| c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 65534, "size": 1}, {"containerID": 1, "hostID": 400000, "size": 100}])),
