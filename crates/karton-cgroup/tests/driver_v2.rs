@@ -2,6 +2,8 @@
 //! (memory, cpu, cpuset, io, pids on cgroup2): the tree stands in for a pure-v2
 //! /sys/fs/cgroup, and the test checks what the driver writes where.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

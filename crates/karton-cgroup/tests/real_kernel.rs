@@ -1,6 +1,8 @@
 //! Real cgroups on this host, as root. Every test works under its own
 //! /karton-test-<pid>-<n> parent, removed on drop even when the test fails.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::fs;

@@ -88,6 +88,7 @@ impl FromStr for NsType {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,7 @@
 //! `enter`: run a command in the namespaces of a process the test made.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::ffi::OsString;

@@ -1,6 +1,8 @@
 //! Nested user namespaces (three deep) with a pid namespace inside: the parent chain,
 //! levels, owners and the trees, through the real kernel.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use common::*;

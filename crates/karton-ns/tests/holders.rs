@@ -1,5 +1,7 @@
 //! Namespaces kept alive by something other than a process: a bind mount, an open fd.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! karton-probe on the real kernel. Needs root and BTF; each test prints "SKIP: reason"
 //! and passes when BPF cannot be loaded here.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::process::Command;
 
 use karton_probe::{

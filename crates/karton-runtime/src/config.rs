@@ -386,6 +386,7 @@ fn check_sysctl(key: &str, new: &dyn Fn(NsType) -> bool, file: &str, at: &dyn Fn
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

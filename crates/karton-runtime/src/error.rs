@@ -18,8 +18,9 @@ pub enum Error {
     /// An operation that the container's current status does not allow.
     #[error("container {id:?} is {status}: {reason}")]
     State { id: String, status: String, reason: String },
-    /// Setting up the container's process failed; the message comes from inside the container.
-    #[error("container init: {0}")]
+    /// Setting up a container process (the init or an exec) failed; the message comes
+    /// from inside the container.
+    #[error("container process: {0}")]
     Init(String),
     #[error("{0}")]
     Hook(String),

@@ -18,6 +18,16 @@ pub fn run_all(kind: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
     Ok(())
 }
 
+/// A sealed-size anonymous file holding `text`, positioned at its start.
+fn state_file(text: &str) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek, SeekFrom};
+    let fd = nix::sys::memfd::memfd_create(c"karton-hook-state", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(text.as_bytes())?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(f)
+}
+
 fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
     let path = h.path();
     let name = format!("{kind} hook {index} ({})", path.display());
@@ -33,12 +43,12 @@ fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::piped());
+    // The state comes from a memory file, not a pipe: a hook that exits without reading
+    // its stdin can then neither block us nor kill us with SIGPIPE.
+    cmd.stdin(Stdio::from(state_file(state_json).map_err(|e| Error::Hook(format!("{name}: preparing its stdin: {e}")))?))
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| Error::Hook(format!("{name}: cannot start: {e}: check the hook path")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook may exit without reading its stdin; a broken pipe is not its failure.
-        let _ = stdin.write_all(state_json.as_bytes());
-    }
     let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
     loop {
         match child.try_wait() {

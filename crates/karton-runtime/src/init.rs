@@ -229,8 +229,6 @@ fn fail_after_ready(msg: &str) -> ! {
     kclone::exit_now(127)
 }
 
-
-
 fn set_domainname(d: &str) -> Result<()> {
     std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("setting domainname {d:?}"))
 }

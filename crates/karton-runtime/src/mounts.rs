@@ -273,6 +273,12 @@ fn cwd() -> BorrowedFd<'static> {
     nix::fcntl::AT_FDCWD
 }
 
+/// Clones the mount tree at an fd, recursively (for read-only paths).
+pub fn clone_fd_recursive(fd: &OwnedFd, what: &Path) -> Result<OwnedFd> {
+    m::open_tree(fd.as_fd(), c"", m::OPEN_TREE_CLONE | m::OPEN_TREE_CLOEXEC | m::AT_EMPTY_PATH | m::AT_RECURSIVE)
+        .ctx(|| format!("cloning {}", what.display()))
+}
+
 /// Sets attributes on a detached or attached mount.
 pub fn setattr(fd: &OwnedFd, attr: &m::MountAttr, recursive: bool, what: &Path) -> Result<()> {
     let mut flags = m::AT_EMPTY_PATH;
@@ -442,7 +448,7 @@ fn clr_only(clr: u64) -> u64 {
 /// Sets the propagation of an attached mount.
 pub fn set_propagation(fd: &OwnedFd, flags: MsFlags, what: &Path) -> Result<()> {
     let recursive = flags.contains(MsFlags::MS_REC);
-    let prop = (flags & !MsFlags::MS_REC).bits() as u64;
+    let prop = (flags & !MsFlags::MS_REC).bits();
     let attr = m::MountAttr { propagation: prop, ..Default::default() };
     setattr(fd, &attr, recursive, what)
 }
@@ -543,6 +549,7 @@ pub fn is_dev_null(fd: &OwnedFd) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -564,10 +571,4 @@ mod tests {
         assert_eq!(relative(Path::new("/a/./b")), PathBuf::from("a/b"));
         assert_eq!(relative(Path::new("/")), PathBuf::new());
     }
-}
-
-/// Clones the mount tree at an fd, recursively (for read-only paths).
-pub fn clone_fd_recursive(fd: &OwnedFd, what: &Path) -> Result<OwnedFd> {
-    m::open_tree(fd.as_fd(), c"", m::OPEN_TREE_CLONE | m::OPEN_TREE_CLOEXEC | m::AT_EMPTY_PATH | m::AT_RECURSIVE)
-        .ctx(|| format!("cloning {}", what.display()))
 }

@@ -26,6 +26,7 @@ pub fn is_alive(pid: i32, start: u64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -3,6 +3,8 @@
 //! (errno values, SIGSYS deaths, notifications). Needs root (CAP_SYS_ADMIN for the
 //! capability cases). Children are always reaped, or killed after a deadline.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;

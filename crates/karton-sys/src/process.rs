@@ -213,25 +213,3 @@ pub fn unblock_all_signals() -> Result<()> {
         .thread_set_mask()
         .map_err(|e| crate::SysError::new("pthread_sigmask", e))
 }
-
-/// Asks the kernel to map karton's own code and read-only data one page per fault, not
-/// the 16-page "fault-around" window: a short-lived command touches scattered code, and
-/// fault-around maps (and counts in RSS) many pages it never runs. Only the page-table
-/// view changes; the file pages stay shared in the page cache.
-pub fn map_own_image_page_by_page() -> Result<()> {
-    extern "C" {
-        // Defined by the GNU and LLVM linkers for every executable.
-        static __executable_start: u8;
-        static etext: u8;
-    }
-    let page = 4096usize;
-    let start = (&raw const __executable_start) as usize & !(page - 1);
-    let end = ((&raw const etext) as usize + page - 1) & !(page - 1);
-    if end <= start {
-        return Ok(());
-    }
-    // SAFETY: the range covers mappings of this executable (page-aligned by construction);
-    // MADV_RANDOM only changes read-ahead/fault-around policy, never the contents.
-    let ret = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM) };
-    check("madvise", ret as libc::c_long).map(drop)
-}

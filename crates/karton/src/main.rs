@@ -104,8 +104,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Keep the resident set of short runtime commands small (see the function's note).
-    let _ = karton_sys::process::map_own_image_page_by_page();
     // Rust starts with SIGPIPE ignored: restore the default so `karton … | head` ends
     // quietly and no container process inherits an ignored SIGPIPE across execve.
     let _ = karton_sys::process::default_signal_disposition(libc::SIGPIPE);

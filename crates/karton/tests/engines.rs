@@ -3,6 +3,8 @@
 //! each script keeps its state in a private work directory, cleans up after itself and
 //! exits 77 when an engine is not installed (printed here as SKIP).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

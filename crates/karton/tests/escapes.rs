@@ -3,6 +3,8 @@
 //! this machine (so a test that passes is not passing because the attack never ran).
 //! See docs/security.md for how karton prevents each class.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::os::unix::fs::symlink;

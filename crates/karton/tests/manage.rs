@@ -1,5 +1,7 @@
 //! exec, pause, resume, ps, events and update through the real kernel and cgroups.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! `karton ns` through the built binary: output formats, bad input, containers.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -3,6 +3,8 @@
 //! refused with an error that says so. Subordinate id ranges go through newuidmap and
 //! newgidmap for a test user with /etc/subuid and /etc/subgid entries.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,8 @@
 //! cgroup limits, --persist with `ns enter`, unprivileged use, and bad input leaving
 //! nothing behind. Needs root; every test cleans up in Drop guards.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::collections::BTreeMap;

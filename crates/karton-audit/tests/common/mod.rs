@@ -1,5 +1,7 @@
 //! Shared test helpers: find the karton binary, skip when the host lacks something.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 #![allow(dead_code)]
 
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! Test scaffolding: a private parent cgroup per test, removed on drop (even on panic),
 //! and child processes that are killed and reaped on drop.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
 
 use std::fs;

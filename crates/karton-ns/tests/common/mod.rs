@@ -1,6 +1,8 @@
 //! Shared helpers of the karton-ns integration tests: processes in fresh namespaces that
 //! are killed (whole process group) when the guard drops, bind mounts unmounted on drop,
 //! skip checks.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
 
 use std::os::unix::process::CommandExt;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 // Shared by the integration tests (included with `mod common;`).
 #![allow(dead_code)]
 

@@ -325,7 +325,7 @@ pub fn update(a: UpdateArgs, g: &Global) -> anyhow::Result<i32> {
         }
         None => LinuxResources::default(),
     };
-    let mut mem = res.memory().clone().unwrap_or_default();
+    let mut mem = res.memory().unwrap_or_default();
     let mut mem_set = res.memory().is_some();
     if let Some(m) = &a.memory {
         mem.set_limit(Some(parse_bytes("memory", m)?));
@@ -383,6 +383,7 @@ pub fn update(a: UpdateArgs, g: &Global) -> anyhow::Result<i32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! Shared test harness: busybox bundles, a private state root, and cleanup that runs
 //! even when a test fails (Drop guards).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
