@@ -27,9 +27,10 @@ demo: build
 	$(KARTON) report $(OUT)/results/*.json -o $(OUT)/report
 	@echo "report: $(OUT)/report/index.html (summary: $(OUT)/report/summary.md)"
 
-# Every test, as root on the real kernel.
+# Every test, as root on the real kernel, then a short fuzz run of every target.
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
+	scripts/fuzz-smoke.sh
 
 # Lifecycle of /bin/true (create + start + wait + delete) against runc and crun.
 bench-lifecycle: build
