@@ -134,14 +134,16 @@ out=$(P top d1 2>&1)
 expect_match top 'sleep 600' "$out"
 
 # --- a real pty: exec -it and run -it (podman passes --console-socket) -----------------
-out=$(timeout 60 script -qec "podman exec -it d1 sh -c 'tty; test -t 0 && echo stdin-is-a-tty; exit 4'" /dev/null </dev/null 2>&1); rc=$?
+# stdin stays open (sleep) until the command is done: an immediate EOF lets script/podman
+# close the session before the container's output has been relayed.
+out=$(sleep 3 | timeout 60 script -qec "podman exec -it d1 sh -c 'tty; test -t 0 && echo stdin-is-a-tty; exit 4'" /dev/null 2>&1); rc=$?
 expect_match exec-it-tty '/dev/pts/[0-9]+' "$out"
 expect_match exec-it-stdin 'stdin-is-a-tty' "$out"
 expect_eq exec-it-exit-code 4 "$rc"
 out=$(printf 'echo typed-$((6*7))\nexit 9\n' | timeout 60 script -qec "podman exec -it d1 sh" /dev/null 2>&1); rc=$?
 expect_match exec-it-interactive 'typed-42' "$out"
 expect_eq exec-it-interactive-exit 9 "$rc"
-out=$(timeout 60 script -qec "podman run -it --rm $IMG sh -c 'tty; test -t 1 && echo stdout-is-a-tty; exit 5'" /dev/null </dev/null 2>&1); rc=$?
+out=$(sleep 3 | timeout 60 script -qec "podman run -it --rm $IMG sh -c 'tty; test -t 1 && echo stdout-is-a-tty; exit 5'" /dev/null 2>&1); rc=$?
 expect_match run-it-tty '/dev/pts/[0-9]+' "$out"
 expect_match run-it-stdout 'stdout-is-a-tty' "$out"
 expect_eq run-it-exit-code 5 "$rc"
