@@ -394,6 +394,12 @@ impl Cgroup {
         }
         for dir in chain.into_iter().rev() {
             if !(shared_parent || self.created.iter().any(|c| c == dir)) {
+                // Not ours: another create may have made it an instant ago and not filled
+                // it yet. Wait for that (bounded) rather than write into it.
+                let deadline = Instant::now() + Duration::from_millis(1000);
+                while fsutil::read(&dir.join("cpuset.cpus"))?.trim().is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 continue;
             }
             let Some(parent) = dir.parent() else { continue };
