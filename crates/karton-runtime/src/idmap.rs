@@ -1,11 +1,12 @@
 //! Writing a new user namespace's uid and gid maps from the runtime (the parent).
 
+use karton_ns::idmap::{IdMap, IdMapEntry};
 use oci_spec::runtime::{Linux, LinuxIdMapping};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 
-fn render(maps: &[LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+fn to_map(maps: &[LinuxIdMapping]) -> IdMap {
+    IdMap(maps.iter().map(|m| IdMapEntry { inside: m.container_id(), outside: m.host_id(), count: m.size() }).collect())
 }
 
 /// Writes /proc/PID/{uid_map,gid_map}. Root writes them directly; an unprivileged caller
@@ -15,32 +16,15 @@ pub fn write_maps(pid: i32, linux: &Linux) -> Result<()> {
     let uids = linux.uid_mappings().clone().unwrap_or_default();
     let gids = linux.gid_mappings().clone().unwrap_or_default();
     let root = nix::unistd::geteuid().is_root();
-    if root {
-        write(pid, "uid_map", &render(&uids))?;
-        write(pid, "gid_map", &render(&gids))?;
-        return Ok(());
-    }
-    let me_u = nix::unistd::geteuid().as_raw();
-    let me_g = nix::unistd::getegid().as_raw();
     let own_only = |maps: &[LinuxIdMapping], me: u32| maps.len() == 1 && maps[0].size() == 1 && maps[0].host_id() == me;
-    if own_only(&uids, me_u) && own_only(&gids, me_g) {
-        write(pid, "uid_map", &render(&uids))?;
-        std::fs::write(format!("/proc/{pid}/setgroups"), "deny").ctx(|| "writing setgroups deny".into())?;
-        write(pid, "gid_map", &render(&gids))?;
-        return Ok(());
+    let direct = root || (own_only(&uids, nix::unistd::geteuid().as_raw()) && own_only(&gids, nix::unistd::getegid().as_raw()));
+    if direct {
+        // Unprivileged, only one's own ids may be mapped, and only after denying setgroups.
+        return karton_ns::idmap::write_maps(pid, &to_map(&uids), &to_map(&gids), !root)
+            .map_err(|e| Error::Config(format!("linux.uidMappings/gidMappings: {e}")));
     }
     helper("newuidmap", pid, &uids)?;
     helper("newgidmap", pid, &gids)
-}
-
-fn write(pid: i32, file: &str, text: &str) -> Result<()> {
-    std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| {
-        Error::Config(format!(
-            "linux.{}: writing {file} ({}): {e}: check that the host ids exist and are not mapped twice",
-            if file == "uid_map" { "uidMappings" } else { "gidMappings" },
-            text.trim().replace('\n', ", ")
-        ))
-    })
 }
 
 fn helper(tool: &str, pid: i32, maps: &[LinuxIdMapping]) -> Result<()> {

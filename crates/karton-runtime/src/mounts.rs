@@ -258,19 +258,13 @@ pub fn clone_tree(source: &Path, recursive: bool) -> Result<OwnedFd> {
     if recursive {
         flags |= m::AT_RECURSIVE;
     }
-    m::open_tree(cwd(), &cstr(source)?, flags).ctx(|| format!("bind mount source {}", source.display()))
+    m::open_tree(nix::fcntl::AT_FDCWD, &cstr(source)?, flags).ctx(|| format!("bind mount source {}", source.display()))
 }
 
 /// Clones the object behind an fd (e.g. a verified /dev/null) as a detached mount.
 pub fn clone_fd(fd: &OwnedFd, what: &Path) -> Result<OwnedFd> {
     m::open_tree(fd.as_fd(), c"", m::OPEN_TREE_CLONE | m::OPEN_TREE_CLOEXEC | m::AT_EMPTY_PATH)
         .ctx(|| format!("cloning {}", what.display()))
-}
-
-fn cwd() -> BorrowedFd<'static> {
-    // SAFETY-free: AT_FDCWD is a valid "fd" for the *at family for the process's lifetime.
-    // BorrowedFd::borrow_raw is unsafe, so use the nix constant instead.
-    nix::fcntl::AT_FDCWD
 }
 
 /// Clones the mount tree at an fd, recursively (for read-only paths).
@@ -492,16 +486,13 @@ fn copy_dir_into(target: &OwnedFd, tree: &OwnedFd, what: &Path) -> Result<()> {
 }
 
 fn copy_tree(mut src: nix::dir::Dir, dst: &OwnedFd, what: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let src_fd = src.as_raw_fd();
     let entries: Vec<(CString, Option<nix::dir::Type>)> = src
         .iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_bytes() != b"." && e.file_name().to_bytes() != b"..")
         .map(|e| (e.file_name().to_owned(), e.file_type()))
         .collect();
-    // SAFETY-free: the Dir stays alive for this function, so src_fd stays valid.
-    let srcb = unsafe_free_borrow(&src, src_fd);
+    let srcb = src.as_fd();
     for (name, ty) in entries {
         let ctx = || format!("tmpcopyup of {}/{}", what.display(), name.to_string_lossy());
         let st = nix::sys::stat::fstatat(srcb, name.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ctx(ctx)?;
@@ -529,10 +520,6 @@ fn copy_tree(mut src: nix::dir::Dir, dst: &OwnedFd, what: &Path) -> Result<()> {
         let _ = nix::unistd::fchownat(dst.as_fd(), name.as_c_str(), Some(st.st_uid.into()), Some(st.st_gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
     }
     Ok(())
-}
-
-fn unsafe_free_borrow(dir: &nix::dir::Dir, _fd: i32) -> BorrowedFd<'_> {
-    dir.as_fd()
 }
 
 /// Whether `fd` is the real /dev/null (char 1:3): masking with anything else could expose
