@@ -416,3 +416,24 @@ fn preserved_fds_are_exactly_the_callers() {
     assert!(err.contains("--preserve-fds 5") && err.contains("not open in the calling process"), "{err}");
     assert!(std::fs::read_dir(k.root.path()).map(|d| d.count()).unwrap_or(0) == 0, "no state left");
 }
+
+/// config-linux.md "Personality", config.md "Scheduler" and "IO Priority": each is applied
+/// to the container's process (read back from the kernel inside).
+#[test]
+fn personality_scheduler_and_io_priority_are_applied() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    // /proc/self/stat: field 19 is nice, 41 the policy (3 = SCHED_BATCH).
+    b.sh("uname -m; ionice -p $$; cut -d' ' -f19,41 /proc/$$/stat");
+    let out = k.stdout_of(&b);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "i686", "PER_LINUX32: {out}");
+    assert!(lines[1].starts_with("idle"), "ioprio: {out}");
+    assert_eq!(lines[2], "7 3", "nice and policy: {out}");
+}
