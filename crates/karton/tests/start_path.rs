@@ -437,3 +437,52 @@ fn personality_scheduler_and_io_priority_are_applied() {
     assert!(lines[1].starts_with("idle"), "ioprio: {out}");
     assert_eq!(lines[2], "7 3", "nice and policy: {out}");
 }
+
+/// `exec --preserve-fds`: the same rule as for the container's first process.
+#[test]
+fn exec_preserved_fds_are_exactly_the_callers() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let dir = TempDir::new("karton-execfds");
+    let mut b = Bundle::new();
+    b.sh("exec sleep 1000");
+    b.write();
+    let id = unique("execfds");
+    let out = k.run(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n = 3;
+    let mut files = Vec::new();
+    for fd in 3..(3 + n + 1) {
+        let p = dir.path().join(format!("f{fd}"));
+        std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
+        files.push(std::fs::File::open(&p).unwrap());
+    }
+    let raw: Vec<i32> = files.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)).collect();
+    let mut cmd = k.cmd();
+    cmd.args(["exec", "--preserve-fds", &n.to_string(), &id, "sh", "-c"]);
+    cmd.arg("for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in raw.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = k.run_cmd(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for fd in 3..6 {
+        assert!(stdout.contains(&format!("{fd}=caller-{fd}")), "{stdout}");
+    }
+    let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    assert_eq!(listed, (0..7).collect::<Vec<i32>>(), "0-2, the 3 preserved, ls's own: {stdout}");
+    let out = k.run(&["exec", "--preserve-fds", "4", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not open in the calling process"));
+}
