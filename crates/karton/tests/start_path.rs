@@ -382,7 +382,7 @@ fn preserved_fds_are_exactly_the_callers() {
         std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
         files.push(std::fs::File::open(&p).unwrap());
     }
-    let raw: Vec<i32> = files.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)).collect();
+    let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let id = unique("fds");
     let mut cmd = k.cmd();
     cmd.args(["run", "--preserve-fds", &n.to_string(), "--bundle", b.path().to_str().unwrap(), &id]);
@@ -406,7 +406,7 @@ fn preserved_fds_are_exactly_the_callers() {
     }
     let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
     // ls itself opens one directory fd (the lowest free number).
-    let expected: Vec<i32> = (0..(3 + n as i32 + 1)).collect();
+    let expected: Vec<i32> = (0..(3 + n + 1)).collect();
     assert_eq!(listed, expected, "{stdout}");
 
     // A caller that holds none of those numbers: refused, nothing created.
@@ -459,7 +459,7 @@ fn exec_preserved_fds_are_exactly_the_callers() {
         std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
         files.push(std::fs::File::open(&p).unwrap());
     }
-    let raw: Vec<i32> = files.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)).collect();
+    let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let mut cmd = k.cmd();
     cmd.args(["exec", "--preserve-fds", &n.to_string(), &id, "sh", "-c"]);
     cmd.arg("for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '");
