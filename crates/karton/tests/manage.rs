@@ -333,3 +333,34 @@ fn kill_all_and_exec_tty() {
     assert!(k.run(&["kill", "--all", &id, "KILL"]).status.success());
     wait_for("every process to die", || before.iter().all(|p| !karton_runtime::procfs::is_alive(*p, 0)));
 }
+
+/// `kill ID 9` returns once the signal is queued; a `delete` right after it must wait for
+/// the init to finish exiting instead of refusing a "created"/"running" container and
+/// leaving its cgroups behind.
+#[test]
+fn delete_right_after_kill_9_succeeds() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.write();
+    let bundle = b.path().to_str().unwrap().to_string();
+    let mut failures = Vec::new();
+    for i in 0..120 {
+        let id = unique("kd");
+        // Even rounds: a created container (its init blocked on exec.fifo); odd: running.
+        let up = if i % 2 == 0 { k.run(&["create", "--bundle", &bundle, &id]) } else { k.run(&["run", "-d", "--bundle", &bundle, &id]) };
+        assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+        let o = k.run(&["kill", &id, "9"]);
+        assert!(o.status.success(), "kill: {}", String::from_utf8_lossy(&o.stderr));
+        let o = k.run(&["delete", &id]);
+        if !o.status.success() {
+            failures.push(format!("round {i}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+            let _ = k.run(&["delete", "--force", &id]);
+        }
+        let left = cgroup_dirs_named(&id);
+        assert!(left.is_empty() || !o.status.success(), "round {i}: cgroups left after delete: {left:?}");
+    }
+    assert!(failures.is_empty(), "{} of 120 deletes right after kill 9 failed:\n{}", failures.len(), failures.join("\n"));
+}
