@@ -41,6 +41,10 @@ pub enum Error {
     #[error("{key}: invalid value {value}: {reason}")]
     InvalidValue { key: String, value: String, reason: String },
 
+    /// An `exec --cgroup [controller:]path` argument that cannot be used.
+    #[error("exec --cgroup {arg:?}: {reason}")]
+    SubCgroup { arg: String, reason: String },
+
     #[error("cgroup {path} already holds processes {pids:?}; it belongs to someone else: choose another linux.cgroupsPath")]
     NotEmpty { path: PathBuf, pids: Vec<i32> },
 

@@ -343,7 +343,7 @@ fn delete_right_after_kill_9_succeeds() {
         return;
     }
     let k = Karton::new();
-    let mut b = sleeper();
+    let b = sleeper();
     b.write();
     let bundle = b.path().to_str().unwrap().to_string();
     let mut failures = Vec::new();
@@ -363,4 +363,67 @@ fn delete_right_after_kill_9_succeeds() {
         assert!(left.is_empty() || !o.status.success(), "round {i}: cgroups left after delete: {left:?}");
     }
     assert!(failures.is_empty(), "{} of 120 deletes right after kill 9 failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// `exec --cgroup [controller:]path` (runc 1.2): the process lands in an existing
+/// sub-cgroup of the container's cgroup; escapes and missing sub-cgroups are refused.
+#[test]
+fn exec_into_a_sub_cgroup() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let b = sleeper();
+    let id = start(&k, &b);
+    let dirs = cgroup_dirs_named(&id);
+    assert!(!dirs.is_empty());
+    for d in &dirs {
+        let sub = d.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        // A new v1 cpuset cgroup starts with no cpus or mems: no task could join it.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
+                std::fs::write(sub.join(f), v.trim()).unwrap();
+            }
+        }
+    }
+    let cgroups_of = |pid: &str| -> Vec<String> {
+        std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap().lines().map(str::to_string).collect()
+    };
+    let pid_file = b.path().join("exec.pid");
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "-d", "--pid-file", pid_file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[&id, "sleep", "600"]);
+        k.run(&all)
+    };
+    let ours = format!("/karton/{id}");
+    let sub = format!("/karton/{id}/sub");
+
+    // One controller: only the memory hierarchy moves down.
+    let o = exec(&["--cgroup", "memory:sub"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = cgroups_of(&std::fs::read_to_string(&pid_file).unwrap());
+    for l in &lines {
+        let want = if l.split(':').nth(1) == Some("memory") { &sub } else { &ours };
+        assert!(l.ends_with(&format!(":{want}")), "{l} (all: {lines:?})");
+    }
+    // A bare path: every hierarchy, the unified one too.
+    let o = exec(&["--cgroup", "/sub"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = cgroups_of(&std::fs::read_to_string(&pid_file).unwrap());
+    assert!(lines.iter().all(|l| l.ends_with(&format!(":{sub}"))), "{lines:?}");
+
+    for (arg, want) in [("../..", "'..'"), ("memory:sub/../../x", "'..'"), ("memory:nosuch", "does not exist"), ("bogus:sub", "no controller")] {
+        let o = exec(&["--cgroup", arg]);
+        assert!(!o.status.success(), "--cgroup {arg} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "--cgroup {arg}: {err}");
+    }
+    let o = exec(&["--cgroup", "sub", "--cgroup", "pids:sub"]);
+    assert!(!o.status.success(), "a bare path must be the only --cgroup");
+
+    // delete removes the sub-cgroups with the container's own.
+    assert!(k.run(&["delete", "--force", &id]).status.success());
+    assert!(cgroup_dirs_named(&id).is_empty(), "{:?}", cgroup_dirs_named(&id));
 }

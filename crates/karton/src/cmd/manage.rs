@@ -54,6 +54,10 @@ pub struct ExecArgs {
     /// Exec even into a paused container (the process starts frozen)
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's cgroup:
+    /// [CONTROLLER[,CONTROLLER]:]PATH, repeatable (a PATH without controller: applies to all)
+    #[arg(long = "cgroup", value_name = "[CONTROLLER:]PATH")]
+    pub cgroup: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +195,7 @@ pub fn exec(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
         pid_file: a.pid_file,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup,
     };
     Ok(rt.exec(&a.id, &process, &opts)?)
 }
