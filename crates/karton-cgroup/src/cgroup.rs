@@ -75,11 +75,12 @@ impl Cgroup {
         let mut cg =
             Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() };
 
-        // Refuse someone else's busy cgroup before making anything.
+        // Refuse someone else's busy cgroup before making anything. The whole subtree
+        // counts: kill --all, ps and delete --force walk it, so a process in a sub-cgroup
+        // would be taken over (and killed) as the container's.
         for dir in cg.dirs() {
-            let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
-            if !pids.is_empty() {
-                return Err(Error::NotEmpty { path: dir.to_path_buf(), pids });
+            if let Some((path, pids)) = first_busy(dir)? {
+                return Err(Error::NotEmpty { cgroup: cg.path.clone(), path, pids });
             }
         }
         let dirs: Vec<PathBuf> = cg.dirs().into_iter().map(Path::to_path_buf).collect();
@@ -596,6 +597,27 @@ fn mkdir_nested_once(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error
         }
     }
     Ok(())
+}
+
+/// The first directory at or below `dir` whose cgroup.procs lists a process.
+fn first_busy(dir: &Path) -> Result<Option<(PathBuf, Vec<i32>)>, Error> {
+    let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
+    if !pids.is_empty() {
+        return Ok(Some((dir.to_path_buf(), pids)));
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if let Some(found) = first_busy(&e.path())? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn collect_pids(dir: &Path, out: &mut BTreeSet<i32>) -> Result<(), Error> {
