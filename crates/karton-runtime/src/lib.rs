@@ -13,6 +13,7 @@ pub mod exec;
 pub mod hooks;
 pub mod idmap;
 pub mod manage;
+pub mod mempolicy;
 mod init;
 pub mod mounts;
 pub mod process;

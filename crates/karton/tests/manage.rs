@@ -427,3 +427,32 @@ fn exec_into_a_sub_cgroup() {
     assert!(k.run(&["delete", "--force", &id]).status.success());
     assert!(cgroup_dirs_named(&id).is_empty(), "{:?}", cgroup_dirs_named(&id));
 }
+
+/// linux.memoryPolicy is checked at create: a bad policy is refused naming the field, a
+/// good one is accepted.
+#[test]
+fn memory_policy_is_validated_at_create() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_DEFAULT", "nodes": "0"});
+    b.write();
+    let id = unique("mpol");
+    let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(!o.status.success(), "MPOL_DEFAULT with nodes was accepted");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("linux.memoryPolicy.nodes") && err.contains("config.json"), "{err}");
+    assert!(k.run(&["state", &id]).status.code() != Some(0), "nothing was created");
+
+    if !std::path::Path::new("/sys/devices/system/node/possible").exists() {
+        eprintln!("SKIP: no NUMA support in this kernel");
+        return;
+    }
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    b.write();
+    let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(k.run(&["delete", "--force", &id]).status.success());
+}
