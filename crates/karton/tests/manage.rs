@@ -169,30 +169,84 @@ fn ps_lists_the_containers_processes() {
     assert_eq!(custom.lines().count(), 4, "{custom}");
 }
 
+/// `karton events --interval 200ms ID`, its stdout in a file; killed on drop.
+struct Events {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Events {
+    fn start(k: &Karton, id: &str) -> Events {
+        let dir = TempDir::new("karton-test-events");
+        let out = dir.path().join("events");
+        let mut c = k.cmd();
+        c.args(["events", "--interval", "200ms", id]);
+        c.stdout(std::fs::File::create(&out).unwrap()).stderr(std::process::Stdio::null());
+        let child = c.spawn().unwrap();
+        let ev = Events { child, out, _dir: dir };
+        // events reads its OOM baseline before its first stats event: only an OOM after
+        // that is news to it (as with runc, kills from before events started are not
+        // reported). Trigger the OOM only from here on.
+        wait_for("the first stats event", || ev.text().contains("\"type\":\"stats\""));
+        ev
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn memory_limit_oom_kill_is_reported_by_events() {
     if !can_run() {
         return;
     }
     let k = Karton::new();
-    let mut b = Bundle::new();
+    let mut b = sleeper();
     b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
-    // Allocate ~200 MiB in a child: the OOM killer ends it, the shell reports it.
-    b.sh("sleep 1; head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?; sleep 600");
     let id = start(&k, &b);
-    let mut events = k.cmd();
-    events.args(["events", "--interval", "200ms", &id]);
-    let dir = TempDir::new("karton-test-events");
-    let out_path = dir.path().join("events");
-    events.stdout(std::fs::File::create(&out_path).unwrap()).stderr(std::process::Stdio::null());
-    let mut child = events.spawn().unwrap();
-    wait_for("an oom event", || std::fs::read_to_string(&out_path).unwrap_or_default().contains("\"type\":\"oom\""));
-    let _ = child.kill();
-    let _ = child.wait();
+    let events = Events::start(&k, &id);
+    // Allocate ~200 MiB in an exec'd pipeline: the OOM killer ends `tail`, the container
+    // keeps running. (A fixed sleep before the allocation raced with a slow events start
+    // on a loaded machine: the kill landed in the baseline and was never reported.)
+    let o = k.run(&["exec", &id, "sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?"]);
+    assert!(out_str(&o).contains("tail=137"), "tail was OOM-killed: {} {}", out_str(&o), String::from_utf8_lossy(&o.stderr));
+    wait_for("an oom event", || events.text().contains("\"type\":\"oom\""));
+    drop(events);
     let stats: serde_json::Value = serde_json::from_slice(&k.run(&["events", "--stats", &id]).stdout).unwrap();
     assert_eq!(stats["type"], "stats");
     assert!(stats["data"]["memory"]["oomKill"].as_u64().unwrap_or(0) >= 1, "{stats}");
     assert_eq!(stats["data"]["memory"]["usage"]["limit"], 32 << 20, "{stats}");
+}
+
+/// An OOM kill of the init stops the container; events must report the oom before it
+/// exits (it used to see "stopped" first and leave without reading the counter).
+#[test]
+fn oom_kill_of_the_init_is_reported_before_events_exits() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    // The init waits for the go file, then becomes a `tail` that buffers /dev/zero.
+    b.sh("while [ ! -e /tmp/go ]; do sleep 1; done; exec tail /dev/zero");
+    let id = start(&k, &b);
+    let mut events = Events::start(&k, &id);
+    assert!(k.run(&["exec", &id, "touch", "/tmp/go"]).status.success());
+    // events exits by itself once the container has stopped.
+    wait_for("events to exit", || events.child.try_wait().ok().flatten().is_some());
+    assert_eq!(k.status(&id), "stopped");
+    let text = events.text();
+    assert!(text.contains("\"type\":\"oom\""), "no oom event for the init's OOM kill: {text}");
 }
 
 #[test]

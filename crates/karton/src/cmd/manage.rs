@@ -275,14 +275,17 @@ pub fn events(a: EventsArgs, g: &Global) -> anyhow::Result<i32> {
             Err(karton_runtime::Error::NotFound(_)) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        if st == karton_runtime::Status::Stopped {
-            return Ok(0);
-        }
+        // Read the counter after the status: an OOM kill of the init (the usual victim
+        // in a one-process container) stops the container, and must still be reported.
         if let Ok(o) = rt.oom_events(&a.id) {
             if o.oom_kill > last_oom {
                 println!("{}", event("oom", None));
                 last_oom = o.oom_kill;
             }
+        }
+        if st == karton_runtime::Status::Stopped {
+            let _ = std::io::stdout().flush();
+            return Ok(0);
         }
         if std::time::Instant::now() >= next_stats {
             if let Ok(s) = rt.stats(&a.id) {
