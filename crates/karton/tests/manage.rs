@@ -510,3 +510,73 @@ fn memory_policy_is_validated_at_create() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(k.run(&["delete", "--force", &id]).status.success());
 }
+
+/// A parent cgroup of the test's own in the pids hierarchy, with someone else's `sleep`
+/// in its sub-cgroup `child`. Drop kills the sleep and removes the parent in every
+/// hierarchy (karton may have made it elsewhere before the fix).
+struct ForeignCgroup {
+    name: String,
+    sleep: std::process::Child,
+}
+
+impl ForeignCgroup {
+    fn new() -> Option<ForeignCgroup> {
+        let name = unique("karton-test-takeover");
+        let pids = std::path::Path::new("/sys/fs/cgroup/pids");
+        if !pids.join("cgroup.procs").exists() {
+            eprintln!("SKIP: needs the v1 pids hierarchy at /sys/fs/cgroup/pids");
+            return None;
+        }
+        let child = pids.join(&name).join("child");
+        std::fs::create_dir_all(&child).unwrap();
+        let sleep = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+        let g = ForeignCgroup { name, sleep };
+        std::fs::write(child.join("cgroup.procs"), g.sleep.id().to_string()).unwrap();
+        Some(g)
+    }
+}
+
+impl Drop for ForeignCgroup {
+    fn drop(&mut self) {
+        let _ = self.sleep.kill();
+        let _ = self.sleep.wait();
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let p = h.path().join(&self.name);
+            let _ = std::fs::remove_dir(p.join("child"));
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+/// Issue #13: cgroupsPath pointing at a cgroup whose sub-cgroup holds a foreign process
+/// is refused at create; `delete --force` used to SIGKILL that process.
+#[test]
+fn cgroups_path_with_a_busy_sub_cgroup_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let Some(mut foreign) = ForeignCgroup::new() else { return };
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}", foreign.name));
+    b.write();
+    let id = unique("takeover");
+    let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    if o.status.success() {
+        // The old behaviour: the container owns the subtree and kills the sleep.
+        let _ = k.run(&["start", &id]);
+        let _ = k.run(&["delete", "--force", &id]);
+    }
+    let alive = foreign.sleep.try_wait().unwrap().is_none();
+    assert!(!o.status.success() && alive, "cgroupsPath over a busy sub-cgroup was taken over (sleep alive: {alive})");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("linux.cgroupsPath") && err.contains(&format!("{}/child", foreign.name)), "{err}");
+    // Nothing was made in the other hierarchies.
+    let made: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(&foreign.name))
+        .filter(|p| p.exists() && !p.starts_with("/sys/fs/cgroup/pids"))
+        .collect();
+    assert!(made.is_empty(), "create wrote {made:?} before refusing");
+}
