@@ -97,11 +97,10 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
             }
         }
         // An empty MPOL_PREFERRED means "the local node", as the kernel defines it.
-        MPOL_PREFERRED if !has_nodes => {
-            if flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) != 0 {
-                return bad("flags", "MPOL_PREFERRED without nodes takes no node flags: add nodes or remove the flags".into());
-            }
+        MPOL_PREFERRED if !has_nodes && flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) != 0 => {
+            return bad("flags", "MPOL_PREFERRED without nodes takes no node flags: add nodes or remove the flags".into());
         }
+        MPOL_PREFERRED if !has_nodes => {}
         _ if !has_nodes => return bad("nodes", format!("{mode_name} needs nodes, e.g. \"0-1\": set the NUMA nodes to use")),
         _ => {}
     }
@@ -249,6 +248,8 @@ mod tests {
         assert!(e.contains("linux.memoryPolicy.flags"), "{e}");
         let e = err(r#"{"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}"#, &one);
         assert!(e.contains("MPOL_F_NUMA_BALANCING"), "{e}");
+        let e = err(r#"{"mode": "MPOL_PREFERRED", "flags": ["MPOL_F_STATIC_NODES"]}"#, &one);
+        assert!(e.contains("linux.memoryPolicy.flags"), "{e}");
         let e = err(r#"{"mode": "MPOL_BIND", "nodes": "zero"}"#, &one);
         assert!(e.contains("linux.memoryPolicy.nodes"), "{e}");
         // An unknown mode does not even parse: the config error names the field.
