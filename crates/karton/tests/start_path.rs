@@ -486,3 +486,22 @@ fn exec_preserved_fds_are_exactly_the_callers() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not open in the calling process"));
 }
+
+/// config-linux.md "Memory policy": the container's process runs with the policy
+/// (numa_maps shows it on every mapping of the process).
+#[test]
+fn memory_policy_is_applied() {
+    if !can_run() {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        eprintln!("SKIP: this kernel has no NUMA support (/proc/self/numa_maps is missing)");
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    b.sh("head -1 /proc/self/numa_maps");
+    let out = k.stdout_of(&b);
+    assert!(out.contains("interleave:0"), "{out}");
+}
