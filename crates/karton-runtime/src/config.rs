@@ -289,14 +289,9 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
                 m.destination().display()
             )));
         }
-        for o in m.options().iter().flatten() {
-            if crate::mounts::parse_option(o).is_none() {
-                return bad(format!(
-                    "mounts[{i}] ({}): unknown mount option {o:?}{}: see `karton features` for the supported options",
-                    m.destination().display(),
-                    at(o)
-                ));
-            }
+        let opts = m.options().clone().unwrap_or_default();
+        if let Err(p) = crate::mounts::parse_options(&opts, m.typ().as_deref()) {
+            return bad(format!("mounts[{i}] ({}){}: {}", m.destination().display(), at(&p.option), p.message));
         }
     }
     Ok(())
@@ -462,5 +457,18 @@ mod tests {
         let text = BASE.replace(r#""args""#, r#""apparmorProfile": "x", "args""#);
         let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
         assert!(err.contains("AppArmor"), "{err}");
+    }
+
+    #[test]
+    fn mount_option_typo_names_mount_line_and_fix() {
+        let text = BASE.replace(
+            r#""linux""#,
+            "\"mounts\": [{\"destination\": \"/data\", \"type\": \"bind\", \"source\": \"/srv\",\n \"options\": [\"rbind\", \"nosiud\"]}],\n\"linux\"",
+        );
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"/b/config.json: mounts[0] (/data) (line 6): unknown option "nosiud": did you mean "nosuid"?"#),
+            "{err}"
+        );
     }
 }
