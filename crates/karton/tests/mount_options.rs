@@ -36,6 +36,12 @@ fn atime(m: &MountInfo) -> &'static str {
     }
 }
 
+/// The 1-based line of the `nth` (0-based) line of the written config.json holding `needle`.
+fn line_of(b: &Bundle, needle: &str, nth: usize) -> usize {
+    let text = std::fs::read_to_string(b.path().join("config.json")).unwrap();
+    text.lines().enumerate().filter(|(_, l)| l.contains(needle)).nth(nth).map(|(i, _)| i + 1).unwrap()
+}
+
 fn push_mount(b: &mut Bundle, m: Value) -> usize {
     let mounts = b.config["mounts"].as_array_mut().unwrap();
     mounts.push(m);
@@ -109,7 +115,7 @@ fn misspelt_option_is_refused_before_anything_is_created() {
     let out = k.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a typo must be refused");
-    let want = format!("mounts[{i}] (/data) (line ");
+    let want = format!("mounts[{i}] (/data) (line {}): ", line_of(&b, "\"nosiud\"", 0));
     assert!(err.contains(&want), "{err:?} should name {want:?}");
     assert!(err.contains(r#"unknown option "nosiud": did you mean "nosuid"?"#), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err:?}");
@@ -117,10 +123,12 @@ fn misspelt_option_is_refused_before_anything_is_created() {
     assert!(cgroup_dirs_named(&id).is_empty(), "a cgroup was created");
 
     // Filesystem data on a bind mount would be dropped by the kernel: refused too.
-    b.config["mounts"][i]["options"] = json!(["rbind", "mode=700"]);
+    // "mode=755" is also in /dev's options: the line named is the one of this mount.
+    b.config["mounts"][i]["options"] = json!(["rbind", "mode=755"]);
     let (code, _, err) = k.run_bundle(&b);
     assert_ne!(code, 0);
-    assert!(err.contains("takes no filesystem data"), "{err}");
+    let want = format!("mounts[{i}] (/data) (line {}): ", line_of(&b, "\"mode=755\"", 1));
+    assert!(err.contains(&want) && err.contains("takes no filesystem data"), "{err:?} should name {want:?}");
     // An option karton cannot honour is refused by name, not ignored.
     b.config["mounts"][i]["options"] = json!(["rbind", "idmap"]);
     let (code, _, err) = k.run_bundle(&b);
