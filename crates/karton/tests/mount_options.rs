@@ -156,7 +156,14 @@ fn flags_take_effect() {
     push_mount(&mut b, json!({"destination": "/bound", "type": "bind", "source": src.path(), "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
     push_mount(&mut b, json!({"destination": "/fresh", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nosuid", "nodev", "noexec"]}));
     push_mount(&mut b, json!({"destination": "/plain", "type": "bind", "source": src.path(), "options": ["bind", "rw", "suid", "dev", "exec"]}));
+    // Space, tab and backslash in both paths: mountinfo escapes them, the parser undoes it.
+    let odd = src.path().join("a dir\twith\\odd name");
+    std::fs::create_dir_all(&odd).unwrap();
+    push_mount(&mut b, json!({"destination": "/odd \t\\dest", "type": "bind", "source": odd, "options": ["bind", "nosuid"]}));
     let mi = container_mounts(&k, &mut b);
+    let m = at(&mi, "/odd \t\\dest");
+    assert!(m.has_mount_opt("nosuid"), "{}", m.options);
+    assert!(m.root.ends_with("a dir\twith\\odd name"), "root {:?}", m.root);
     for p in ["/bound", "/fresh"] {
         let m = at(&mi, p);
         for o in ["ro", "nosuid", "nodev", "noexec"] {
