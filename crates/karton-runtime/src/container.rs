@@ -195,7 +195,7 @@ impl Runtime {
         child_joins.sort_by_key(|(k, _)| *k);
 
         self.make_cgroup(id, linux, lock, rec, cleanup)?;
-        let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).unwrap_or_default();
+        let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).transpose()?.unwrap_or_default();
 
         let console = match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)) {
             (Some(path), true) => Some(crate::fds::relocate(
@@ -761,8 +761,8 @@ fn with_default_device_rules(
 }
 
 /// For each host cgroup mount, the container's directory in it (for "cgroup" mounts).
-fn cgroup_mount_dirs(cg: &Cgroup) -> Vec<(PathBuf, PathBuf)> {
-    let mounts = crate::mounts::host_cgroup_mounts();
+fn cgroup_mount_dirs(cg: &Cgroup) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mounts = crate::mounts::host_cgroup_mounts()?;
     let mut out = Vec::new();
     for d in cg.dirs() {
         let best = mounts
@@ -773,5 +773,5 @@ fn cgroup_mount_dirs(cg: &Cgroup) -> Vec<(PathBuf, PathBuf)> {
             out.push((m.mount_point.clone(), d.to_path_buf()));
         }
     }
-    out
+    Ok(out)
 }
