@@ -253,7 +253,7 @@ impl NetNs {
         let path = dir.path().join("net");
         std::fs::write(&path, "").unwrap();
         let mut ns = NetNs { path, mounted: false, _dir: dir };
-        let mut child = Command::new("unshare").args(["--net", "sleep", "1000"]).stdin(Stdio::null()).spawn().expect("unshare --net sleep");
+        let mut child = holder_command(&["--net"]).spawn().expect("unshare --net sleep");
         let pid = child.id();
         let host = host_ns("net");
         // Wait until unshare has made the namespace and exec'd sleep.
@@ -289,6 +289,27 @@ impl Drop for NetNs {
             let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// `unshare FLAGS sleep 1000` for a process that holds namespaces. It must not inherit the
+/// test's fds beyond 0-2: `cargo-locked` runs cargo under flock, and a holder that kept the
+/// lock fd open would block every build on the machine while it lives. sh closes them
+/// before exec (bash: dash cannot name fds above 9; no unsafe pre_exec needed); `--kill-child` takes a forked child along
+/// when unshare is killed.
+pub fn holder_command(flags: &[&str]) -> Command {
+    let mut args: Vec<String> = vec!["unshare".into()];
+    if flags.contains(&"--fork") {
+        args.push("--kill-child".into());
+    }
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.extend(["sleep".into(), "1000".into()]);
+    let script = format!(
+        "for f in /proc/self/fd/*; do n=${{f##*/}}; [ \"$n\" -gt 2 ] 2>/dev/null && eval \"exec $n>&-\"; done; exec {}",
+        args.join(" ")
+    );
+    let mut c = Command::new("bash");
+    c.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c
 }
 
 /// Capability names in kernel bit order (capability.h), for CapEff/CapBnd masks.
