@@ -228,6 +228,48 @@ fn mount_options_must_and_fs_specific() {
     assert!(opts3.contains(&"rw") && opts3.contains(&"relatime") && !opts3.iter().any(|o| ["nosuid", "nodev", "noexec"].contains(o)), "{m3}");
 }
 
+/// config.md, root.path: "A directory MUST exist at the path declared by the field."
+#[test]
+fn root_path_must_exist() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["root"]["path"] = json!("no-such-rootfs");
+    let err = run_fails(&k, &b);
+    assert!(err.contains("no-such-rootfs"), "{err}");
+}
+
+/// config.md, Linux mount options, `idmap`: "If there are no `uidMappings` and `gidMappings`
+/// specified and the container isn't using user namespaces, an error MUST be returned."
+#[test]
+fn idmap_mount_without_mappings_or_user_namespace_is_an_error() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let src = TempDir::new("karton-conf-idmap");
+    let mut b = Bundle::new();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/idm", "type": "bind", "source": src.path(), "options": ["bind", "idmap"]}));
+    run_fails(&k, &b);
+}
+
+/// config.md, POSIX mounts, uidMappings: "If specified, it MUST be specified along with
+/// `gidMappings`."
+#[test]
+fn mount_uid_mappings_without_gid_mappings_is_an_error() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let src = TempDir::new("karton-conf-idmap");
+    let mut b = Bundle::new();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/idm", "type": "bind", "source": src.path(), "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}));
+    run_fails(&k, &b);
+}
+
 // ---------------------------------------------------------------------------------------
 // config.md: process
 
@@ -247,6 +289,21 @@ fn process_cwd_absolute_set_relative_refused() {
     b.config["process"]["cwd"] = json!("tmp");
     let err = run_fails(&k, &b);
     assert!(err.contains("cwd"), "{err}");
+}
+
+/// config.md, process.consoleSize: "Runtimes MUST ignore `consoleSize` if `terminal` is
+/// `false` or unset."
+#[test]
+fn console_size_ignored_without_terminal() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["process"]["terminal"] = json!(false);
+    b.config["process"]["consoleSize"] = json!({"height": 25, "width": 80});
+    b.sh("test -t 0 && echo tty || echo notty");
+    assert_eq!(k.stdout_of(&b).trim(), "notty");
 }
 
 /// config.md, process.env: "with the same semantics as IEEE Std 1003.1-2008's `environ`".
