@@ -279,11 +279,12 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
                 at("netDevices")
             )));
         }
-        if l.memory_policy().is_some() {
-            return Err(Error::Unsupported(format!(
-                "{file}: linux.memoryPolicy{}: karton does not set NUMA memory policies: remove the field",
-                at("memoryPolicy")
-            )));
+        if let Err(e) = crate::mempolicy::parse(l.memory_policy().as_ref()) {
+            let line = at("memoryPolicy");
+            return Err(match e {
+                Error::Unsupported(m) => Error::Unsupported(format!("{file}{line}: {m}")),
+                other => Error::Config(format!("{file}{line}: {other}")),
+            });
         }
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !own(NsType::Uts) {

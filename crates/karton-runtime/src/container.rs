@@ -20,6 +20,9 @@ use crate::util::write_atomic;
 
 pub const OCI_VERSION: &str = "1.2.1";
 
+/// How long delete waits for an init that is already exiting (SIGKILL queued, PF_EXITING).
+const DYING_WAIT: Duration = Duration::from_secs(5);
+
 /// Options of `create` (and `run`).
 #[derive(Debug, Clone, Default)]
 pub struct CreateOpts {
@@ -496,7 +499,16 @@ impl Runtime {
             Err(_) if force => return lock.remove(),
             Err(e) => return Err(e),
         };
-        let status = self.live_status(&rec);
+        let mut status = self.live_status(&rec);
+        if status != Status::Stopped && crate::procfs::is_dying(rec.pid) {
+            // `kill ID 9` returns once the signal is queued; the init still reads as alive
+            // until it has exited (an init of a pid namespace first waits for the rest of
+            // its namespace). Let it finish rather than refuse a container that is stopping.
+            if let Ok(fd) = self.open_init(&rec) {
+                wait_exit(&fd, DYING_WAIT);
+            }
+            status = self.live_status(&rec);
+        }
         if status != Status::Stopped {
             if !force {
                 return Err(Error::State {

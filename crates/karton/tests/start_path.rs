@@ -382,7 +382,7 @@ fn preserved_fds_are_exactly_the_callers() {
         std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
         files.push(std::fs::File::open(&p).unwrap());
     }
-    let raw: Vec<i32> = files.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)).collect();
+    let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let id = unique("fds");
     let mut cmd = k.cmd();
     cmd.args(["run", "--preserve-fds", &n.to_string(), "--bundle", b.path().to_str().unwrap(), &id]);
@@ -406,7 +406,7 @@ fn preserved_fds_are_exactly_the_callers() {
     }
     let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
     // ls itself opens one directory fd (the lowest free number).
-    let expected: Vec<i32> = (0..(3 + n as i32 + 1)).collect();
+    let expected: Vec<i32> = (0..(3 + n + 1)).collect();
     assert_eq!(listed, expected, "{stdout}");
 
     // A caller that holds none of those numbers: refused, nothing created.
@@ -459,7 +459,7 @@ fn exec_preserved_fds_are_exactly_the_callers() {
         std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
         files.push(std::fs::File::open(&p).unwrap());
     }
-    let raw: Vec<i32> = files.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)).collect();
+    let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let mut cmd = k.cmd();
     cmd.args(["exec", "--preserve-fds", &n.to_string(), &id, "sh", "-c"]);
     cmd.arg("for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '");
@@ -485,4 +485,23 @@ fn exec_preserved_fds_are_exactly_the_callers() {
     let out = k.run(&["exec", "--preserve-fds", "4", &id, "true"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not open in the calling process"));
+}
+
+/// config-linux.md "Memory policy": the container's process runs with the policy
+/// (numa_maps shows it on every mapping of the process).
+#[test]
+fn memory_policy_is_applied() {
+    if !can_run() {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        eprintln!("SKIP: this kernel has no NUMA support (/proc/self/numa_maps is missing)");
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    b.sh("head -1 /proc/self/numa_maps");
+    let out = k.stdout_of(&b);
+    assert!(out.contains("interleave:0"), "{out}");
 }
