@@ -627,11 +627,12 @@ fn invalid_values_are_errors() {
         return;
     }
     let k = Karton::new();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("namespace type", Box::new(|c: &mut Value| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"})))),
-        ("ociVersion", Box::new(|c: &mut Value| c["ociVersion"] = json!("not-semver"))),
-        ("user.uid", Box::new(|c: &mut Value| c["process"]["user"]["uid"] = json!(-1))),
-        ("mount propagation", Box::new(|c: &mut Value| c["linux"]["rootfsPropagation"] = json!("sideways"))),
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 4] = [
+        ("namespace type", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))),
+        ("ociVersion", |c| c["ociVersion"] = json!("not-semver")),
+        ("user.uid", |c| c["process"]["user"]["uid"] = json!(-1)),
+        ("mount propagation", |c| c["linux"]["rootfsPropagation"] = json!("sideways")),
     ];
     for (what, f) in cases {
         let mut b = Bundle::new();
