@@ -312,14 +312,55 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
             at("domainname")
         ));
     }
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if !m.destination().is_absolute() {
-            return bad(format!(
-                "mounts[{i}].destination {:?} is not absolute{}: write it as a path inside the container starting with /",
-                m.destination(),
-                at("destination")
-            ));
+    if let Some(l) = linux {
+        // config-linux.md: "The values MUST be absolute paths in the container namespace."
+        for (field, list) in [("maskedPaths", l.masked_paths()), ("readonlyPaths", l.readonly_paths())] {
+            for (i, p) in list.iter().flatten().enumerate() {
+                if !p.starts_with('/') {
+                    return bad(format!(
+                        "linux.{field}[{i}] {p:?} is not absolute{}: write it as a path inside the container starting with /",
+                        at(field)
+                    ));
+                }
+            }
         }
+    }
+    if let Some(hooks) = spec.hooks() {
+        #[allow(deprecated)] // prestart: deprecated by the spec, still run by engines
+        let lists = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (kind, list) in lists {
+            for (i, h) in list.iter().flatten().enumerate() {
+                // config.md: "timeout ... If set, timeout MUST be greater than zero."
+                if h.timeout().is_some_and(|t| t <= 0) {
+                    return bad(format!(
+                        "hooks.{kind}[{i}].timeout {} is not positive{}: give the seconds the hook may run, or remove the field",
+                        h.timeout().unwrap_or_default(),
+                        at("timeout")
+                    ));
+                }
+                // config.md: "path ... This specification extends the IEEE standard in that
+                // path MUST be absolute."
+                if !h.path().is_absolute() {
+                    return bad(format!(
+                        "hooks.{kind}[{i}].path {:?} is not absolute{}: give the hook's full path, e.g. /usr/bin/{}",
+                        h.path(),
+                        at("path"),
+                        h.path().display()
+                    ));
+                }
+            }
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        // A relative destination is read as relative to the container's root (config.md:
+        // "this value MAY be relative ... MUST be interpreted as relative to \"/\"").
         if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
             || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
         {

@@ -449,9 +449,7 @@ impl Runtime {
         rec.status = Status::Running;
         lock.save(&rec)?;
         if let Some(list) = load_saved_spec(&lock.dir).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone())) {
-            if let Err(e) = crate::hooks::run_all("poststart", &list, &rec.hook_state_json()) {
-                tracing::warn!("{e}");
-            }
+            crate::hooks::run_all_warn("poststart", &list, &rec.hook_state_json());
         }
         Ok(())
     }
@@ -542,9 +540,7 @@ impl Runtime {
         };
         lock.remove()?;
         if let Some(list) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
-            if let Err(e) = crate::hooks::run_all("poststop", &list, &state) {
-                tracing::warn!("{e}");
-            }
+            crate::hooks::run_all_warn("poststop", &list, &state);
         }
         Ok(())
     }
@@ -697,7 +693,9 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
         if fifo_ready {
             let mut b = [0u8; 1];
             match nix::unistd::read(fifo.as_fd(), &mut b) {
-                Ok(1) => return Ok(()),
+                Ok(1) if b[0] == b'0' => return Ok(()),
+                // The init's startContainer hooks failed: the reason follows the byte.
+                Ok(1) => return Err(Error::Hook(read_rest(fifo, pidfd))),
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
             }
@@ -710,6 +708,30 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
             });
         }
     }
+}
+
+/// What the init wrote after its failure byte, read until it exits (the write is one
+/// call, so the text is there already or comes with the init's exit).
+fn read_rest(fifo: &OwnedFd, pidfd: &OwnedFd) -> String {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match nix::unistd::read(fifo.as_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                if wait_exit(pidfd, Duration::from_millis(50)) && text.is_empty() {
+                    continue;
+                }
+                if !text.is_empty() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Waits up to `timeout` for the process behind `pidfd` to exit.

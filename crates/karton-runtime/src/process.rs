@@ -308,6 +308,36 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
     let inheritable = cap_mask(c.and_then(|c| c.inheritable().as_ref()));
     let ambient = cap_mask(c.and_then(|c| c.ambient().as_ref()));
     let last = caps::last_cap();
+    // What this process can grant at all: capabilities outside it are left out with a
+    // warning, not an error (config.md: "If the runtime cannot grant a capability ...
+    // runtimes SHOULD NOT fail" and "MUST log a warning").
+    let held = caps::get().ctx(|| "reading the capabilities".into())?;
+    let mut held_bounding = 0u64;
+    for cap in 0..=last {
+        if caps::in_bounding(cap).unwrap_or(false) {
+            held_bounding |= 1 << cap;
+        }
+    }
+    let grantable = held.permitted & held_bounding;
+    let warn_missing = |set: &str, wanted: u64, allowed: u64| {
+        let missing = wanted & !allowed;
+        if missing != 0 {
+            let names: Vec<&str> = (0..=last).filter(|c| missing & (1 << c) != 0).map(|c| caps::NAMES.get(c as usize).copied().unwrap_or("?")).collect();
+            tracing::warn!("process.capabilities.{set}: {} cannot be granted here (not held by the runtime or not in this host's bounding set): left out", names.join(", "));
+        }
+    };
+    warn_missing("bounding", bounding, held_bounding);
+    warn_missing("permitted", permitted, grantable);
+    warn_missing("effective", effective & permitted, grantable);
+    let (permitted, effective) = (permitted & grantable, effective & permitted & grantable);
+    let inheritable = {
+        let allowed = (held.inheritable | held.permitted) & held_bounding & bounding;
+        warn_missing("inheritable", inheritable, allowed);
+        inheritable & allowed
+    };
+    // Ambient needs each capability in both permitted and inheritable.
+    warn_missing("ambient", ambient, permitted & inheritable);
+    let ambient = ambient & permitted & inheritable;
     for cap in 0..=last {
         if bounding & (1 << cap) == 0 {
             match caps::drop_bounding(cap) {
@@ -332,7 +362,7 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
     let wanted = caps::CapSets { effective, permitted, inheritable };
     let mut staged = wanted;
     if keep_sys_admin {
-        let held = caps::get().ctx(|| "reading the capabilities".into())?;
+        // KEEPCAPS kept the permitted set across setresuid: it is still `held`'s.
         if held.permitted & (1 << CAP_SYS_ADMIN) != 0 {
             staged.permitted |= 1 << CAP_SYS_ADMIN;
             staged.effective |= 1 << CAP_SYS_ADMIN;

@@ -333,7 +333,10 @@ fn validate(seccomp: &LinuxSeccomp) -> Result<()> {
         let path = format!("linux.seccomp.syscalls[{i}]");
         errno_ret_fits(rule.action(), rule.errno_ret(), &format!("{path}.errnoRet"))?;
         if rule.names().is_empty() {
-            tracing::debug!("seccomp: {path}: no syscall names, rule has no effect");
+            // config-linux.md: "names MUST contain at least one entry".
+            return Err(Error::Config(format!(
+                "{path}.names is empty: list at least one syscall, or remove the rule"
+            )));
         }
         if rule.action() == LinuxSeccompAction::ScmpActNotify {
             for (j, name) in rule.names().iter().enumerate() {
