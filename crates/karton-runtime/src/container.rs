@@ -447,6 +447,19 @@ impl Runtime {
 
     /// A pidfd for the init, refusing a pid that now belongs to another process.
     fn open_init(&self, rec: &Record) -> Result<OwnedFd> {
+        if rec.pid <= 0 {
+            // The pid is recorded once the init is set up; until then `create` is running
+            // (or died before it got there).
+            return Err(Error::State {
+                id: rec.id.clone(),
+                status: "creating".into(),
+                reason: format!(
+                    "its init is still being set up, so it has no process to use yet: wait for `karton create` to finish, \
+                     or if that create was interrupted, remove the container with `karton delete --force {}`",
+                    rec.id
+                ),
+            });
+        }
         let fd = kproc::pidfd_open(rec.pid).map_err(|_| Error::State {
             id: rec.id.clone(),
             status: "stopped".into(),
