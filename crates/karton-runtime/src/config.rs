@@ -132,12 +132,7 @@ pub struct HostSupport {
 
 impl HostSupport {
     pub fn detect() -> HostSupport {
-        let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-        HostSupport {
-            apparmor: lsm.split(',').any(|s| s.trim() == "apparmor")
-                && Path::new("/sys/kernel/security/apparmor").exists(),
-            selinux: lsm.split(',').any(|s| s.trim() == "selinux") && Path::new("/sys/fs/selinux/enforce").exists(),
-        }
+        HostSupport { apparmor: crate::lsm::apparmor_enabled(), selinux: crate::lsm::selinux_enabled() }
     }
 }
 
@@ -167,6 +162,20 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
         return bad("process is missing: set process.args to the command to run".into());
     };
     validate_process(process, &file, &|k| at(k), host)?;
+    if !crate::lsm::INIT_APPLIES_EXEC_LABELS {
+        for (field, set) in [
+            ("apparmorProfile", process.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())),
+            ("selinuxLabel", process.selinux_label().as_ref().is_some_and(|s| !s.is_empty())),
+        ] {
+            if set {
+                return Err(Error::Unsupported(format!(
+                    "{file}: process.{field}{}: karton does not yet apply it to a container's first process, and will \
+                     not run it unlabelled: remove the field",
+                    at(field)
+                )));
+            }
+        }
+    }
 
     let linux = spec.linux().as_ref();
     let nss = namespaces(spec);
@@ -244,11 +253,14 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
             }
         }
         if let Some(label) = l.mount_label() {
-            if !label.is_empty() && !host.selinux {
-                return bad(format!(
-                    "linux.mountLabel{}: SELinux is not enabled on this host, so the label cannot take effect: remove the field",
+            // Refused on every host: karton does not pass context= to its mounts, and a
+            // label accepted but not applied would leave the mounts unlabelled.
+            if !label.is_empty() {
+                return Err(Error::Unsupported(format!(
+                    "{file}: linux.mountLabel {label:?}{}: karton does not label mounts (no context= mount option): \
+                     remove the field (podman: --security-opt label=disable)",
                     at("mountLabel")
-                ));
+                )));
             }
         }
         if l.intel_rdt().is_some() {
@@ -532,6 +544,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(err.contains("not valid UTF-8 (byte 24, line 2)"), "{err}");
         assert!(!err.contains("permissions"), "{err}");
+    }
+
+    #[test]
+    fn mount_label_is_refused_even_where_selinux_runs() {
+        let text = BASE.replace(r#""namespaces""#, r#""mountLabel": "system_u:object_r:container_file_t:s0", "namespaces""#);
+        let host = HostSupport { apparmor: true, selinux: true };
+        let err = validate(&cfg(&text).unwrap(), &host).unwrap_err().to_string();
+        assert!(err.contains("linux.mountLabel") && err.contains("does not label mounts"), "{err}");
+    }
+
+    #[test]
+    fn labels_are_never_accepted_and_dropped() {
+        // Where the LSM exists, a label must either be applied or refused.
+        let host = HostSupport { apparmor: true, selinux: true };
+        for field in ["apparmorProfile", "selinuxLabel"] {
+            let text = BASE.replace(r#""args""#, &format!(r#""{field}": "x", "args""#));
+            let r = validate(&cfg(&text).unwrap(), &host);
+            if crate::lsm::INIT_APPLIES_EXEC_LABELS {
+                assert!(r.is_ok(), "{field}: {r:?}");
+            } else {
+                let err = r.unwrap_err().to_string();
+                assert!(err.contains(&format!("process.{field}")) && err.contains("remove the field"), "{err}");
+            }
+        }
     }
 
     #[test]

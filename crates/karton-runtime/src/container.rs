@@ -99,6 +99,7 @@ impl Runtime {
     /// Like every entry point that starts a container, call it from a single-threaded
     /// process: the init is made with a raw clone3.
     pub fn create_from(&self, id: &str, cfg: Config, opts: &CreateOpts) -> Result<Created> {
+        crate::util::require_single_thread("create")?;
         crate::state::validate_id(id)?;
         config::validate(&cfg, &HostSupport::detect())?;
         if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -291,12 +292,12 @@ impl Runtime {
         let (parent_end, child_end) = channel::pair()?;
         let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
         let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
-        let (forked, into_cgroup) = match kclone::clone3(clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
+        let (forked, into_cgroup) = match kclone::clone3_single_threaded(clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
             Ok(f) => (f, v2_fd.is_some()),
             // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
             // "threaded" mode): fall back to writing cgroup.procs.
             Err(e) if v2_fd.is_some() && matches!(e.errno, nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
-                (kclone::clone3(clone_flags, None).ctx(|| "clone3".into())?, false)
+                (kclone::clone3_single_threaded(clone_flags, None).ctx(|| "clone3".into())?, false)
             }
             Err(e) => return Err(e).ctx(|| clone_hint(clone_flags)),
         };
@@ -572,6 +573,7 @@ impl Runtime {
 
     /// `run` of a config already in memory (see [`Runtime::create_from`]).
     pub fn run_from(&self, id: &str, cfg: Config, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+        crate::util::require_single_thread("run")?;
         if !detach {
             // If a second fork makes the init, it must still be reparented to us.
             let _ = kproc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);

@@ -78,8 +78,11 @@ pub fn features() -> Value {
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": crate::seccomp::features(),
-            "apparmor": {"enabled": host.apparmor},
-            "selinux": {"enabled": host.selinux},
+            // Enabled exactly when a label is applied (crate::lsm: the host has the LSM and
+            // the init writes the exec attribute); otherwise validation refuses the field.
+            // mountLabel is never applied.
+            "apparmor": {"enabled": host.apparmor && crate::lsm::INIT_APPLIES_EXEC_LABELS},
+            "selinux": {"enabled": host.selinux && crate::lsm::INIT_APPLIES_EXEC_LABELS},
             "intelRdt": {"enabled": false},
             "memoryPolicy": {"modes": [], "flags": []},
             "mountExtensions": {"idmap": {"enabled": false}},

@@ -96,7 +96,7 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if plan.fork_again {
         // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
         // parent-death signal watches the runtime and `run` can reap it.
-        match kclone::clone3(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
+        match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
             kclone::Forked::Parent { pid, .. } => {
                 let _ = chan.send(&Msg::InitPid(pid));
                 kclone::exit_now(0);

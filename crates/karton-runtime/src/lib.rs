@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod hooks;
 pub mod idmap;
+pub mod lsm;
 pub mod manage;
 mod init;
 pub mod mounts;
