@@ -102,6 +102,7 @@ impl Runtime {
     /// Like every entry point that starts a container, call it from a single-threaded
     /// process: the init is made with a raw clone3.
     pub fn create_from(&self, id: &str, cfg: Config, opts: &CreateOpts) -> Result<Created> {
+        crate::util::require_single_thread("create")?;
         crate::state::validate_id(id)?;
         config::validate(&cfg, &HostSupport::detect())?;
         if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -245,12 +246,12 @@ impl Runtime {
             None => None,
         };
         let joined = JoinedForClone::enter(&parent_joins, keep)?;
-        let cloned = match kclone::clone3(ns.clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
+        let cloned = match kclone::clone3_single_threaded(ns.clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
             Ok(f) => Ok((f, v2_fd.is_some())),
             // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
             // "threaded" mode): fall back to writing cgroup.procs.
             Err(e) if v2_fd.is_some() && matches!(e.errno, nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
-                kclone::clone3(ns.clone_flags, None).map(|f| (f, false))
+                kclone::clone3_single_threaded(ns.clone_flags, None).map(|f| (f, false))
             }
             Err(e) => Err(e),
         };
@@ -456,6 +457,19 @@ impl Runtime {
 
     /// A pidfd for the init, refusing a pid that now belongs to another process.
     fn open_init(&self, rec: &Record) -> Result<OwnedFd> {
+        if rec.pid <= 0 {
+            // The pid is recorded once the init is set up; until then `create` is running
+            // (or died before it got there).
+            return Err(Error::State {
+                id: rec.id.clone(),
+                status: "creating".into(),
+                reason: format!(
+                    "its init is still being set up, so it has no process to use yet: wait for `karton create` to finish, \
+                     or if that create was interrupted, remove the container with `karton delete --force {}`",
+                    rec.id
+                ),
+            });
+        }
         let fd = kproc::pidfd_open(rec.pid).map_err(|_| Error::State {
             id: rec.id.clone(),
             status: "stopped".into(),
@@ -575,6 +589,7 @@ impl Runtime {
 
     /// `run` of a config already in memory (see [`Runtime::create_from`]).
     pub fn run_from(&self, id: &str, cfg: Config, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+        crate::util::require_single_thread("run")?;
         if !detach {
             // If a second fork makes the init, it must still be reparented to us.
             let _ = kproc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);

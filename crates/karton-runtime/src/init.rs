@@ -122,7 +122,7 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if plan.ns.fork_again {
         // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
         // parent-death signal watches the runtime and `run` can reap it.
-        match kclone::clone3(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
+        match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
             kclone::Forked::Parent { .. } => kclone::exit_now(0),
             kclone::Forked::Child => arm_parent_death_signal(&plan.runtime)?,
         }
@@ -206,6 +206,9 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
 
     // The process: everything that may fail is done or checked before Ready, so `create`
     // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
+    // The LSM label for the program's execve (AppArmor / SELinux), through the
+    // container's procfs: it takes effect at execve, so it may be set now.
+    crate::lsm::apply_exec_labels(process)?;
     let prepared = crate::process::prepare(process, plan.preserve_fds, seccomp.is_some())?;
     let ready = Msg::Ready.encode()?;
     let mut seccomp = seccomp;
