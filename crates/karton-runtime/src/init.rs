@@ -137,6 +137,10 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         kproc::setresuid(0).ctx(|| "setresuid(0) in the user namespace: is uid 0 mapped?".into())?;
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // A new network namespace starts with lo down; runc and crun bring it up, engines count on it.
+    if plan.ns.new_flags() & kclone::CLONE_NEWNET != 0 {
+        kns::loopback_up().ctx(|| "bringing up lo in the container's new network namespace".into())?;
+    }
 
     let spec = &plan.spec;
     // Sysctls first, through the /proc we still see: before the container's own mounts

@@ -626,3 +626,22 @@ fn cwd_env_and_umask() {
     b.sh("pwd; echo $GREETING; echo $HOME; umask");
     assert_eq!(k.stdout_of(&b).lines().collect::<Vec<_>>(), ["/var/work", "hi there", "/root", "0077"]);
 }
+
+/// A new network namespace gets its loopback up, as runc and crun do: podman's
+/// `--network none` (and any listener on 127.0.0.1) counts on it. Also when the network
+/// namespace is made together with a user namespace.
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    for nss in [&["mount", "pid", "network"][..], &["user", "mount", "pid", "network"][..]] {
+        let mut b = Bundle::new();
+        b.namespaces(nss);
+        // The kernel gives lo its 127.0.0.1 only once it is up.
+        b.sh("ip -o link show lo; ip -o -4 addr show lo");
+        let out = k.stdout_of(&b);
+        assert!(out.contains(",UP") && out.contains("inet 127.0.0.1/8"), "{nss:?}: lo is not up: {out}");
+    }
+}
