@@ -330,10 +330,12 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
     let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("opening the rootfs {}", rootfs.display()))?;
 
+    // Also when the runtime itself runs in one (rootless podman's): no mknod, no new sysfs.
+    let in_userns = plan.ns.userns || crate::state::in_user_namespace();
     let mounter = Mounter {
         root: &root,
         rootfs,
-        in_userns: plan.ns.userns,
+        in_userns,
         new_cgroupns: plan.ns.new_flags() & kclone::CLONE_NEWCGROUP != 0,
         cgroup_dirs: &plan.cgroup_dirs,
     };
@@ -341,7 +343,7 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
         let ms = MountSpec::from_oci(m, &plan.bundle)?;
         mounter.mount(&ms)?;
     }
-    create_devices(&root, linux, plan.ns.userns)?;
+    create_devices(&root, linux, in_userns)?;
 
     run_hooks_before_root(plan, chan, creating)?;
 
