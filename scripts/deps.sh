@@ -10,7 +10,9 @@ pkgs=(
     # comparators for the benchmarks
     runc crun hyperfine sysbench time
     podman conmon containerd  # engines driving karton end to end (tests/engines)
-    slirp4netns  # rootless podman networking (tests/fixtures/foreign/generate.sh keepid)
+    # podman's default network (netavark's bridge, port forwarding through iptables), rootless
+    # networking (slirp4netns), and the engine tests' tools (curl, ss, python3)
+    netavark aardvark-dns iptables slirp4netns curl iproute2 python3
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -48,8 +48,8 @@ echo "karton: $("$KARTON" --version | head -1)"
 echo "runc:   $(runc --version | head -1)"
 echo "podman: $(podman --version)"
 # Two rounds in opposite order, so drift on a shared machine hits both runtimes alike.
-K=(-n karton "podman --runtime karton run --rm $IMG true")
-R=(-n runc "podman --runtime runc run --rm $IMG true")
+K=(-n karton "podman --runtime karton run --rm --network none $IMG true")
+R=(-n runc "podman --runtime runc run --rm --network none $IMG true")
 hyperfine --warmup 3 --runs "$RUNS" --export-json "$W/round1.json" --export-markdown "$W/round1.md" "${K[@]}" "${R[@]}"
 hyperfine --warmup 3 --runs "$RUNS" --export-json "$W/round2.json" --export-markdown "$W/round2.md" "${R[@]}" "${K[@]}"
 cat "$W/round1.md" "$W/round2.md"
@@ -74,7 +74,7 @@ import statistics, subprocess, sys, time
 runs, img = int(sys.argv[1]), sys.argv[2]
 def once(rt):
     t = time.perf_counter()
-    subprocess.run(["podman", "--runtime", rt, "run", "--rm", img, "true"], check=True)
+    subprocess.run(["podman", "--runtime", rt, "run", "--rm", "--network", "none", img, "true"], check=True)
     return time.perf_counter() - t
 k, r = [], []
 for i in range(runs):

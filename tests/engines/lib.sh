@@ -2,8 +2,9 @@
 #
 # Every script keeps all of its state under one private work directory ($W): the
 # engines' storage, state and sockets, karton's --root, logs. Nothing of the host's
-# podman or containerd state is read or written. No network traffic leaves loopback:
-# podman runs with --network none, containerd's CRI plugin (CNI) is disabled.
+# podman or containerd state is read or written. No network traffic leaves the machine:
+# podman's bridge (netavark, 10.88.0.0/16) and slirp4netns reach only the host itself,
+# containerd's CRI plugin (CNI) is disabled.
 
 set -uo pipefail
 
@@ -52,6 +53,11 @@ expect_match() {
     else
         fail "$1" "no match for /$2/ in: $(printf '%s' "$3" | tail -n 15)"
     fi
+}
+
+# skip NAME REASON: a case that cannot be meaningful here, printed (never a silent pass).
+skip() {
+    printf 'SKIP %s: %s\n' "$1" "$2"
 }
 
 # summary: prints the totals, exits 1 when any case failed.
@@ -133,4 +139,96 @@ unmount_all_under() {
     for m in $(mounts_under "$1" | sort -r); do
         umount -l "$m" 2>/dev/null || true
     done
+}
+
+# netavark_fw_snapshot / netavark_fw_restore: netavark leaves its base iptables chains
+# (NETAVARK_FORWARD, NETAVARK-HOSTPORT-*) and net.ipv4.ip_forward=1 behind when the last
+# container leaves its bridge. Restore what the host had before the test.
+netavark_fw_snapshot() {
+    FW_HAD_NETAVARK=$(iptables-save 2>/dev/null | grep -c NETAVARK)
+    FW_IP_FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
+    FW_HAD_PODMAN0=$([ -e /sys/class/net/podman0 ] && echo 1 || echo 0)
+    # Rootful podman keeps network namespaces in /run/netns, a shared bind mount it makes
+    # (as `ip netns add` does) when missing.
+    FW_HAD_RUN_NETNS=$(awk '$5 == "/run/netns"' /proc/self/mountinfo | grep -c .)
+}
+
+netavark_fw_restore() {
+    local t r c
+    if [ "${FW_HAD_PODMAN0:-1}" = 0 ] && [ -e /sys/class/net/podman0 ]; then
+        ip link del podman0 2>/dev/null
+    fi
+    if [ "${FW_HAD_NETAVARK:-1}" = 0 ]; then
+        for t in filter nat; do
+            iptables -t $t -S 2>/dev/null | grep -- '-j NETAVARK' | sed 's/^-A //' | while read -r r; do
+                eval "iptables -t $t -D $r" 2>/dev/null
+            done
+            for c in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ { print $2 }'); do
+                iptables -t $t -F "$c" 2>/dev/null
+            done
+            for c in $(iptables -t $t -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ { print $2 }'); do
+                iptables -t $t -X "$c" 2>/dev/null
+            done
+        done
+    fi
+    [ -n "${FW_IP_FORWARD:-}" ] && echo "$FW_IP_FORWARD" > /proc/sys/net/ipv4/ip_forward
+    if [ "${FW_HAD_RUN_NETNS:-1}" = 0 ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+        umount /run/netns 2>/dev/null
+    fi
+}
+
+# argv_normalise: podman's calls with IDs, work paths and random names replaced, so that
+# a run can be compared with tests/engines/podman-argv.expected.
+argv_normalise() {
+    sed -E -e "s#$W#@W@#g" -e 's#[0-9a-f]{64}#<ID>#g' -e 's#exec-process-[0-9]+#exec-process-<N>#g' \
+        -e 's#/tmp/conmon-term\.[A-Za-z0-9]+#/tmp/conmon-term.<R>#g' -e 's#/var/tmp/podman[0-9]+#/var/tmp/podman<N>#g'
+}
+
+# render_containers_conf TEMPLATE OUT: podman reads only $CONTAINERS_CONF when it is set
+# (containers/common 0.50: no layering over the distribution's files), so the test's file
+# is the distribution's /usr/share/containers/containers.conf (Debian sets
+# default_capabilities and default_sysctls there) with the rendered TEMPLATE's settings
+# merged over it.
+render_containers_conf() {
+    render "$1" "$2.override"
+    python3 - /usr/share/containers/containers.conf "$2.override" "$2" <<'PY'
+import sys, tomllib, json
+def load(p):
+    try:
+        with open(p, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+def merge(a, b):
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            merge(a[k], v)
+        else:
+            a[k] = v
+    return a
+conf = merge(load(sys.argv[1]), load(sys.argv[2]))
+def val(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(val(x) for x in v) + "]"
+    raise SystemExit(f"containers.conf: cannot write {v!r}")
+out = []
+def table(name, d):
+    out.append(f"[{name}]")
+    for k, v in d.items():
+        if not isinstance(v, dict):
+            out.append(f"{k} = {val(v)}")
+    out.append("")
+    for k, v in d.items():
+        if isinstance(v, dict):
+            table(f"{name}.{k}", v)
+for name, d in conf.items():
+    table(name, d)
+open(sys.argv[3], "w").write("\n".join(out))
+PY
 }

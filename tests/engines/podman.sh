@@ -5,14 +5,22 @@
 # Prints PASS/FAIL per case and a summary; exits 0 when every case passed, 1 when one
 # failed, 77 when podman, conmon or root is missing (the caller prints SKIP).
 #
+# podman's default configuration (see containers.conf.in: only what this host forces, and
+# private paths), so containers get netavark's bridge network unless a case says otherwise.
 # Private state only: storage, runroot, events and libpod's tmp live under $W, karton's
-# --root is $W/karton-root. Containers run with no network namespace plumbing.
+# --root is $W/karton-root. What podman changes on the host for its bridge (podman0,
+# iptables chains, ip_forward) and the "containers" subuid entries for --userns=auto are
+# put back as they were.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 
 KARTON=$(realpath "${1:?usage: podman.sh KARTON_BINARY}")
-need podman conmon script file
+need podman conmon script file iptables curl ss python3
+if [ ! -x /usr/lib/podman/netavark ]; then
+    echo "SKIP: netavark is not installed: podman's default network needs it (scripts/deps.sh installs it)"
+    exit 77
+fi
 W=$(mktemp -d /tmp/karton-e2e-podman.XXXXXX)
 # conmon writes an "oom" file into its working directory when a container is OOM-killed.
 cd "$W" || exit 1
@@ -22,7 +30,7 @@ KARTON_CALLED=$W/bin/karton
 IMG=localhost/karton-e2e-busybox:latest
 mkdir -p "$W/bin" "$W/net" "$W/libpod-tmp"
 karton_wrapper "$KARTON_CALLED" "$KROOT"
-render "$HERE/containers.conf.in" "$W/containers.conf"
+render_containers_conf "$HERE/containers.conf.in" "$W/containers.conf"
 render "$HERE/storage.conf.in" "$W/storage.conf"
 export CONTAINERS_CONF=$W/containers.conf CONTAINERS_STORAGE_CONF=$W/storage.conf
 
@@ -31,6 +39,23 @@ export CONTAINERS_CONF=$W/containers.conf CONTAINERS_STORAGE_CONF=$W/storage.con
 PREEXISTING_LIBPOD=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null | tr '\n' ' ')
 
 P() { podman "$@"; }
+
+netavark_fw_snapshot
+# --userns=auto takes its ids from /etc/subuid and /etc/subgid entries of the user
+# "containers" (podman's default root-auto-userns-user): made here when missing.
+AUTO_START=1500000000
+MADE_CONTAINERS_USER=0
+ADDED_SUBID=0
+if ! getent passwd containers >/dev/null; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin containers && MADE_CONTAINERS_USER=1
+fi
+if ! grep -q '^containers:' /etc/subuid 2>/dev/null && ! grep -q '^containers:' /etc/subgid 2>/dev/null; then
+    echo "containers:$AUTO_START:524288" >> /etc/subuid
+    echo "containers:$AUTO_START:524288" >> /etc/subgid
+    ADDED_SUBID=1
+else
+    AUTO_START=$(awk -F: '$1 == "containers" { print $2; exit }' /etc/subuid)
+fi
 
 cleanup() {
     set +e
@@ -47,6 +72,10 @@ cleanup() {
         rmdir "$d/conmon" 2>/dev/null
         rmdir "$d" 2>/dev/null
     done
+    [ -n "${HOST_HTTPD:-}" ] && kill "$HOST_HTTPD" 2>/dev/null
+    netavark_fw_restore
+    [ "$ADDED_SUBID" = 1 ] && sed -i '/^containers:/d' /etc/subuid /etc/subgid
+    [ "$MADE_CONTAINERS_USER" = 1 ] && userdel containers 2>/dev/null
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -78,6 +107,115 @@ wait_until() {
     return 1
 }
 
+# --- podman's default network: netavark's bridge ----------------------------------------
+# A fresh storage with netavark installed: podman 4.3 picks netavark (Debian's
+# golang-github-containers-common recommends it), the "podman" network 10.88.0.0/16 on
+# the bridge podman0, which netavark makes for the first container and removes after the
+# last. Every address used below is inside this machine.
+expect_eq network-backend-netavark netavark "$(P info --format '{{.Host.NetworkBackend}}' 2>&1)"
+
+out=$(P run --rm "$IMG" echo hi 2>&1)
+expect_eq default-network-echo-hi hi "$out"
+
+# A long-lived container keeps the bridge up; it also serves the port-forwarding case
+# (busybox httpd on port 80, published on the host's 8080) and the health check.
+if ss -ltnH 2>/dev/null | awk '{ print $4 }' | grep -q ':8080$'; then
+    fail port-8080-free "the host already listens on 8080: $(ss -ltnp | grep ':8080 ')"
+fi
+P run -d --name web -p 8080:80 --health-cmd true "$IMG" \
+    sh -c 'mkdir -p /www && echo page-from-container > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null 2>&1
+expect_eq web-running running "$(state web)"
+GW=$(ip -4 -o addr show podman0 2>/dev/null | awk '{ print $4 }' | cut -d/ -f1)
+expect_match bridge-podman0-gateway '^10\.88\.[0-9]+\.[0-9]+$' "$GW"
+
+# A listener on the host's side of the bridge: busybox httpd bound to the gateway address,
+# fetched with nc (Debian's static busybox wget segfaults in a container, runc's too).
+mkdir -p "$W/hostwww"
+echo "host-page-$$" > "$W/hostwww/index.html"
+HOSTPORT=18088
+busybox httpd -f -p "${GW:-10.88.0.1}:$HOSTPORT" -h "$W/hostwww" &
+HOST_HTTPD=$!
+if wait_until 10 sh -c "ss -ltnH | awk '{print \$4}' | grep -qx '${GW:-10.88.0.1}:$HOSTPORT'"; then
+    pass host-listener-on-bridge
+else
+    fail host-listener-on-bridge "busybox httpd is not listening on ${GW:-?}:$HOSTPORT"
+fi
+
+out=$(P run --rm "$IMG" sh -c "echo hi; ip -o -4 addr show eth0; ip route | grep default; cat /proc/sys/net/ipv4/ping_group_range; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${GW:-10.88.0.1} $HOSTPORT" 2>&1)
+expect_eq bridge-run-output hi "$(printf '%s\n' "$out" | head -n 1)"
+expect_match bridge-eth0-10.88 'eth0 +inet 10\.88\.[0-9]+\.[0-9]+/16' "$out"
+expect_match bridge-default-route "default via ${GW:-10.88.0.1} dev eth0" "$out"
+# Debian's default sysctl (net.ipv4.ping_group_range=0 0), the one #14 tripped over, is
+# set in the container's network namespace (the kernel's default is "1 0").
+expect_match bridge-default-sysctl-ping_group_range '^0[[:space:]]+0$' "$(printf '%s\n' "$out" | grep -E '^[0-9]+[[:space:]]+[0-9]+$')"
+expect_match bridge-reaches-host-listener "^host-page-$$\$" "$out"
+kill "$HOST_HTTPD" 2>/dev/null; wait "$HOST_HTTPD" 2>/dev/null
+
+# -p 8080:80: netavark's DNAT from the host's 127.0.0.1:8080 to the container's port 80.
+wait_until 10 curl -sf -m 2 http://127.0.0.1:8080/
+out=$(curl -sS -m 5 http://127.0.0.1:8080/ 2>&1)
+expect_eq port-forward-8080-curl page-from-container "$out"
+
+out=$(P run --rm --network none "$IMG" sh -c 'ip -o link | cut -d: -f2 | tr -d " " | sort | tr "\n" " "; echo; ip -o -4 addr' 2>&1)
+expect_match network-none-only-lo '^lo $' "$(printf '%s\n' "$out" | head -n 1)"
+# runc and crun bring lo up in a new network namespace; podman counts on it.
+expect_match network-none-lo-up 'lo +inet 127\.0\.0\.1/8' "$out"
+
+host_links=$(ip -o link | awk -F': ' '{ print $2 }' | sed 's/@.*//' | sort | tr '\n' ' ')
+out=$(P run --rm --network host "$IMG" sh -c 'ip -o link | cut -d: -f2 | tr -d " " | sed "s/@.*//" | sort | tr "\n" " "' 2>&1)
+expect_eq network-host-interfaces "$host_links" "$out"
+
+# --- podman's default security settings -------------------------------------------------
+out=$(P run --rm "$IMG" sh -c 'grep -E "^(Seccomp|NoNewPrivs|CapBnd):" /proc/self/status' 2>&1)
+expect_match default-seccomp-filter-mode 'Seccomp:[[:space:]]+2' "$out"
+# Debian's default_capabilities (11: CHOWN DAC_OVERRIDE FOWNER FSETID KILL
+# NET_BIND_SERVICE SETFCAP SETGID SETPCAP SETUID SYS_CHROOT), not the host's.
+expect_match default-capabilities 'CapBnd:[[:space:]]+00000000800405fb' "$out"
+out=$(P run --rm --security-opt seccomp=unconfined "$IMG" grep Seccomp: /proc/self/status 2>&1)
+expect_match seccomp-unconfined-no-filter 'Seccomp:[[:space:]]+0' "$out"
+
+out=$(P run --rm --read-only "$IMG" sh -c 'touch /x 2>&1; touch /tmp/y && echo tmp-writable; grep " / " /proc/mounts' 2>&1)
+expect_match read-only-root 'Read-only file system' "$out"
+expect_match read-only-tmp-tmpfs 'tmp-writable' "$out"
+expect_match read-only-root-mount ' / [a-z]+ ro[, ]' "$out"
+
+bnd=$(awk '/^CapBnd/ { print $2 }' /proc/self/status)
+out=$(P run --rm --privileged "$IMG" sh -c 'grep -E "^(Seccomp|CapEff):" /proc/self/status; ls /dev | wc -l; mkdir -p /mnt && mount -t tmpfs t /mnt && echo mounted' 2>&1)
+expect_match privileged-all-caps "CapEff:[[:space:]]+$bnd" "$out"
+expect_match privileged-no-seccomp 'Seccomp:[[:space:]]+0' "$out"
+expect_match privileged-can-mount 'mounted' "$out"
+ndev=$(printf '%s\n' "$out" | grep -E '^[0-9]+$')
+if [ "${ndev:-0}" -gt 30 ]; then pass privileged-host-devices; else fail privileged-host-devices "only ${ndev:-?} entries in /dev"; fi
+
+out=$(P run --rm --sysctl net.ipv4.ip_local_port_range="1024 65000" "$IMG" cat /proc/sys/net/ipv4/ip_local_port_range 2>&1)
+expect_match sysctl-ip_local_port_range '^1024[[:space:]]+65000$' "$out"
+expect_match sysctl-host-unchanged '^[0-9]+[[:space:]]+[0-9]+$' "$(cat /proc/sys/net/ipv4/ip_local_port_range)"
+[ "$(cat /proc/sys/net/ipv4/ip_local_port_range | tr -s '[:space:]' ' ')" != "1024 65000" ] || fail sysctl-host-unchanged "the host's range became 1024 65000"
+
+# --userns=auto: podman takes ranges from the "containers" entries of /etc/subuid and
+# /etc/subgid (its documented default user); the test adds them when missing.
+out=$(P run --rm --userns=auto "$IMG" sh -c 'id -u; cat /proc/self/uid_map' 2>&1)
+expect_eq userns-auto-root-inside 0 "$(printf '%s\n' "$out" | head -n 1)"
+expect_match userns-auto-map "^[[:space:]]*0[[:space:]]+$AUTO_START[[:space:]]+[0-9]+" "$(printf '%s\n' "$out" | sed -n 2p)"
+skip userns-keep-id "podman 4.3 refuses keep-id when rootful (\"keep-id is only supported in rootless mode\"): tested in podman-rootless.sh"
+
+# --- exec, top, stats, healthcheck on the bridge container ------------------------------
+out=$(P exec web sh -c 'cat /proc/1/cmdline | tr "\0" " "; echo; grep Seccomp: /proc/self/status' 2>&1)
+expect_match web-exec 'httpd -f -p 80 -h /www' "$out"
+expect_match web-exec-seccomp 'Seccomp:[[:space:]]+2' "$out"
+expect_match web-top 'httpd -f -p 80' "$(P top web 2>&1)"
+out=$(P stats --no-stream --format '{{.Name}} {{.PIDs}} {{.MemUsage}}' web 2>&1); rc=$?
+expect_eq stats-no-stream-exit 0 "$rc"
+expect_match stats-no-stream 'web 1 [0-9.]+[kMG]?B / ' "$out"
+# No systemd: podman cannot install the health check's timer (it says so on stderr),
+# `healthcheck run` works all the same.
+P healthcheck run web >/dev/null 2>&1; rc=$?
+expect_eq healthcheck-run-exit 0 "$rc"
+expect_eq healthcheck-healthy healthy "$(P inspect -f '{{.State.Health.Status}}' web 2>&1)"
+P rm -f -t 0 web >/dev/null 2>&1
+wait_until 10 sh -c '! [ -e /sys/class/net/podman0 ]'
+if [ "$FW_HAD_PODMAN0" = 0 ] && [ -e /sys/class/net/podman0 ]; then fail bridge-removed-after-last "podman0 still exists"; else pass bridge-removed-after-last; fi
+
 # --- run --rm, exit codes, errors -------------------------------------------------------
 out=$(P run --rm --name rm1 "$IMG" sh -c 'echo hello from $(cat /proc/1/comm)' 2>&1); rc=$?
 expect_eq run-rm-output "hello from sh" "$out"
@@ -97,7 +235,7 @@ expect_match bad-command-path-message 'karton: .*"no-such-command": executable f
 
 out=$(P run --rm "$IMG" /etc/passwd 2>&1); rc=$?
 expect_eq not-executable-exit-126 126 "$rc"
-expect_match not-executable-message 'karton: .*/etc/passwd: permission denied' "$out"
+expect_match not-executable-message 'karton: .*/etc/passwd.* permission denied' "$out"
 
 # A limit this host cannot grant (no CAP_SYS_RESOURCE): karton's reason reaches the user.
 hard=$(ulimit -Hn)
@@ -250,6 +388,33 @@ elif [ -n "$busy" ] && [ "$busy" -lt 900 ]; then
     echo "NOTE cpus-throttled: inconclusive, the loops got only ${busy} ms of CPU (machine busy)"
 else
     fail cpus-throttled "no throttled period at ${busy:-?} ms of CPU time; $out"
+fi
+
+# --- podman's exact calls ----------------------------------------------------------------
+# A fixed lifecycle with argv recorded by the wrapper, normalised (IDs, work paths) and
+# compared with tests/engines/podman-argv.expected: a change in how podman calls the
+# runtime shows up as a diff. Regenerate with PODMAN_ARGV_UPDATE=1.
+: > "$W/argv.log"
+P run -d --name a1 "$IMG" sh -c 'trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done' >/dev/null 2>&1
+wait_until 10 sh -c "podman logs a1 2>&1 | grep -q ready"
+P exec a1 true >/dev/null 2>&1
+sleep 2 | script -qec "podman exec -it a1 true" /dev/null >/dev/null 2>&1
+P pause a1 >/dev/null 2>&1
+P unpause a1 >/dev/null 2>&1
+P update --memory 64m a1 >/dev/null 2>&1
+P stop -t 10 a1 >/dev/null 2>&1
+P rm a1 >/dev/null 2>&1
+P run --rm --network none "$IMG" true >/dev/null 2>&1
+argv_normalise < "$W/argv.log" > "$W/argv.got"
+if [ "${PODMAN_ARGV_UPDATE:-0}" = 1 ]; then
+    cp "$W/argv.got" "$HERE/podman-argv.expected"
+    echo "NOTE podman-argv: $HERE/podman-argv.expected rewritten"
+fi
+if d=$(diff -u "$HERE/podman-argv.expected" "$W/argv.got" 2>&1); then
+    pass podman-argv-unchanged
+else
+    fail podman-argv-unchanged "podman's calls differ from podman-argv.expected (PODMAN_ARGV_UPDATE=1 rewrites it):
+$d"
 fi
 
 # --- everything gone --------------------------------------------------------------------

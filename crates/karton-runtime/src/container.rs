@@ -350,8 +350,9 @@ impl Runtime {
         rec: &mut Record,
         cleanup: &mut Cleanup,
     ) -> Result<()> {
-        let rootless = !nix::unistd::geteuid().is_root();
-        if rootless && linux.and_then(|l| l.resources().as_ref()).is_none() && linux.and_then(|l| l.cgroups_path().as_ref()).is_none() {
+        // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
+        let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
+        if rootless && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none() && linux.and_then(|l| l.cgroups_path().as_ref()).is_none() {
             tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
             return Ok(());
         }

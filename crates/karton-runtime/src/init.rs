@@ -142,6 +142,10 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         kproc::setresuid(0).ctx(|| "setresuid(0) in the user namespace: is uid 0 mapped?".into())?;
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // A new network namespace starts with lo down; runc and crun bring it up, engines count on it.
+    if plan.ns.new_flags() & kclone::CLONE_NEWNET != 0 {
+        kns::loopback_up().ctx(|| "bringing up lo in the container's new network namespace".into())?;
+    }
 
     let spec = &plan.spec;
     // Sysctls first, through the /proc we still see: before the container's own mounts
@@ -342,10 +346,12 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
     let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("opening the rootfs {}", rootfs.display()))?;
 
+    // Also when the runtime itself runs in one (rootless podman's): no mknod, no new sysfs.
+    let in_userns = plan.ns.userns || crate::state::in_user_namespace();
     let mounter = Mounter {
         root: &root,
         rootfs,
-        in_userns: plan.ns.userns,
+        in_userns,
         new_cgroupns: plan.ns.new_flags() & kclone::CLONE_NEWCGROUP != 0,
         cgroup_dirs: &plan.cgroup_dirs,
     };
@@ -353,7 +359,7 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
         let ms = MountSpec::from_oci(m, &plan.bundle)?;
         mounter.mount(&ms)?;
     }
-    create_devices(&root, linux, plan.ns.userns)?;
+    create_devices(&root, linux, in_userns)?;
 
     run_hooks_before_root(plan, chan, creating)?;
 

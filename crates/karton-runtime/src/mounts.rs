@@ -566,12 +566,40 @@ impl Mounter<'_> {
     }
 
     fn cgroup_dir(&self, mount_point: &Path) -> Result<PathBuf> {
+        if self.cgroup_dirs.is_empty() {
+            // No cgroup of its own (rootless, nothing asked): the container sees the cgroups
+            // it was started in, as with runc.
+            if let Some(d) = own_cgroup_dir(mount_point) {
+                return Ok(d);
+            }
+        }
         self.cgroup_dirs
             .iter()
             .find(|(mp, _)| mp == mount_point)
             .map(|(_, d)| d.clone())
             .ok_or_else(|| Error::Unsupported(format!("no container cgroup in the hierarchy at {}", mount_point.display())))
     }
+}
+
+/// This process's cgroup in the hierarchy mounted at `mount_point` (from /proc/self/cgroup),
+/// if that directory exists.
+fn own_cgroup_dir(mount_point: &Path) -> Option<PathBuf> {
+    let hier = host_cgroup_mounts().into_iter().find(|h| h.mount_point == mount_point)?;
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let matches = if hier.fstype == "cgroup2" {
+            ctrls.is_empty()
+        } else {
+            !ctrls.is_empty() && ctrls.split(',').all(|c| hier.super_opts.iter().any(|o| o == c))
+        };
+        if matches {
+            let dir = mount_point.join(path.trim_start_matches('/'));
+            return dir.is_dir().then_some(dir);
+        }
+    }
+    None
 }
 
 /// Attributes cleared but not set: fsmount takes only attributes to set.

@@ -74,12 +74,17 @@ pub fn plan(nss: &[NsRequest], time_offsets: bool) -> NsPlan {
     // NsType's order is the join order: user first, mount last.
     let mut join_in_parent = Vec::new();
     let mut join_in_child = Vec::new();
+    // With no user namespace the init is as privileged as the runtime and joins net, ipc,
+    // uts and cgroup itself: a runtime that is root of a user namespace (rootless podman's)
+    // could join them but not return to its own, which belong to the initial one.
+    let no_userns = !is_new(NsType::User) && !is_joined(NsType::User);
     for k in NsType::ALL {
         if !is_joined(k) {
             continue;
         }
         match k {
             NsType::User | NsType::Mnt => join_in_child.push(k),
+            NsType::Net | NsType::Ipc | NsType::Uts | NsType::Cgroup if no_userns => join_in_child.push(k),
             _ => join_in_parent.push(k),
         }
     }
@@ -173,7 +178,7 @@ mod tests {
             assert_eq!(p.unshare_in_child, 0, "{k}");
             assert!(!p.fork_again, "{k}: a pid/time namespace joined by the runtime places the init itself");
             match k {
-                NsType::User | NsType::Mnt => {
+                NsType::User | NsType::Mnt | NsType::Net | NsType::Ipc | NsType::Uts | NsType::Cgroup => {
                     assert_eq!(p.join_in_child, vec![k]);
                     assert!(p.join_in_parent.is_empty());
                 }
@@ -255,6 +260,19 @@ mod tests {
             p.join_in_parent,
             vec![NsType::Pid, NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Time]
         );
+    }
+
+    #[test]
+    fn without_a_user_namespace_the_init_joins_net_ipc_uts_cgroup_itself() {
+        // Rootless podman: karton is root of podman's user namespace and joins the netns
+        // podman made there; leaving it again for the host's would need privilege it lacks.
+        let p = plan(&[new(NsType::Pid), joined(NsType::Net), new(NsType::Ipc), joined(NsType::Uts), new(NsType::Mnt)], false);
+        assert!(p.join_in_parent.is_empty());
+        assert_eq!(p.join_in_child, vec![NsType::Net, NsType::Uts]);
+        let all: Vec<NsRequest> = NsType::ALL.into_iter().filter(|k| *k != NsType::User).map(joined).collect();
+        let p = plan(&all, false);
+        assert_eq!(p.join_in_parent, vec![NsType::Pid, NsType::Time], "pid/time apply to children: joined before clone3");
+        assert_eq!(p.join_in_child, vec![NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Mnt]);
     }
 
     #[test]

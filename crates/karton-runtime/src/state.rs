@@ -122,6 +122,15 @@ impl Record {
     }
 }
 
+/// Whether this process lives in a user namespace other than the initial one (whose uid
+/// map is the identity of all 2^32-1 ids). Unreadable: assume the initial one.
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
+        Err(_) => false,
+    }
+}
+
 /// The runtime root (`--root`).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -140,11 +149,17 @@ impl Store {
         Store { root: root.into() }
     }
 
-    /// /run/karton for root; $XDG_RUNTIME_DIR/karton otherwise.
+    /// /run/karton for root; $XDG_RUNTIME_DIR/karton otherwise. Root of a user namespace
+    /// that is not the initial one counts as "otherwise" when XDG_RUNTIME_DIR is set and
+    /// USER is not root (runc's rule): rootless podman calls the runtime as uid 0 of its
+    /// own user namespace, which may not write /run.
     pub fn default_root() -> PathBuf {
-        if nix::unistd::geteuid().is_root() {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty());
+        let real_root = nix::unistd::geteuid().is_root()
+            && (xdg.is_none() || !in_user_namespace() || std::env::var_os("USER").is_some_and(|u| u == "root"));
+        if real_root {
             PathBuf::from("/run/karton")
-        } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+        } else if let Some(x) = xdg {
             PathBuf::from(x).join("karton")
         } else {
             PathBuf::from(format!("/tmp/karton-{}", nix::unistd::geteuid()))

@@ -62,3 +62,37 @@ pub fn ns_get_owner_uid(fd: BorrowedFd<'_>) -> Result<libc::uid_t> {
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_OWNER_UID as _, &mut uid as *mut libc::uid_t) };
     check("ioctl(NS_GET_OWNER_UID)", ret as libc::c_long).map(|_| uid)
 }
+
+/// Brings the loopback interface of the caller's network namespace up (SIOCSIFFLAGS on
+/// "lo" with IFF_UP), as runc and crun do in a new network namespace: the
+/// kernel creates `lo` down, and an engine that gives a container no other network
+/// (podman --network none) expects 127.0.0.1 to work. Needs CAP_NET_ADMIN over the
+/// namespace.
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: socket takes integers only; on success we own the returned fd.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(SysError::last("socket(AF_INET, SOCK_DGRAM)"));
+    }
+    // SAFETY: s is a new fd nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes ifru_flags of the
+    // ifreq we own, which outlives the call.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) };
+    check("ioctl(SIOCGIFFLAGS, lo)", ret as libc::c_long)?;
+    // SAFETY: the kernel filled the flags member of the union just above.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    let up = libc::IFF_UP as libc::c_short;
+    if flags & up != 0 {
+        return Ok(());
+    }
+    ifr.ifr_ifru.ifru_flags = flags | up;
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own, which outlives the call.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) };
+    check("ioctl(SIOCSIFFLAGS, lo)", ret as libc::c_long).map(drop)
+}

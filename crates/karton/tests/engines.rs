@@ -1,5 +1,6 @@
-//! Real engines drive karton end to end: podman (through conmon) and containerd 1.6
-//! (through its runc shim). The cases live in `tests/engines/*.sh` at the repository root;
+//! Real engines drive karton end to end: podman (through conmon), rootful with its default
+//! configuration and rootless as an ordinary user, and containerd 1.6 (through its runc
+//! shim). The cases live in `tests/engines/*.sh` at the repository root;
 //! each script keeps its state in a private work directory, cleans up after itself and
 //! exits 77 when an engine is not installed (printed here as SKIP).
 
@@ -64,6 +65,11 @@ fn run_engine_script(name: &str) {
 #[test]
 fn podman_runs_containers_on_karton() {
     run_engine_script("podman.sh");
+}
+
+#[test]
+fn rootless_podman_runs_containers_on_karton() {
+    run_engine_script("podman-rootless.sh");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const ALL: [&str; 8] = ["user", "pid", "network", "ipc", "uts", "mount", "cgroup", "time"];
 
@@ -625,4 +625,77 @@ fn cwd_env_and_umask() {
     b.config["root"]["readonly"] = json!(false);
     b.sh("pwd; echo $GREETING; echo $HOME; umask");
     assert_eq!(k.stdout_of(&b).lines().collect::<Vec<_>>(), ["/var/work", "hi there", "/root", "0077"]);
+}
+
+/// A new network namespace gets its loopback up, as runc and crun do: podman's
+/// `--network none` (and any listener on 127.0.0.1) counts on it. Also when the network
+/// namespace is made together with a user namespace.
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    for nss in [&["mount", "pid", "network"][..], &["user", "mount", "pid", "network"][..]] {
+        let mut b = Bundle::new();
+        b.namespaces(nss);
+        // The kernel gives lo its 127.0.0.1 only once it is up.
+        b.sh("ip -o link show lo; ip -o -4 addr show lo");
+        let out = k.stdout_of(&b);
+        assert!(out.contains(",UP") && out.contains("inet 127.0.0.1/8"), "{nss:?}: lo is not up: {out}");
+    }
+}
+
+/// Rootless podman calls karton as uid 0 of podman's own user namespace, with a config
+/// that has no user namespace, no cgroupsPath and `"resources": {}`: karton keeps its state
+/// under $XDG_RUNTIME_DIR (it may not write /run), makes no cgroup, shows the inherited
+/// cgroups at /sys/fs/cgroup, binds devices (no mknod) and joins a network namespace of
+/// that user namespace from the init (it could not return to the host's from there).
+#[test]
+fn root_of_a_user_namespace_runs_like_rootless_podman_calls_it() {
+    if !can_run() {
+        return;
+    }
+    let xdg = TempDir::new("karton-test-userns-xdg");
+    let mut b = Bundle::new();
+    b.namespaces(&["pid", "mount", "ipc", "uts", "network"]);
+    b.config["linux"]["resources"] = json!({});
+    b.config["linux"]["cgroupsPath"] = Value::Null;
+    // This test's user namespace maps uid/gid 0 only (podman's maps 65536 ids): no gid=5.
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/dev/pts" {
+            let opts: Vec<Value> = m["options"].as_array().unwrap().iter().filter(|o| !o.as_str().unwrap_or("").starts_with("gid=")).cloned().collect();
+            m["options"] = json!(opts);
+        }
+    }
+    b.sh("id -u; ls /sys/fs/cgroup/cpu/cgroup.procs; head -c 4 /dev/zero | wc -c; grep -c : /proc/net/dev");
+    b.write();
+    let id = unique("userns-root");
+    // The netns joined by path: one made by (and owned by) the same user namespace, as
+    // rootless podman's is; a sleeping process holds it.
+    let script = format!(
+        "unshare --net sleep 30 & p=$!; sleep 0.3; \
+         sed -i 's#\"type\": \"network\"#\"type\": \"network\", \"path\": \"/proc/'$p'/ns/net\"#' {cfg}; \
+         {karton} run --bundle {bundle} {id}; rc=$?; kill $p; ls {xdg}; exit $rc",
+        cfg = b.path().join("config.json").display(),
+        karton = KARTON,
+        bundle = b.path().display(),
+        xdg = xdg.path().display(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env("XDG_RUNTIME_DIR", xdg.path())
+        .env("USER", "karton-test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout={stdout} stderr={}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "0", "{stdout}");
+    assert_eq!(lines[1], "/sys/fs/cgroup/cpu/cgroup.procs", "{stdout}");
+    assert_eq!(lines[2].trim(), "4", "/dev/zero bound: {stdout}");
+    assert_eq!(lines[3], "1", "only lo: the joined network namespace: {stdout}");
+    assert_eq!(lines.last().copied(), Some("karton"), "state under XDG_RUNTIME_DIR: {stdout}");
+    assert!(!std::path::Path::new("/run/karton").join(&id).exists());
+    assert!(cgroup_dirs_named(&id).is_empty(), "no cgroup made");
 }
