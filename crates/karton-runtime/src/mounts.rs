@@ -584,7 +584,7 @@ impl Mounter<'_> {
 /// This process's cgroup in the hierarchy mounted at `mount_point` (from /proc/self/cgroup),
 /// if that directory exists.
 fn own_cgroup_dir(mount_point: &Path) -> Option<PathBuf> {
-    let hier = host_cgroup_mounts().into_iter().find(|h| h.mount_point == mount_point)?;
+    let hier = host_cgroup_mounts().ok()?.into_iter().find(|h| h.mount_point == mount_point)?;
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
