@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
-#[path = "common/harness.rs"]
+#[path = "../../../tests/support/single_thread_harness.rs"]
 mod harness;
 
 use std::fs;

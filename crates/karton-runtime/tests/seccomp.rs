@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+#[path = "../../../tests/support/single_thread_harness.rs"]
 mod harness;
 
 use std::io::Read;

@@ -46,6 +46,17 @@ impl Drop for Holder {
     }
 }
 
+/// Replaces the config's `typ` namespace entry with one that joins `path`.
+fn join_by_path(b: &mut Bundle, typ: &str, path: impl serde::Serialize) {
+    let nss: Vec<Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| if n["type"] == typ { json!({"type": typ, "path": path}) } else { n.clone() })
+        .collect();
+    b.config["linux"]["namespaces"] = json!(nss);
+}
+
 /// An allow-list of classic syscalls: no openat2, close_range, mount API, clone3, pidfds,
 /// socket sends: what a profile recorded from an application's own calls looks like.
 fn classic_allow_list(extra_denied: &[&str]) -> Value {
@@ -130,13 +141,7 @@ fn network_sysctl_in_a_joined_network_namespace() {
     let k = Karton::new();
     let holder = Holder::new("--net");
     let mut b = Bundle::new();
-    let nss: Vec<Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| if n["type"] == "network" { json!({"type": "network", "path": holder.ns("net")}) } else { n.clone() })
-        .collect();
-    b.config["linux"]["namespaces"] = json!(nss);
+    join_by_path(&mut b, "network", holder.ns("net"));
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 2147483647"});
     b.sh("cat /proc/sys/net/ipv4/ping_group_range; readlink /proc/self/ns/net");
     let out = k.stdout_of(&b);
@@ -147,13 +152,7 @@ fn network_sysctl_in_a_joined_network_namespace() {
     assert_ne!(host.split_whitespace().collect::<Vec<_>>(), ["0", "2147483647"], "the host's value is untouched");
 
     // The runtime's own network namespace by path: the kernel would change the host's.
-    let nss: Vec<Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| if n["type"] == "network" { json!({"type": "network", "path": format!("/proc/{}/ns/net", std::process::id())}) } else { n.clone() })
-        .collect();
-    b.config["linux"]["namespaces"] = json!(nss);
+    join_by_path(&mut b, "network", format!("/proc/{}/ns/net", std::process::id()));
     let (code, _, err) = k.run_bundle(&b);
     assert_ne!(code, 0);
     assert!(err.contains("linux.sysctl.net.ipv4.ping_group_range") && err.contains("runtime's own"), "{err}");
@@ -167,13 +166,7 @@ fn hostname_in_a_joined_uts_namespace() {
     let k = Karton::new();
     let holder = Holder::new("--uts");
     let mut b = Bundle::new();
-    let nss: Vec<Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| if n["type"] == "uts" { json!({"type": "uts", "path": holder.ns("uts")}) } else { n.clone() })
-        .collect();
-    b.config["linux"]["namespaces"] = json!(nss);
+    join_by_path(&mut b, "uts", holder.ns("uts"));
     b.config["hostname"] = json!("joined-uts");
     b.sh("hostname");
     assert_eq!(k.stdout_of(&b).trim(), "joined-uts");
@@ -215,13 +208,7 @@ fn joined_mount_namespace_runs_the_process_in_it() {
     let mut b = Bundle::new();
     without_mounts(&mut b);
     b.config["root"]["path"] = json!(a.rootfs());
-    let nss: Vec<Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| if n["type"] == "mount" { json!({"type": "mount", "path": format!("/proc/{a_pid}/ns/mnt")}) } else { n.clone() })
-        .collect();
-    b.config["linux"]["namespaces"] = json!(nss);
+    join_by_path(&mut b, "mount", format!("/proc/{a_pid}/ns/mnt"));
     b.sh("cat /tmp/marker");
     assert_eq!(k.stdout_of(&b).trim(), "from-a", "B sees A's /tmp");
 

@@ -1,4 +1,5 @@
-//! A test runner for test files that fork: libtest runs every test on a thread of its
+//! A test runner for test files that fork (shared by karton-cgroup, karton-ns and
+//! karton-runtime through `#[path]`): libtest runs every test on a thread of its
 //! own, and forking a multithreaded process is unsound (the child inherits locks held by
 //! threads that do not exist in it), so `karton_sys::clone::*_single_threaded` refuse it.
 //! These files use `harness = false` and this runner, which runs each test on the main
