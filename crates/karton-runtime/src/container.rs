@@ -477,7 +477,7 @@ impl Runtime {
 
     /// Deletes a container: processes (with `force`), cgroups, state.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let lock = match self.store.lock(id) {
+        let lock = match if force { self.store.lock_breaking_orphans(id) } else { self.store.lock(id) } {
             Ok(l) => l,
             Err(Error::NotFound(_)) if force => return Ok(()),
             Err(e) => return Err(e),
