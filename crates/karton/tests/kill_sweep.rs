@@ -259,3 +259,43 @@ fn still_alive(pid: i32) -> bool {
     }
     true
 }
+
+/// A `create` killed after making its cgroups and before recording them in state.json
+/// (karton before the cgroup was planned in state.json first): `delete --force` finds the
+/// empty cgroup under karton's parent and removes it.
+#[test]
+fn delete_force_removes_an_unrecorded_cgroup() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let b = bundle();
+    let id = unique("ks-unrecorded");
+    let out = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
+    let made = container_cgroups(&id);
+    assert!(!made.is_empty(), "create made no cgroup to test with");
+    // Empty the cgroup, then make the record what the killed create had written.
+    let out = k.run(&["kill", "--all", &id, "KILL"]);
+    assert!(out.status.success(), "kill: {}", String::from_utf8_lossy(&out.stderr));
+    for _ in 0..1000 {
+        if k.status(&id) == "stopped" {
+            break;
+        }
+        std::thread::sleep(ms(10));
+    }
+    let path = k.root.path().join(&id).join("state.json");
+    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let obj = rec.as_object_mut().unwrap();
+    obj.remove("cgroup");
+    obj.insert("status".into(), "creating".into());
+    obj.insert("pid".into(), 0.into());
+    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+
+    let mut found = force_delete(&k, &id);
+    found.extend(leaks(&k, &id, b.path()));
+    if !found.is_empty() {
+        scrub(&k, &id, b.path());
+    }
+    assert!(found.is_empty(), "{found:?}");
+}

@@ -78,7 +78,7 @@ fn two_hundred_containers_eight_at_a_time() {
     });
     let wall = start.elapsed();
 
-    let mut leaked = Tally::new("load: leaks");
+    let mut leaked = Tally::new("load");
     for i in 0..CONTAINERS {
         let id = format!("{prefix}-{i}");
         let found = leaks(&k, &id, b.path());
@@ -95,7 +95,8 @@ fn two_hundred_containers_eight_at_a_time() {
         failures.len(),
         leaked.leaky
     );
-    eprintln!("{}", leaked.report());
+    let kinds: Vec<String> = leaked.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    eprintln!("load: leaky containers by kind: {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(" ") });
     for f in failures.iter().take(50) {
         eprintln!("  failure: {f}");
     }
