@@ -311,25 +311,28 @@ pub fn in_container_cgroup(cgroups: &str, id: &str) -> bool {
 /// still has karton's argv). Zombies are left out: they hold nothing but a pid, and the
 /// pid 1 of this machine reaps late.
 pub fn container_processes(id: &str, bundle: &Path) -> Vec<ProcInfo> {
-    let b = bundle.to_string_lossy().into_owned();
     processes()
         .into_iter()
         .filter(|p| p.state != 'Z' && p.state != 'X')
         .filter(|p| {
             in_container_cgroup(&p.cgroups, id)
-                || p.cwd.starts_with(&b)
-                || p.root.starts_with(&b)
-                || p.cmdline.iter().any(|a| a == id || a.starts_with(&b))
+                || is_under(&p.cwd, bundle)
+                || is_under(&p.root, bundle)
+                || p.cmdline.iter().any(|a| a == id || is_under(a, bundle))
         })
         .collect()
+}
+
+/// `path` is `dir` or inside it (by whole components: /tmp/b-1 is not under /tmp/b).
+pub fn is_under(path: &str, dir: &Path) -> bool {
+    Path::new(path).starts_with(dir)
 }
 
 /// Mounts of the host's mount namespace under the bundle (the container's own mounts
 /// live in its mount namespace and must never show here).
 pub fn bundle_mounts(bundle: &Path) -> Vec<String> {
-    let b = bundle.to_string_lossy().into_owned();
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines().filter(|l| l.split(' ').nth(4).is_some_and(|mp| mp.starts_with(&b))).map(str::to_string).collect()
+    text.lines().filter(|l| l.split(' ').nth(4).is_some_and(|mp| is_under(mp, bundle))).map(str::to_string).collect()
 }
 
 /// Leaks of one container, by kind: ("list", "state dir", "cgroup", "mount", "process").
