@@ -59,6 +59,16 @@ impl Cgroup {
     /// under "/karton/", absolute → as given. An existing directory is reused only while
     /// it holds no processes; delete then leaves it, unless it is under "/karton/".
     pub fn create(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
+        let mut cg = Cgroup::plan(host, cgroups_path, id)?;
+        cg.make()?;
+        Ok(cg)
+    }
+
+    /// The first half of [`Cgroup::create`], touching nothing: resolves the directories,
+    /// refuses a busy cgroup, and lists in `created` every directory that [`Cgroup::make`]
+    /// will make (those missing now). Record the result before calling `make`: whoever
+    /// finds the record after a crash can remove exactly what was made.
+    pub fn plan(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
         let path = resolve_path(cgroups_path, id)?;
         let mut v1 = BTreeMap::new();
         for (ctrl, m) in host.v1_controllers() {
@@ -82,27 +92,54 @@ impl Cgroup {
                 return Err(Error::NotEmpty { path: dir.to_path_buf(), pids });
             }
         }
-        let dirs: Vec<PathBuf> = cg.dirs().into_iter().map(Path::to_path_buf).collect();
         // An empty leaf left under karton's own parent (a crashed create or delete) is
         // karton's: adopt it so that delete removes it. Elsewhere an existing directory
         // stays someone else's.
         let ours = cg.path.starts_with(&format!("{DEFAULT_PARENT}/"));
-        for dir in &dirs {
+        let mut planned = Vec::new();
+        for dir in cg.dirs() {
             if ours && dir.is_dir() {
-                cg.created.push(dir.clone());
+                planned.push(dir.to_path_buf());
                 continue;
             }
-            if let Err(e) = mkdir_nested(dir, &mut cg.created) {
+            let mut missing = Vec::new();
+            let mut d = Some(dir);
+            while let Some(p) = d.filter(|p| !p.exists()) {
+                missing.push(p.to_path_buf());
+                d = p.parent();
+            }
+            planned.extend(missing.into_iter().rev());
+        }
+        cg.created = planned;
+        Ok(cg)
+    }
+
+    /// The second half of [`Cgroup::create`]: makes the planned directories (parents
+    /// first) and fills cpuset. On failure it removes what it made.
+    pub fn make(&mut self) -> Result<(), Error> {
+        let planned = std::mem::take(&mut self.created);
+        let ours = self.path.starts_with(&format!("{DEFAULT_PARENT}/"));
+        let leaves: BTreeSet<PathBuf> = self.dirs().into_iter().map(Path::to_path_buf).collect();
+        for dir in &planned {
+            if dir.is_dir() {
+                // An adopted leaf of karton's parent stays ours; anything else that exists
+                // now was made by someone else in between.
+                if ours && leaves.contains(dir) {
+                    self.created.push(dir.clone());
+                }
+                continue;
+            }
+            if let Err(e) = mkdir_nested(dir, &mut self.created) {
                 // Leave nothing half-made behind.
-                let _ = cg.remove_created(Instant::now());
+                let _ = self.remove_created(Instant::now());
                 return Err(e);
             }
         }
-        if let Err(e) = cg.init_cpuset() {
-            let _ = cg.remove_created(Instant::now());
+        if let Err(e) = self.init_cpuset() {
+            let _ = self.remove_created(Instant::now());
             return Err(e);
         }
-        Ok(cg)
+        Ok(())
     }
 
     /// The cgroup path within each hierarchy, e.g. "/karton/abc".

@@ -2,10 +2,19 @@
 //!
 //! SOCK_SEQPACKET keeps message boundaries, so each message is one JSON datagram, and a
 //! closed peer reads as end-of-file: a child that dies mid-setup is noticed at once.
+//!
+//! The runtime's end has SO_PASSCRED: the kernel attaches the sender's pid, translated
+//! into the runtime's pid namespace, to every message. Which process is the container's
+//! init is therefore read from the kernel, never from what a message says, and messages of
+//! an intermediate process and of the init it forked cannot be confused whatever their
+//! order.
 
+use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, setsockopt, socketpair, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
@@ -14,8 +23,12 @@ use crate::error::{Context, Error, Result};
 pub enum Msg {
     /// Runtime → init: id maps are written and the init is in its cgroups; go on.
     Proceed,
-    /// Init → runtime: the init pid, when a second fork made it (joined pid/time ns).
-    InitPid(i32),
+    /// Init → runtime, first thing from the process that will execve (after any second
+    /// fork): its pid comes with the message's credentials.
+    Hello,
+    /// Runtime → init: the answer to Hello: the init's pid as the host sees it and the
+    /// container state (status "creating") that hooks and a seccomp agent receive.
+    Welcome { pid: i32, state: String },
     /// Init → runtime: the environment exists; run prestart and createRuntime hooks now.
     RunRuntimeHooks,
     /// Runtime → init: hooks done.
@@ -26,34 +39,76 @@ pub enum Msg {
     Error(String),
 }
 
+impl Msg {
+    /// The datagram for this message. Encoded ahead of time where it must be sent after
+    /// the seccomp filter, when allocating may no longer be allowed.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::Init(format!("encoding message: {e}")))
+    }
+}
+
 pub struct Channel {
     fd: OwnedFd,
 }
 
+/// A received message and the pid of the process that sent it (runtime end only).
+pub struct Received {
+    pub msg: Msg,
+    pub sender: Option<i32>,
+}
+
+/// (runtime end, init end).
 pub fn pair() -> Result<(Channel, Channel)> {
     let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
         .ctx(|| "creating the runtime/init socketpair".to_string())?;
+    setsockopt(&a, sockopt::PassCred, &true).ctx(|| "SO_PASSCRED on the runtime's socket".to_string())?;
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
-        let buf = serde_json::to_vec(msg).map_err(|e| Error::Init(format!("encoding message: {e}")))?;
-        nix::sys::socket::send(self.fd.as_raw_fd(), &buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
-            .ctx(|| "sending to the container init".to_string())
-            .map(drop)
+        self.send_raw(&msg.encode()?)
+    }
+
+    /// Sends an encoded message with plain write(2): it is the one call a seccomp profile
+    /// that lets the process write anything at all allows, so even an error raised under a
+    /// strict filter reaches the runtime.
+    pub fn send_raw(&self, buf: &[u8]) -> Result<()> {
+        loop {
+            match nix::unistd::write(&self.fd, buf) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).ctx(|| "sending to the other end of the runtime/init channel".to_string()),
+            }
+        }
     }
 
     /// Receives one message; `None` when the peer closed its end.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_from()?.map(|r| r.msg))
+    }
+
+    /// Receives one message with its sender's pid (as the kernel reports it).
+    pub fn recv_from(&self) -> Result<Option<Received>> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
         loop {
-            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    return serde_json::from_slice(&buf[..n])
-                        .map(Some)
-                        .map_err(|e| Error::Init(format!("garbled message from the container init: {e}")))
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(m) => {
+                    let n = m.bytes;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    let mut sender = None;
+                    for c in m.cmsgs().ctx(|| "reading the init's credentials".to_string())? {
+                        if let ControlMessageOwned::ScmCredentials(cred) = c {
+                            sender = Some(cred.pid());
+                        }
+                    }
+                    let msg = serde_json::from_slice(&buf[..n])
+                        .map_err(|e| Error::Init(format!("garbled message from the container init: {e}")))?;
+                    return Ok(Some(Received { msg, sender }));
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).ctx(|| "receiving from the container init".to_string()),
@@ -73,5 +128,10 @@ impl Channel {
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Moves the socket to a number at or above `min` (see `crate::fds`).
+    pub fn relocate(self, min: i32) -> Result<Channel> {
+        Ok(Channel { fd: crate::fds::relocate(self.fd, min)? })
     }
 }

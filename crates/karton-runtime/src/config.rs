@@ -183,11 +183,36 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
     }
     let new = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_none());
     let has = |k: NsType| nss.iter().any(|n| n.kind == k);
-    if !has(NsType::Mnt) {
-        return bad(format!(
-            "linux.namespaces has no mount namespace{}: karton builds the rootfs in a new mount namespace; add {{\"type\": \"mount\"}}",
-            at("namespaces")
-        ));
+    // The container's namespace of a kind is its own unless it is the runtime's: absent
+    // from the list, or a path that names the runtime's own (what the kernel itself would
+    // let a sysctl or hostname write reach).
+    let own = |k: NsType| match nss.iter().find(|n| n.kind == k) {
+        None => false,
+        Some(NsRequest { path: None, .. }) => true,
+        Some(NsRequest { path: Some(p), .. }) => !is_runtime_namespace(p, k),
+    };
+    if !new(NsType::Mnt) {
+        // No mount table of the container's own: mounting anything would change the
+        // runtime's (the host's) or another container's. Only the root changes (chroot).
+        let how = if has(NsType::Mnt) { "a joined mount namespace" } else { "no mount namespace" };
+        let fix = "add {\"type\": \"mount\"} without a path to linux.namespaces, or remove the field";
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return bad(format!("mounts{}: the container has {how}, so its mounts would be made in a mount table that is not its own: {fix}", at("mounts")));
+        }
+        if let Some(l) = linux {
+            if l.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+                return bad(format!("linux.maskedPaths{}: the container has {how}, so masking would change a mount table that is not its own: {fix}", at("maskedPaths")));
+            }
+            if l.readonly_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+                return bad(format!("linux.readonlyPaths{}: the container has {how}, so it would change a mount table that is not its own: {fix}", at("readonlyPaths")));
+            }
+            if l.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty()) {
+                return bad(format!("linux.rootfsPropagation{}: the container has {how}: {fix}", at("rootfsPropagation")));
+            }
+        }
+        if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+            return bad(format!("root.readonly{}: the container has {how}, so the root cannot be remounted read-only without changing a mount table that is not its own: {fix}", at("readonly")));
+        }
     }
     if new(NsType::User) {
         let l = linux.ok_or_else(|| Error::Config(format!("{file}: linux is missing")))?;
@@ -231,7 +256,7 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
         }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
-                check_sysctl(key, &new, &file, &|k| at(k))?;
+                check_sysctl(key, &own, &file, &|k| at(k))?;
             }
         }
         if let Some(label) = l.mount_label() {
@@ -261,15 +286,15 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
             )));
         }
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !new(NsType::Uts) {
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !own(NsType::Uts) {
         return bad(format!(
-            "hostname is set{} but there is no new uts namespace: add {{\"type\": \"uts\"}} to linux.namespaces",
+            "hostname is set{} but the container has no uts namespace of its own (setting it would change the runtime's): add {{\"type\": \"uts\"}} to linux.namespaces",
             at("hostname")
         ));
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !new(NsType::Uts) {
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !own(NsType::Uts) {
         return bad(format!(
-            "domainname is set{} but there is no new uts namespace: add {{\"type\": \"uts\"}} to linux.namespaces",
+            "domainname is set{} but the container has no uts namespace of its own (setting it would change the runtime's): add {{\"type\": \"uts\"}} to linux.namespaces",
             at("domainname")
         ));
     }
@@ -355,28 +380,36 @@ pub fn validate_process(
     Ok(())
 }
 
+/// Whether `path` names the namespace of kind `kind` that this process is in (same nsfs
+/// inode). A path that cannot be read is not: opening it later reports the error.
+pub fn is_runtime_namespace(path: &Path, kind: NsType) -> bool {
+    let own = format!("/proc/self/ns/{}", kind.proc_name());
+    match (nix::sys::stat::stat(path), nix::sys::stat::stat(own.as_str())) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
 /// The runtime spec lets a runtime refuse sysctls that would reach outside the container;
-/// like runc, karton allows only namespaced ones and only with their namespace.
-fn check_sysctl(key: &str, new: &dyn Fn(NsType) -> bool, file: &str, at: &dyn Fn(&str) -> String) -> Result<()> {
+/// like runc, karton allows only namespaced ones, and only where the container's namespace
+/// of that kind is not the runtime's own (new, or joined by a path that names another).
+fn check_sysctl(key: &str, own: &dyn Fn(NsType) -> bool, file: &str, at: &dyn Fn(&str) -> String) -> Result<()> {
     let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
-    let (ns, ok) = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
-        (NsType::Ipc, true)
+    let ns = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        NsType::Ipc
     } else if key.starts_with("net.") {
-        (NsType::Net, true)
+        NsType::Net
     } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        (NsType::Uts, true)
+        NsType::Uts
     } else {
-        (NsType::Mnt, false)
-    };
-    if !ok {
         return Err(Error::Config(format!(
             "{file}: linux.sysctl.{key}{}: not a namespaced sysctl, so setting it would change the host: remove it",
             at(key)
         )));
-    }
-    if !new(ns) {
+    };
+    if !own(ns) {
         return Err(Error::Config(format!(
-            "{file}: linux.sysctl.{key}{}: needs a new {} namespace: add {{\"type\": \"{}\"}} to linux.namespaces",
+            "{file}: linux.sysctl.{key}{}: the container's {} namespace is the runtime's own, so this would change the host: add {{\"type\": \"{}\"}} (new, or a path to another namespace) to linux.namespaces",
             at(key),
             ns.oci_name(),
             ns.oci_name()

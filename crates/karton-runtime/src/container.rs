@@ -154,6 +154,9 @@ impl Runtime {
         Ok(Created { pid: created.0, pidfd: created.1, lock })
     }
 
+    /// Makes the container's init: namespaces planned by [`crate::plan`], cgroups first,
+    /// one clone3, then the runtime's half of the conversation with the init (maps,
+    /// hooks) until it reports Ready. Returns the init's pid and pidfd.
     #[allow(clippy::too_many_arguments)]
     fn spawn_init(
         &self,
@@ -169,174 +172,143 @@ impl Runtime {
         let spec = &cfg.spec;
         let linux = spec.linux().as_ref();
         let nss = config::namespaces(spec);
-        let is_new = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_none());
-
-        // Join fds, opened and checked before anything runs in them.
-        let mut joins: Vec<(NsType, OwnedFd)> = Vec::new();
-        for n in nss.iter().filter(|n| n.path.is_some()) {
-            let p = n.path.as_deref().unwrap_or(Path::new(""));
-            joins.push((n.kind, open_ns(p, n.kind)?));
-        }
-        joins.sort_by_key(|(k, _)| *k);
-        let user_joined = joins.iter().any(|(k, _)| *k == NsType::User);
-        let mut new_flags = 0u64;
-        for k in NsType::ALL {
-            if is_new(k) {
-                new_flags |= k.clone_flag();
-            }
-        }
         let has_offsets = linux.and_then(|l| l.time_offsets().as_ref()).is_some_and(|o| !o.is_empty());
+        let ns = crate::plan::plan(&nss, has_offsets);
+        // Nothing of ours may sit at a number the container inherits (--preserve-fds).
+        let keep = crate::fds::first_free(opts.preserve_fds);
 
-        // Cgroups first: limits hold before the user's process exists.
-        if !nix::unistd::geteuid().is_root() && linux.and_then(|l| l.resources().as_ref()).is_none() && linux.and_then(|l| l.cgroups_path().as_ref()).is_none() {
-            tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
-        } else {
-            let host = karton_cgroup::Host::detect()?;
-            let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-            let cg = Cgroup::create(&host, cgroups_path.as_deref(), id).map_err(|e| {
-                if nix::unistd::geteuid().is_root() {
-                    Error::from(e)
-                } else {
-                    Error::Unsupported(format!(
-                        "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
-                    ))
-                }
-            })?;
-            cleanup.cgroup = Some(cg.clone());
-            rec.cgroup = Some(cg.clone());
-            lock.save(rec)?;
-            if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-                cg.apply(&with_default_device_rules(res, linux))?;
+        // Namespace files, opened and type-checked before anything runs in them.
+        let mut parent_joins = Vec::new();
+        let mut child_joins = Vec::new();
+        for n in &nss {
+            let Some(p) = n.path.as_deref() else { continue };
+            let fd = crate::fds::relocate(open_ns(p, n.kind)?, keep)?;
+            if ns.join_in_child.contains(&n.kind) {
+                child_joins.push((n.kind, fd));
+            } else {
+                parent_joins.push((n.kind, fd));
             }
         }
+        child_joins.sort_by_key(|(k, _)| *k);
+
+        self.make_cgroup(id, linux, lock, rec, cleanup)?;
         let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).unwrap_or_default();
 
         let console = match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)) {
-            (Some(path), true) => Some(OwnedFd::from(
-                std::os::unix::net::UnixStream::connect(path)
-                    .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
-            )),
+            (Some(path), true) => Some(crate::fds::relocate(
+                OwnedFd::from(
+                    std::os::unix::net::UnixStream::connect(path)
+                        .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
+                ),
+                keep,
+            )?),
             _ => None,
         };
         let state_dir = nix::fcntl::open(&lock.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .ctx(|| format!("opening {}", lock.dir.display()))?;
-
-        // Where each namespace is made or joined (see docs/architecture.md).
-        let mut clone_flags;
-        let mut join_in_child = Vec::new();
-        let mut unshare_in_child = 0u64;
-        let mut fork_again;
-        let mut parent_joins = Vec::new();
-        for (k, fd) in joins {
-            match k {
-                NsType::User | NsType::Mnt => join_in_child.push((k, fd)),
-                _ => parent_joins.push((k, fd)),
-            }
-        }
-        if user_joined {
-            clone_flags = 0;
-            unshare_in_child = new_flags;
-            fork_again = new_flags & (kclone::CLONE_NEWPID | kclone::CLONE_NEWTIME) != 0;
-        } else {
-            clone_flags = new_flags;
-            fork_again = false;
-            // A cgroup namespace's root is the cgroup its creator is in: unshare it only
-            // once the init sits in the container's cgroups.
-            if new_flags & kclone::CLONE_NEWCGROUP != 0 {
-                clone_flags &= !kclone::CLONE_NEWCGROUP;
-                unshare_in_child |= kclone::CLONE_NEWCGROUP;
-            }
-        }
-        // pid and time namespaces apply to children: joining them here places the init.
-        for (k, fd) in &parent_joins {
-            kns::setns(fd.as_fd(), k.clone_flag())
-                .ctx(|| format!("joining the {} namespace given in linux.namespaces", k.oci_name()))?;
-        }
-        if !user_joined && new_flags & kclone::CLONE_NEWTIME != 0 && has_offsets {
-            // Offsets can be written only before any process enters the time namespace:
-            // the init unshares it (inside its own user namespace, if any, so this works
-            // rootless too), writes them and forks into it; a new pid namespace moves
-            // along so that the forked process is its pid 1. The runtime itself (and the
-            // hooks it runs) stays in the host's time namespace.
-            let moved = clone_flags & (kclone::CLONE_NEWTIME | kclone::CLONE_NEWPID);
-            clone_flags &= !moved;
-            unshare_in_child |= moved;
-            fork_again = true;
-        }
         let runtime_hooks = spec
             .hooks()
             .as_ref()
             .is_some_and(|h| h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()));
         let plan = InitPlan {
-            id: id.to_string(),
             spec: spec.clone(),
             bundle: bundle.to_path_buf(),
             rootfs: rootfs.to_path_buf(),
-            state_dir,
-            join_in_child,
-            unshare_in_child,
-            fork_again,
-            userns: is_new(NsType::User) || user_joined,
-            new_mntns: is_new(NsType::Mnt),
+            state_dir: crate::fds::relocate(state_dir, keep)?,
+            lock_fd: lock.raw_fd(),
+            runtime: crate::fds::relocate(
+                kproc::pidfd_open(nix::unistd::getpid().as_raw()).ctx(|| "pidfd_open on the runtime itself".into())?,
+                keep,
+            )?,
+            ns: ns.clone(),
+            join_in_child: child_joins,
             console_socket: console,
             no_pivot: opts.no_pivot,
             no_new_keyring: opts.no_new_keyring,
             preserve_fds: opts.preserve_fds,
             cgroup_dirs,
-            new_cgroupns: is_new(NsType::Cgroup),
             runtime_hooks,
             rootless: !nix::unistd::geteuid().is_root(),
         };
 
         let (parent_end, child_end) = channel::pair()?;
+        let child_end = child_end.relocate(keep)?;
         let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
-        let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
-        let (forked, into_cgroup) = match kclone::clone3(clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
-            Ok(f) => (f, v2_fd.is_some()),
+        let v2_fd = match v2.as_ref() {
+            Some(d) => nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .ok()
+                .map(|fd| crate::fds::relocate(fd, keep))
+                .transpose()?,
+            None => None,
+        };
+        let joined = JoinedForClone::enter(&parent_joins, keep)?;
+        let cloned = match kclone::clone3(ns.clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
+            Ok(f) => Ok((f, v2_fd.is_some())),
             // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
             // "threaded" mode): fall back to writing cgroup.procs.
             Err(e) if v2_fd.is_some() && matches!(e.errno, nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
-                (kclone::clone3(clone_flags, None).ctx(|| "clone3".into())?, false)
+                kclone::clone3(ns.clone_flags, None).map(|f| (f, false))
             }
-            Err(e) => return Err(e).ctx(|| clone_hint(clone_flags)),
+            Err(e) => Err(e),
         };
-        let (mut pid, pidfd) = match forked {
-            kclone::Forked::Child => {
-                drop(parent_end);
-                init::main(plan, child_end)
-            }
-            kclone::Forked::Parent { pid, pidfd } => (pid, pidfd),
+        if let Ok((kclone::Forked::Child, _)) = &cloned {
+            drop(parent_end);
+            init::main(plan, child_end)
+        }
+        // Back in the runtime's own namespaces before anything else runs (hooks included).
+        joined.leave()?;
+        let (forked, into_cgroup) = cloned.ctx(|| clone_hint(ns.clone_flags))?;
+        let kclone::Forked::Parent { pid: first, pidfd } = forked else {
+            return Err(Error::Init("clone3 returned in the child twice".into()));
         };
         drop(child_end);
         drop(plan);
-        let first = pid;
-        cleanup.child = Some((pid, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
+        cleanup.child = Some((first, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
         if let Some(cg) = &rec.cgroup {
-            cg.add_pid(pid, into_cgroup)?;
+            cg.add_pid(first, into_cgroup)?;
         }
-        if clone_flags & kclone::CLONE_NEWUSER != 0 {
+        if ns.maps_from_parent {
             if let Some(l) = linux {
-                crate::idmap::write_maps(pid, l)?;
+                crate::idmap::write_maps(first, l)?;
             }
         }
         if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            std::fs::write(format!("/proc/{first}/oom_score_adj"), adj.to_string())
                 .ctx(|| format!("process.oomScoreAdj {adj}"))?;
         }
         parent_end.send(&Msg::Proceed)?;
 
-        let mut pidfd = pidfd;
+        // One loop for every message: which process is the init comes from the kernel (the
+        // sender of Hello), so an intermediate's exit and the init's messages can arrive in
+        // any order.
+        let mut init: Option<(i32, OwnedFd)> = None;
         loop {
-            match parent_end.recv()? {
-                Some(Msg::InitPid(p)) => {
-                    // The intermediate process has done its job.
-                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
-                    pid = p;
-                    pidfd = kproc::pidfd_open(p).ctx(|| "pidfd_open on the init".into())?;
-                    cleanup.child = Some((pid, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
-                }
-                Some(Msg::RunRuntimeHooks) => {
+            let Some(received) = parent_end.recv_from()? else {
+                return Err(Error::Init("the container process exited during setup".into()));
+            };
+            match received.msg {
+                Msg::Hello => {
+                    let pid = received
+                        .sender
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| Error::Init("the container init's pid is not visible from the runtime's pid namespace".into()))?;
+                    let fd = if pid == first {
+                        pidfd.try_clone().ctx(|| "dup pidfd".into())?
+                    } else {
+                        // A second fork made the init; the intermediate exits on its own.
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
+                        kproc::pidfd_open(pid).ctx(|| "pidfd_open on the init".into())?
+                    };
+                    cleanup.child = Some((pid, fd.try_clone().ctx(|| "dup pidfd".into())?));
                     rec.pid = pid;
+                    rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
+                    rec.own_pid_ns = ns.new_flags() & kclone::CLONE_NEWPID != 0;
+                    // Recorded now: a `delete --force` after a crash of this process finds it.
+                    lock.save(rec)?;
+                    init = Some((pid, fd));
+                    parent_end.send(&Msg::Welcome { pid, state: rec.hook_state_json() })?;
+                }
+                Msg::RunRuntimeHooks => {
                     if let Some(h) = spec.hooks() {
                         let state = rec.hook_state_json();
                         let mut res = Ok(());
@@ -355,16 +327,52 @@ impl Runtime {
                     }
                     parent_end.send(&Msg::HooksDone)?;
                 }
-                Some(Msg::Ready) => break,
-                Some(Msg::Error(e)) => return Err(Error::Init(e)),
-                Some(other) => return Err(Error::Init(format!("unexpected message {other:?}"))),
-                None => return Err(Error::Init("the container process exited during setup".into())),
+                Msg::Ready => break,
+                Msg::Error(e) => return Err(Error::Init(e)),
+                other => return Err(Error::Init(format!("unexpected message {other:?}"))),
             }
         }
-        rec.pid = pid;
-        rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
-        rec.own_pid_ns = is_new(NsType::Pid);
-        Ok((pid, pidfd))
+        init.ok_or_else(|| Error::Init("the container init reported ready before saying hello".into()))
+    }
+
+    /// The container's cgroups, recorded in state.json *before* the first directory is
+    /// made: a `create` killed at any moment leaves a record that `delete --force` uses
+    /// to remove them.
+    fn make_cgroup(
+        &self,
+        id: &str,
+        linux: Option<&oci_spec::runtime::Linux>,
+        lock: &Locked,
+        rec: &mut Record,
+        cleanup: &mut Cleanup,
+    ) -> Result<()> {
+        let rootless = !nix::unistd::geteuid().is_root();
+        if rootless && linux.and_then(|l| l.resources().as_ref()).is_none() && linux.and_then(|l| l.cgroups_path().as_ref()).is_none() {
+            tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
+            return Ok(());
+        }
+        let host = karton_cgroup::Host::detect()?;
+        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        let rootless_hint = |e: karton_cgroup::Error| {
+            if rootless {
+                Error::Unsupported(format!(
+                    "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
+                ))
+            } else {
+                Error::from(e)
+            }
+        };
+        let mut cg = Cgroup::plan(&host, cgroups_path.as_deref(), id).map_err(rootless_hint)?;
+        rec.cgroup = Some(cg.clone());
+        lock.save(rec)?;
+        cg.make().map_err(rootless_hint)?;
+        cleanup.cgroup = Some(cg.clone());
+        rec.cgroup = Some(cg.clone());
+        lock.save(rec)?;
+        if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+            cg.apply(&with_default_device_rules(res, linux))?;
+        }
+        Ok(())
     }
 
     /// The record with its status checked against the kernel.
@@ -591,6 +599,49 @@ impl Runtime {
             }
         }
         Ok(status)
+    }
+}
+
+/// Namespaces the runtime enters only for the clone3 that makes the init (see
+/// [`crate::plan`]), with its own to return to.
+struct JoinedForClone {
+    own: Vec<(NsType, OwnedFd)>,
+}
+
+impl JoinedForClone {
+    fn enter(joins: &[(NsType, OwnedFd)], keep: i32) -> Result<JoinedForClone> {
+        let mut own = Vec::new();
+        for (k, _) in joins {
+            let path = format!("/proc/thread-self/ns/{}", if *k == NsType::Pid || *k == NsType::Time { format!("{}_for_children", k.proc_name()) } else { k.proc_name().to_string() });
+            let fd = nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening the runtime's own {} namespace ({path})", k.oci_name()))?;
+            own.push((*k, crate::fds::relocate(fd, keep)?));
+        }
+        let me = JoinedForClone { own };
+        for (k, fd) in joins {
+            kns::setns(fd.as_fd(), k.clone_flag())
+                .ctx(|| format!("joining the {} namespace given in linux.namespaces", k.oci_name()))?;
+        }
+        Ok(me)
+    }
+
+    /// Returns to the runtime's namespaces. A failure leaves this process in the
+    /// container's, so it must abort the create.
+    fn leave(mut self) -> Result<()> {
+        for (k, fd) in self.own.drain(..) {
+            kns::setns(fd.as_fd(), k.clone_flag())
+                .ctx(|| format!("returning to the runtime's own {} namespace", k.oci_name()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JoinedForClone {
+    fn drop(&mut self) {
+        // An early error between enter and leave: still go back.
+        for (k, fd) in self.own.drain(..) {
+            let _ = kns::setns(fd.as_fd(), k.clone_flag());
+        }
     }
 }
 

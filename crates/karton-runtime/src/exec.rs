@@ -65,7 +65,9 @@ impl Runtime {
         }
         let spec = self.saved_spec(id)?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-        let init = kproc::pidfd_open(rec.pid).ctx(|| format!("container {id}: its init"))?;
+        // Nothing of ours may sit at a number the process inherits (--preserve-fds).
+        let keep = crate::fds::first_free(opts.preserve_fds);
+        let init = crate::fds::relocate(kproc::pidfd_open(rec.pid).ctx(|| format!("container {id}: its init"))?, keep)?;
         if !crate::procfs::is_alive(rec.pid, rec.init_start_time) {
             return Err(Error::State { id: id.into(), status: "stopped".into(), reason: "its process has exited".into() });
         }
@@ -81,9 +83,12 @@ impl Runtime {
             }
         }
         let console = match (&opts.console_socket, terminal) {
-            (Some(p), true) => Some(OwnedFd::from(
-                std::os::unix::net::UnixStream::connect(p).ctx(|| format!("connecting to --console-socket {}", p.display()))?,
-            )),
+            (Some(p), true) => Some(crate::fds::relocate(
+                OwnedFd::from(
+                    std::os::unix::net::UnixStream::connect(p).ctx(|| format!("connecting to --console-socket {}", p.display()))?,
+                ),
+                keep,
+            )?),
             _ => None,
         };
         if !opts.detach {
@@ -91,6 +96,7 @@ impl Runtime {
         }
         let sigs = if opts.detach { None } else { Some(crate::signals::Forwarder::block()?) };
         let (parent_end, child_end) = channel::pair()?;
+        let child_end = child_end.relocate(keep)?;
         let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
         let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
         let (forked, into) = match kclone::clone3(0, v2_fd.as_ref().map(|f| f.as_fd())) {
@@ -115,29 +121,55 @@ impl Runtime {
             cg.add_pid(first, into).map_err(|e| kill_first(e.into()))?;
         }
         parent_end.send(&Msg::Proceed).map_err(kill_first)?;
-        // InitPid comes from the intermediate and Ready from the process it forked: two
-        // senders on one socket, so on a busy machine Ready may arrive first.
-        let mut ready = false;
-        let pid = loop {
-            match parent_end.recv() {
-                Ok(Some(Msg::InitPid(p))) => break p,
-                Ok(Some(Msg::Ready)) if !ready => ready = true,
-                Ok(Some(Msg::Error(e))) => return Err(kill_first(Error::Init(e))),
-                Ok(_) => return Err(kill_first(Error::Init("the exec'd process exited during setup".into()))),
+        // The process that execs says Hello first; the kernel tells us its pid (the
+        // message's credentials), so the intermediate's exit cannot be mistaken for it.
+        let mut exec_pid: Option<(i32, OwnedFd)> = None;
+        loop {
+            let received = match parent_end.recv_from() {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    let e = Error::Init("the exec'd process exited during setup".into());
+                    return Err(match &exec_pid {
+                        Some((_, fd)) => {
+                            let _ = kproc::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                            e
+                        }
+                        None => kill_first(e),
+                    });
+                }
                 Err(e) => return Err(kill_first(e)),
+            };
+            match received.msg {
+                Msg::Hello => {
+                    let Some(pid) = received.sender.filter(|p| *p > 0) else {
+                        return Err(kill_first(Error::Init("the exec'd process's pid is not visible from here".into())));
+                    };
+                    // The intermediate process exits once it has forked the real one.
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
+                    let fd = kproc::pidfd_open(pid).ctx(|| "pidfd_open on the exec'd process".into())?;
+                    let state = format!(
+                        "{{\"ociVersion\":\"{}\",\"id\":{},\"status\":\"running\",\"pid\":{pid},\"bundle\":{}}}",
+                        crate::OCI_VERSION,
+                        serde_json::Value::String(id.to_string()),
+                        serde_json::Value::String(rec.bundle.display().to_string())
+                    );
+                    parent_end.send(&Msg::Welcome { pid, state })?;
+                    exec_pid = Some((pid, fd));
+                }
+                Msg::Ready => break,
+                Msg::Error(e) => {
+                    if let Some((_, fd)) = &exec_pid {
+                        let _ = kproc::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                        return Err(Error::Init(e));
+                    }
+                    return Err(kill_first(Error::Init(e)));
+                }
+                other => return Err(kill_first(Error::Init(format!("unexpected message {other:?}")))),
             }
-        };
-        // The intermediate process exits once it has forked the real one.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
-        let pidfd = kproc::pidfd_open(pid).ctx(|| "pidfd_open on the exec'd process".into())?;
-        match if ready { Some(Msg::Ready) } else { parent_end.recv()? } {
-            Some(Msg::Ready) => {}
-            Some(Msg::Error(e)) => {
-                let _ = kproc::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-                return Err(Error::Init(e));
-            }
-            _ => return Err(Error::Init("the exec'd process exited during setup".into())),
         }
+        let Some((pid, pidfd)) = exec_pid else {
+            return Err(kill_first(Error::Init("the exec'd process reported ready before saying hello".into())));
+        };
         if let Some(p) = &opts.pid_file {
             write_atomic(p, pid.to_string().as_bytes()).ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
@@ -177,43 +209,32 @@ fn exec_child(
     // CLONE_PARENT: the process becomes the runtime's child, which can wait for it.
     match kclone::clone3(kclone::CLONE_PARENT, None) {
         Err(e) => fail(Error::Sys { context: "fork inside the container".into(), err: e }),
-        Ok(kclone::Forked::Parent { pid, .. }) => {
-            let _ = chan.send(&Msg::InitPid(pid));
-            kclone::exit_now(0)
-        }
+        Ok(kclone::Forked::Parent { .. }) => kclone::exit_now(0),
         Ok(kclone::Forked::Child) => {}
     }
-    let pid = nix::unistd::getpid().as_raw();
-    let state = || format!("{{\"ociVersion\":\"{}\",\"id\":\"{id}\",\"status\":\"running\",\"pid\":{pid}}}", crate::OCI_VERSION);
-    let r = (|| -> Result<(crate::process::Prepared, Option<crate::seccomp::Prepared>)> {
+    let r = (|| -> Result<(crate::process::Prepared, Option<crate::seccomp::Prepared>, i32, String)> {
+        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+        chan.send(&Msg::Hello)?;
+        let (pid, state) = match chan.recv()? {
+            Some(Msg::Welcome { pid, state }) => (pid, state),
+            other => return Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
+        };
         nix::unistd::setsid().ctx(|| "setsid".into())?;
         if let Some(sock) = &console {
             let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .ctx(|| "opening the container root".into())?;
             crate::console::setup_tty(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), false)?;
         }
-        let mut filter = seccomp.map(crate::seccomp::prepare).transpose()?;
-        // Without noNewPrivileges the filter needs CAP_SYS_ADMIN: install it before the
-        // capabilities drop, as the init does.
-        if !process.no_new_privileges().unwrap_or(false) {
-            if let Some(f) = filter.take() {
-                f.install(pid, &state)?;
-            }
-        }
-        Ok((crate::process::apply(process, preserve_fds)?, filter))
+        let filter = seccomp.map(crate::seccomp::prepare).transpose()?;
+        let prepared = crate::process::prepare(process, preserve_fds, filter.is_some())?;
+        Ok((prepared, filter, pid, state))
     })();
-    let (prepared, filter) = match r {
+    let (prepared, filter, pid, state) = match r {
         Ok(p) => p,
         Err(e) => fail(e),
     };
+    let _ = kproc::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
     let _ = chan.send(&Msg::Ready);
-    if let Some(f) = filter {
-        if let Err(e) = f.install(pid, &state) {
-            eprintln!("karton: exec: {e}");
-            kclone::exit_now(127);
-        }
-    }
-    let err = prepared.exec();
-    eprintln!("karton: exec: {err}");
-    kclone::exit_now(127)
+    let err = prepared.launch(filter, pid, &state);
+    kclone::exit_now(err.report(std::io::stderr().as_fd()))
 }

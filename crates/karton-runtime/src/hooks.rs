@@ -28,6 +28,23 @@ fn state_file(text: &str) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// The last `max` bytes a hook wrote to its stderr file, for the error message.
+fn tail(f: &mut std::fs::File, max: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(max);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_ok() {
+        let _ = f.take(max).read_to_end(&mut buf);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    if from > 0 {
+        format!("…{text}")
+    } else {
+        text
+    }
+}
+
 fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
     let path = h.path();
     let name = format!("{kind} hook {index} ({})", path.display());
@@ -44,10 +61,13 @@ fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
         }
     }
     // The state comes from a memory file, not a pipe: a hook that exits without reading
-    // its stdin can then neither block us nor kill us with SIGPIPE.
+    // its stdin can then neither block us nor kill us with SIGPIPE. Its stderr goes to a
+    // memory file too: a hook may write any amount without ever blocking on us.
+    let mut stderr = state_file("").map_err(|e| Error::Hook(format!("{name}: preparing its stderr: {e}")))?;
+    let stderr_for_child = stderr.try_clone().map_err(|e| Error::Hook(format!("{name}: preparing its stderr: {e}")))?;
     cmd.stdin(Stdio::from(state_file(state_json).map_err(|e| Error::Hook(format!("{name}: preparing its stdin: {e}")))?))
         .stdout(Stdio::inherit())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::from(stderr_for_child));
     let mut child = cmd.spawn().map_err(|e| Error::Hook(format!("{name}: cannot start: {e}: check the hook path")))?;
     let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
     loop {
@@ -56,11 +76,7 @@ fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
                 if status.success() {
                     return Ok(());
                 }
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
+                let err = tail(&mut stderr, 4096);
                 let err = err.trim();
                 let detail = if err.is_empty() { String::new() } else { format!(": {err}") };
                 return Err(Error::Hook(format!("{name} failed with {status}{detail}")));

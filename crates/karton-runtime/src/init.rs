@@ -3,7 +3,7 @@
 //! `karton create` with their cause, and it stays non-dumpable until execve.
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use karton_ns::NsType;
@@ -16,30 +16,32 @@ use oci_spec::runtime::{LinuxDeviceType, Process, Spec};
 use crate::channel::{Channel, Msg};
 use crate::error::{Context, Error, Result};
 use crate::mounts::{self, MountSpec, Mounter};
+use crate::plan::{MountMode, NsPlan};
 
 /// Everything the init needs, decided by the runtime before clone3.
 pub(crate) struct InitPlan {
-    pub id: String,
     pub spec: Spec,
+    /// Relative bind-mount sources are resolved against it.
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     /// O_PATH fd of the container's state directory: exec.fifo is opened through it after
     /// pivot_root, when the path is no longer reachable.
     pub state_dir: OwnedFd,
-    /// Namespaces the init joins itself (user first, then mount).
+    /// The runtime's lock on the state directory, inherited by the clone: closed first
+    /// thing, so an init whose runtime was killed can never hold the container's lock.
+    pub lock_fd: RawFd,
+    /// A pidfd of the runtime: the parent-death signal is armed only after the fork, so
+    /// the init checks through it that the runtime has not died in between (getppid
+    /// cannot tell: it reads 0 in a new pid namespace).
+    pub runtime: OwnedFd,
+    pub ns: NsPlan,
+    /// Namespaces the init joins itself, in `ns.join_in_child` order.
     pub join_in_child: Vec<(NsType, OwnedFd)>,
-    /// CLONE_NEW* flags the init unshares after the runtime said Proceed.
-    pub unshare_in_child: u64,
-    /// Joining or unsharing a pid or time namespace applies to children only: fork once more.
-    pub fork_again: bool,
-    pub userns: bool,
-    pub new_mntns: bool,
     pub console_socket: Option<OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
-    pub new_cgroupns: bool,
     pub runtime_hooks: bool,
     /// The runtime is unprivileged (decided by the parent: once our maps are written,
     /// geteuid() in here says 0).
@@ -57,7 +59,22 @@ pub(crate) fn main(plan: InitPlan, chan: Channel) -> ! {
     }
 }
 
+/// The container's state as hooks and a seccomp agent see it, with `status`.
+fn state_with_status(state: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("status".into(), serde_json::Value::String(status.into()));
+            }
+            v.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
+}
+
 fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
+    // Not ours to hold: the runtime's flock on the state directory (see InitPlan).
+    let _ = nix::unistd::close(plan.lock_fd);
     // Non-dumpable: no process in the container can ptrace us or open our /proc files
     // (and through them karton's binary or fds) before execve resets it.
     // Rootless, the runtime (same uid, no privilege) must first write our uid/gid maps and
@@ -67,25 +84,29 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if !rootless {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
-    // If the runtime dies mid-create, do not linger half set up.
-    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    arm_parent_death_signal(&plan.runtime)?;
 
     chan.expect(&Msg::Proceed)?;
     // Rootless, our own /proc/self/timens_offsets is writable only while we are dumpable.
-    let offsets_pending = plan.unshare_in_child & kclone::CLONE_NEWTIME != 0;
+    let offsets_pending = plan.ns.unshare_in_child & kclone::CLONE_NEWTIME != 0;
     if rootless && !offsets_pending {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
     // `karton run` blocks the signals it forwards; the container must not inherit that.
     kproc::unblock_all_signals().ctx(|| "unblocking signals".into())?;
 
+    // The rootfs as the runtime's mount table shows it, before a joined one replaces it.
+    let rootfs_before = match plan.ns.mounts {
+        MountMode::Joined => Some(nix::sys::stat::stat(&plan.rootfs).ctx(|| format!("root.path {}", plan.rootfs.display()))?),
+        _ => None,
+    };
     for (kind, fd) in plan.join_in_child.drain(..) {
         kns::setns(fd.as_fd(), kind.clone_flag())
             .ctx(|| format!("joining the {} namespace given in linux.namespaces", kind.oci_name()))?;
     }
-    if plan.unshare_in_child != 0 {
-        kns::unshare(plan.unshare_in_child).ctx(|| "unshare of the container's new namespaces".into())?;
-        if plan.unshare_in_child & kclone::CLONE_NEWTIME != 0 {
+    if plan.ns.unshare_in_child != 0 {
+        kns::unshare(plan.ns.unshare_in_child).ctx(|| "unshare of the container's new namespaces".into())?;
+        if plan.ns.unshare_in_child & kclone::CLONE_NEWTIME != 0 {
             write_time_offsets(&plan.spec, Path::new("/proc/self/timens_offsets"))?;
         }
     }
@@ -93,27 +114,23 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         // No process of the container exists yet; the forked init inherits the flag.
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
-    if plan.fork_again {
+    if plan.ns.fork_again {
         // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
         // parent-death signal watches the runtime and `run` can reap it.
         match kclone::clone3(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
-            kclone::Forked::Parent { pid, .. } => {
-                let _ = chan.send(&Msg::InitPid(pid));
-                kclone::exit_now(0);
-            }
-            kclone::Forked::Child => {
-                kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
-                    .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-            }
+            kclone::Forked::Parent { .. } => kclone::exit_now(0),
+            kclone::Forked::Child => arm_parent_death_signal(&plan.runtime)?,
         }
     }
-    // Our pid as the host sees it (the host's procfs is still mounted at /proc), for the
-    // seccomp listener's state.
-    let host_pid: i32 = std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0);
-    if plan.userns {
+    // From the process that will execve: the runtime reads our pid from the kernel (the
+    // message's credentials) and answers with it and the container's state.
+    chan.send(&Msg::Hello)?;
+    let (host_pid, state) = match chan.recv()? {
+        Some(Msg::Welcome { pid, state }) => (pid, state),
+        Some(Msg::Error(e)) => return Err(Error::Init(e)),
+        other => return Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
+    };
+    if plan.ns.userns {
         // Become root of the user namespace; its maps are written by now.
         kproc::setresgid(0).ctx(|| "setresgid(0) in the user namespace: is gid 0 mapped?".into())?;
         let _ = kproc::setgroups(&[]);
@@ -122,11 +139,20 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     nix::unistd::setsid().ctx(|| "setsid".into())?;
 
     let spec = &plan.spec;
+    // Sysctls first, through the /proc we still see: before the container's own mounts
+    // (a read-only /proc/sys among readonlyPaths, no /proc at all, or a mount over it
+    // cannot stand in the way). A sysctl file resolves to the writer's namespaces,
+    // whichever procfs it is opened through.
+    if let Some(linux) = spec.linux() {
+        for (k, v) in linux.sysctl().iter().flatten() {
+            write_sysctl(k, v)?;
+        }
+    }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        set_domainname(d)?;
+        kproc::setdomainname(d).ctx(|| format!("setting domainname {d:?}"))?;
     }
     if !plan.no_new_keyring {
         match kproc::join_new_session_keyring() {
@@ -136,25 +162,7 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             Err(e) => return Err(e).ctx(|| "creating a session keyring".into()),
         }
     }
-
-    let process = spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;
-    // Compiled, and connected to its listener socket, while host paths are reachable;
-    // installed as the very last step before execve.
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(sc) => Some(crate::seccomp::prepare(sc)?),
-        None => None,
-    };
-    if plan.new_mntns {
-        setup_rootfs(&plan, chan, process)?;
-    } else if plan.runtime_hooks {
-        chan.send(&Msg::RunRuntimeHooks)?;
-        chan.expect(&Msg::HooksDone)?;
-    }
-
     if let Some(linux) = spec.linux() {
-        for (k, v) in linux.sysctl().iter().flatten() {
-            write_sysctl(k, v)?;
-        }
         if let Some(p) = linux.personality() {
             let persona = match p.domain() {
                 oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
@@ -164,73 +172,127 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         }
     }
 
-    // Without noNewPrivileges the kernel accepts a filter only while we still hold
-    // CAP_SYS_ADMIN: install it before process.user and the capabilities apply, as runc
-    // does (podman's default). With noNewPrivileges it waits until just before execve.
-    let mut seccomp = seccomp;
-    if !process.no_new_privileges().unwrap_or(false) {
-        if let Some(filter) = seccomp.take() {
-            filter.install(host_pid, &|| creating_state(spec, &plan.id, &plan.bundle, host_pid))?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;
+    // Compiled, and connected to its listener socket, while host paths are reachable.
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => Some(crate::seccomp::prepare(sc)?),
+        None => None,
+    };
+    let creating = state_with_status(&state, "creating");
+    match plan.ns.mounts {
+        MountMode::New => setup_rootfs(&plan, chan, process, &creating)?,
+        MountMode::Joined | MountMode::Inherited => {
+            run_hooks_before_root(&plan, chan, &creating)?;
+            enter_shared_root(&plan, rootfs_before.as_ref())?;
+            if process.terminal().unwrap_or(false) {
+                let sock = plan.console_socket.as_ref().ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
+                let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .ctx(|| "opening the container root".into())?;
+                // Not our mount table: no bind over /dev/console.
+                crate::console::setup_tty(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), false)?;
+            }
         }
     }
-    // The process: everything that may fail is checked before Ready, so `create` reports it.
-    let prepared = crate::process::apply(process, plan.preserve_fds)?;
+
+    // The process: everything that may fail is done or checked before Ready, so `create`
+    // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
+    let prepared = crate::process::prepare(process, plan.preserve_fds, seccomp.is_some())?;
+    let ready = Msg::Ready.encode()?;
+    let mut seccomp = seccomp;
+    let mut filtered = false;
+    if seccomp.as_ref().is_some_and(|f| f.compiled().notify) {
+        // A seccomp agent gets the listener fd during `create`, as it expects (it may hold
+        // `start` until it has it). Under the filter from here: write, openat (exec.fifo),
+        // the startContainer hooks, capset and execve.
+        if let Some(f) = seccomp.take() {
+            f.install(host_pid, &|| creating.clone())?;
+            filtered = true;
+        }
+    }
 
     // Leaving the runtime: from here on nobody reads the channel.
     kproc::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-    chan.send(&Msg::Ready)?;
+    chan.send_raw(&ready)?;
 
     // Block until `karton start` opens the fifo for reading.
     let fifo = nix::fcntl::openat(plan.state_dir.as_fd(), "exec.fifo", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty());
     let fifo = match fifo {
         Ok(f) => f,
-        Err(e) => fail_after_ready(&format!("opening exec.fifo: {e}")),
+        Err(e) => fail_after_ready(crate::process::LaunchError::AfterFilter { step: "opening exec.fifo", errno: e }),
     };
-    if nix::unistd::write(&fifo, b"0").is_err() {
-        fail_after_ready("writing exec.fifo");
+    if let Err(e) = nix::unistd::write(&fifo, b"0") {
+        fail_after_ready(crate::process::LaunchError::AfterFilter { step: "writing exec.fifo", errno: e });
     }
     drop(fifo);
     drop(plan.state_dir);
 
-    if let Some(hooks) = spec.hooks() {
-        if let Some(list) = hooks.start_container() {
-            let state = format!("{{\"ociVersion\":\"{}\",\"status\":\"running\"}}", spec.version());
-            if let Err(e) = crate::hooks::run_all("startContainer", list, &state) {
-                fail_after_ready(&e.to_string());
-            }
+    if let Some(list) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        // runc's status for this hook: the process is not running the user's program yet.
+        let created = state_with_status(&state, "created");
+        if let Err(e) = crate::hooks::run_all("startContainer", list, &created) {
+            fail_after_ready(crate::process::LaunchError::Setup(e));
         }
     }
-    if let Some(filter) = seccomp {
-        if let Err(e) = filter.install(host_pid, &|| creating_state(spec, &plan.id, &plan.bundle, host_pid)) {
-            fail_after_ready(&e.to_string());
-        }
+    // The filter (unless a notify agent has it already), the final capabilities, execve.
+    let err = if filtered { prepared.finish(true) } else { prepared.launch(seccomp, host_pid, &creating) };
+    fail_after_ready(err)
+}
+
+/// PR_SET_PDEATHSIG, then a check that the runtime is still our parent: had it died
+/// between our clone and the prctl, no signal would ever come.
+fn arm_parent_death_signal(runtime: &OwnedFd) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    let mut fds = [PollFd::new(runtime.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        kclone::exit_now(1);
     }
-    let err = prepared.exec();
-    fail_after_ready(&err)
+    Ok(())
 }
 
-/// The container state handed to a seccomp agent with the listener fd.
-fn creating_state(spec: &Spec, id: &str, bundle: &Path, host_pid: i32) -> String {
-    serde_json::json!({
-        "ociVersion": spec.version(),
-        "id": id,
-        "status": "creating",
-        "pid": host_pid,
-        "bundle": bundle,
-        "annotations": spec.annotations().clone().unwrap_or_default(),
-    })
-    .to_string()
+/// Hooks that run before the root changes, for a container without its own mount table.
+fn run_hooks_before_root(plan: &InitPlan, chan: &Channel, creating: &str) -> Result<()> {
+    if plan.runtime_hooks {
+        chan.send(&Msg::RunRuntimeHooks)?;
+        chan.expect(&Msg::HooksDone)?;
+    }
+    if let Some(list) = plan.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        crate::hooks::run_all("createContainer", list, creating)?;
+    }
+    Ok(())
 }
 
-/// After Ready the runtime no longer listens: say it on the container's stderr and exit
-/// with the shell's "cannot execute" code.
-fn fail_after_ready(msg: &str) -> ! {
-    eprintln!("karton: container init: {msg}");
-    kclone::exit_now(127)
+/// A container that shares a mount table (joined, or the runtime's own) gets root.path as
+/// its root by chroot: karton mounts nothing in a table that is not the container's (the
+/// config's mounts, maskedPaths and readonlyPaths are refused at validation).
+fn enter_shared_root(plan: &InitPlan, before: Option<&nix::sys::stat::FileStat>) -> Result<()> {
+    let same = |a: &nix::sys::stat::FileStat, b: &nix::sys::stat::FileStat| a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    let root_now = nix::sys::stat::stat("/").ctx(|| "stat /".into())?;
+    let target = match before {
+        // Joined: that namespace's root may be the rootfs already (another container's
+        // mount namespace with the same rootfs); otherwise root.path must exist there.
+        Some(b) if same(b, &root_now) => return Ok(()),
+        Some(_) => nix::sys::stat::stat(&plan.rootfs).map_err(|e| {
+            Error::Config(format!(
+                "root.path {}: {e} in the joined mount namespace: the container's root must exist in the namespace it joins",
+                plan.rootfs.display()
+            ))
+        })?,
+        None => nix::sys::stat::stat(&plan.rootfs).ctx(|| format!("root.path {}", plan.rootfs.display()))?,
+    };
+    if same(&target, &root_now) {
+        return Ok(());
+    }
+    nix::unistd::chdir(&plan.rootfs).ctx(|| format!("chdir to root.path {}", plan.rootfs.display()))?;
+    nix::unistd::chroot(".").ctx(|| format!("chroot to root.path {}", plan.rootfs.display()))?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
 }
 
-fn set_domainname(d: &str) -> Result<()> {
-    std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("setting domainname {d:?}"))
+/// After Ready the runtime no longer listens: say it on the container's stderr (an fd
+/// already open, with write(2) only) and exit with a shell's "cannot execute" code.
+fn fail_after_ready(err: crate::process::LaunchError) -> ! {
+    let code = err.report(std::io::stderr().as_fd());
+    kclone::exit_now(code)
 }
 
 pub(crate) fn write_time_offsets(spec: &Spec, path: &Path) -> Result<()> {
@@ -247,7 +309,7 @@ pub(crate) fn write_time_offsets(spec: &Spec, path: &Path) -> Result<()> {
     std::fs::write(path, text).ctx(|| format!("writing linux.timeOffsets to {}", path.display()))
 }
 
-fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process) -> Result<()> {
+fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &str) -> Result<()> {
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
     let prop = linux.and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
@@ -267,24 +329,17 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process) -> Result<()
     let mounter = Mounter {
         root: &root,
         rootfs,
-        in_userns: plan.userns,
-        new_cgroupns: plan.new_cgroupns,
+        in_userns: plan.ns.userns,
+        new_cgroupns: plan.ns.new_flags() & kclone::CLONE_NEWCGROUP != 0,
         cgroup_dirs: &plan.cgroup_dirs,
     };
     for m in spec.mounts().iter().flatten() {
         let ms = MountSpec::from_oci(m, &plan.bundle)?;
         mounter.mount(&ms)?;
     }
-    create_devices(&root, linux, plan.userns)?;
+    create_devices(&root, linux, plan.ns.userns)?;
 
-    if plan.runtime_hooks {
-        chan.send(&Msg::RunRuntimeHooks)?;
-        chan.expect(&Msg::HooksDone)?;
-    }
-    if let Some(list) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
-        let state = format!("{{\"ociVersion\":\"{}\",\"status\":\"creating\"}}", spec.version());
-        crate::hooks::run_all("createContainer", list, &state)?;
-    }
+    run_hooks_before_root(plan, chan, creating)?;
 
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir to {}", rootfs.display()))?;
     if plan.no_pivot {

@@ -12,25 +12,99 @@ use oci_spec::runtime::Process;
 
 use crate::error::{Context, Error, Result};
 
-/// A process ready for execve.
+/// A process ready for execve: everything that can fail with a reason has been done or
+/// checked, and what remains ([`Prepared::launch`]) is the short tail the seccomp filter
+/// must allow: capset and execve.
 pub struct Prepared {
     pub exe: PathBuf,
     c_exe: CString,
     c_args: Vec<CString>,
     c_env: Vec<CString>,
+    /// The capability sets the process execve's with.
+    caps: caps::CapSets,
+    /// The sets in force now: `caps`, plus CAP_SYS_ADMIN while a filter without
+    /// no_new_privs is still to be installed (the kernel demands it).
+    staged: caps::CapSets,
 }
 
-impl Prepared {
-    /// execve; returns only on failure, with the reason.
-    pub fn exec(&self) -> String {
-        let err = nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env).err();
-        format!("execve {}: {}", self.exe.display(), err.map(|e| e.desc()).unwrap_or("failed"))
+/// How [`Prepared::launch`] failed. After the filter is in place nothing may allocate, so
+/// that case carries only static text and the errno.
+#[derive(Debug)]
+pub enum LaunchError {
+    Setup(Error),
+    AfterFilter { step: &'static str, errno: nix::errno::Errno },
+}
+
+impl LaunchError {
+    /// Reports the failure on `fd` (the container's stderr, or the runtime channel's
+    /// socket) with write(2) only, and returns the exit code that goes with it: 126 for a
+    /// permission problem, 127 otherwise (a shell's "cannot execute" codes).
+    pub fn report(&self, fd: std::os::fd::BorrowedFd<'_>) -> i32 {
+        let put = |b: &[u8]| {
+            let _ = nix::unistd::write(fd, b);
+        };
+        let errno = match self {
+            LaunchError::Setup(e) => {
+                put(format!("karton: container init: {e}\n").as_bytes());
+                return 127;
+            }
+            LaunchError::AfterFilter { step, errno } => {
+                put(b"karton: container init: ");
+                put(step.as_bytes());
+                put(b": ");
+                put(errno.desc().as_bytes());
+                put(b" (after the seccomp filter was installed: the profile must allow it)\n");
+                *errno
+            }
+        };
+        if matches!(errno, nix::errno::Errno::EPERM | nix::errno::Errno::EACCES) { 126 } else { 127 }
     }
 }
 
-/// Applies rlimits, scheduler, I/O priority, cwd, user, capabilities, no_new_privs and
-/// umask, marks every fd above 2 + `preserve_fds` close-on-exec, and resolves the command.
-pub fn apply(process: &Process, preserve_fds: u32) -> Result<Prepared> {
+impl Prepared {
+    /// The last steps, the only ones that run under the container's seccomp filter:
+    /// installs `filter` (unless it is already in place), sets the final capabilities and
+    /// execve's. Returns only on failure.
+    ///
+    /// With no_new_privs (set by [`prepare`]) the filter needs no privilege and goes on
+    /// last, with only execve after it. Without it the kernel accepts a filter only while
+    /// CAP_SYS_ADMIN is effective, so [`prepare`] kept it, and a capset drops it after the
+    /// filter.
+    pub fn launch(self, filter: Option<crate::seccomp::Prepared>, pid: i32, state: &str) -> LaunchError {
+        let mut filtered = false;
+        if let Some(f) = filter {
+            if let Err(e) = f.install(pid, &|| state.to_string()) {
+                return LaunchError::Setup(e);
+            }
+            filtered = true;
+        }
+        self.finish(filtered)
+    }
+
+    /// Capset (if the staged sets differ) and execve. `filtered`: a filter is in place,
+    /// so failures must not allocate.
+    pub fn finish(self, filtered: bool) -> LaunchError {
+        if self.staged != self.caps {
+            if let Err(e) = caps::set(&self.caps) {
+                if filtered {
+                    return LaunchError::AfterFilter { step: "capset", errno: e.errno };
+                }
+                return LaunchError::Setup(Error::Sys { context: "setting process.capabilities".into(), err: e });
+            }
+        }
+        let errno = nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env).err().unwrap_or(nix::errno::Errno::EINVAL);
+        if filtered {
+            return LaunchError::AfterFilter { step: "execve", errno };
+        }
+        LaunchError::Setup(Error::Config(format!("execve {}: {}", self.exe.display(), errno.desc())))
+    }
+}
+
+/// Applies rlimits, scheduler, I/O priority, cwd, user, capabilities (staged, see
+/// [`Prepared`]), no_new_privs and umask, marks every fd above 2 + `preserve_fds`
+/// close-on-exec, and resolves the command. `filter_pending`: a seccomp filter will be
+/// installed after this.
+pub fn prepare(process: &Process, preserve_fds: u32, filter_pending: bool) -> Result<Prepared> {
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().ok_or_else(|| Error::Config("process.args is empty: set the command to run".into()))?;
@@ -60,36 +134,27 @@ pub fn apply(process: &Process, preserve_fds: u32) -> Result<Prepared> {
         kproc::ioprio_set_self(class, io.priority() as u32).ctx(|| "process.ioPriority".into())?;
     }
     let env = with_home(env, process.user().uid());
-    set_user_and_caps(process)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let (caps, staged) = set_user_and_caps(process, filter_pending && !nnp)?;
+    if nnp {
         kproc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     // Only fds 0-2 and the preserved ones may reach the container's process (CVE-2016-9962).
-    let keep_last = 2 + preserve_fds;
-    for fd in 3..=keep_last {
-        clear_cloexec(fd as i32);
-    }
-    kproc::close_range(keep_last + 1, u32::MAX, kproc::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".into())?;
+    crate::fds::seal(preserve_fds)?;
     Ok(Prepared {
         c_exe: cstring(exe.as_os_str())?,
         c_args: args.iter().map(cstring).collect::<Result<_>>()?,
         c_env: env.iter().map(cstring).collect::<Result<_>>()?,
         exe,
+        caps,
+        staged,
     })
 }
 
 fn cstring(s: impl AsRef<std::ffi::OsStr>) -> Result<CString> {
     CString::new(s.as_ref().as_bytes())
         .map_err(|_| Error::Config(format!("{:?} contains a NUL byte", s.as_ref())))
-}
-
-fn clear_cloexec(fd: i32) {
-    if let Some(owned) = kproc::inherited_fd(fd) {
-        let _ = nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
-        // The fd must outlive this function: it belongs to the container's process.
-        std::mem::forget(owned);
-    }
 }
 
 /// Enters process.cwd, resolved inside the container's root (openat2 RESOLVE_IN_ROOT and
@@ -228,9 +293,14 @@ fn cap_mask(set: Option<&oci_spec::runtime::Capabilities>) -> u64 {
         .fold(0u64, |m, n| m | 1u64 << n)
 }
 
+/// capability(7) number of CAP_SYS_ADMIN.
+const CAP_SYS_ADMIN: u32 = 21;
+
 /// Switches to process.user and sets the five capability sets, in the order that keeps the
-/// needed privileges until the last step.
-pub(crate) fn set_user_and_caps(process: &Process) -> Result<()> {
+/// needed privileges until the last step. Returns (final sets, sets in force now): with
+/// `keep_sys_admin` CAP_SYS_ADMIN stays effective for a seccomp filter still to come,
+/// and [`Prepared::finish`] drops it.
+pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Result<(caps::CapSets, caps::CapSets)> {
     let c = process.capabilities().as_ref();
     let bounding = cap_mask(c.and_then(|c| c.bounding().as_ref()));
     let effective = cap_mask(c.and_then(|c| c.effective().as_ref()));
@@ -259,8 +329,16 @@ pub(crate) fn set_user_and_caps(process: &Process) -> Result<()> {
     kproc::setresgid(user.gid()).ctx(|| format!("process.user.gid {}: is it mapped in the user namespace?", user.gid()))?;
     kproc::setresuid(user.uid()).ctx(|| format!("process.user.uid {}: is it mapped in the user namespace?", user.uid()))?;
     kproc::prctl(libc::PR_SET_KEEPCAPS, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    caps::set(&caps::CapSets { effective, permitted, inheritable })
-        .ctx(|| "setting process.capabilities (effective must be within permitted)".into())?;
+    let wanted = caps::CapSets { effective, permitted, inheritable };
+    let mut staged = wanted;
+    if keep_sys_admin {
+        let held = caps::get().ctx(|| "reading the capabilities".into())?;
+        if held.permitted & (1 << CAP_SYS_ADMIN) != 0 {
+            staged.permitted |= 1 << CAP_SYS_ADMIN;
+            staged.effective |= 1 << CAP_SYS_ADMIN;
+        }
+    }
+    caps::set(&staged).ctx(|| "setting process.capabilities (effective must be within permitted)".into())?;
     caps::clear_ambient().ctx(|| "clearing the ambient capabilities".into())?;
     for cap in 0..=last {
         if ambient & (1 << cap) != 0 {
@@ -272,5 +350,5 @@ pub(crate) fn set_user_and_caps(process: &Process) -> Result<()> {
             })?;
         }
     }
-    Ok(())
+    Ok((wanted, staged))
 }

@@ -278,6 +278,13 @@ impl Locked {
         write_atomic(&path, &json).ctx(|| format!("writing {}", path.display()))
     }
 
+    /// The lock's descriptor number, for a forked child to close (never to unlock: that
+    /// would release the parent's lock too).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self._lock.as_raw_fd()
+    }
+
     /// Removes the container's directory and everything in it.
     pub fn remove(self) -> Result<()> {
         match std::fs::remove_dir_all(&self.dir) {

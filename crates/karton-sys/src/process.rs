@@ -135,6 +135,20 @@ pub fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulong) -> R
     check("prctl", ret as libc::c_long).map(|r| r as libc::c_int)
 }
 
+/// Whether `fd` is an open descriptor of this process (fcntl F_GETFD).
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table; any int is a valid argument.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}
+
+/// Clears FD_CLOEXEC on the descriptor at number `fd`, which the caller does not own (an
+/// fd handed down by number, such as `--preserve-fds`): it survives execve.
+pub fn set_inheritable(fd: i32) -> Result<()> {
+    // SAFETY: F_SETFD with 0 changes only the descriptor's flags; a closed number yields
+    // EBADF, reported as an error.
+    check("fcntl(F_SETFD)", unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
+}
+
 /// Wraps an fd that the process inherited by number (e.g. `--preserve-fds`, LISTEN_FDS).
 ///
 /// Returns `None` when the number is not an open descriptor.
@@ -212,4 +226,12 @@ pub fn unblock_all_signals() -> Result<()> {
     nix::sys::signal::SigSet::empty()
         .thread_set_mask()
         .map_err(|e| crate::SysError::new("pthread_sigmask", e))
+}
+
+/// setdomainname(2) in the caller's uts namespace (no /proc needed, so it works where
+/// /proc/sys is read-only or owned by another user namespace).
+pub fn setdomainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which the kernel only reads.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    check("setdomainname", ret as libc::c_long).map(drop)
 }

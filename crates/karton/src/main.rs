@@ -108,6 +108,18 @@ fn main() -> ExitCode {
     // quietly and no container process inherits an ignored SIGPIPE across execve.
     let _ = karton_sys::process::default_signal_disposition(libc::SIGPIPE);
     let cli = Cli::parse();
+    // Before karton opens any descriptor (the log file included): the numbers the
+    // container inherits must be the caller's, never ours.
+    let preserve_fds = match &cli.command {
+        Command::Create(a) => a.preserve_fds,
+        Command::Run(a) => a.create.preserve_fds,
+        Command::Exec(a) => a.preserve_fds,
+        _ => 0,
+    };
+    if let Err(e) = karton_runtime::fds::check_preserved(preserve_fds) {
+        eprintln!("karton: {e}");
+        return ExitCode::from(1);
+    }
     if let Err(e) = logging::init(&cli.global) {
         eprintln!("karton: {e:#}");
         return ExitCode::from(1);
