@@ -85,11 +85,12 @@ impl Cgroup {
         let mut cg =
             Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() };
 
-        // Refuse someone else's busy cgroup before making anything.
+        // Refuse someone else's busy cgroup before making anything. The whole subtree
+        // counts: kill --all, ps and delete --force walk it, so a process in a sub-cgroup
+        // would be taken over (and killed) as the container's.
         for dir in cg.dirs() {
-            let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
-            if !pids.is_empty() {
-                return Err(Error::NotEmpty { path: dir.to_path_buf(), pids });
+            if let Some((path, pids)) = first_busy(dir)? {
+                return Err(Error::NotEmpty { cgroup: cg.path.clone(), path, pids });
             }
         }
         // An empty leaf left under karton's own parent (a crashed create or delete) is
@@ -197,6 +198,70 @@ impl Cgroup {
             fsutil::write("cgroup.procs", &d.join("cgroup.procs"), &value)?;
         }
         Ok(())
+    }
+
+    /// The same cgroup with its directories moved down into the sub-cgroups that
+    /// `exec --cgroup` names (runc 1.2's `[controller[,controller]:]path`, repeatable; a
+    /// path without a controller applies to every hierarchy and must be the only one).
+    /// Paths are relative to the container's cgroup: `..` is refused, and each named
+    /// sub-cgroup must already exist (karton creates none). The result is for joining a
+    /// process ([`add_pid`](Self::add_pid), [`v2_dir`](Self::v2_dir)); it owns nothing.
+    pub fn sub_cgroup(&self, args: &[String]) -> Result<Cgroup, Error> {
+        let subs = parse_sub_cgroup_args(args)?;
+        let mut out = self.clone();
+        out.created = Vec::new();
+        if subs.is_empty() {
+            return Ok(out);
+        }
+        let known = |c: &str| self.v1.contains_key(c) || self.v2_controllers.iter().any(|v| v == c);
+        for (ctrl, (_, arg)) in &subs {
+            if !ctrl.is_empty() && !known(ctrl) {
+                let mut names: Vec<&str> = self.v1.keys().map(String::as_str).collect();
+                names.extend(self.v2_controllers.iter().map(String::as_str));
+                return Err(Error::SubCgroup {
+                    arg: arg.clone(),
+                    reason: format!("no controller {ctrl:?} on this host: use one of {}", names.join(", ")),
+                });
+            }
+        }
+        // The sub path one directory gets: from a bare path, or from any controller that
+        // lives there (co-mounted v1 controllers share a directory, so they must agree).
+        let pick = |dir: &Path, ctrls: &mut dyn Iterator<Item = &String>| -> Result<Option<(String, String)>, Error> {
+            if let Some(all) = subs.get("") {
+                return Ok(Some(all.clone()));
+            }
+            let mut chosen: Option<(String, String)> = None;
+            for c in ctrls {
+                if let Some((sub, arg)) = subs.get(c.as_str()) {
+                    match &chosen {
+                        Some((s, a)) if s != sub => {
+                            return Err(Error::SubCgroup {
+                                arg: arg.clone(),
+                                reason: format!("{} is one hierarchy ({}): {a:?} already puts it in {s:?}", dir.display(), c),
+                            })
+                        }
+                        _ => chosen = Some((sub.clone(), arg.clone())),
+                    }
+                }
+            }
+            Ok(chosen)
+        };
+        let bases: BTreeSet<PathBuf> = self.v1.values().cloned().collect();
+        for base in bases {
+            let mut ctrls = self.v1.iter().filter(|(_, d)| **d == base).map(|(c, _)| c);
+            if let Some((sub, arg)) = pick(&base, &mut ctrls)? {
+                let dir = join_sub(&base, &sub, &arg)?;
+                for d in out.v1.values_mut().filter(|d| **d == base) {
+                    *d = dir.clone();
+                }
+            }
+        }
+        if let Some(base) = self.v2.clone() {
+            if let Some((sub, arg)) = pick(&base, &mut self.v2_controllers.iter())? {
+                out.v2 = Some(join_sub(&base, &sub, &arg)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Applies all of `linux.resources`. A key the host cannot apply is an error naming
@@ -519,6 +584,57 @@ fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String, Error> {
     Ok(out)
 }
 
+/// `exec --cgroup` arguments → controller ("" for all) → (sub path, the argument).
+fn parse_sub_cgroup_args(args: &[String]) -> Result<BTreeMap<String, (String, String)>, Error> {
+    let bad = |arg: &str, reason: &str| Error::SubCgroup { arg: arg.to_string(), reason: reason.to_string() };
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for arg in args {
+        match arg.split_once(':') {
+            None => {
+                if args.len() != 1 {
+                    return Err(bad(arg, "a path without a controller: prefix applies to every controller and must be the only --cgroup; write CONTROLLER:PATH for each"));
+                }
+                out.insert(String::new(), (arg.clone(), arg.clone()));
+            }
+            Some((_, sub)) if sub.contains(':') => return Err(bad(arg, "expected [CONTROLLER[,CONTROLLER]:]PATH")),
+            Some((ctrls, sub)) => {
+                for c in ctrls.split(',') {
+                    if c.is_empty() {
+                        return Err(bad(arg, "empty controller name before ':': write e.g. memory:PATH"));
+                    }
+                    if out.insert(c.to_string(), (sub.to_string(), arg.clone())).is_some() {
+                        return Err(bad(arg, &format!("controller {c} is given more than once")));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `base`/`sub` for a sub-cgroup that must exist below `base`.
+fn join_sub(base: &Path, sub: &str, arg: &str) -> Result<PathBuf, Error> {
+    let bad = |reason: String| Error::SubCgroup { arg: arg.to_string(), reason };
+    let mut dir = base.to_path_buf();
+    for c in Path::new(sub).components() {
+        match c {
+            // "/x" means x below the container's cgroup, as in runc.
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(s) => dir.push(s),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(bad("'..' would leave the container's cgroup: name a sub-cgroup below it".into()))
+            }
+        }
+    }
+    if dir == base {
+        return Err(bad("empty path: name a sub-cgroup of the container's cgroup".into()));
+    }
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        _ => Err(bad(format!("{} does not exist: create the sub-cgroup first (e.g. mkdir it inside the container)", dir.display()))),
+    }
+}
+
 /// mkdir -p, pushing each directory it made onto `created`. Retries a few times when a
 /// parent vanishes under it (another container's delete removing an empty shared parent).
 fn mkdir_nested(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
@@ -550,6 +666,27 @@ fn mkdir_nested_once(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error
         }
     }
     Ok(())
+}
+
+/// The first directory at or below `dir` whose cgroup.procs lists a process.
+fn first_busy(dir: &Path) -> Result<Option<(PathBuf, Vec<i32>)>, Error> {
+    let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
+    if !pids.is_empty() {
+        return Ok(Some((dir.to_path_buf(), pids)));
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if let Some(found) = first_busy(&e.path())? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn collect_pids(dir: &Path, out: &mut BTreeSet<i32>) -> Result<(), Error> {
@@ -615,6 +752,7 @@ fn rmdir_retry(dir: &Path, deadline: Instant) -> Result<(), Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -627,5 +765,33 @@ mod tests {
         assert!(resolve_path(Some("/"), "abc").is_err());
         assert!(resolve_path(None, "a/b").is_err());
         assert!(resolve_path(Some("system.slice:docker:x"), "x").is_err());
+    }
+
+    #[test]
+    fn parses_sub_cgroup_args() {
+        let a = |v: &[&str]| parse_sub_cgroup_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let m = a(&["memory,pids:foo", "cpu:/bar"]).unwrap();
+        assert_eq!(m["memory"].0, "foo");
+        assert_eq!(m["pids"].0, "foo");
+        assert_eq!(m["cpu"].0, "/bar");
+        assert_eq!(a(&["foo"]).unwrap()[""].0, "foo");
+        assert!(a(&["foo", "cpu:bar"]).is_err(), "a bare path must be alone");
+        assert!(a(&[":foo"]).is_err());
+        assert!(a(&["a:b:c"]).is_err());
+        assert!(a(&["cpu:a", "cpu:b"]).is_err());
+    }
+
+    #[test]
+    fn sub_paths_stay_below_the_base() {
+        let base = std::env::temp_dir().join(format!("karton-subcg-{}", std::process::id()));
+        fs::create_dir_all(base.join("a/b")).unwrap();
+        assert_eq!(join_sub(&base, "a/b", "x").unwrap(), base.join("a/b"));
+        assert_eq!(join_sub(&base, "/a", "x").unwrap(), base.join("a"));
+        let e = join_sub(&base, "a/../../etc", "x").unwrap_err().to_string();
+        assert!(e.contains("'..'"), "{e}");
+        let e = join_sub(&base, "nosuch", "x").unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(join_sub(&base, "/", "x").is_err());
+        fs::remove_dir_all(&base).unwrap();
     }
 }

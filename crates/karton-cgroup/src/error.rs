@@ -41,8 +41,13 @@ pub enum Error {
     #[error("{key}: invalid value {value}: {reason}")]
     InvalidValue { key: String, value: String, reason: String },
 
-    #[error("cgroup {path} already holds processes {pids:?}; it belongs to someone else: choose another linux.cgroupsPath")]
-    NotEmpty { path: PathBuf, pids: Vec<i32> },
+    /// An `exec --cgroup [controller:]path` argument that cannot be used.
+    #[error("exec --cgroup {arg:?}: {reason}")]
+    SubCgroup { arg: String, reason: String },
+
+    /// The cgroup (or a sub-cgroup of it) holds processes karton did not put there.
+    #[error("linux.cgroupsPath {cgroup}: {path} already holds processes {pids:?}; the cgroup belongs to someone else and its processes would be killed with the container: choose an unused linux.cgroupsPath, or stop those processes and remove the cgroup first")]
+    NotEmpty { cgroup: String, path: PathBuf, pids: Vec<i32> },
 
     #[error("cgroup {path} is still busy after {ms} ms (tasks: {pids:?}); kill them (kill --all) and retry delete")]
     Busy { path: PathBuf, ms: u64, pids: Vec<i32> },

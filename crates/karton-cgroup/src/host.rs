@@ -66,16 +66,16 @@ impl Host {
     pub fn from_mountinfo(text: &str) -> Result<Host, Error> {
         let mut v1: BTreeMap<String, V1Mount> = BTreeMap::new();
         let mut v2: Option<V2Mount> = None;
-        for line in text.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else { continue };
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            if pre.len() < 5 || post.len() < 3 {
-                continue;
+        let mounts = karton_sys::mountinfo::parse_from(Path::new("/proc/self/mountinfo"), text).map_err(|e| match e {
+            karton_sys::mountinfo::MountInfoError::Parse { path, text, reason, .. } => {
+                Error::Parse { path, content: text, reason: reason.to_string() }
             }
-            let root = unescape(pre[3]);
-            let mount_point = PathBuf::from(unescape(pre[4]));
-            match post[0] {
+            karton_sys::mountinfo::MountInfoError::Read { path, source } => Error::io("reading", path, source),
+        })?;
+        for mi in mounts {
+            let root = mi.root.to_string_lossy().into_owned();
+            let mount_point = mi.mount_point.clone();
+            match mi.fstype.as_str() {
                 "cgroup2" if v2.is_none() => {
                     let controllers = fsutil::read_opt(&mount_point.join("cgroup.controllers"))?
                         .map(|s| s.split_whitespace().map(str::to_string).collect())
@@ -83,8 +83,8 @@ impl Host {
                     v2 = Some(V2Mount { mount_point, root, controllers });
                 }
                 "cgroup" => {
-                    let controllers: Vec<String> = post[2]
-                        .split(',')
+                    let controllers: Vec<String> = mi
+                        .super_opts()
                         .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
                         .map(str::to_string)
                         .collect();
@@ -146,24 +146,6 @@ impl Host {
     }
 }
 
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The directory of cgroup `path` (absolute, e.g. "/karton/x") in a hierarchy mounted at
 /// `mount_point` whose mounted root is `root`.
 pub(crate) fn dir_in(mount_point: &Path, root: &str, path: &str) -> PathBuf {
@@ -211,7 +193,13 @@ mod tests {
 
     #[test]
     fn unescapes_and_maps_dirs() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
+        // A hierarchy whose mount point has a space: mountinfo shows it as \040.
+        let h = Host::from_mountinfo("32 31 0:29 /sub\\040dir /sys/fs/cgroup/mem\\040ory rw - cgroup cgroup rw,memory\n").expect("parse");
+        let m = h.v1_mount("memory").expect("memory");
+        assert_eq!(m.mount_point, Path::new("/sys/fs/cgroup/mem ory"));
+        assert_eq!(m.root, "/sub dir");
+        // A line that is not mountinfo is an error, not skipped.
+        assert!(matches!(Host::from_mountinfo("32 31 0:29 / /x rw cgroup cgroup rw,memory\n"), Err(Error::Parse { .. })));
         assert_eq!(dir_in(Path::new("/m"), "/", "/karton/x"), PathBuf::from("/m/karton/x"));
         assert_eq!(dir_in(Path::new("/m"), "/outer", "/outer/karton/x"), PathBuf::from("/m/karton/x"));
         assert_eq!(dir_in(Path::new("/m"), "/outer", "/karton/x"), PathBuf::from("/m/karton/x"));

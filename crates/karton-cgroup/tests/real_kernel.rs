@@ -134,6 +134,47 @@ fn delete_keeps_what_it_did_not_create() {
     c.delete().expect("delete c");
 }
 
+/// Issue #13: a cgroupsPath whose sub-cgroup holds someone else's process is refused
+/// before anything is written; the process is never the container's to kill.
+#[test]
+fn a_busy_sub_cgroup_is_not_taken_over() {
+    let Some(h) = host() else { return };
+    let parent = Parent::new(&h);
+    // Someone else's process in <parent>/x/child of one hierarchy only.
+    let mount = h
+        .v1_mount("pids")
+        .map(|m| m.mount_point.clone())
+        .or_else(|| h.v2_mount().map(|m| m.mount_point.clone()))
+        .unwrap();
+    let child = mount.join(parent.path("x/child").trim_start_matches('/'));
+    fs::create_dir_all(&child).unwrap();
+    let mut p = sh("read x; exec sleep 100");
+    fs::write(child.join("cgroup.procs"), p.pid().to_string()).unwrap();
+    match Cgroup::create(&h, Some(&parent.path("x")), "x") {
+        Err(e @ Error::NotEmpty { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&child.display().to_string()) && msg.contains("linux.cgroupsPath"), "{msg}");
+        }
+        Ok(cg) => {
+            let _ = cg.delete();
+            panic!("took over a cgroup whose sub-cgroup holds pid {}", p.pid());
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    // Nothing was written: the parent exists only where the test made it.
+    let elsewhere: Vec<_> = h
+        .v1_controllers()
+        .map(|(_, m)| m.mount_point.clone())
+        .chain(h.v2_mount().map(|m| m.mount_point.clone()))
+        .filter(|m| *m != mount)
+        .map(|m| m.join(parent.name.trim_start_matches('/')))
+        .filter(|d| d.exists())
+        .collect();
+    assert!(elsewhere.is_empty(), "create made {elsewhere:?} before refusing");
+    assert!(p.wait_timeout(Duration::from_millis(1)).is_none(), "the foreign process is still alive");
+    p.go();
+}
+
 #[test]
 fn memory_limit_oom_kills_and_counts() {
     let Some(h) = host() else { return };

@@ -205,7 +205,9 @@ pub fn list(opts: ScanOptions) -> Result<NsList> {
                     }
                 }
                 Err(e) if e.is_permission() => skipped.mountinfo += 1,
-                Err(_) => {}
+                // The namespace's last process exited during the scan.
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -367,45 +369,34 @@ fn set_levels(v: &mut [Namespace]) {
 /// nsfs mounts in the mount namespace of `pid`: (type, id, mount point).
 pub fn nsfs_mounts(pid: i32) -> Result<Vec<(NsType, NsId, String)>> {
     let path = PathBuf::from(format!("/proc/{pid}/mountinfo"));
-    let text = std::fs::read_to_string(&path).map_err(|e| NsError::from_proc_io(pid, &path, e))?;
-    Ok(parse_nsfs_mounts(&text))
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.raw_os_error() {
+        // A zombie has no mount namespace left: the kernel answers EINVAL.
+        Some(libc::EINVAL) => NsError::Vanished { pid },
+        _ => NsError::from_proc_io(pid, &path, e),
+    })?;
+    parse_nsfs_mounts_from(&path, &text)
 }
 
-/// Picks the nsfs lines of a mountinfo text. Line format (proc_pid_mountinfo.5):
-/// `id parent major:minor root mountpoint options [optional...] - fstype source super`,
-/// and for nsfs the root is `type:[inode]`.
-pub fn parse_nsfs_mounts(text: &str) -> Vec<(NsType, NsId, String)> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            if right.split_whitespace().next()? != "nsfs" {
-                return None;
-            }
-            let f: Vec<&str> = left.split_whitespace().collect();
-            let (maj, min) = f.get(2)?.split_once(':')?;
-            let dev = nix::sys::stat::makedev(maj.parse().ok()?, min.parse().ok()?);
-            let (ty, inode) = NsType::parse_link(f.get(3)?)?;
-            Some((ty, NsId { dev, inode }, unescape_mountinfo(f.get(4)?)))
+/// Picks the nsfs lines of a mountinfo text; for nsfs the mount's root is `type:[inode]`.
+pub fn parse_nsfs_mounts(text: &str) -> Result<Vec<(NsType, NsId, String)>> {
+    parse_nsfs_mounts_from(std::path::Path::new("mountinfo"), text)
+}
+
+fn parse_nsfs_mounts_from(path: &std::path::Path, text: &str) -> Result<Vec<(NsType, NsId, String)>> {
+    use karton_sys::mountinfo::{parse_from, MountInfoError};
+    let mounts = parse_from(path, text).map_err(|e| match e {
+        MountInfoError::Parse { path, text, reason, .. } => NsError::Parse { path, line: text, reason: reason.to_string() },
+        MountInfoError::Read { path, source } => NsError::Io { path, error: source },
+    })?;
+    Ok(mounts
+        .into_iter()
+        .filter(|m| m.fstype == "nsfs")
+        .filter_map(|m| {
+            let dev = nix::sys::stat::makedev(m.major.into(), m.minor.into());
+            let (ty, inode) = NsType::parse_link(m.root.to_str()?)?;
+            Some((ty, NsId { dev, inode }, m.mount_point.to_string_lossy().into_owned()))
         })
-        .collect()
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for space, `\011`, `\012`, `\134`).
-pub fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        .collect())
 }
 
 /// Namespace fds open in `pid`: (type, id, fd number).
@@ -468,12 +459,14 @@ mod tests {
     fn mountinfo_lines() {
         let text = "42 27 0:4 uts:[4026532177] /tmp/a\\040b/uts rw - nsfs nsfs rw\n\
                     27 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n";
-        let v = parse_nsfs_mounts(text);
+        let v = parse_nsfs_mounts(text).expect("parse");
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].0, NsType::Uts);
         assert_eq!(v[0].1.inode, 4026532177);
         assert_eq!(v[0].1.dev, nix::sys::stat::makedev(0, 4));
         assert_eq!(v[0].2, "/tmp/a b/uts");
+        // Text that is not mountinfo is an error, not an empty list.
+        assert!(matches!(parse_nsfs_mounts("42 27 0:4 uts:[1] /x rw nsfs nsfs rw\n"), Err(NsError::Parse { .. })));
     }
 
     #[test]

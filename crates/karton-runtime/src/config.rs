@@ -83,6 +83,19 @@ pub fn line_of(text: &str, key: &str) -> Option<usize> {
     text.find(&needle).map(|i| text[..i].matches('\n').count() + 1)
 }
 
+/// The line of `"needle"` inside the `i`-th entry of `mounts` (the only objects with a
+/// "destination" key), so that an option repeated elsewhere is found in the right mount.
+pub fn line_in_mount(text: &str, i: usize, needle: &str) -> Option<usize> {
+    let mut pos = text.find("\"mounts\"")?;
+    for _ in 0..=i {
+        pos += text[pos..].find("\"destination\"")? + 1;
+    }
+    let obj = text[..pos].rfind('{')?;
+    let end = obj + text[obj..].find('}')?;
+    let off = text[obj..end].find(&format!("\"{needle}\""))?;
+    Some(text[..obj + off].matches('\n').count() + 1)
+}
+
 /// One namespace request from `linux.namespaces`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsRequest {
@@ -279,11 +292,12 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
                 at("netDevices")
             )));
         }
-        if l.memory_policy().is_some() {
-            return Err(Error::Unsupported(format!(
-                "{file}: linux.memoryPolicy{}: karton does not set NUMA memory policies: remove the field",
-                at("memoryPolicy")
-            )));
+        if let Err(e) = crate::mempolicy::parse(l.memory_policy().as_ref()) {
+            let line = at("memoryPolicy");
+            return Err(match e {
+                Error::Unsupported(m) => Error::Unsupported(format!("{file}{line}: {m}")),
+                other => Error::Config(format!("{file}{line}: {other}")),
+            });
         }
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !own(NsType::Uts) {
@@ -314,14 +328,10 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
                 m.destination().display()
             )));
         }
-        for o in m.options().iter().flatten() {
-            if crate::mounts::parse_option(o).is_none() {
-                return bad(format!(
-                    "mounts[{i}] ({}): unknown mount option {o:?}{}: see `karton features` for the supported options",
-                    m.destination().display(),
-                    at(o)
-                ));
-            }
+        let opts = m.options().clone().unwrap_or_default();
+        if let Err(p) = crate::mounts::parse_options(&opts, m.typ().as_deref()) {
+            let line = line_in_mount(&cfg.text, i, &p.option).map(|l| format!(" (line {l})")).unwrap_or_default();
+            return bad(format!("mounts[{i}] ({}){line}: {}", m.destination().display(), p.message));
         }
     }
     Ok(())
@@ -495,5 +505,27 @@ mod tests {
         let text = BASE.replace(r#""args""#, r#""apparmorProfile": "x", "args""#);
         let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
         assert!(err.contains("AppArmor"), "{err}");
+    }
+
+    #[test]
+    fn option_line_is_found_in_its_own_mount() {
+        let text = "{\"mounts\": [\n{\"destination\": \"/a\", \"options\": [\"mode=755\"]},\n{\"options\":\n[\"rbind\", \"mode=755\"], \"destination\": \"/b\"}\n]}";
+        assert_eq!(line_in_mount(text, 0, "mode=755"), Some(2));
+        assert_eq!(line_in_mount(text, 1, "mode=755"), Some(4));
+        assert_eq!(line_in_mount(text, 1, "nosuch"), None);
+        assert_eq!(line_in_mount(text, 2, "mode=755"), None);
+    }
+
+    #[test]
+    fn mount_option_typo_names_mount_line_and_fix() {
+        let text = BASE.replace(
+            r#""linux""#,
+            "\"mounts\": [{\"destination\": \"/data\", \"type\": \"bind\", \"source\": \"/srv\",\n \"options\": [\"rbind\", \"nosiud\"]}],\n\"linux\"",
+        );
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"/b/config.json: mounts[0] (/data) (line 6): unknown option "nosiud": did you mean "nosuid"?"#),
+            "{err}"
+        );
     }
 }

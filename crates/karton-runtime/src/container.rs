@@ -20,6 +20,9 @@ use crate::util::write_atomic;
 
 pub const OCI_VERSION: &str = "1.2.1";
 
+/// How long delete waits for an init that is already exiting (SIGKILL queued, PF_EXITING).
+const DYING_WAIT: Duration = Duration::from_secs(5);
+
 /// Options of `create` (and `run`).
 #[derive(Debug, Clone, Default)]
 pub struct CreateOpts {
@@ -192,7 +195,7 @@ impl Runtime {
         child_joins.sort_by_key(|(k, _)| *k);
 
         self.make_cgroup(id, linux, lock, rec, cleanup)?;
-        let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).unwrap_or_default();
+        let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).transpose()?.unwrap_or_default();
 
         let console = match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)) {
             (Some(path), true) => Some(crate::fds::relocate(
@@ -499,7 +502,16 @@ impl Runtime {
             }
             Err(e) => return Err(e),
         };
-        let status = self.live_status(&rec);
+        let mut status = self.live_status(&rec);
+        if status != Status::Stopped && crate::procfs::is_dying(rec.pid) {
+            // `kill ID 9` returns once the signal is queued; the init still reads as alive
+            // until it has exited (an init of a pid namespace first waits for the rest of
+            // its namespace). Let it finish rather than refuse a container that is stopping.
+            if let Ok(fd) = self.open_init(&rec) {
+                wait_exit(&fd, DYING_WAIT);
+            }
+            status = self.live_status(&rec);
+        }
         if status != Status::Stopped {
             if !force {
                 return Err(Error::State {
@@ -774,8 +786,8 @@ fn with_default_device_rules(
 }
 
 /// For each host cgroup mount, the container's directory in it (for "cgroup" mounts).
-fn cgroup_mount_dirs(cg: &Cgroup) -> Vec<(PathBuf, PathBuf)> {
-    let mounts = crate::mounts::host_cgroup_mounts();
+fn cgroup_mount_dirs(cg: &Cgroup) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mounts = crate::mounts::host_cgroup_mounts()?;
     let mut out = Vec::new();
     for d in cg.dirs() {
         let best = mounts
@@ -786,5 +798,5 @@ fn cgroup_mount_dirs(cg: &Cgroup) -> Vec<(PathBuf, PathBuf)> {
             out.push((m.mount_point.clone(), d.to_path_buf()));
         }
     }
-    out
+    Ok(out)
 }

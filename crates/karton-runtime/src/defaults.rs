@@ -81,7 +81,10 @@ pub fn features() -> Value {
             "apparmor": {"enabled": host.apparmor},
             "selinux": {"enabled": host.selinux},
             "intelRdt": {"enabled": false},
-            "memoryPolicy": {"modes": [], "flags": []},
+            "memoryPolicy": {
+                "modes": ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            },
             "mountExtensions": {"idmap": {"enabled": false}},
             "netDevices": {"enabled": false}
         },

@@ -32,6 +32,8 @@ pub enum Error {
     Sys { context: String, err: SysError },
     #[error(transparent)]
     Cgroup(#[from] karton_cgroup::Error),
+    #[error(transparent)]
+    MountInfo(#[from] karton_sys::mountinfo::MountInfoError),
     #[error("{0}")]
     Unsupported(String),
 }

@@ -25,6 +25,9 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH`: run in existing sub-cgroups of the
+    /// container's cgroup (see [`karton_cgroup::Cgroup::sub_cgroup`]).
+    pub cgroup: Vec<String>,
 }
 
 impl Runtime {
@@ -95,9 +98,16 @@ impl Runtime {
             let _ = kproc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
         }
         let sigs = if opts.detach { None } else { Some(crate::signals::Forwarder::block()?) };
+        let cgroup = match &rec.cgroup {
+            Some(cg) => Some(cg.sub_cgroup(&opts.cgroup)?),
+            None if !opts.cgroup.is_empty() => {
+                return Err(Error::Config(format!("exec --cgroup: container {id} has no cgroup to run in: drop --cgroup")))
+            }
+            None => None,
+        };
         let (parent_end, child_end) = channel::pair()?;
         let child_end = child_end.relocate(keep)?;
-        let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
+        let v2 = cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
         let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
         let (forked, into) = match kclone::clone3(0, v2_fd.as_ref().map(|f| f.as_fd())) {
             Ok(f) => (f, v2_fd.is_some()),
@@ -117,7 +127,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
             e
         };
-        if let Some(cg) = &rec.cgroup {
+        if let Some(cg) = &cgroup {
             cg.add_pid(first, into).map_err(|e| kill_first(e.into()))?;
         }
         parent_end.send(&Msg::Proceed).map_err(kill_first)?;

@@ -170,6 +170,10 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             };
             kproc::personality(persona).ctx(|| "linux.personality".into())?;
         }
+        // Inherited by everything this process forks and execs.
+        if let Some(policy) = crate::mempolicy::parse(linux.memory_policy().as_ref())? {
+            crate::mempolicy::apply(&policy)?;
+        }
     }
 
     let process = spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;

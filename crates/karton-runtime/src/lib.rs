@@ -14,6 +14,7 @@ pub mod fds;
 pub mod hooks;
 pub mod idmap;
 pub mod manage;
+pub mod mempolicy;
 mod init;
 pub mod mounts;
 pub mod plan;

@@ -41,12 +41,15 @@ pub enum MountOpt {
     Data(String),
 }
 
-/// Parses one mount option; `None` for options karton knows but cannot honour.
+/// Parses one filesystem-independent mount option (flag, atime mode, propagation,
+/// recursive attribute, bind, extension); `None` for anything else, including
+/// filesystem data and options karton refuses (see [`parse_options`]).
 pub fn parse_option(o: &str) -> Option<MountOpt> {
     use MountOpt::*;
     let attr = |set: u64| Some(Attr { set, clr: 0 });
     let clr = |clr: u64| Some(Attr { set: 0, clr });
     let rec = |set: u64, clr: u64| Some(RecAttr { set, clr, atime: None });
+    let rec_atime = |a: u64| Some(RecAttr { set: 0, clr: 0, atime: Some(a) });
     match o {
         "ro" => attr(m::MOUNT_ATTR_RDONLY),
         "rw" => clr(m::MOUNT_ATTR_RDONLY),
@@ -60,6 +63,8 @@ pub fn parse_option(o: &str) -> Option<MountOpt> {
         "diratime" => clr(m::MOUNT_ATTR_NODIRATIME),
         "nosymfollow" => attr(m::MOUNT_ATTR_NOSYMFOLLOW),
         "symfollow" => clr(m::MOUNT_ATTR_NOSYMFOLLOW),
+        // mount(8): "atime" and "nostrictatime" mean the kernel's default, relatime;
+        // "norelatime" turns relatime off, i.e. strictatime.
         "relatime" | "nostrictatime" | "atime" => Some(Atime(m::MOUNT_ATTR_RELATIME)),
         "noatime" => Some(Atime(m::MOUNT_ATTR_NOATIME)),
         "strictatime" | "norelatime" => Some(Atime(m::MOUNT_ATTR_STRICTATIME)),
@@ -67,7 +72,11 @@ pub fn parse_option(o: &str) -> Option<MountOpt> {
         "dirsync" => Some(SbFlag("dirsync")),
         "lazytime" => Some(SbFlag("lazytime")),
         "mand" => Some(SbFlag("mand")),
-        "async" | "nomand" | "nolazytime" | "loud" | "silent" | "defaults" => Some(Ignore),
+        // MS_POSIXACL (runc's "acl"); the new mount API calls the flag "posixacl".
+        "acl" => Some(SbFlag("posixacl")),
+        // Defaults (or messages only) that mount(8) also accepts without effect; podman's
+        // "notmpcopyup" asks for what karton does anyway.
+        "async" | "nomand" | "nolazytime" | "loud" | "silent" | "defaults" | "notmpcopyup" => Some(Ignore),
         "bind" => Some(Bind { recursive: false }),
         "rbind" => Some(Bind { recursive: true }),
         "private" => Some(Propagation(MsFlags::MS_PRIVATE)),
@@ -90,21 +99,155 @@ pub fn parse_option(o: &str) -> Option<MountOpt> {
         "rdiratime" => rec(0, m::MOUNT_ATTR_NODIRATIME),
         "rnosymfollow" => rec(m::MOUNT_ATTR_NOSYMFOLLOW, 0),
         "rsymfollow" => rec(0, m::MOUNT_ATTR_NOSYMFOLLOW),
-        "rrelatime" | "ratime" | "rnostrictatime" => Some(RecAttr { set: 0, clr: 0, atime: Some(m::MOUNT_ATTR_RELATIME) }),
-        "rnoatime" => Some(RecAttr { set: 0, clr: 0, atime: Some(m::MOUNT_ATTR_NOATIME) }),
-        "rstrictatime" | "rnorelatime" => Some(RecAttr { set: 0, clr: 0, atime: Some(m::MOUNT_ATTR_STRICTATIME) }),
+        "rrelatime" | "ratime" | "rnostrictatime" => rec_atime(m::MOUNT_ATTR_RELATIME),
+        "rnoatime" => rec_atime(m::MOUNT_ATTR_NOATIME),
+        "rstrictatime" | "rnorelatime" => rec_atime(m::MOUNT_ATTR_STRICTATIME),
         "tmpcopyup" => Some(TmpCopyUp),
-        // id-mapped mounts are not implemented: refuse rather than mount unmapped.
-        "idmap" | "ridmap" | "remount" => None,
-        other => Some(Data(other.to_string())),
+        _ => None,
     }
+}
+
+/// Options karton recognises but cannot honour: why, and what to do instead.
+fn refused(o: &str) -> Option<&'static str> {
+    let name = o.split_once('=').map_or(o, |(k, _)| k);
+    Some(match name {
+        "idmap" | "ridmap" => "karton does not create id-mapped mounts yet: remove it and chown the source for the container's user namespace",
+        "remount" => "karton mounts every entry afresh and cannot remount an earlier one: merge these options into that entry",
+        "copy-symlink" => "crun's copy-symlink extension is not implemented: mount the symlink's target instead",
+        "z" | "Z" => "SELinux relabelling is done by the engine (podman/docker strip z/Z), not the runtime: remove it",
+        "U" => "chowning the source is done by the engine (podman's :U), not the runtime: remove it and chown the source",
+        "noacl" | "iversion" | "noiversion" => "karton cannot set this superblock flag through the new mount API: remove it",
+        _ => return None,
+    })
+}
+
+/// Bare (valueless) data options of the filesystems containers usually mount. Filesystems
+/// not listed get bare words through to the kernel, which refuses unknown parameters
+/// itself, unless the word looks like a misspelt flag.
+fn fs_flags(fstype: &str) -> Option<&'static [&'static str]> {
+    Some(match fstype {
+        "tmpfs" => &["noswap", "quota", "usrquota", "grpquota", "inode32", "inode64"],
+        "devpts" => &["newinstance"],
+        "cgroup" => &[
+            "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio", "perf_event",
+            "hugetlb", "pids", "rdma", "misc", "debug", "none", "all", "noprefix", "xattr", "clone_children",
+            "cpuset_v2_mode", "favordynmods",
+        ],
+        "cgroup2" => &[
+            "nsdelegate", "favordynmods", "memory_localevents", "memory_recursiveprot", "memory_hugetlb_accounting",
+            "pids_localevents",
+        ],
+        "overlay" => &["userxattr", "volatile"],
+        "fuse" => &["allow_other", "default_permissions"],
+        "autofs" => &["direct", "indirect", "offset", "strictexpire", "ignore"],
+        "proc" | "sysfs" | "mqueue" | "ramfs" | "hugetlbfs" | "securityfs" | "debugfs" | "tracefs" | "bpf"
+        | "binfmt_misc" | "configfs" | "pstore" | "efivarfs" | "fusectl" => &[],
+        _ => return None,
+    })
+}
+
+/// Why one mount option was refused; `message` names the option, the reason and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionProblem {
+    pub option: String,
+    pub message: String,
+}
+
+/// Parses a mount's whole option list. Every option must be known: a typo (`nosiud`) must
+/// not silently become filesystem data, which a bind mount would then drop.
+pub fn parse_options(opts: &[String], typ: Option<&str>) -> std::result::Result<Vec<MountOpt>, OptionProblem> {
+    let typ = typ.filter(|t| !t.is_empty() && *t != "none");
+    let is_bind = typ == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+    let fs = if is_bind { "bind" } else { typ.unwrap_or("none") };
+    let problem = |o: &str, message: String| OptionProblem { option: o.to_string(), message };
+    let mut out = Vec::with_capacity(opts.len());
+    for o in opts {
+        let o = o.as_str();
+        if let Some(why) = refused(o) {
+            return Err(problem(o, format!("option {o:?} is not supported: {why}")));
+        }
+        match parse_option(o) {
+            Some(MountOpt::SbFlag(_)) if is_bind => {
+                return Err(problem(o, format!(
+                    "option {o:?} is a filesystem (superblock) flag, which a bind mount cannot change: remove it, or mount the filesystem itself"
+                )))
+            }
+            Some(MountOpt::TmpCopyUp) if fs != "tmpfs" => {
+                return Err(problem(o, format!("option \"tmpcopyup\" applies to tmpfs mounts only, this is {fs}: remove it")))
+            }
+            Some(opt) => out.push(opt),
+            None if is_bind => {
+                let why = if o.contains('=') {
+                    format!("option {o:?}: a bind mount takes no filesystem data, so the kernel would ignore it: remove it")
+                } else {
+                    unknown(o, &[], "a bind mount takes only mount flags, propagation and recursive attributes")
+                };
+                return Err(problem(o, why));
+            }
+            None if o.contains('=') => out.push(MountOpt::Data(o.to_string())),
+            None => match fs_flags(fs) {
+                Some(flags) if flags.contains(&o) => out.push(MountOpt::Data(o.to_string())),
+                Some(flags) => {
+                    let kind = if flags.is_empty() { "takes no valueless data options".to_string() } else { format!("takes only {}", flags.join(", ")) };
+                    return Err(problem(o, unknown(o, flags, &format!("besides the mount flags, {fs} {kind} (write other data as key=value)"))));
+                }
+                None => match suggestion(o, &[]) {
+                    Some(_) => return Err(problem(o, unknown(o, &[], "it is not a mount flag"))),
+                    // A filesystem karton has no list for: the kernel checks its own parameters.
+                    None => out.push(MountOpt::Data(o.to_string())),
+                },
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// "unknown option "nosiud": did you mean "nosuid"? ..." with `what` explaining the rule.
+fn unknown(o: &str, extra: &[&'static str], what: &str) -> String {
+    match suggestion(o, extra) {
+        Some(s) => format!("unknown option {o:?}: did you mean {s:?}? fix the spelling (`karton features` lists the mount options)"),
+        None => format!("unknown option {o:?}: {what}; remove it (`karton features` lists the mount options)"),
+    }
+}
+
+/// The known option closest to `o`, if it is close enough to be a typo of it.
+fn suggestion(o: &str, extra: &[&'static str]) -> Option<&'static str> {
+    let max = if o.len() <= 4 { 1 } else { 2 };
+    KNOWN_OPTIONS
+        .iter()
+        .chain(extra)
+        .map(|k| (edit_distance(o, k), *k))
+        .filter(|(d, _)| *d <= max)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The option names `karton features` reports.
 pub const KNOWN_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand",
+    "acl", "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand",
     "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
-    "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "rexec", "rnoatime",
+    "nosymfollow", "notmpcopyup", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "rexec", "rnoatime",
     "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "ro",
     "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow",
     "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
@@ -122,15 +265,10 @@ pub struct MountSpec {
 
 impl MountSpec {
     pub fn from_oci(mnt: &oci_spec::runtime::Mount, bundle: &Path) -> Result<MountSpec> {
-        let mut options = Vec::new();
-        for o in mnt.options().iter().flatten() {
-            options.push(parse_option(o).ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "mount {}: option {o:?} is not supported by karton: remove it",
-                    mnt.destination().display()
-                ))
-            })?);
-        }
+        let opts = mnt.options().clone().unwrap_or_default();
+        let options = parse_options(&opts, mnt.typ().as_deref()).map_err(|p| {
+            Error::Config(format!("mount {}: {}", mnt.destination().display(), p.message))
+        })?;
         let is_bind = options.iter().any(|o| matches!(o, MountOpt::Bind { .. }));
         let fstype = match mnt.typ().as_deref() {
             Some(t) if !t.is_empty() && t != "none" => t.to_string(),
@@ -386,7 +524,7 @@ impl Mounter<'_> {
         let dest = &ms.destination;
         let (set, clr) = ms.attrs();
         let attrs = set & !clr_only(clr);
-        let hier = host_cgroup_mounts();
+        let hier = host_cgroup_mounts()?;
         let target = make_target(self.root.as_fd(), dest, false)?;
         let unified_only = hier.len() == 1 && hier[0].fstype == "cgroup2";
         if unified_only {
@@ -456,26 +594,20 @@ pub struct HostCgroupMount {
 }
 
 /// The host's cgroup mounts under /sys/fs/cgroup, from /proc/self/mountinfo.
-pub fn host_cgroup_mounts() -> Vec<HostCgroupMount> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let mp = pre.split(' ').nth(4).unwrap_or("");
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or("");
-        let _src = post.next();
-        let sopts = post.next().unwrap_or("");
-        if (fstype == "cgroup" || fstype == "cgroup2") && mp.starts_with("/sys/fs/cgroup") {
-            let super_opts = sopts
-                .split(',')
-                .filter(|o| *o != "rw" && *o != "ro" && !o.is_empty())
-                .map(str::to_string)
-                .collect();
-            out.push(HostCgroupMount { mount_point: PathBuf::from(mp), fstype: fstype.to_string(), super_opts });
-        }
-    }
-    out
+pub fn host_cgroup_mounts() -> Result<Vec<HostCgroupMount>> {
+    Ok(cgroup_mounts_in(&karton_sys::mountinfo::read_self()?))
+}
+
+fn cgroup_mounts_in(mounts: &[karton_sys::mountinfo::MountInfo]) -> Vec<HostCgroupMount> {
+    mounts
+        .iter()
+        .filter(|m| (m.fstype == "cgroup" || m.fstype == "cgroup2") && m.mount_point.starts_with("/sys/fs/cgroup"))
+        .map(|m| HostCgroupMount {
+            mount_point: m.mount_point.clone(),
+            fstype: m.fstype.clone(),
+            super_opts: m.super_opts().filter(|o| *o != "rw" && *o != "ro").map(str::to_string).collect(),
+        })
+        .collect()
 }
 
 /// tmpcopyup: copy what `target` holds into the new (still detached) tmpfs `tree`.
@@ -543,7 +675,7 @@ mod tests {
     #[test]
     fn options_parse() {
         assert_eq!(parse_option("ro"), Some(MountOpt::Attr { set: m::MOUNT_ATTR_RDONLY, clr: 0 }));
-        assert_eq!(parse_option("mode=755"), Some(MountOpt::Data("mode=755".into())));
+        assert_eq!(parse_option("mode=755"), None);
         assert_eq!(parse_option("rbind"), Some(MountOpt::Bind { recursive: true }));
         assert!(matches!(parse_option("rro"), Some(MountOpt::RecAttr { set: m::MOUNT_ATTR_RDONLY, .. })));
         assert_eq!(parse_option("idmap"), None);
@@ -551,6 +683,91 @@ mod tests {
             assert!(parse_option(o).is_some(), "{o}");
             assert!(!matches!(parse_option(o), Some(MountOpt::Data(_))), "{o} must not fall through to data");
         }
+    }
+
+    fn opts(v: &[&str], typ: &str) -> std::result::Result<Vec<MountOpt>, OptionProblem> {
+        parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>(), Some(typ))
+    }
+
+    fn refusal(v: &[&str], typ: &str) -> String {
+        match opts(v, typ) {
+            Ok(o) => panic!("{v:?} on {typ} accepted as {o:?}"),
+            Err(p) => p.message,
+        }
+    }
+
+    #[test]
+    fn typos_are_refused_with_a_suggestion() {
+        let e = refusal(&["rbind", "nosiud"], "bind");
+        assert!(e.starts_with(r#"unknown option "nosiud": did you mean "nosuid"?"#), "{e}");
+        assert!(refusal(&["nosiud"], "tmpfs").contains(r#"did you mean "nosuid""#));
+        assert!(refusal(&["rnoexce"], "none").contains(r#"did you mean "rnoexec""#));
+        // A filesystem karton has no list for still refuses a misspelt flag.
+        assert!(refusal(&["noexce"], "ext4").contains(r#"did you mean "noexec""#));
+        assert!(refusal(&["newinstanse"], "devpts").contains(r#"did you mean "newinstance""#));
+    }
+
+    #[test]
+    fn bind_mounts_take_no_data() {
+        assert!(refusal(&["rbind", "mode=755"], "none").contains("takes no filesystem data"));
+        assert!(refusal(&["newinstance"], "bind").contains("unknown option"));
+        assert!(refusal(&["bind", "sync"], "none").contains("superblock"));
+        assert!(opts(&["rbind", "rprivate", "nosuid", "nodev", "ro", "rnoatime", "async"], "bind").is_ok());
+    }
+
+    #[test]
+    fn fs_data_passes() {
+        // runc spec's and podman's defaults.
+        for (typ, v) in [
+            ("tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"][..]),
+            ("devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+            ("tmpfs", &["rw", "rprivate", "nosuid", "nodev", "tmpcopyup", "size=64m", "noswap"]),
+            ("mqueue", &["nosuid", "noexec", "nodev"]),
+            ("cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"]),
+            ("cgroup", &["memory", "xattr", "name=systemd"]),
+            ("cgroup2", &["nsdelegate", "memory_recursiveprot"]),
+            ("overlay", &["lowerdir=/a:/b", "upperdir=/u", "workdir=/w", "userxattr"]),
+            ("proc", &["hidepid=2", "subset=pid"]),
+            ("ext4", &["discard", "errors=remount-ro"]),
+        ] {
+            let parsed = opts(v, typ).unwrap_or_else(|p| panic!("{typ} {v:?}: {}", p.message));
+            assert_eq!(parsed.len(), v.len());
+        }
+        assert_eq!(opts(&["size=1m"], "tmpfs").unwrap(), vec![MountOpt::Data("size=1m".into())]);
+        assert!(refusal(&["newinstance"], "tmpfs").contains("tmpfs takes only"));
+        assert!(refusal(&["hidepid"], "proc").contains("takes no valueless data"));
+    }
+
+    #[test]
+    fn unhonourable_options_are_refused() {
+        for (o, typ, why) in [
+            ("idmap", "bind", "id-mapped"),
+            ("ridmap", "bind", "id-mapped"),
+            ("idmap=uids=0-1-10", "bind", "id-mapped"),
+            ("remount", "tmpfs", "remount"),
+            ("copy-symlink", "bind", "copy-symlink"),
+            ("z", "bind", "SELinux"),
+            ("Z", "bind", "SELinux"),
+            ("U", "bind", "chown"),
+            ("tmpcopyup", "bind", "tmpfs mounts only"),
+        ] {
+            let e = refusal(&[o], typ);
+            assert!(e.contains(why), "{o}: {e}");
+        }
+        assert_eq!(opts(&["notmpcopyup"], "tmpfs").unwrap(), vec![MountOpt::Ignore]);
+    }
+
+    #[test]
+    fn cgroup_mounts_are_unescaped() {
+        let mi = karton_sys::mountinfo::parse(
+            "35 31 0:32 / /sys/fs/cgroup/mem\\040ory rw,nosuid - cgroup cgroup rw,memory\n\
+             22 1 8:1 / / rw - ext4 /dev/vda1 rw\n",
+        )
+        .unwrap();
+        let v = cgroup_mounts_in(&mi);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].mount_point, Path::new("/sys/fs/cgroup/mem ory"));
+        assert_eq!(v[0].super_opts, vec!["memory"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod clone;
 pub mod fs;
 pub mod ipc;
 pub mod mount;
+pub mod mountinfo;
 pub mod ns;
 pub mod perf;
 pub mod process;

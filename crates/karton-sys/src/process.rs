@@ -235,3 +235,42 @@ pub fn setdomainname(name: &str) -> Result<()> {
     let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     check("setdomainname", ret as libc::c_long).map(drop)
 }
+
+/// set_mempolicy(2) for the calling thread (inherited by its children and kept across
+/// execve): `mode` is an MPOL_* mode, `flags` MPOL_F_* mode flags, `nodemask` a bitmap
+/// of NUMA nodes (bit n of word n/64 = node n; empty for none).
+pub fn set_mempolicy(mode: i32, flags: i32, nodemask: &[u64]) -> Result<()> {
+    // One zero word beyond the caller's: whether this kernel reads `maxnode` or
+    // `maxnode - 1` bits (it changed over time), every bit the caller set is read.
+    let mut mask = nodemask.to_vec();
+    if !mask.is_empty() {
+        mask.push(0);
+    }
+    let maxnode = (mask.len() * 64) as libc::c_ulong;
+    let ptr = if mask.is_empty() { std::ptr::null() } else { mask.as_ptr() };
+    // SAFETY: `ptr` is null or points to `mask`, which holds exactly `maxnode` bits and
+    // outlives the call; the kernel only reads it.
+    let ret = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode | flags, ptr, maxnode) };
+    check("set_mempolicy", ret).map(drop)
+}
+
+/// The MPOL_F_* flags that set_mempolicy(2) takes in its mode argument.
+pub const MPOL_MODE_FLAGS: i32 = (1 << 15) | (1 << 14) | (1 << 13);
+
+/// get_mempolicy(2) of the calling thread: (mode, MPOL_F_* flags, nodemask of up to
+/// 1024 nodes).
+pub fn get_mempolicy() -> Result<(i32, i32, Vec<u64>)> {
+    let mut mode: libc::c_int = 0;
+    let mut mask = vec![0u64; 16];
+    let maxnode = (mask.len() * 64) as libc::c_ulong;
+    // SAFETY: `mode` and `mask` are valid for writing and `mask` holds `maxnode` bits; a
+    // null address with flags 0 asks for the thread's policy and reads no memory.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_get_mempolicy, &mut mode as *mut libc::c_int, mask.as_mut_ptr(), maxnode, std::ptr::null::<libc::c_void>(), 0)
+    };
+    check("get_mempolicy", ret)?;
+    while mask.last() == Some(&0) {
+        mask.pop();
+    }
+    Ok((mode & !MPOL_MODE_FLAGS, mode & MPOL_MODE_FLAGS, mask))
+}

@@ -169,30 +169,84 @@ fn ps_lists_the_containers_processes() {
     assert_eq!(custom.lines().count(), 4, "{custom}");
 }
 
+/// `karton events --interval 200ms ID`, its stdout in a file; killed on drop.
+struct Events {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Events {
+    fn start(k: &Karton, id: &str) -> Events {
+        let dir = TempDir::new("karton-test-events");
+        let out = dir.path().join("events");
+        let mut c = k.cmd();
+        c.args(["events", "--interval", "200ms", id]);
+        c.stdout(std::fs::File::create(&out).unwrap()).stderr(std::process::Stdio::null());
+        let child = c.spawn().unwrap();
+        let ev = Events { child, out, _dir: dir };
+        // events reads its OOM baseline before its first stats event: only an OOM after
+        // that is news to it (as with runc, kills from before events started are not
+        // reported). Trigger the OOM only from here on.
+        wait_for("the first stats event", || ev.text().contains("\"type\":\"stats\""));
+        ev
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn memory_limit_oom_kill_is_reported_by_events() {
     if !can_run() {
         return;
     }
     let k = Karton::new();
-    let mut b = Bundle::new();
+    let mut b = sleeper();
     b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
-    // Allocate ~200 MiB in a child: the OOM killer ends it, the shell reports it.
-    b.sh("sleep 1; head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?; sleep 600");
     let id = start(&k, &b);
-    let mut events = k.cmd();
-    events.args(["events", "--interval", "200ms", &id]);
-    let dir = TempDir::new("karton-test-events");
-    let out_path = dir.path().join("events");
-    events.stdout(std::fs::File::create(&out_path).unwrap()).stderr(std::process::Stdio::null());
-    let mut child = events.spawn().unwrap();
-    wait_for("an oom event", || std::fs::read_to_string(&out_path).unwrap_or_default().contains("\"type\":\"oom\""));
-    let _ = child.kill();
-    let _ = child.wait();
+    let events = Events::start(&k, &id);
+    // Allocate ~200 MiB in an exec'd pipeline: the OOM killer ends `tail`, the container
+    // keeps running. (A fixed sleep before the allocation raced with a slow events start
+    // on a loaded machine: the kill landed in the baseline and was never reported.)
+    let o = k.run(&["exec", &id, "sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?"]);
+    assert!(out_str(&o).contains("tail=137"), "tail was OOM-killed: {} {}", out_str(&o), String::from_utf8_lossy(&o.stderr));
+    wait_for("an oom event", || events.text().contains("\"type\":\"oom\""));
+    drop(events);
     let stats: serde_json::Value = serde_json::from_slice(&k.run(&["events", "--stats", &id]).stdout).unwrap();
     assert_eq!(stats["type"], "stats");
     assert!(stats["data"]["memory"]["oomKill"].as_u64().unwrap_or(0) >= 1, "{stats}");
     assert_eq!(stats["data"]["memory"]["usage"]["limit"], 32 << 20, "{stats}");
+}
+
+/// An OOM kill of the init stops the container; events must report the oom before it
+/// exits (it used to see "stopped" first and leave without reading the counter).
+#[test]
+fn oom_kill_of_the_init_is_reported_before_events_exits() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    // The init waits for the go file, then becomes a `tail` that buffers /dev/zero.
+    b.sh("while [ ! -e /tmp/go ]; do sleep 1; done; exec tail /dev/zero");
+    let id = start(&k, &b);
+    let mut events = Events::start(&k, &id);
+    assert!(k.run(&["exec", &id, "touch", "/tmp/go"]).status.success());
+    // events exits by itself once the container has stopped.
+    wait_for("events to exit", || events.child.try_wait().ok().flatten().is_some());
+    assert_eq!(k.status(&id), "stopped");
+    let text = events.text();
+    assert!(text.contains("\"type\":\"oom\""), "no oom event for the init's OOM kill: {text}");
 }
 
 #[test]
@@ -332,4 +386,197 @@ fn kill_all_and_exec_tty() {
     assert!(before.len() >= 2);
     assert!(k.run(&["kill", "--all", &id, "KILL"]).status.success());
     wait_for("every process to die", || before.iter().all(|p| !karton_runtime::procfs::is_alive(*p, 0)));
+}
+
+/// `kill ID 9` returns once the signal is queued; a `delete` right after it must wait for
+/// the init to finish exiting instead of refusing a "created"/"running" container and
+/// leaving its cgroups behind.
+#[test]
+fn delete_right_after_kill_9_succeeds() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let b = sleeper();
+    b.write();
+    let bundle = b.path().to_str().unwrap().to_string();
+    let mut failures = Vec::new();
+    for i in 0..120 {
+        let id = unique("kd");
+        // Even rounds: a created container (its init blocked on exec.fifo); odd: running.
+        let up = if i % 2 == 0 { k.run(&["create", "--bundle", &bundle, &id]) } else { k.run(&["run", "-d", "--bundle", &bundle, &id]) };
+        assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+        let o = k.run(&["kill", &id, "9"]);
+        assert!(o.status.success(), "kill: {}", String::from_utf8_lossy(&o.stderr));
+        let o = k.run(&["delete", &id]);
+        if !o.status.success() {
+            failures.push(format!("round {i}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+            let _ = k.run(&["delete", "--force", &id]);
+        }
+        let left = cgroup_dirs_named(&id);
+        assert!(left.is_empty() || !o.status.success(), "round {i}: cgroups left after delete: {left:?}");
+    }
+    assert!(failures.is_empty(), "{} of 120 deletes right after kill 9 failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// `exec --cgroup [controller:]path` (runc 1.2): the process lands in an existing
+/// sub-cgroup of the container's cgroup; escapes and missing sub-cgroups are refused.
+#[test]
+fn exec_into_a_sub_cgroup() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let b = sleeper();
+    let id = start(&k, &b);
+    let dirs = cgroup_dirs_named(&id);
+    assert!(!dirs.is_empty());
+    for d in &dirs {
+        let sub = d.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        // A new v1 cpuset cgroup starts with no cpus or mems: no task could join it.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
+                std::fs::write(sub.join(f), v.trim()).unwrap();
+            }
+        }
+    }
+    let cgroups_of = |pid: &str| -> Vec<String> {
+        std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap().lines().map(str::to_string).collect()
+    };
+    let pid_file = b.path().join("exec.pid");
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "-d", "--pid-file", pid_file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[&id, "sleep", "600"]);
+        k.run(&all)
+    };
+    let ours = format!("/karton/{id}");
+    let sub = format!("/karton/{id}/sub");
+
+    // One controller: only the memory hierarchy moves down.
+    let o = exec(&["--cgroup", "memory:sub"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = cgroups_of(&std::fs::read_to_string(&pid_file).unwrap());
+    for l in &lines {
+        let want = if l.split(':').nth(1) == Some("memory") { &sub } else { &ours };
+        assert!(l.ends_with(&format!(":{want}")), "{l} (all: {lines:?})");
+    }
+    // A bare path: every hierarchy, the unified one too.
+    let o = exec(&["--cgroup", "/sub"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = cgroups_of(&std::fs::read_to_string(&pid_file).unwrap());
+    assert!(lines.iter().all(|l| l.ends_with(&format!(":{sub}"))), "{lines:?}");
+
+    for (arg, want) in [("../..", "'..'"), ("memory:sub/../../x", "'..'"), ("memory:nosuch", "does not exist"), ("bogus:sub", "no controller")] {
+        let o = exec(&["--cgroup", arg]);
+        assert!(!o.status.success(), "--cgroup {arg} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "--cgroup {arg}: {err}");
+    }
+    let o = exec(&["--cgroup", "sub", "--cgroup", "pids:sub"]);
+    assert!(!o.status.success(), "a bare path must be the only --cgroup");
+
+    // delete removes the sub-cgroups with the container's own.
+    assert!(k.run(&["delete", "--force", &id]).status.success());
+    assert!(cgroup_dirs_named(&id).is_empty(), "{:?}", cgroup_dirs_named(&id));
+}
+
+/// linux.memoryPolicy is checked at create: a bad policy is refused naming the field, a
+/// good one is accepted.
+#[test]
+fn memory_policy_is_validated_at_create() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_DEFAULT", "nodes": "0"});
+    b.write();
+    let id = unique("mpol");
+    let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(!o.status.success(), "MPOL_DEFAULT with nodes was accepted");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("linux.memoryPolicy.nodes") && err.contains("config.json"), "{err}");
+    assert!(k.run(&["state", &id]).status.code() != Some(0), "nothing was created");
+
+    if !std::path::Path::new("/sys/devices/system/node/possible").exists() {
+        eprintln!("SKIP: no NUMA support in this kernel");
+        return;
+    }
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    b.write();
+    let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(k.run(&["delete", "--force", &id]).status.success());
+}
+
+/// A parent cgroup of the test's own in the pids hierarchy, with someone else's `sleep`
+/// in its sub-cgroup `child`. Drop kills the sleep and removes the parent in every
+/// hierarchy (karton may have made it elsewhere before the fix).
+struct ForeignCgroup {
+    name: String,
+    sleep: std::process::Child,
+}
+
+impl ForeignCgroup {
+    fn new() -> Option<ForeignCgroup> {
+        let name = unique("karton-test-takeover");
+        let pids = std::path::Path::new("/sys/fs/cgroup/pids");
+        if !pids.join("cgroup.procs").exists() {
+            eprintln!("SKIP: needs the v1 pids hierarchy at /sys/fs/cgroup/pids");
+            return None;
+        }
+        let child = pids.join(&name).join("child");
+        std::fs::create_dir_all(&child).unwrap();
+        let sleep = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+        let g = ForeignCgroup { name, sleep };
+        std::fs::write(child.join("cgroup.procs"), g.sleep.id().to_string()).unwrap();
+        Some(g)
+    }
+}
+
+impl Drop for ForeignCgroup {
+    fn drop(&mut self) {
+        let _ = self.sleep.kill();
+        let _ = self.sleep.wait();
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let p = h.path().join(&self.name);
+            let _ = std::fs::remove_dir(p.join("child"));
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+/// Issue #13: cgroupsPath pointing at a cgroup whose sub-cgroup holds a foreign process
+/// is refused at create; `delete --force` used to SIGKILL that process.
+#[test]
+fn cgroups_path_with_a_busy_sub_cgroup_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let Some(mut foreign) = ForeignCgroup::new() else { return };
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}", foreign.name));
+    b.write();
+    let id = unique("takeover");
+    let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    if o.status.success() {
+        // The old behaviour: the container owns the subtree and kills the sleep.
+        let _ = k.run(&["start", &id]);
+        let _ = k.run(&["delete", "--force", &id]);
+    }
+    let alive = foreign.sleep.try_wait().unwrap().is_none();
+    assert!(!o.status.success() && alive, "cgroupsPath over a busy sub-cgroup was taken over (sleep alive: {alive})");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("linux.cgroupsPath") && err.contains(&format!("{}/child", foreign.name)), "{err}");
+    // Nothing was made in the other hierarchies.
+    let made: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(&foreign.name))
+        .filter(|p| p.exists() && !p.starts_with("/sys/fs/cgroup/pids"))
+        .collect();
+    assert!(made.is_empty(), "create wrote {made:?} before refusing");
 }

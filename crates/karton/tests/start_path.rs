@@ -382,7 +382,7 @@ fn preserved_fds_are_exactly_the_callers() {
         std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
         files.push(std::fs::File::open(&p).unwrap());
     }
-    let raw: Vec<i32> = files.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f)).collect();
+    let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let id = unique("fds");
     let mut cmd = k.cmd();
     cmd.args(["run", "--preserve-fds", &n.to_string(), "--bundle", b.path().to_str().unwrap(), &id]);
@@ -406,7 +406,7 @@ fn preserved_fds_are_exactly_the_callers() {
     }
     let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
     // ls itself opens one directory fd (the lowest free number).
-    let expected: Vec<i32> = (0..(3 + n as i32 + 1)).collect();
+    let expected: Vec<i32> = (0..(3 + n + 1)).collect();
     assert_eq!(listed, expected, "{stdout}");
 
     // A caller that holds none of those numbers: refused, nothing created.
@@ -436,4 +436,72 @@ fn personality_scheduler_and_io_priority_are_applied() {
     assert_eq!(lines[0], "i686", "PER_LINUX32: {out}");
     assert!(lines[1].starts_with("idle"), "ioprio: {out}");
     assert_eq!(lines[2], "7 3", "nice and policy: {out}");
+}
+
+/// `exec --preserve-fds`: the same rule as for the container's first process.
+#[test]
+fn exec_preserved_fds_are_exactly_the_callers() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let dir = TempDir::new("karton-execfds");
+    let mut b = Bundle::new();
+    b.sh("exec sleep 1000");
+    b.write();
+    let id = unique("execfds");
+    let out = k.run(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n = 3;
+    let mut files = Vec::new();
+    for fd in 3..(3 + n + 1) {
+        let p = dir.path().join(format!("f{fd}"));
+        std::fs::write(&p, format!("caller-{fd}\n")).unwrap();
+        files.push(std::fs::File::open(&p).unwrap());
+    }
+    let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let mut cmd = k.cmd();
+    cmd.args(["exec", "--preserve-fds", &n.to_string(), &id, "sh", "-c"]);
+    cmd.arg("for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in raw.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = k.run_cmd(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for fd in 3..6 {
+        assert!(stdout.contains(&format!("{fd}=caller-{fd}")), "{stdout}");
+    }
+    let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    assert_eq!(listed, (0..7).collect::<Vec<i32>>(), "0-2, the 3 preserved, ls's own: {stdout}");
+    let out = k.run(&["exec", "--preserve-fds", "4", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not open in the calling process"));
+}
+
+/// config-linux.md "Memory policy": the container's process runs with the policy
+/// (numa_maps shows it on every mapping of the process).
+#[test]
+fn memory_policy_is_applied() {
+    if !can_run() {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        eprintln!("SKIP: this kernel has no NUMA support (/proc/self/numa_maps is missing)");
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    b.sh("head -1 /proc/self/numa_maps");
+    let out = k.stdout_of(&b);
+    assert!(out.contains("interleave:0"), "{out}");
 }

@@ -54,6 +54,10 @@ pub struct ExecArgs {
     /// Exec even into a paused container (the process starts frozen)
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's cgroup:
+    /// [CONTROLLER[,CONTROLLER]:]PATH, repeatable (a PATH without controller: applies to all)
+    #[arg(long = "cgroup", value_name = "[CONTROLLER:]PATH")]
+    pub cgroup: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +195,7 @@ pub fn exec(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
         pid_file: a.pid_file,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup,
     };
     Ok(rt.exec(&a.id, &process, &opts)?)
 }
@@ -270,14 +275,17 @@ pub fn events(a: EventsArgs, g: &Global) -> anyhow::Result<i32> {
             Err(karton_runtime::Error::NotFound(_)) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        if st == karton_runtime::Status::Stopped {
-            return Ok(0);
-        }
+        // Read the counter after the status: an OOM kill of the init (the usual victim
+        // in a one-process container) stops the container, and must still be reported.
         if let Ok(o) = rt.oom_events(&a.id) {
             if o.oom_kill > last_oom {
                 println!("{}", event("oom", None));
                 last_oom = o.oom_kill;
             }
+        }
+        if st == karton_runtime::Status::Stopped {
+            let _ = std::io::stdout().flush();
+            return Ok(0);
         }
         if std::time::Instant::now() >= next_stats {
             if let Ok(s) = rt.stats(&a.id) {
