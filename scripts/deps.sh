@@ -10,6 +10,7 @@ pkgs=(
     # comparators for the benchmarks
     runc crun hyperfine sysbench time
     podman conmon containerd  # engines driving karton end to end (tests/engines)
+    slirp4netns  # rootless podman networking (tests/fixtures/foreign/generate.sh keepid)
 )
 missing=()
 for p in "${pkgs[@]}"; do

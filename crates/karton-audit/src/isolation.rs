@@ -773,6 +773,17 @@ fn time_rows(env: &Env) -> Vec<IsolationRow> {
     out
 }
 
+/// What the keyring row says about `karton spec`'s config: like `runc spec`, it has no
+/// seccomp profile and no user namespace, so the container's root shares host root's
+/// user keyring (@u is per uid); karton keeps runc's default (see docs/security.md).
+pub const KEYRING_DEFAULT_NOTE: &str = "runc-compatible default, not contained: `karton spec` (like `runc spec`) has no \
+     seccomp profile and no user namespace, so container root shares host root's @u keyring; add a seccomp rule denying \
+     keyctl/add_key/request_key (engines' default profiles do) or a user namespace";
+
+fn keyring_default_note(id: &str, default_applies: bool, default_outcome: &Outcome) -> Option<String> {
+    (id == "kernel.keyring" && !default_applies && default_outcome.verdict == Verdict::Leaked).then(|| KEYRING_DEFAULT_NOTE.to_string())
+}
+
 fn kernel_rows(env: &Env) -> Vec<IsolationRow> {
     let d = default_namespaces();
     let caps = host_caps();
@@ -830,9 +841,30 @@ fn kernel_rows(env: &Env) -> Vec<IsolationRow> {
         let w = run_container(env, &make(k.with_kind), k.id, &[]).0;
         let default_outcome = if k.with_kind == 0 { w.clone() } else if k.without_kind == 0 { wo.clone() } else { run_container(env, &make(0), k.id, &[]).0 };
         let mut r = row(k.id, "none", k.title, k.mechanism, k.method, wo, w);
-        r.default_config = Some(DefaultConfig { applies_mechanism: k.default_applies, outcome: default_outcome });
+        let note = keyring_default_note(k.id, k.default_applies, &default_outcome);
+        r.default_config = Some(DefaultConfig { applies_mechanism: k.default_applies, outcome: default_outcome, note });
         out.push(r);
     }
     drop(key);
     out
+}
+
+#[cfg(test)]
+mod keyring_note_tests {
+    use super::*;
+
+    fn outcome(verdict: Verdict) -> Outcome {
+        Outcome { verdict, evidence: String::new(), config: String::new(), elapsed_ms: 0.0 }
+    }
+
+    #[test]
+    fn keyring_row_says_the_default_is_runc_compatible_and_not_contained() {
+        // `karton spec` has no seccomp: the row must not read as if karton contained it.
+        let spec = karton_runtime::defaults::default_spec(false, 0, 0);
+        let applies = !spec["linux"]["seccomp"].is_null();
+        let note = keyring_default_note("kernel.keyring", applies, &outcome(Verdict::Leaked));
+        assert!(note.as_deref().is_some_and(|n| n.starts_with("runc-compatible default, not contained")), "{note:?}");
+        assert_eq!(keyring_default_note("kernel.keyring", false, &outcome(Verdict::Contained)), None);
+        assert_eq!(keyring_default_note("kernel.dmesg", false, &outcome(Verdict::Leaked)), None);
+    }
 }

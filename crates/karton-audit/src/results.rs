@@ -98,6 +98,10 @@ pub struct IsolationRow {
 pub struct DefaultConfig {
     pub applies_mechanism: bool,
     pub outcome: Outcome,
+    /// Why the default config is what it is when it leaves the resource reachable, e.g.
+    /// "runc-compatible default, not contained".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Reads a number that may have been written as `null` (serde_json writes NaN so).

@@ -163,7 +163,7 @@ fn fork_exec(n: u64) -> Result<Vec<Metric>, BenchError> {
     let args = [cexe.clone(), c"workload".to_owned(), c"nop".to_owned()];
     let t = Instant::now();
     for _ in 0..n {
-        match karton_sys::clone::fork().map_err(|e| wl("fork-exec", e.to_string()))? {
+        match karton_sys::clone::fork_single_threaded().map_err(|e| wl("fork-exec", e.to_string()))? {
             None => {
                 let _ = nix::unistd::execv(&cexe, &args);
                 karton_sys::clone::exit_now(127);
@@ -526,7 +526,7 @@ fn ns_create(ns: &str, workers: u32, iterations: u64) -> Result<Vec<Metric>, Ben
     let (go_r, go_w) = nix::unistd::pipe().map_err(sys)?;
     let mut pids = Vec::new();
     for _ in 0..workers {
-        match karton_sys::clone::fork().map_err(|e| wl("ns-create", e.to_string()))? {
+        match karton_sys::clone::fork_single_threaded().map_err(|e| wl("ns-create", e.to_string()))? {
             None => {
                 drop(go_w);
                 drop(rec_r);
@@ -584,7 +584,7 @@ fn worker(flag: u64, iterations: u64, go: &OwnedFd, rec: &OwnedFd) -> ! {
     let _ = nix::unistd::read(go, &mut b);
     for _ in 0..iterations {
         let t0 = Instant::now();
-        match karton_sys::clone::fork() {
+        match karton_sys::clone::fork_single_threaded() {
             Ok(None) => {
                 let t = Instant::now();
                 let r = karton_sys::ns::unshare(flag);

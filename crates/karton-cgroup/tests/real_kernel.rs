@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -16,7 +18,6 @@ use common::{cpu_heavy, host, res, sh, spawn_helper, wait_until, Parent};
 use karton_cgroup::{Cgroup, Error, Layout};
 
 /// Helper process entry: does nothing unless started by `common::helper`.
-#[test]
 fn helper() {
     let Ok(mode) = std::env::var("KARTON_CGROUP_HELPER") else { return };
     let arg = std::env::var("KARTON_CGROUP_HELPER_ARG").unwrap_or_default();
@@ -35,17 +36,23 @@ fn helper() {
             karton_sys::clone::exit_now(0);
         }
         "fork" => {
-            // Fork until the kernel says no; children just wait to be killed.
+            // Start processes until the kernel says no; they just wait to be killed.
+            // (std's spawn uses vfork-style clone + exec: sound from the threaded helper.)
             let mut n = 0;
             loop {
-                match karton_sys::clone::fork() {
-                    Ok(None) => {
-                        sleep(Duration::from_secs(30));
-                        karton_sys::clone::exit_now(0);
+                let spawned = std::process::Command::new("sleep")
+                    .arg("30")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+                match spawned {
+                    Ok(child) => {
+                        std::mem::forget(child);
+                        n += 1;
                     }
-                    Ok(Some(_)) => n += 1,
                     Err(e) => {
-                        println!("forked {n} then {:?}", e.errno);
+                        println!("forked {n} then {:?}", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
                         karton_sys::clone::exit_now(0);
                     }
                 }
@@ -63,7 +70,6 @@ fn read(p: impl AsRef<Path>) -> String {
     fs::read_to_string(p.as_ref()).unwrap_or_default().trim().to_string()
 }
 
-#[test]
 fn create_join_reload_delete_leaves_nothing() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -107,7 +113,6 @@ fn create_join_reload_delete_leaves_nothing() {
     reloaded.delete().expect("second delete");
 }
 
-#[test]
 fn delete_keeps_what_it_did_not_create() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -136,7 +141,6 @@ fn delete_keeps_what_it_did_not_create() {
 
 /// Issue #13: a cgroupsPath whose sub-cgroup holds someone else's process is refused
 /// before anything is written; the process is never the container's to kill.
-#[test]
 fn a_busy_sub_cgroup_is_not_taken_over() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -175,7 +179,6 @@ fn a_busy_sub_cgroup_is_not_taken_over() {
     p.go();
 }
 
-#[test]
 fn memory_limit_oom_kills_and_counts() {
     let Some(h) = host() else { return };
     if h.v1_mount("memory").is_none() && !h.v2_mount().is_some_and(|m| m.controllers.iter().any(|c| c == "memory")) {
@@ -212,7 +215,6 @@ fn memory_limit_oom_kills_and_counts() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn pids_limit_makes_fork_fail_with_eagain() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -235,7 +237,6 @@ fn pids_limit_makes_fork_fail_with_eagain() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn cpu_quota_holds_spinner_near_its_share() {
     let Some(h) = host() else { return };
     let _serial = cpu_heavy();
@@ -263,7 +264,6 @@ fn cpu_quota_holds_spinner_near_its_share() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn cpuset_pins() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -285,7 +285,6 @@ fn cpuset_pins() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn freeze_stops_a_counter() {
     let Some(h) = host() else { return };
     let _serial = cpu_heavy();
@@ -324,7 +323,6 @@ fn tree() -> common::Proc {
     sh("read x; sleep 100 & sleep 100 & sleep 100 & sh -c 'sleep 100 & wait' & wait")
 }
 
-#[test]
 fn kill_all_reaches_every_process() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -346,7 +344,6 @@ fn kill_all_reaches_every_process() {
     }
 }
 
-#[test]
 fn kill_all_on_paused_container() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -366,7 +363,6 @@ fn kill_all_on_paused_container() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn update_is_all_or_nothing() {
     let Some(h) = host() else { return };
     if h.v1_mount("memory").is_none() || h.v1_mount("blkio").is_none() {
@@ -396,7 +392,6 @@ fn update_is_all_or_nothing() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn keys_the_host_cannot_apply_are_named() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -431,7 +426,6 @@ fn keys_the_host_cannot_apply_are_named() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn limits_land_in_the_files() {
     let Some(h) = host() else { return };
     if h.layout() != Layout::Hybrid {
@@ -524,7 +518,6 @@ fn open_report(mut p: common::Proc) -> String {
     out
 }
 
-#[test]
 fn devices_v1_rules() {
     let Some(h) = host() else { return };
     if h.v1_mount("devices").is_none() {
@@ -545,7 +538,6 @@ fn devices_v1_rules() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn devices_v2_bpf_program() {
     let Some(h) = host() else { return };
     if h.v2_mount().is_none() {
@@ -574,7 +566,6 @@ fn devices_v2_bpf_program() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn clone_into_cgroup_v2_dir() {
     let Some(h) = host() else { return };
     if h.v2_mount().is_none() {
@@ -584,9 +575,9 @@ fn clone_into_cgroup_v2_dir() {
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("clone")), "clone").expect("create");
     let dir = fs::File::open(cg.v2_dir().expect("v2")).expect("open v2 dir");
-    match karton_sys::clone::clone3(0, Some(dir.as_fd())) {
+    match karton_sys::clone::clone3_single_threaded(0, Some(dir.as_fd())) {
         Ok(karton_sys::clone::Forked::Child) => {
-            // Only async-signal-safe work in the child of a threaded test process.
+            // The runner is single-threaded (harness = false); the child only sleeps.
             sleep(Duration::from_millis(300));
             karton_sys::clone::exit_now(0);
         }
@@ -603,7 +594,6 @@ fn clone_into_cgroup_v2_dir() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn stats_and_oom_events_shape() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
@@ -629,7 +619,6 @@ fn stats_and_oom_events_shape() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn disable_oom_killer_pauses_instead_of_killing() {
     let Some(h) = host() else { return };
     let Some(mem) = h.v1_mount("memory") else {
@@ -663,7 +652,6 @@ fn disable_oom_killer_pauses_instead_of_killing() {
     cg.delete().expect("delete");
 }
 
-#[test]
 fn blkio_throttle_slows_direct_reads() {
     let Some(h) = host() else { return };
     if h.v1_mount("blkio").is_none() {
@@ -705,7 +693,6 @@ fn blkio_throttle_slows_direct_reads() {
 
 /// The pure-v2 code paths (cgroup.freeze, cgroup.kill, cgroup.events, core cpu.stat) on a
 /// real kernel: this host's cgroup2 mount seen as if it were the only hierarchy.
-#[test]
 fn v2_paths_on_the_real_cgroup2_mount() {
     let Some(h) = host() else { return };
     let Some(m) = h.v2_mount().cloned() else {
@@ -743,4 +730,30 @@ fn v2_paths_on_the_real_cgroup2_mount() {
     assert!(wait_until(Duration::from_secs(2), || cg.pids().map(|v| v.is_empty()).unwrap_or(false)), "{:?}", cg.pids());
     cg.delete().expect("delete");
     assert!(!d.exists());
+}
+
+fn main() {
+    harness::run(&[
+        ("helper", helper),
+        ("create_join_reload_delete_leaves_nothing", create_join_reload_delete_leaves_nothing),
+        ("delete_keeps_what_it_did_not_create", delete_keeps_what_it_did_not_create),
+        ("a_busy_sub_cgroup_is_not_taken_over", a_busy_sub_cgroup_is_not_taken_over),
+        ("memory_limit_oom_kills_and_counts", memory_limit_oom_kills_and_counts),
+        ("pids_limit_makes_fork_fail_with_eagain", pids_limit_makes_fork_fail_with_eagain),
+        ("cpu_quota_holds_spinner_near_its_share", cpu_quota_holds_spinner_near_its_share),
+        ("cpuset_pins", cpuset_pins),
+        ("freeze_stops_a_counter", freeze_stops_a_counter),
+        ("kill_all_reaches_every_process", kill_all_reaches_every_process),
+        ("kill_all_on_paused_container", kill_all_on_paused_container),
+        ("update_is_all_or_nothing", update_is_all_or_nothing),
+        ("keys_the_host_cannot_apply_are_named", keys_the_host_cannot_apply_are_named),
+        ("limits_land_in_the_files", limits_land_in_the_files),
+        ("devices_v1_rules", devices_v1_rules),
+        ("devices_v2_bpf_program", devices_v2_bpf_program),
+        ("clone_into_cgroup_v2_dir", clone_into_cgroup_v2_dir),
+        ("stats_and_oom_events_shape", stats_and_oom_events_shape),
+        ("disable_oom_killer_pauses_instead_of_killing", disable_oom_killer_pauses_instead_of_killing),
+        ("blkio_throttle_slows_direct_reads", blkio_throttle_slows_direct_reads),
+        ("v2_paths_on_the_real_cgroup2_mount", v2_paths_on_the_real_cgroup2_mount),
+    ]);
 }

@@ -248,7 +248,7 @@ pub fn run_plan(plan: &EnterPlan, opts: EnterOptions, argv: &[OsString]) -> Resu
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| NsError::sys("pipe2", karton_sys::SysError::new("pipe2", e)))?;
     let child = Child { plan, pidfd: pidfd.as_ref(), fds: &fds, args: &args, wd: wd.as_ref(), opts: &opts, report: &wr };
-    let child_pid = match clone::fork().map_err(|e| NsError::sys("fork", e))? {
+    let child_pid = match clone::fork_single_threaded().map_err(|e| NsError::sys("fork", e))? {
         None => child.run(),
         Some(p) => p,
     };
@@ -360,7 +360,7 @@ impl Child<'_> {
             self.fail(stage, ty, errno, 126);
         }
         if self.plan.join.contains(&NsType::Pid) {
-            match clone::fork() {
+            match clone::fork_single_threaded() {
                 Err(e) => self.fail(ST_FORK, None, e.errno, 126),
                 Ok(None) => self.exec(),
                 Ok(Some(grandchild)) => {

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -59,17 +61,14 @@ fn check_sees_target(method: JoinMethod) {
     assert!(mypid > 1 && mypid < 10, "pid inside the target's pid namespace: {mypid}");
 }
 
-#[test]
 fn enter_sees_hostname_and_pids_pidfd() {
     check_sees_target(JoinMethod::Pidfd);
 }
 
-#[test]
 fn enter_sees_hostname_and_pids_per_type_fallback() {
     check_sees_target(JoinMethod::PerType);
 }
 
-#[test]
 fn enter_propagates_exit_code_and_signal() {
     if skip_unless_root_with(&["unshare", "sleep", "sh", "hostname"]) {
         return;
@@ -88,7 +87,6 @@ fn enter_propagates_exit_code_and_signal() {
     assert_eq!(e.exit_code(), 127);
 }
 
-#[test]
 fn enter_only_some_types_and_wd() {
     if skip_unless_root_with(&["unshare", "sleep", "sh", "hostname"]) {
         return;
@@ -105,7 +103,6 @@ fn enter_only_some_types_and_wd() {
     assert_eq!(lines[2], "/proc");
 }
 
-#[test]
 fn enter_user_namespace_sets_credentials() {
     if skip_unless_root_with(&["unshare", "sleep", "sh", "id"]) {
         return;
@@ -132,13 +129,11 @@ fn enter_user_namespace_sets_credentials() {
     assert_eq!(Some(lines[1]), theirs.to_str());
 }
 
-#[test]
 fn enter_missing_pid_fails_cleanly() {
     let e = enter::run(999_999_999, EnterOptions::default(), &args(&["true"])).expect_err("no such pid");
     assert!(matches!(e, NsError::NoSuchProcess { .. }), "{e}");
 }
 
-#[test]
 fn enter_a_directory_of_bind_mounted_namespace_files() {
     if skip_unless_root_with(&["unshare", "sleep", "sh", "hostname"]) {
         return;
@@ -174,7 +169,6 @@ fn enter_a_directory_of_bind_mounted_namespace_files() {
     assert!(e.to_string().contains("/net does not exist"), "{e}");
 }
 
-#[test]
 fn time_namespace_offsets_inspected_and_entered() {
     if skip_unless_root_with(&["unshare", "sleep", "cat"]) {
         return;
@@ -198,4 +192,17 @@ fn time_namespace_offsets_inspected_and_entered() {
     assert_eq!(exit, Exit::Code(0));
     let theirs: f64 = out.split_whitespace().next().and_then(|n| n.parse().ok()).expect("uptime inside");
     assert!((theirs - ours - 100000.0).abs() < 5.0, "uptime inside {theirs} vs outside {ours}");
+}
+
+fn main() {
+    harness::run(&[
+        ("enter_sees_hostname_and_pids_pidfd", enter_sees_hostname_and_pids_pidfd),
+        ("enter_sees_hostname_and_pids_per_type_fallback", enter_sees_hostname_and_pids_per_type_fallback),
+        ("enter_propagates_exit_code_and_signal", enter_propagates_exit_code_and_signal),
+        ("enter_only_some_types_and_wd", enter_only_some_types_and_wd),
+        ("enter_user_namespace_sets_credentials", enter_user_namespace_sets_credentials),
+        ("enter_missing_pid_fails_cleanly", enter_missing_pid_fails_cleanly),
+        ("enter_a_directory_of_bind_mounted_namespace_files", enter_a_directory_of_bind_mounted_namespace_files),
+        ("time_namespace_offsets_inspected_and_entered", time_namespace_offsets_inspected_and_entered),
+    ]);
 }

@@ -108,6 +108,9 @@ pub fn isolation_matrix_html(audit: &Value) -> String {
                 verdict_badge_html(st(&out, "verdict")),
                 esc(st(&out, "evidence"))
             );
+            if let Some(note) = d.get("note").and_then(|n| n.as_str()) {
+                let _ = write!(ev, "<div><b>{}</b></div>", esc(note));
+            }
         }
         let _ = write!(
             h,
@@ -155,13 +158,15 @@ pub fn isolation_matrix_markdown(audit: &Value) -> String {
         if let Some(d) = r.get("default_config").filter(|d| !d.is_null()) {
             let applies = d.get("applies_mechanism").and_then(|a| a.as_bool()).unwrap_or(false);
             let out = d.get("outcome").cloned().unwrap_or(Value::Null);
+            let note = d.get("note").and_then(|n| n.as_str()).map(|n| format!(" ({})", md(n))).unwrap_or_default();
             let _ = writeln!(
                 defaults,
-                "| `{}` | {} | {} | **{}** |",
+                "| `{}` | {} | {} | **{}**{} |",
                 st(r, "id"),
                 md(st(r, "protection")),
                 if applies { "yes" } else { "no" },
-                st(&out, "verdict")
+                st(&out, "verdict"),
+                note
             );
         }
     }
@@ -626,6 +631,15 @@ mod tests {
             "footprint": null,
             "notes": ["a note"]
         })
+    }
+
+    #[test]
+    fn default_config_note_is_shown() {
+        let mut a = sample();
+        a["isolation"][1]["default_config"] = json!({"applies_mechanism": false, "note": "runc-compatible default, not contained",
+            "outcome": {"verdict": "leaked", "evidence": "found", "config": "d", "elapsed_ms": 1.0}});
+        assert!(isolation_matrix_markdown(&a).contains("| no | **leaked** (runc-compatible default, not contained) |"));
+        assert!(isolation_matrix_html(&a).contains("<b>runc-compatible default, not contained</b>"));
     }
 
     #[test]

@@ -39,13 +39,22 @@ pub fn load(bundle: &Path) -> Result<Config> {
             bundle.display()
         )));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            "create one with `karton spec`"
-        } else {
-            "check its permissions"
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => "create one with `karton spec`",
+            std::io::ErrorKind::PermissionDenied => "check its permissions and those of the bundle directory",
+            std::io::ErrorKind::IsADirectory => "config.json must be a file",
+            _ => "check the file and the filesystem it is on",
         };
         Error::Config(format!("{}: cannot read: {e}: {hint}", path.display()))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        Error::Config(format!(
+            "{}: is not valid UTF-8 (byte {at}, line {line}): JSON must be UTF-8; save the file in that encoding",
+            path.display()
+        ))
     })?;
     let spec = parse_spec(&text, &path)?;
     Ok(Config { spec, path, text })
@@ -136,12 +145,7 @@ pub struct HostSupport {
 
 impl HostSupport {
     pub fn detect() -> HostSupport {
-        let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-        HostSupport {
-            apparmor: lsm.split(',').any(|s| s.trim() == "apparmor")
-                && Path::new("/sys/kernel/security/apparmor").exists(),
-            selinux: lsm.split(',').any(|s| s.trim() == "selinux") && Path::new("/sys/fs/selinux/enforce").exists(),
-        }
+        HostSupport { apparmor: crate::lsm::apparmor_enabled(), selinux: crate::lsm::selinux_enabled() }
     }
 }
 
@@ -273,11 +277,14 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
             }
         }
         if let Some(label) = l.mount_label() {
-            if !label.is_empty() && !host.selinux {
-                return bad(format!(
-                    "linux.mountLabel{}: SELinux is not enabled on this host, so the label cannot take effect: remove the field",
+            // Refused on every host: karton does not pass context= to its mounts, and a
+            // label accepted but not applied would leave the mounts unlabelled.
+            if !label.is_empty() {
+                return Err(Error::Unsupported(format!(
+                    "{file}: linux.mountLabel {label:?}{}: karton does not label mounts (no context= mount option): \
+                     remove the field (podman: --security-opt label=disable)",
                     at("mountLabel")
-                ));
+                )));
             }
         }
         if l.intel_rdt().is_some() {
@@ -312,14 +319,55 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
             at("domainname")
         ));
     }
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if !m.destination().is_absolute() {
-            return bad(format!(
-                "mounts[{i}].destination {:?} is not absolute{}: write it as a path inside the container starting with /",
-                m.destination(),
-                at("destination")
-            ));
+    if let Some(l) = linux {
+        // config-linux.md: "The values MUST be absolute paths in the container namespace."
+        for (field, list) in [("maskedPaths", l.masked_paths()), ("readonlyPaths", l.readonly_paths())] {
+            for (i, p) in list.iter().flatten().enumerate() {
+                if !p.starts_with('/') {
+                    return bad(format!(
+                        "linux.{field}[{i}] {p:?} is not absolute{}: write it as a path inside the container starting with /",
+                        at(field)
+                    ));
+                }
+            }
         }
+    }
+    if let Some(hooks) = spec.hooks() {
+        #[allow(deprecated)] // prestart: deprecated by the spec, still run by engines
+        let lists = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (kind, list) in lists {
+            for (i, h) in list.iter().flatten().enumerate() {
+                // config.md: "timeout ... If set, timeout MUST be greater than zero."
+                if h.timeout().is_some_and(|t| t <= 0) {
+                    return bad(format!(
+                        "hooks.{kind}[{i}].timeout {} is not positive{}: give the seconds the hook may run, or remove the field",
+                        h.timeout().unwrap_or_default(),
+                        at("timeout")
+                    ));
+                }
+                // config.md: "path ... This specification extends the IEEE standard in that
+                // path MUST be absolute."
+                if !h.path().is_absolute() {
+                    return bad(format!(
+                        "hooks.{kind}[{i}].path {:?} is not absolute{}: give the hook's full path, e.g. /usr/bin/{}",
+                        h.path(),
+                        at("path"),
+                        h.path().display()
+                    ));
+                }
+            }
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        // A relative destination is read as relative to the container's root (config.md:
+        // "this value MAY be relative ... MUST be interpreted as relative to \"/\"").
         if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
             || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
         {
@@ -366,6 +414,18 @@ pub fn validate_process(
             "process.selinuxLabel{}: SELinux is not enabled on this host, so the label cannot take effect: remove the field",
             at("selinuxLabel")
         ));
+    }
+    for r in p.rlimits().iter().flatten() {
+        // setrlimit refuses soft > hard with EINVAL whatever the privilege.
+        if r.soft() > r.hard() {
+            return bad(format!(
+                "process.rlimits {}{}: soft limit {} is above the hard limit {}: the soft limit may be at most the hard one; lower soft or raise hard",
+                r.typ(),
+                at("rlimits"),
+                r.soft(),
+                r.hard()
+            ));
+        }
     }
     for e in p.env().iter().flatten() {
         if !e.contains('=') {
@@ -498,6 +558,56 @@ mod tests {
         let text = BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "pid"}, {"type": "user"}"#);
         let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
         assert!(err.contains("uidMappings"), "{err}");
+    }
+
+    #[test]
+    fn relative_hook_paths_are_refused_with_kind_index_and_path() {
+        let text = BASE.replace(
+            r#""root""#,
+            r#""hooks": {"prestart": [{"path": "/bin/true"}], "createRuntime": [{"path": "/bin/true"}, {"path": "bin/hook"}]}, "root""#,
+        );
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("hooks.createRuntime[1].path \"bin/hook\" is not absolute"), "{err}");
+        let text = BASE.replace(r#""root""#, r#""hooks": {"poststop": [{"path": "/bin/true"}]}, "root""#);
+        validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap();
+    }
+
+    #[test]
+    fn rlimit_soft_above_hard_is_refused_for_what_it_is() {
+        let text = BASE.replace(r#""args""#, r#""rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}], "args""#);
+        let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(err.contains("RLIMIT_NOFILE") && err.contains("soft limit 2048 is above the hard limit 1024"), "{err}");
+        assert!(!err.contains("CAP_SYS_RESOURCE"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_as_such() {
+        let dir = std::env::temp_dir().join(format!("karton-utf8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), b"{\n  \"ociVersion\": \"1.2.0\xff\"\n}").unwrap();
+        let err = load(&dir).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("not valid UTF-8 (byte 24, line 2)"), "{err}");
+        assert!(!err.contains("permissions"), "{err}");
+    }
+
+    #[test]
+    fn mount_label_is_refused_even_where_selinux_runs() {
+        let text = BASE.replace(r#""namespaces""#, r#""mountLabel": "system_u:object_r:container_file_t:s0", "namespaces""#);
+        let host = HostSupport { apparmor: true, selinux: true };
+        let err = validate(&cfg(&text).unwrap(), &host).unwrap_err().to_string();
+        assert!(err.contains("linux.mountLabel") && err.contains("does not label mounts"), "{err}");
+    }
+
+    #[test]
+    fn labels_are_never_accepted_and_dropped() {
+        // Where the LSM exists, a label must either be applied or refused.
+        let host = HostSupport { apparmor: true, selinux: true };
+        for field in ["apparmorProfile", "selinuxLabel"] {
+            let text = BASE.replace(r#""args""#, &format!(r#""{field}": "x", "args""#));
+            let r = validate(&cfg(&text).unwrap(), &host);
+            assert!(r.is_ok(), "{field}: applied by the init where the LSM exists: {r:?}");
+        }
     }
 
     #[test]

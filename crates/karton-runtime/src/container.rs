@@ -102,6 +102,7 @@ impl Runtime {
     /// Like every entry point that starts a container, call it from a single-threaded
     /// process: the init is made with a raw clone3.
     pub fn create_from(&self, id: &str, cfg: Config, opts: &CreateOpts) -> Result<Created> {
+        crate::util::require_single_thread("create")?;
         crate::state::validate_id(id)?;
         config::validate(&cfg, &HostSupport::detect())?;
         if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -245,12 +246,12 @@ impl Runtime {
             None => None,
         };
         let joined = JoinedForClone::enter(&parent_joins, keep)?;
-        let cloned = match kclone::clone3(ns.clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
+        let cloned = match kclone::clone3_single_threaded(ns.clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
             Ok(f) => Ok((f, v2_fd.is_some())),
             // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
             // "threaded" mode): fall back to writing cgroup.procs.
             Err(e) if v2_fd.is_some() && matches!(e.errno, nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
-                kclone::clone3(ns.clone_flags, None).map(|f| (f, false))
+                kclone::clone3_single_threaded(ns.clone_flags, None).map(|f| (f, false))
             }
             Err(e) => Err(e),
         };
@@ -449,15 +450,26 @@ impl Runtime {
         rec.status = Status::Running;
         lock.save(&rec)?;
         if let Some(list) = load_saved_spec(&lock.dir).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone())) {
-            if let Err(e) = crate::hooks::run_all("poststart", &list, &rec.hook_state_json()) {
-                tracing::warn!("{e}");
-            }
+            crate::hooks::run_all_warn("poststart", &list, &rec.hook_state_json());
         }
         Ok(())
     }
 
     /// A pidfd for the init, refusing a pid that now belongs to another process.
     fn open_init(&self, rec: &Record) -> Result<OwnedFd> {
+        if rec.pid <= 0 {
+            // The pid is recorded once the init is set up; until then `create` is running
+            // (or died before it got there).
+            return Err(Error::State {
+                id: rec.id.clone(),
+                status: "creating".into(),
+                reason: format!(
+                    "its init is still being set up, so it has no process to use yet: wait for `karton create` to finish, \
+                     or if that create was interrupted, remove the container with `karton delete --force {}`",
+                    rec.id
+                ),
+            });
+        }
         let fd = kproc::pidfd_open(rec.pid).map_err(|_| Error::State {
             id: rec.id.clone(),
             status: "stopped".into(),
@@ -547,9 +559,7 @@ impl Runtime {
         };
         lock.remove()?;
         if let Some(list) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
-            if let Err(e) = crate::hooks::run_all("poststop", &list, &state) {
-                tracing::warn!("{e}");
-            }
+            crate::hooks::run_all_warn("poststop", &list, &state);
         }
         Ok(())
     }
@@ -584,6 +594,7 @@ impl Runtime {
 
     /// `run` of a config already in memory (see [`Runtime::create_from`]).
     pub fn run_from(&self, id: &str, cfg: Config, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+        crate::util::require_single_thread("run")?;
         if !detach {
             // If a second fork makes the init, it must still be reparented to us.
             let _ = kproc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
@@ -702,7 +713,9 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
         if fifo_ready {
             let mut b = [0u8; 1];
             match nix::unistd::read(fifo.as_fd(), &mut b) {
-                Ok(1) => return Ok(()),
+                Ok(1) if b[0] == b'0' => return Ok(()),
+                // The init's startContainer hooks failed: the reason follows the byte.
+                Ok(1) => return Err(Error::Hook(read_rest(fifo, pidfd))),
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
             }
@@ -715,6 +728,30 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
             });
         }
     }
+}
+
+/// What the init wrote after its failure byte, read until it exits (the write is one
+/// call, so the text is there already or comes with the init's exit).
+fn read_rest(fifo: &OwnedFd, pidfd: &OwnedFd) -> String {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match nix::unistd::read(fifo.as_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                if wait_exit(pidfd, Duration::from_millis(50)) && text.is_empty() {
+                    continue;
+                }
+                if !text.is_empty() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Waits up to `timeout` for the process behind `pidfd` to exit.

@@ -78,6 +78,9 @@ pub fn features() -> Value {
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": crate::seccomp::features(),
+            // Enabled exactly when a label is applied (crate::lsm: the host has the LSM and
+            // the init writes the exec attribute); otherwise validation refuses the field.
+            // mountLabel is never applied.
             "apparmor": {"enabled": host.apparmor},
             "selinux": {"enabled": host.selinux},
             "intelRdt": {"enabled": false},

@@ -45,6 +45,7 @@ impl Runtime {
     /// Runs `process` in the container. Returns the exit status (code, or 128 + signal)
     /// or, with `detach`, 0 once the process has started.
     pub fn exec(&self, id: &str, process: &Process, opts: &ExecOpts) -> Result<i32> {
+        crate::util::require_single_thread("exec")?;
         let rec = self.state(id)?;
         match rec.status {
             Status::Running | Status::Created => {}
@@ -109,9 +110,9 @@ impl Runtime {
         let child_end = child_end.relocate(keep)?;
         let v2 = cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
         let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
-        let (forked, into) = match kclone::clone3(0, v2_fd.as_ref().map(|f| f.as_fd())) {
+        let (forked, into) = match kclone::clone3_single_threaded(0, v2_fd.as_ref().map(|f| f.as_fd())) {
             Ok(f) => (f, v2_fd.is_some()),
-            Err(_) if v2_fd.is_some() => (kclone::clone3(0, None).ctx(|| "clone3 for exec".into())?, false),
+            Err(_) if v2_fd.is_some() => (kclone::clone3_single_threaded(0, None).ctx(|| "clone3 for exec".into())?, false),
             Err(e) => return Err(e).ctx(|| "clone3 for exec".into()),
         };
         let (first, first_fd) = match forked {
@@ -217,7 +218,7 @@ fn exec_child(
         fail(e);
     }
     // CLONE_PARENT: the process becomes the runtime's child, which can wait for it.
-    match kclone::clone3(kclone::CLONE_PARENT, None) {
+    match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None) {
         Err(e) => fail(Error::Sys { context: "fork inside the container".into(), err: e }),
         Ok(kclone::Forked::Parent { .. }) => kclone::exit_now(0),
         Ok(kclone::Forked::Child) => {}
@@ -230,6 +231,8 @@ fn exec_child(
             other => return Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
         };
         nix::unistd::setsid().ctx(|| "setsid".into())?;
+        // Before seccomp and the capability drop, as runc orders it.
+        crate::lsm::apply_exec_labels(process)?;
         if let Some(sock) = &console {
             let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .ctx(|| "opening the container root".into())?;

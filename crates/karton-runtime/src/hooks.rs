@@ -10,6 +10,17 @@ use oci_spec::runtime::Hook;
 
 use crate::error::{Error, Result};
 
+/// Runs every hook in order whatever each one does, logging failures as warnings (the
+/// spec's rule for poststart and poststop: "the runtime MUST log a warning, but the
+/// remaining hooks and lifecycle continue").
+pub fn run_all_warn(kind: &str, hooks: &[Hook], state_json: &str) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(kind, i, h, state_json) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 /// Runs each hook in order; stops at the first failure.
 pub fn run_all(kind: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {

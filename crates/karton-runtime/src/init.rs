@@ -59,12 +59,17 @@ pub(crate) fn main(plan: InitPlan, chan: Channel) -> ! {
     }
 }
 
-/// The container's state as hooks and a seccomp agent see it, with `status`.
-fn state_with_status(state: &str, status: &str) -> String {
+/// The container's state with `status`, and with `pid` as seen from inside (runtime.md:
+/// "For hooks executed in the container namespace, it is the pid as seen by the
+/// container") when `inside`; a seccomp agent runs on the host and keeps the host's.
+fn state_with_status(state: &str, status: &str, inside: bool) -> String {
     match serde_json::from_str::<serde_json::Value>(state) {
         Ok(mut v) => {
             if let Some(o) = v.as_object_mut() {
                 o.insert("status".into(), serde_json::Value::String(status.into()));
+                if inside {
+                    o.insert("pid".into(), serde_json::Value::from(nix::unistd::getpid().as_raw()));
+                }
             }
             v.to_string()
         }
@@ -117,7 +122,7 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if plan.ns.fork_again {
         // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
         // parent-death signal watches the runtime and `run` can reap it.
-        match kclone::clone3(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
+        match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
             kclone::Forked::Parent { .. } => kclone::exit_now(0),
             kclone::Forked::Child => arm_parent_death_signal(&plan.runtime)?,
         }
@@ -182,11 +187,12 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         Some(sc) => Some(crate::seccomp::prepare(sc)?),
         None => None,
     };
-    let creating = state_with_status(&state, "creating");
+    let creating = state_with_status(&state, "creating", false);
+    let creating_inside = state_with_status(&state, "creating", true);
     match plan.ns.mounts {
-        MountMode::New => setup_rootfs(&plan, chan, process, &creating)?,
+        MountMode::New => setup_rootfs(&plan, chan, process, &creating_inside)?,
         MountMode::Joined | MountMode::Inherited => {
-            run_hooks_before_root(&plan, chan, &creating)?;
+            run_hooks_before_root(&plan, chan, &creating_inside)?;
             enter_shared_root(&plan, rootfs_before.as_ref())?;
             if process.terminal().unwrap_or(false) {
                 let sock = plan.console_socket.as_ref().ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
@@ -200,6 +206,9 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
 
     // The process: everything that may fail is done or checked before Ready, so `create`
     // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
+    // The LSM label for the program's execve (AppArmor / SELinux), through the
+    // container's procfs: it takes effect at execve, so it may be set now.
+    crate::lsm::apply_exec_labels(process)?;
     let prepared = crate::process::prepare(process, plan.preserve_fds, seccomp.is_some())?;
     let ready = Msg::Ready.encode()?;
     let mut seccomp = seccomp;
@@ -224,19 +233,22 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         Ok(f) => f,
         Err(e) => fail_after_ready(crate::process::LaunchError::AfterFilter { step: "opening exec.fifo", errno: e }),
     };
+    // startContainer hooks are part of `start`, which waits on the fifo: their failure
+    // goes back to it ("1" and the reason) instead of the go-ahead "0", and the user's
+    // program never runs.
+    if let Some(list) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        // runc's status for this hook: the process is not running the user's program yet.
+        let created = state_with_status(&state, "created", true);
+        if let Err(e) = crate::hooks::run_all("startContainer", list, &created) {
+            let _ = nix::unistd::write(&fifo, format!("1{e}").as_bytes());
+            fail_after_ready(crate::process::LaunchError::Setup(e));
+        }
+    }
     if let Err(e) = nix::unistd::write(&fifo, b"0") {
         fail_after_ready(crate::process::LaunchError::AfterFilter { step: "writing exec.fifo", errno: e });
     }
     drop(fifo);
     drop(plan.state_dir);
-
-    if let Some(list) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
-        // runc's status for this hook: the process is not running the user's program yet.
-        let created = state_with_status(&state, "created");
-        if let Err(e) = crate::hooks::run_all("startContainer", list, &created) {
-            fail_after_ready(crate::process::LaunchError::Setup(e));
-        }
-    }
     // The filter (unless a notify agent has it already), the final capabilities, execve.
     let err = if filtered { prepared.finish(true) } else { prepared.launch(seccomp, host_pid, &creating) };
     fail_after_ready(err)
@@ -405,7 +417,7 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] =
 
 fn create_devices(root: &OwnedFd, linux: Option<&oci_spec::runtime::Linux>, userns: bool) -> Result<()> {
     for (path, major, minor) in DEFAULT_DEVICES {
-        make_device(root, Path::new(path), SFlagKind::Char, *major, *minor, 0o666, 0, 0, userns)?;
+        make_device(root, Path::new(path), SFlagKind::Char, *major, *minor, 0o666, 0, 0, userns, false)?;
     }
     for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
         let kind = match d.typ() {
@@ -429,6 +441,7 @@ fn create_devices(root: &OwnedFd, linux: Option<&oci_spec::runtime::Linux>, user
             d.uid().unwrap_or(0),
             d.gid().unwrap_or(0),
             userns,
+            true,
         )?;
     }
     // The /dev links every program expects.
@@ -467,6 +480,11 @@ fn make_device(
     uid: u32,
     gid: u32,
     userns: bool,
+    // A config's device: an existing file that is not this very device is an error
+    // (config-linux.md: "If a file already exists at path that does not match the
+    // requested device, the runtime MUST generate an error"). A default device replaces
+    // whatever the image has there: the runtime must supply it.
+    strict: bool,
 ) -> Result<()> {
     use nix::sys::stat::SFlag;
     let parent_path = path.parent().unwrap_or(Path::new("/"));
@@ -492,10 +510,41 @@ fn make_device(
         SFlagKind::Block => SFlag::S_IFBLK,
         SFlagKind::Fifo => SFlag::S_IFIFO,
     };
-    let _ = nix::unistd::unlinkat(parent.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let dev = nix::sys::stat::makedev(major, minor);
+    if strict {
+        if let Ok(st) = nix::sys::stat::fstatat(parent.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            if st.st_mode & libc::S_IFMT == sflag.bits() && (sflag == SFlag::S_IFIFO || st.st_rdev == dev) {
+                // Already this device: only its mode and owner are set below.
+                return set_device_owner(&parent, name, path, mode, uid, gid);
+            }
+            return Err(Error::Config(format!(
+                "linux.devices {}: a file that is not this device ({}) exists there in the rootfs: remove it from the image or change the device's path",
+                path.display(),
+                describe_mode(st.st_mode)
+            )));
+        }
+    } else {
+        let _ = nix::unistd::unlinkat(parent.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
     nix::sys::stat::mknodat(parent.as_fd(), name, sflag, Mode::from_bits_truncate(mode & 0o7777), dev)
         .ctx(|| format!("creating device {}", path.display()))?;
+    set_device_owner(&parent, name, path, mode, uid, gid)
+}
+
+fn describe_mode(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symlink",
+        libc::S_IFCHR => "another character device",
+        libc::S_IFBLK => "another block device",
+        libc::S_IFIFO => "a fifo",
+        libc::S_IFSOCK => "a socket",
+        _ => "an unknown file type",
+    }
+}
+
+fn set_device_owner(parent: &OwnedFd, name: &std::ffi::OsStr, path: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
     // mknod honours the umask; the config's mode is what the user asked for.
     nix::sys::stat::fchmodat(parent.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777), nix::sys::stat::FchmodatFlags::NoFollowSymlink)
         .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })

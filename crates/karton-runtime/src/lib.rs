@@ -13,6 +13,7 @@ pub mod exec;
 pub mod fds;
 pub mod hooks;
 pub mod idmap;
+pub mod lsm;
 pub mod manage;
 pub mod mempolicy;
 mod init;

@@ -276,7 +276,9 @@ impl MountSpec {
             _ => "none".to_string(),
         };
         let source = mnt.source().as_ref().map(|s| if s.is_relative() && is_bind { bundle.join(s) } else { s.clone() });
-        Ok(MountSpec { destination: mnt.destination().clone(), fstype, source, options })
+        // A relative destination is relative to the container's root (config.md).
+        let destination = Path::new("/").join(mnt.destination());
+        Ok(MountSpec { destination, fstype, source, options })
     }
 
     fn bind(&self) -> Option<bool> {

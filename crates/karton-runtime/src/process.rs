@@ -186,29 +186,70 @@ fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
         if is_exec(&p) {
             return Ok(p);
         }
-        // The stat reason in runc's words: engines map "no such file or directory" to 127
-        // and "permission denied" to 126.
-        let why = match std::fs::metadata(&p) {
-            Err(e) => format!("stat {arg0}: {}", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).desc().to_lowercase()),
-            Ok(_) => format!("{arg0}: permission denied (not an executable file)"),
-        };
-        return Err(Error::Config(format!(
-            "process.args[0] {arg0:?}: no such executable file inside the container ({why}): check the command and the image"
-        )));
+        return Err(Error::Config(format!("process.args[0] {arg0:?}: {}: check the command and the image", not_executable(arg0, &p))));
     }
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut unusable = Vec::new();
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let p = Path::new(dir).join(arg0);
         if is_exec(&p) {
             return Ok(p);
         }
+        if std::fs::symlink_metadata(&p).is_ok() {
+            unusable.push(p.display().to_string());
+        }
     }
+    // execvp-style lookup skips what it cannot run (as Go's LookPath, which runc uses):
+    // still "not found", but name what was skipped.
+    let skipped = if unusable.is_empty() {
+        String::new()
+    } else {
+        format!("; skipped, not executable files: {}", unusable.join(", "))
+    };
     Err(Error::Config(format!(
-        "process.args[0] {arg0:?}: executable file not found in $PATH ({path}) inside the container: check the command and the image"
+        "process.args[0] {arg0:?}: executable file not found in $PATH ({path}) inside the container{skipped}: check the command and the image"
     )))
+}
+
+/// Why `p` (args[0] as given) cannot be executed, in words engines map to exit codes:
+/// podman and CRI-O take "no such file or directory" for 127 and "permission denied" for
+/// 126, so each case uses the one execve would return, and never both.
+fn not_executable(arg0: &str, p: &Path) -> String {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let errno = |e: &std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).desc().to_lowercase();
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => format!("{arg0} is a directory, not a program: execve would fail with permission denied"),
+        Ok(m) if m.is_file() => format!(
+            "{arg0} is a file without execute permission (mode {:04o}): execve would fail with permission denied; make it executable in the image",
+            m.permissions().mode() & 0o7777
+        ),
+        Ok(m) => {
+            let t = m.file_type();
+            let kind = if t.is_fifo() {
+                "a fifo"
+            } else if t.is_socket() {
+                "a socket"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else {
+                "not a regular file"
+            };
+            format!("{arg0} is {kind}, not a program: execve would fail with permission denied")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_link(p) {
+            Ok(target) => format!(
+                "no such executable file inside the container: {arg0} is a symbolic link to {}, which does not exist (stat {arg0}: no such file or directory)",
+                target.display()
+            ),
+            Err(_) => format!("no such executable file inside the container (stat {arg0}: no such file or directory)"),
+        },
+        Err(e) => format!("cannot be executed inside the container (stat {arg0}: {})", errno(&e)),
+    }
 }
 
 /// Adds HOME from the container's /etc/passwd when the config does not set it.
@@ -308,6 +349,36 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
     let inheritable = cap_mask(c.and_then(|c| c.inheritable().as_ref()));
     let ambient = cap_mask(c.and_then(|c| c.ambient().as_ref()));
     let last = caps::last_cap();
+    // What this process can grant at all: capabilities outside it are left out with a
+    // warning, not an error (config.md: "If the runtime cannot grant a capability ...
+    // runtimes SHOULD NOT fail" and "MUST log a warning").
+    let held = caps::get().ctx(|| "reading the capabilities".into())?;
+    let mut held_bounding = 0u64;
+    for cap in 0..=last {
+        if caps::in_bounding(cap).unwrap_or(false) {
+            held_bounding |= 1 << cap;
+        }
+    }
+    let grantable = held.permitted & held_bounding;
+    let warn_missing = |set: &str, wanted: u64, allowed: u64| {
+        let missing = wanted & !allowed;
+        if missing != 0 {
+            let names: Vec<&str> = (0..=last).filter(|c| missing & (1 << c) != 0).map(|c| caps::NAMES.get(c as usize).copied().unwrap_or("?")).collect();
+            tracing::warn!("process.capabilities.{set}: {} cannot be granted here (not held by the runtime or not in this host's bounding set): left out", names.join(", "));
+        }
+    };
+    warn_missing("bounding", bounding, held_bounding);
+    warn_missing("permitted", permitted, grantable);
+    warn_missing("effective", effective & permitted, grantable);
+    let (permitted, effective) = (permitted & grantable, effective & permitted & grantable);
+    let inheritable = {
+        let allowed = (held.inheritable | held.permitted) & held_bounding & bounding;
+        warn_missing("inheritable", inheritable, allowed);
+        inheritable & allowed
+    };
+    // Ambient needs each capability in both permitted and inheritable.
+    warn_missing("ambient", ambient, permitted & inheritable);
+    let ambient = ambient & permitted & inheritable;
     for cap in 0..=last {
         if bounding & (1 << cap) == 0 {
             match caps::drop_bounding(cap) {
@@ -332,7 +403,7 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
     let wanted = caps::CapSets { effective, permitted, inheritable };
     let mut staged = wanted;
     if keep_sys_admin {
-        let held = caps::get().ctx(|| "reading the capabilities".into())?;
+        // KEEPCAPS kept the permitted set across setresuid: it is still `held`'s.
         if held.permitted & (1 << CAP_SYS_ADMIN) != 0 {
             staged.permitted |= 1 << CAP_SYS_ADMIN;
             staged.effective |= 1 << CAP_SYS_ADMIN;
@@ -351,4 +422,64 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
         }
     }
     Ok((wanted, staged))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod find_executable_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Exit code podman derives from a runtime error (libpod's getOCIRuntimeError):
+    /// "permission denied" first, then "executable file not found in" / "no such file or
+    /// directory", else a generic 126.
+    fn podman_code(msg: &str) -> i32 {
+        let m = msg.to_lowercase();
+        if m.contains("permission denied") || m.contains("operation not permitted") {
+            126
+        } else if m.contains("executable file not found in") || m.contains("no such file or directory") {
+            127
+        } else {
+            126
+        }
+    }
+
+    #[test]
+    fn each_case_says_what_it_is() {
+        let dir = std::env::temp_dir().join(format!("karton-findexe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin/subdir")).unwrap();
+        std::fs::write(dir.join("bin/data"), "x").unwrap();
+        std::fs::set_permissions(dir.join("bin/data"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(dir.join("bin/prog"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(dir.join("bin/prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("gone", dir.join("bin/dangling")).unwrap();
+        let at = |n: &str| dir.join("bin").join(n).display().to_string();
+        let err = |n: &str| find_executable(&at(n), &[], Path::new("/")).unwrap_err().to_string();
+        let path_env = vec![format!("PATH={}", dir.join("bin").display())];
+
+        let missing = err("missing");
+        assert!(missing.contains("no such executable file") && missing.contains("no such file or directory"), "{missing}");
+        assert_eq!(podman_code(&missing), 127, "{missing}");
+
+        let dangling = err("dangling");
+        assert!(dangling.contains("symbolic link to gone, which does not exist"), "{dangling}");
+        assert!(!dangling.contains("permission denied"), "{dangling}");
+        assert_eq!(podman_code(&dangling), 127, "{dangling}");
+
+        let d = err("subdir");
+        assert!(d.contains("is a directory") && !d.contains("no such"), "{d}");
+        assert_eq!(podman_code(&d), 126, "{d}");
+
+        let f = err("data");
+        assert!(f.contains("without execute permission (mode 0644)") && !f.contains("no such"), "{f}");
+        assert_eq!(podman_code(&f), 126, "{f}");
+
+        assert_eq!(find_executable(&at("prog"), &[], Path::new("/")).unwrap(), dir.join("bin/prog"));
+        assert_eq!(find_executable("prog", &path_env, Path::new("/")).unwrap(), dir.join("bin/prog"));
+        let p = find_executable("data", &path_env, Path::new("/")).unwrap_err().to_string();
+        assert!(p.contains("executable file not found in $PATH") && p.contains("skipped, not executable files"), "{p}");
+        assert_eq!(podman_code(&p), 127, "{p}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -28,6 +28,8 @@ use crate::error::{Error, Result};
 
 /// The highest errno the kernel passes through (MAX_ERRNO); larger values are clamped.
 const MAX_ERRNO: u32 = 4095;
+/// The kernel's limit on the instructions of one classic BPF program (BPF_MAXINSNS).
+pub const BPF_MAXINSNS: usize = 4096;
 /// capability(7) number of CAP_SYS_ADMIN.
 const CAP_SYS_ADMIN: u32 = 21;
 /// Syscall arguments are numbered 0 to 5.
@@ -297,9 +299,14 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<sys::SockFilter>> {
         .map_err(|e| Error::Io { context: "linux.seccomp: reading the BPF program".into(), err: e })?;
     let program = sys::parse_program(&bytes)
         .ok_or_else(|| Error::Config(format!("linux.seccomp: libseccomp produced {} bytes, not whole BPF instructions", bytes.len())))?;
-    if program.len() > usize::from(u16::MAX) {
+    // The kernel refuses a longer program with EINVAL (seccomp_prepare_filter); the u16
+    // length field would allow 65535, which is why this used to pass `create`.
+    if program.len() > BPF_MAXINSNS {
         return Err(Error::Config(format!(
-            "linux.seccomp: the profile compiles to {} BPF instructions, more than the kernel accepts: merge rules",
+            "linux.seccomp: the profile compiles to {} BPF instructions, more than the kernel's limit of {BPF_MAXINSNS} \
+             per filter (BPF_MAXINSNS), so it could not be installed: shorten it (merge syscalls that share an action \
+             and arguments into one rule's names, drop argument conditions, or choose a defaultAction that covers most \
+             syscalls)",
             program.len()
         )));
     }
@@ -333,7 +340,10 @@ fn validate(seccomp: &LinuxSeccomp) -> Result<()> {
         let path = format!("linux.seccomp.syscalls[{i}]");
         errno_ret_fits(rule.action(), rule.errno_ret(), &format!("{path}.errnoRet"))?;
         if rule.names().is_empty() {
-            tracing::debug!("seccomp: {path}: no syscall names, rule has no effect");
+            // config-linux.md: "names MUST contain at least one entry".
+            return Err(Error::Config(format!(
+                "{path}.names is empty: list at least one syscall, or remove the rule"
+            )));
         }
         if rule.action() == LinuxSeccompAction::ScmpActNotify {
             for (j, name) in rule.names().iter().enumerate() {
@@ -821,6 +831,40 @@ mod tests {
         if let Err(e) = check_kernel(&p, &c) {
             panic!("kernel 6.x should take every action and flag: {e}");
         }
+    }
+
+    /// A profile of `n` conditional rules over six syscalls, two argument checks each
+    /// (about 8 instructions per rule: 700 rules make ~5,600, under the old u16 limit).
+    fn many_conditional_rules(n: usize) -> LinuxSeccomp {
+        let rules: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"names":["{}"],"action":"SCMP_ACT_ERRNO","args":[{{"index":0,"value":{},"op":"SCMP_CMP_EQ"}},{{"index":1,"value":{},"op":"SCMP_CMP_MASKED_EQ","valueTwo":1}}]}}"#,
+                    ["write", "read", "openat", "close", "fcntl", "ioctl"][i % 6],
+                    i + 1000,
+                    0xffff_0000u64 + i as u64
+                )
+            })
+            .collect();
+        profile(&format!(r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{}]}}"#, rules.join(",")))
+    }
+
+    #[test]
+    fn programs_over_bpf_maxinsns_are_refused_with_count_limit_and_fix() {
+        // The kernel's limit is 4096 instructions per filter; the check used the u16
+        // length field (65535), so such profiles passed `create` and failed at start.
+        let e = config_error(compile(&many_conditional_rules(700)));
+        assert!(e.contains("BPF instructions") && e.contains("4096") && e.contains("merge"), "{e}");
+        let count: usize = e
+            .split("compiles to ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(count > BPF_MAXINSNS && count <= usize::from(u16::MAX), "{e}");
+        // A profile under the limit still compiles.
+        let small = compile(&many_conditional_rules(100)).map_err(|e| e.to_string());
+        assert!(small.as_ref().is_ok_and(|c| c.program.len() <= BPF_MAXINSNS), "{:?}", small.map(|c| c.program.len()));
     }
 
     #[test]

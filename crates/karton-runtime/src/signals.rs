@@ -7,23 +7,44 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::error::{Context, Error, Result};
 
-/// Parses "TERM", "SIGTERM", "term", "15", "RTMIN+3".
+/// Parses what `runc kill` takes: a number ("15"), a name with or without "SIG" in any
+/// case ("TERM", "SIGTERM", "term"), "RTMIN", "RTMIN+N" and "RTMAX-N". Every result is a
+/// signal this system has: 1 to SIGRTMAX, real-time ones within SIGRTMIN..=SIGRTMAX.
 pub fn parse(s: &str) -> Result<i32> {
-    let bad = || Error::Config(format!("unknown signal {s:?}: use a name such as TERM, KILL or HUP, or a number from 1 to 64"));
-    if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(bad()) };
+    let (rtmin, rtmax) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let bad = || {
+        Error::Config(format!(
+            "unknown signal {s:?}: use a name such as TERM, KILL or HUP, RTMIN+N or RTMAX-N, or a number from 1 to {rtmax}"
+        ))
+    };
+    if let Ok(n) = s.parse::<i64>() {
+        return if (1..=i64::from(rtmax)).contains(&n) {
+            Ok(n as i32)
+        } else {
+            Err(Error::Config(format!("signal {s:?} is out of range: signals are numbered 1 to {rtmax}")))
+        };
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let span = rtmax - rtmin;
+    // The offset is plain digits: "+-40" or "++5" would otherwise parse as numbers.
+    let offset = |rest: &str, sign: char, form: &str| -> Result<i32> {
+        if rest.is_empty() {
+            return Ok(0);
+        }
+        let digits = rest.strip_prefix(sign).filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        match digits.map(|d| d.parse::<i32>()) {
+            Some(Ok(n)) if n <= span => Ok(n),
+            _ => Err(Error::Config(format!(
+                "signal {s:?}: {form} takes N from 0 to {span} (real-time signals are SIGRTMIN={rtmin} to SIGRTMAX={rtmax} here): write e.g. RTMIN+3"
+            ))),
+        }
+    };
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|r| r.parse().ok()).ok_or_else(bad)? };
-        let n = libc::SIGRTMIN() + off;
-        return if n <= libc::SIGRTMAX() { Ok(n) } else { Err(bad()) };
+        return Ok(rtmin + offset(rest, '+', "RTMIN+N")?);
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('-').and_then(|r| r.parse().ok()).ok_or_else(bad)? };
-        let n = libc::SIGRTMAX() - off;
-        return if n >= libc::SIGRTMIN() { Ok(n) } else { Err(bad()) };
+        return Ok(rtmax - offset(rest, '-', "RTMAX-N")?);
     }
     format!("SIG{name}").parse::<Signal>().map(|s| s as i32).map_err(|_| bad())
 }
@@ -90,5 +111,47 @@ mod tests {
         assert!(parse("NOPE").is_err());
         assert!(parse("0").is_err());
         assert!(parse("65").is_err());
+    }
+
+    #[test]
+    fn runc_forms_are_accepted() {
+        for (s, n) in [("KILL", 9), ("kill", 9), ("SIGKILL", 9), ("sigkill", 9), ("Kill", 9), ("9", 9), ("64", libc::SIGRTMAX())] {
+            assert_eq!(parse(s).unwrap(), n, "{s}");
+        }
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(parse("RTMIN").unwrap(), min);
+        assert_eq!(parse("SIGRTMIN+3").unwrap(), min + 3);
+        assert_eq!(parse("rtmin+3").unwrap(), min + 3);
+        assert_eq!(parse("RTMIN+0").unwrap(), min);
+        assert_eq!(parse(&format!("RTMIN+{}", max - min)).unwrap(), max);
+        assert_eq!(parse("RTMAX").unwrap(), max);
+        assert_eq!(parse("RTMAX-1").unwrap(), max - 1);
+        assert_eq!(parse(&format!("RTMAX-{}", max - min)).unwrap(), min);
+    }
+
+    #[test]
+    fn real_time_offsets_outside_the_range_are_refused() {
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let too_far = (max - min + 1).to_string();
+        for s in [
+            "RTMIN+-40".to_string(),
+            "RTMIN+-5".to_string(),
+            "RTMIN++5".to_string(),
+            "RTMIN+".to_string(),
+            "RTMIN-3".to_string(),
+            "RTMIN+99999999999".to_string(),
+            format!("RTMIN+{too_far}"),
+            "RTMAX-+5".to_string(),
+            "RTMAX--5".to_string(),
+            "RTMAX+1".to_string(),
+            format!("RTMAX-{too_far}"),
+        ] {
+            let e = parse(&s).unwrap_err().to_string();
+            assert!(e.contains(&format!("{s:?}")) && e.contains("takes N from 0 to"), "{s}: {e}");
+        }
+        for s in ["-5", "0", "99999999999", "-40"] {
+            let e = parse(s).unwrap_err().to_string();
+            assert!(e.contains("out of range"), "{s}: {e}");
+        }
     }
 }

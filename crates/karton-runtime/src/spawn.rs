@@ -764,6 +764,7 @@ impl Relay {
 ///
 /// Call it from a single-threaded process (the runtime uses a raw clone3).
 pub fn run(rt: &Runtime, id: &str, o: &SpawnOptions) -> Result<i32> {
+    crate::util::require_single_thread("spawn")?;
     let p = plan(o)?;
     crate::state::validate_id(id)?;
     if rt.store().dir(id).exists() {

@@ -316,24 +316,32 @@ fn load_record(dir: &Path, id: &str) -> Result<Record> {
     })
 }
 
-/// Container IDs: non-empty, at most 1024 bytes, no '/', no "..", no control characters —
-/// the ID becomes a directory name and a cgroup name.
+/// The longest ID: it is used whole as a directory name (the state directory, the
+/// cgroup leaf `karton/ID`), and the kernel refuses path components longer than NAME_MAX.
+pub const MAX_ID_LEN: usize = 255;
+
+const ALLOWED: &str = "use only letters A-Z a-z, digits, '_', '+', '-' and '.'";
+
+/// Container IDs as runc accepts them (libcontainer's validateID): one or more of
+/// `A-Z a-z 0-9 _ + - .`, not `.` or `..`, and (karton's addition, since the ID becomes a
+/// directory and a cgroup name) at most 255 bytes. podman's and containerd's IDs (64
+/// hex digits; containerd's `[A-Za-z0-9]+([._-][A-Za-z0-9]+)*`, at most 76) all pass.
 pub fn validate_id(id: &str) -> Result<()> {
-    let err = |reason: &str| Err(Error::InvalidId { id: id.to_string(), reason: reason.to_string() });
+    let err = |reason: String| Err(Error::InvalidId { id: id.to_string(), reason });
     if id.is_empty() {
-        return err("is empty: give the container a name");
+        return err("is empty: give the container a name".into());
     }
-    if id.len() > 1024 {
-        return err("is longer than 1024 bytes: use a shorter name");
+    if id == "." || id == ".." {
+        return err(format!("{id:?} is reserved: it names the state directory itself or its parent; {ALLOWED}, other than \".\" or \"..\""));
     }
-    if id.contains('/') {
-        return err("contains '/': use letters, digits, '-', '_' and '.'");
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))) {
+        return err(format!("contains {c:?}, which is not allowed: {ALLOWED}"));
     }
-    if id == "." || id.contains("..") {
-        return err("contains '..': use letters, digits, '-', '_' and '.'");
-    }
-    if id.chars().any(|c| c.is_control()) {
-        return err("contains a control character: use letters, digits, '-', '_' and '.'");
+    if id.len() > MAX_ID_LEN {
+        return err(format!(
+            "is {} bytes long: the ID names a directory and a cgroup, and names longer than {MAX_ID_LEN} bytes are refused by the kernel (NAME_MAX): use a shorter name",
+            id.len()
+        ));
     }
     Ok(())
 }
@@ -343,13 +351,43 @@ pub fn validate_id(id: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn reason(id: &str) -> String {
+        match validate_id(id) {
+            Err(Error::InvalidId { reason, .. }) => reason,
+            Err(other) => panic!("{id:?}: expected InvalidId, got {other}"),
+            Ok(()) => panic!("{id:?} was accepted"),
+        }
+    }
+
     #[test]
     fn ids() {
-        assert!(validate_id("abc-1_2.x").is_ok());
-        for bad in ["", "a/b", "..", "a..b", "x\ny", "."] {
-            assert!(validate_id(bad).is_err(), "{bad:?}");
+        // runc's alphabet, and what engines generate: podman's and CRI's 64 hex digits,
+        // containerd task and exec ids, `ctr run` names.
+        let hex64 = "0123456789abcdef".repeat(4);
+        for good in ["abc-1_2.x", "a+b", "a..b", "...", hex64.as_str(), "default-redis.1", "exec_7F3A", "A"] {
+            assert!(validate_id(good).is_ok(), "{good:?}");
         }
-        assert!(validate_id(&"a".repeat(1025)).is_err());
-        assert!(validate_id(&"a".repeat(1024)).is_ok());
+        for bad in ["a/b", "a b", "$(id)", "*", "a:b", "caf\u{e9}", "x\ny", "a,b", "a\\b", "\u{41f}"] {
+            assert!(reason(bad).contains("which is not allowed: use only letters"), "{bad:?}: {}", reason(bad));
+        }
+        assert!(reason("").contains("is empty"));
+        for dots in [".", ".."] {
+            let r = reason(dots);
+            assert!(r.contains("is reserved") && !r.contains("contains"), "{dots:?}: {r}");
+        }
+        assert!(validate_id(&"a".repeat(255)).is_ok());
+        let r = reason(&"a".repeat(256));
+        assert!(r.contains("256 bytes long") && r.contains("255"), "{r}");
+    }
+
+    #[test]
+    fn longest_id_is_a_usable_directory_name() {
+        let base = std::env::temp_dir().join(format!("karton-id-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let ok = std::fs::create_dir(base.join("a".repeat(MAX_ID_LEN)));
+        let too_long = std::fs::create_dir(base.join("a".repeat(MAX_ID_LEN + 1)));
+        let _ = std::fs::remove_dir_all(&base);
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(too_long.map_err(|e| e.raw_os_error()), Err(Some(libc::ENAMETOOLONG)));
     }
 }

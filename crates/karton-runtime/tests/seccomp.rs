@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod harness;
+
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -99,7 +101,7 @@ fn spawn_custom(child: &dyn Fn(&OwnedFd) -> i32) -> Child {
         Err(e) => panic!("pipe: {e}"),
     };
     let _one_at_a_time = FORK.lock().unwrap_or_else(|e| e.into_inner());
-    match karton_sys::clone::fork() {
+    match karton_sys::clone::fork_single_threaded() {
         Err(e) => panic!("fork: {e}"),
         Ok(Some(pid)) => {
             drop(w);
@@ -212,7 +214,6 @@ fn personality(v: i32) -> i32 {
     errno_of(nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(v)))
 }
 
-#[test]
 fn errno_rule_returns_its_errno_and_leaves_other_calls_alone() {
     let p = profile(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
@@ -223,7 +224,6 @@ fn errno_rule_returns_its_errno_and_leaves_other_calls_alone() {
     assert_eq!(got, vec![libc::EOPNOTSUPP, libc::EPERM, libc::EPERM, 0]);
 }
 
-#[test]
 fn default_errno_ret_answers_unlisted_syscalls() {
     // An allow-list just wide enough for the child to report and exit.
     let p = profile(
@@ -235,7 +235,6 @@ fn default_errno_ret_answers_unlisted_syscalls() {
     assert_eq!(got, vec![libc::EACCES, libc::EACCES]);
 }
 
-#[test]
 fn kill_process_kills_with_sigsys() {
     let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#);
     match run(&p, &|| vec![uname()]) {
@@ -244,7 +243,6 @@ fn kill_process_kills_with_sigsys() {
     }
 }
 
-#[test]
 fn kill_thread_and_kill_end_a_single_threaded_child_with_sigsys() {
     for action in ["SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL"] {
         let p = profile(&format!(
@@ -257,7 +255,6 @@ fn kill_thread_and_kill_end_a_single_threaded_child_with_sigsys() {
     }
 }
 
-#[test]
 fn trap_raises_sigsys() {
     let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_TRAP"}]}"#);
     match run(&p, &|| vec![uname()]) {
@@ -266,14 +263,12 @@ fn trap_raises_sigsys() {
     }
 }
 
-#[test]
 fn trace_without_a_tracer_fails_with_enosys() {
     // seccomp(2): with no tracer attached, SECCOMP_RET_TRACE makes the call fail with ENOSYS.
     let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_TRACE","errnoRet":5}]}"#);
     assert_eq!(ran(run(&p, &|| vec![uname()])), vec![libc::ENOSYS]);
 }
 
-#[test]
 fn log_lets_the_call_through_and_the_log_flag_logs_errno() {
     // SCMP_ACT_LOG is always logged; an errno action only with SECCOMP_FILTER_FLAG_LOG. The
     // record carries the action without its data (code=0x50000 for any errno).
@@ -340,7 +335,6 @@ fn kernel_log() -> String {
     out
 }
 
-#[test]
 fn masked_eq_matches_by_mask() {
     // Deny any persona with ADDR_NO_RANDOMIZE (0x0040000) set, whatever the other bits.
     let p = profile(
@@ -353,7 +347,6 @@ fn masked_eq_matches_by_mask() {
     assert_eq!(got, vec![95, 95, 0, 0]);
 }
 
-#[test]
 fn every_operator_compares_the_argument() {
     let m = libc::EOPNOTSUPP;
     let cases = [
@@ -374,7 +367,6 @@ fn every_operator_compares_the_argument() {
     }
 }
 
-#[test]
 fn conditions_on_one_argument_twice_match_either() {
     let p = profile(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":95,
@@ -384,7 +376,6 @@ fn conditions_on_one_argument_twice_match_either() {
     assert_eq!(got, vec![95, 0, 95]);
 }
 
-#[test]
 fn unknown_syscall_name_is_skipped() {
     let p = profile(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["karton_no_such_syscall","uname"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#,
@@ -392,7 +383,6 @@ fn unknown_syscall_name_is_skipped() {
     assert_eq!(ran(run(&p, &|| vec![uname()])), vec![95]);
 }
 
-#[test]
 fn install_needs_no_new_privs_or_cap_sys_admin() {
     let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#);
     assert_eq!(ran(spawn(&p, Privilege::CapSysAdmin, &|| vec![uname()]).wait()), vec![95]);
@@ -402,7 +392,6 @@ fn install_needs_no_new_privs_or_cap_sys_admin() {
     }
 }
 
-#[test]
 fn tsync_puts_the_filter_on_every_thread() {
     // A thread that exists before install is filtered only with TSYNC.
     let probe = |worker: Option<Worker>| {
@@ -422,12 +411,11 @@ fn tsync_puts_the_filter_on_every_thread() {
     }
 }
 
-#[test]
 fn default_profile_allows_ordinary_calls_and_denies_the_rest() {
     let p = seccomp::default_profile();
     let got = ran(run(&p, &|| {
         use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-        let clone3 = match karton_sys::clone::clone3(0, None) {
+        let clone3 = match karton_sys::clone::clone3_single_threaded(0, None) {
             Ok(karton_sys::clone::Forked::Child) => karton_sys::clone::exit_now(0),
             Ok(karton_sys::clone::Forked::Parent { .. }) => 0,
             Err(e) => e.errno as i32,
@@ -446,12 +434,10 @@ fn default_profile_allows_ordinary_calls_and_denies_the_rest() {
     assert_eq!(got, vec![0, 0, 0, libc::EPERM, libc::EPERM, 0, libc::EPERM, libc::ENOSYS]);
 }
 
-#[test]
 fn notify_sends_the_listener_fd_and_state_and_the_agent_answers() {
     notify_round_trip(false);
 }
 
-#[test]
 fn notify_works_when_prepared_before_the_root_changes() {
     // As in the init: connect to the host's listenerPath before pivot_root (here: chroot
     // into an empty directory), install at the end.
@@ -554,7 +540,6 @@ fn agent(listener: &UnixListener, child: Pid) -> Result<(Vec<u8>, i32), String> 
     Ok((message, child.as_raw()))
 }
 
-#[test]
 fn overlapping_rules_resolve_as_in_runc() {
     // libseccomp's rules, which runc and crun share: of two unconditional rules for one
     // syscall the first wins; an unconditional rule overrides conditional ones.
@@ -573,4 +558,26 @@ fn overlapping_rules_resolve_as_in_runc() {
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":95,"args":[{"index":0,"value":4,"op":"SCMP_CMP_EQ"}]},{"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
     );
     assert_eq!(ran(run(&p, &|| vec![personality(4), personality(5)])), vec![13, 13]);
+}
+
+fn main() {
+    harness::run(&[
+        ("errno_rule_returns_its_errno_and_leaves_other_calls_alone", errno_rule_returns_its_errno_and_leaves_other_calls_alone),
+        ("default_errno_ret_answers_unlisted_syscalls", default_errno_ret_answers_unlisted_syscalls),
+        ("kill_process_kills_with_sigsys", kill_process_kills_with_sigsys),
+        ("kill_thread_and_kill_end_a_single_threaded_child_with_sigsys", kill_thread_and_kill_end_a_single_threaded_child_with_sigsys),
+        ("trap_raises_sigsys", trap_raises_sigsys),
+        ("trace_without_a_tracer_fails_with_enosys", trace_without_a_tracer_fails_with_enosys),
+        ("log_lets_the_call_through_and_the_log_flag_logs_errno", log_lets_the_call_through_and_the_log_flag_logs_errno),
+        ("masked_eq_matches_by_mask", masked_eq_matches_by_mask),
+        ("every_operator_compares_the_argument", every_operator_compares_the_argument),
+        ("conditions_on_one_argument_twice_match_either", conditions_on_one_argument_twice_match_either),
+        ("unknown_syscall_name_is_skipped", unknown_syscall_name_is_skipped),
+        ("install_needs_no_new_privs_or_cap_sys_admin", install_needs_no_new_privs_or_cap_sys_admin),
+        ("tsync_puts_the_filter_on_every_thread", tsync_puts_the_filter_on_every_thread),
+        ("default_profile_allows_ordinary_calls_and_denies_the_rest", default_profile_allows_ordinary_calls_and_denies_the_rest),
+        ("notify_sends_the_listener_fd_and_state_and_the_agent_answers", notify_sends_the_listener_fd_and_state_and_the_agent_answers),
+        ("notify_works_when_prepared_before_the_root_changes", notify_works_when_prepared_before_the_root_changes),
+        ("overlapping_rules_resolve_as_in_runc", overlapping_rules_resolve_as_in_runc),
+    ]);
 }

@@ -47,10 +47,14 @@ pub enum Forked {
 /// The child runs on a copy of the caller's stack, as with fork(2). It returns the child's
 /// pidfd as well so that signals can never reach a recycled pid.
 ///
-/// # Process state
-/// Call this only while the process has a single thread: the child gets a copy of one
-/// thread, and any lock another thread held stays locked forever in the child.
-pub fn clone3(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
+/// Prefer [`clone3_single_threaded`], which checks the precondition.
+///
+/// # Safety
+/// The process must have a single thread. The child gets a copy of the calling thread
+/// only: a lock (malloc's, stdio's, any Mutex) that another thread held stays locked
+/// forever in the child, so anything but async-signal-safe work there may deadlock or
+/// corrupt memory.
+pub unsafe fn clone3(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: ns_flags | CLONE_PIDFD,
@@ -84,8 +88,11 @@ pub fn clone3(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
 /// Plain fork(2) for the places that need a second process without new namespaces
 /// (joining a pid or time namespace applies to children only).
 ///
-/// Same single-thread requirement as [`clone3`].
-pub fn fork() -> Result<Option<libc::pid_t>> {
+/// Prefer [`fork_single_threaded`], which checks the precondition.
+///
+/// # Safety
+/// As for [`clone3`]: the process must have a single thread.
+pub unsafe fn fork() -> Result<Option<libc::pid_t>> {
     // SAFETY: the caller guarantees a single-threaded process, so the child's copy of
     // memory holds no lock owned by a vanished thread.
     match unsafe { libc::fork() } {
@@ -95,9 +102,76 @@ pub fn fork() -> Result<Option<libc::pid_t>> {
     }
 }
 
+/// What [`ensure_single_threaded`] reports when other threads exist.
+pub const MULTI_THREADED: &str =
+    "fork refused: the calling process has more than one thread (the kernel's check: unshare(CLONE_THREAD|CLONE_VM))";
+
+/// Checks, with the kernel's own test, that the calling process may fork safely: no other
+/// thread in its thread group and no other process sharing its memory (as a vfork
+/// parent does). unshare(2) with CLONE_THREAD | CLONE_SIGHAND | CLONE_VM succeeds only
+/// then, and changes nothing when it succeeds (check_unshare_flags in kernel/fork.c);
+/// otherwise it fails with EINVAL. It needs no /proc, so it answers in any mount or pid
+/// namespace (the runtime forks again after joining the container's).
+pub fn ensure_single_threaded() -> Result<()> {
+    let flags = libc::CLONE_THREAD | libc::CLONE_SIGHAND | libc::CLONE_VM;
+    // SAFETY: unshare takes flags only and touches no memory of ours; with these flags
+    // it either fails or returns without changing anything.
+    match unsafe { libc::unshare(flags) } {
+        0 => Ok(()),
+        _ => match crate::Errno::last() {
+            crate::Errno::EINVAL => Err(SysError::new(MULTI_THREADED, crate::Errno::EINVAL)),
+            // A seccomp filter may refuse unshare (EPERM, ENOSYS): count the threads in
+            // /proc instead.
+            e => match thread_count() {
+                Some(1) => Ok(()),
+                Some(_) => Err(SysError::new(MULTI_THREADED, crate::Errno::EINVAL)),
+                None => Err(SysError::new("unshare(CLONE_THREAD|CLONE_VM) (single-thread check), and no /proc/self/task", e)),
+            },
+        },
+    }
+}
+
+/// The number of threads of the calling process (entries of /proc/self/task), for
+/// messages; `None` when /proc is not available.
+pub fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
+}
+
+/// [`clone3`] after checking that the process is single-threaded
+/// ([`ensure_single_threaded`]); fails with [`MULTI_THREADED`] otherwise.
+pub fn clone3_single_threaded(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
+    ensure_single_threaded()?;
+    // SAFETY: ensure_single_threaded just confirmed, with the kernel, that this process
+    // has one thread and shares its memory with no other process; nothing between the
+    // check and the call can start a thread (this thread is the only one).
+    unsafe { clone3(ns_flags, cgroup) }
+}
+
+/// [`fork`] after checking that the process is single-threaded.
+pub fn fork_single_threaded() -> Result<Option<libc::pid_t>> {
+    ensure_single_threaded()?;
+    // SAFETY: as in clone3_single_threaded, the kernel just confirmed a single thread.
+    unsafe { fork() }
+}
+
 /// Ends the calling process at once, without running atexit handlers or flushing
 /// stdio buffers that belong to the parent's copy of memory.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions and never returns.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forking_from_a_threaded_process_is_refused() {
+        // The test harness runs this test on a thread of its own: at least two threads.
+        assert!(thread_count().is_some_and(|n| n > 1), "{:?}", thread_count());
+        let e = ensure_single_threaded().err();
+        assert_eq!(e.map(|e| e.errno), Some(crate::Errno::EINVAL));
+        assert!(matches!(fork_single_threaded(), Err(SysError { call: MULTI_THREADED, .. })));
+        assert!(matches!(clone3_single_threaded(0, None), Err(SysError { call: MULTI_THREADED, .. })));
+    }
 }

@@ -514,8 +514,8 @@ fn bad_input_is_refused_and_leaves_nothing() {
     check(&["create", "--bundle", &bundle, ""], "is empty");
     check(&["create", "--bundle", &bundle, "a/b"], "contains '/'");
     check(&["create", "--bundle", &bundle, ".."], "..");
-    check(&["create", "--bundle", &bundle, "x\u{1}y"], "control character");
-    check(&["create", "--bundle", &bundle, &"x".repeat(1025)], "longer than 1024");
+    check(&["create", "--bundle", &bundle, "x\u{1}y"], "which is not allowed: use only letters");
+    check(&["create", "--bundle", &bundle, &"x".repeat(256)], "256 bytes long");
     check(&["start", "nosuch"], "does not exist");
     check(&["state", "nosuch"], "does not exist");
     check(&["kill", "nosuch"], "does not exist");

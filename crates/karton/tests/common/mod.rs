@@ -497,3 +497,148 @@ impl Tally {
         )
     }
 }
+
+/// A network namespace the test makes itself: `unshare --net sleep` is started, its
+/// /proc/PID/ns/net bind-mounted onto a file in a temp dir (so the namespace outlives the
+/// sleep, like /run/netns files do, but without `ip netns add`, which would turn
+/// /run/netns into a shared mount on the host). Unmounted on drop.
+pub struct NetNs {
+    pub path: PathBuf,
+    mounted: bool,
+    _dir: TempDir,
+}
+
+impl NetNs {
+    pub fn new() -> NetNs {
+        let dir = TempDir::new("karton-test-netns");
+        let path = dir.path().join("net");
+        std::fs::write(&path, "").unwrap();
+        let mut ns = NetNs { path, mounted: false, _dir: dir };
+        let mut child = holder_command(&["--net"]).spawn().expect("unshare --net sleep");
+        let pid = child.id();
+        let host = host_ns("net");
+        // Wait until unshare has made the namespace and exec'd sleep.
+        loop {
+            let cur = std::fs::read_link(format!("/proc/{pid}/ns/net")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if !cur.is_empty() && cur != host && comm.trim() == "sleep" {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("unshare --net exited early: {st}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let st = Command::new("mount").arg("--bind").arg(format!("/proc/{pid}/ns/net")).arg(&ns.path).status().expect("mount --bind");
+        ns.mounted = st.success();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ns.mounted, "bind-mounting the test's network namespace failed");
+        ns
+    }
+
+    /// The namespace's inode, as `readlink /proc/self/ns/net` shows it inside: net:[INODE].
+    pub fn link(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        format!("net:[{}]", std::fs::metadata(&self.path).unwrap().ino())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// `unshare FLAGS sleep 1000` for a process that holds namespaces. It must not inherit the
+/// test's fds beyond 0-2: `cargo-locked` runs cargo under flock, and a holder that kept the
+/// lock fd open would block every build on the machine while it lives. sh closes them
+/// before exec (bash: dash cannot name fds above 9; no unsafe pre_exec needed); `--kill-child` takes a forked child along
+/// when unshare is killed.
+pub fn holder_command(flags: &[&str]) -> Command {
+    let mut args: Vec<String> = vec!["unshare".into()];
+    if flags.contains(&"--fork") {
+        args.push("--kill-child".into());
+    }
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.extend(["sleep".into(), "1000".into()]);
+    let script = format!(
+        "for f in /proc/self/fd/*; do n=${{f##*/}}; [ \"$n\" -gt 2 ] 2>/dev/null && eval \"exec $n>&-\"; done; exec {}",
+        args.join(" ")
+    );
+    let mut c = Command::new("bash");
+    c.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+/// Capability names in kernel bit order (capability.h), for CapEff/CapBnd masks.
+pub const CAPS: [&str; 41] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
+    "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
+    "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The /proc/PID/status mask of a list of capability names.
+pub fn cap_mask(names: &serde_json::Value) -> u64 {
+    names.as_array().map(|a| a.iter().filter_map(|n| CAPS.iter().position(|c| Some(*c) == n.as_str())).fold(0u64, |m, i| m | (1 << i))).unwrap_or(0)
+}
+
+/// The host's capability bounding set (what a container can get at most).
+pub fn host_cap_bounding() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap()).unwrap()
+}
+
+/// The value of a `Key:` line of `grep` output like "CapEff:\t00000000a80425fb".
+pub fn status_field(out: &str, key: &str) -> Option<String> {
+    out.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+}
+
+/// A cgroupsPath under a parent of the tests' own; on drop removes what is left of it in
+/// every hierarchy (the runtime should already have; this only guards a failed test).
+pub struct TestCgroup {
+    pub parent: String,
+    pub name: String,
+}
+
+impl TestCgroup {
+    pub fn new(parent: &str) -> TestCgroup {
+        TestCgroup { parent: parent.to_string(), name: unique("cg") }
+    }
+    /// The value for linux.cgroupsPath.
+    pub fn path(&self) -> String {
+        format!("/{}/{}", self.parent, self.name)
+    }
+    /// The directories of this cgroup that exist on the host.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for base in cgroup_bases() {
+            let p = base.join(&self.parent).join(&self.name);
+            if p.exists() {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+fn cgroup_bases() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup").map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    out.retain(|p| p.join("cgroup.procs").exists());
+    out
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for base in cgroup_bases() {
+            let _ = std::fs::remove_dir(base.join(&self.parent).join(&self.name));
+            // Only succeeds when no other test still uses the parent.
+            let _ = std::fs::remove_dir(base.join(&self.parent));
+        }
+    }
+}
