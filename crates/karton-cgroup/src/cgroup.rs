@@ -517,6 +517,38 @@ impl Cgroup {
     }
 }
 
+impl Cgroup {
+    /// The cgroup of container `id` as found on the host, when nothing recorded it: a
+    /// `create` killed between making its cgroup and writing state.json (an older karton
+    /// did that), or a lost state file. Only a cgroup under karton's own parent qualifies,
+    /// and only while no process is in it (a busy one may belong to a container of the
+    /// same ID under another `--root`). `None` when there is nothing to adopt.
+    pub fn leftover(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Option<Cgroup>, Error> {
+        let path = resolve_path(cgroups_path, id)?;
+        if !path.starts_with(&format!("{DEFAULT_PARENT}/")) {
+            return Ok(None);
+        }
+        let mut v1 = BTreeMap::new();
+        for (ctrl, m) in host.v1_controllers() {
+            v1.insert(ctrl.to_string(), dir_in(&m.mount_point, &m.root, &path));
+        }
+        let (v2, v2_mount, v2_controllers) = match host.v2_mount() {
+            Some(m) => (
+                Some(dir_in(&m.mount_point, &m.root, &path)),
+                Some(m.mount_point.clone()),
+                m.controllers.iter().filter(|c| !v1.contains_key(*c)).cloned().collect(),
+            ),
+            None => (None, None, Vec::new()),
+        };
+        let mut cg = Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() };
+        cg.created = cg.dirs().into_iter().filter(|d| d.is_dir()).map(Path::to_path_buf).collect();
+        if cg.created.is_empty() || !cg.pids()?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(cg))
+    }
+}
+
 /// OCI cgroupsPath → absolute cgroup path.
 fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String, Error> {
     let bad = |p: &str, r: &str| Error::InvalidPath { path: p.to_string(), reason: r.to_string() };

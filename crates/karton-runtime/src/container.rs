@@ -501,7 +501,7 @@ impl Runtime {
 
     /// Deletes a container: processes (with `force`), cgroups, state.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let lock = match self.store.lock(id) {
+        let lock = match if force { self.store.lock_breaking_orphans(id) } else { self.store.lock(id) } {
             Ok(l) => l,
             Err(Error::NotFound(_)) if force => return Ok(()),
             Err(e) => return Err(e),
@@ -509,7 +509,10 @@ impl Runtime {
         let rec = match lock.load() {
             Ok(r) => r,
             // A crash before the first state write: nothing but the directory exists.
-            Err(_) if force => return lock.remove(),
+            Err(_) if force => {
+                remove_leftover_cgroup(&lock.dir, id)?;
+                return lock.remove();
+            }
             Err(e) => return Err(e),
         };
         let mut status = self.live_status(&rec);
@@ -546,6 +549,8 @@ impl Runtime {
         }
         if let Some(cg) = &rec.cgroup {
             cg.delete()?;
+        } else if force {
+            remove_leftover_cgroup(&lock.dir, id)?;
         }
         let spec = load_saved_spec(&lock.dir);
         let state = {
@@ -756,6 +761,26 @@ pub(crate) fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::NONE)), Ok(n) if n > 0)
+}
+
+/// Removes the cgroup a container made but never recorded (see [`Cgroup::leftover`]).
+fn remove_leftover_cgroup(dir: &Path, id: &str) -> Result<()> {
+    let spec = load_saved_spec(dir);
+    let cgroups_path = spec.as_ref().and_then(|s| s.linux().as_ref()).and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    // Best effort up to the removal itself: a host without cgroups has nothing to leak.
+    let found = karton_cgroup::Host::detect().and_then(|host| Cgroup::leftover(&host, cgroups_path.as_deref(), id));
+    let cg = match found {
+        Ok(cg) => cg,
+        Err(e) => {
+            tracing::warn!("container {id}: looking for a cgroup it left unrecorded: {e}");
+            None
+        }
+    };
+    if let Some(cg) = cg {
+        tracing::debug!("container {id}: removing the unrecorded cgroup {}", cg.path());
+        cg.delete()?;
+    }
+    Ok(())
 }
 
 fn load_saved_spec(dir: &Path) -> Option<oci_spec::runtime::Spec> {

@@ -50,6 +50,36 @@ pub fn is_alive(pid: i32, start: u64) -> bool {
     }
 }
 
+/// Who holds the flock on the file `dev`:`ino`: the pid that took it (as /proc/locks
+/// names it; that process may be gone) and the processes that hold its open file
+/// description now (their /proc/PID/fdinfo lists the lock), which include anything that
+/// inherited the descriptor through fork.
+pub fn flock_holders(dev: u64, ino: u64) -> (Option<i32>, Vec<i32>) {
+    let key = format!("{:02x}:{:02x}:{ino}", nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    // "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; waiters show "1: -> FLOCK ...".
+    let granted = |line: &str| -> Option<i32> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() >= 6 && f[1] == "FLOCK" && f[5] == key).then(|| f[4].parse().ok()).flatten()
+    };
+    let taker = std::fs::read_to_string("/proc/locks").ok().and_then(|t| t.lines().find_map(granted));
+    let me = std::process::id() as i32;
+    let mut holders = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let holds = std::fs::read_dir(e.path().join("fdinfo")).into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_to_string(fd.path())
+                .is_ok_and(|t| t.lines().filter_map(|l| l.strip_prefix("lock:")).any(|l| granted(l.trim()).is_some()))
+        });
+        if holds {
+            holders.push(pid);
+        }
+    }
+    (taker, holders)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -79,5 +109,30 @@ mod tests {
             }
         }
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn finds_a_flock_and_its_holder() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("karton-flock-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        // A child process takes the lock (this process is left out of the holders).
+        let mut child = std::process::Command::new("flock").arg("-x").arg(&dir).args(["sleep", "10"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut found = (None, Vec::new());
+        for _ in 0..500 {
+            found = flock_holders(meta.dev(), meta.ino());
+            if !found.1.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir(&dir);
+        // flock(1) takes the lock, then forks sleep, which inherits the descriptor.
+        assert_eq!(found.0, Some(pid), "{found:?}");
+        assert!(found.1.contains(&pid), "{found:?}");
     }
 }

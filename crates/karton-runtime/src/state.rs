@@ -212,6 +212,53 @@ impl Store {
         Ok(Locked { dir, id: id.to_string(), _lock: lock })
     }
 
+    /// Locks an existing container's directory for `delete --force`. The lock can outlive
+    /// the command that took it: a process forked from it (a killed `create`'s init that had
+    /// not yet closed the descriptor) holds the same open file, and would make this wait
+    /// forever. When the lock's taker no longer holds it, its holders are killed; a live
+    /// taker (a command at work) is waited for, as [`Store::lock`] does.
+    pub fn lock_breaking_orphans(&self, id: &str) -> Result<Locked> {
+        use std::os::unix::fs::MetadataExt;
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let not_found = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound(id.into())
+            } else {
+                Error::Io { context: format!("opening {}", dir.display()), err: e }
+            }
+        };
+        let mut f = File::open(&dir).map_err(not_found)?;
+        let meta = f.metadata().map_err(not_found)?;
+        let start = std::time::Instant::now();
+        let mut next_check = std::time::Duration::from_millis(50);
+        loop {
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Locked { dir, id: id.to_string(), _lock: lock }),
+                Err((back, nix::errno::Errno::EWOULDBLOCK)) => f = back,
+                Err((_, e)) => return Err(Error::Io { context: format!("locking {}", dir.display()), err: e.into() }),
+            }
+            if start.elapsed() >= next_check {
+                // Scanning /proc is not free: look only now and then.
+                next_check = start.elapsed() + std::time::Duration::from_millis(500);
+                let (taker, holders) = crate::procfs::flock_holders(meta.dev(), meta.ino());
+                if !holders.is_empty() && !taker.is_some_and(|t| holders.contains(&t)) {
+                    for pid in holders {
+                        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                        tracing::warn!(
+                            "container {id}: the lock on {} is held by pid {pid} ({}), not by the command that took it (pid {taker:?}, gone): killing it",
+                            dir.display(),
+                            String::from_utf8_lossy(&cmd).replace('\0', " ").trim()
+                        );
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    }
+                    next_check = start.elapsed() + std::time::Duration::from_millis(50);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Reads a container's record without locking (state is written atomically).
     pub fn load(&self, id: &str) -> Result<Record> {
         validate_id(id)?;
@@ -255,7 +302,11 @@ impl Locked {
 
     /// Removes the container's directory and everything in it.
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir).ctx(|| format!("removing {}", self.dir.display()))
+        match std::fs::remove_dir_all(&self.dir) {
+            // A concurrent `delete --force` was first: what we wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r.ctx(|| format!("removing {}", self.dir.display())),
+        }
     }
 }
 

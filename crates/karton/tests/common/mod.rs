@@ -237,6 +237,267 @@ pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
     out
 }
 
+// ---- Leak hunting (kill_sweep.rs, load.rs) ----
+
+/// Every cgroup mount point on the host (each v1 hierarchy and cgroup2).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let fstype = post.split(' ').next().unwrap_or("");
+        if fstype == "cgroup" || fstype == "cgroup2" {
+            if let Some(mp) = pre.split(' ').nth(4) {
+                out.push(PathBuf::from(mp));
+            }
+        }
+    }
+    out
+}
+
+/// The container's cgroup directories (karton's default `/karton/<id>`) in every hierarchy.
+pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
+    cgroup_mounts().into_iter().map(|m| m.join("karton").join(id)).filter(|p| p.exists()).collect()
+}
+
+/// A process of the host, as much of it as /proc tells.
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub state: char,
+    pub cmdline: Vec<String>,
+    pub cwd: String,
+    pub root: String,
+    pub cgroups: String,
+}
+
+impl std::fmt::Display for ProcInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} [{}] {:?} cwd={} root={}", self.pid, self.state, self.cmdline.join(" "), self.cwd, self.root)
+    }
+}
+
+pub fn processes() -> Vec<ProcInfo> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let p = e.path();
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()).unwrap_or('?');
+        let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
+        let cmdline = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let link = |n: &str| std::fs::read_link(p.join(n)).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push(ProcInfo { pid, state, cmdline, cwd: link("cwd"), root: link("root"), cgroups: std::fs::read_to_string(p.join("cgroup")).unwrap_or_default() });
+    }
+    out
+}
+
+/// Whether a /proc/PID/cgroup text places the process in the container's cgroup.
+pub fn in_container_cgroup(cgroups: &str, id: &str) -> bool {
+    let leaf = format!("/karton/{id}");
+    cgroups.lines().any(|l| {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+        path == leaf || path.starts_with(&format!("{leaf}/"))
+    })
+}
+
+/// Processes that belong to container `id` of bundle `bundle`: in its cgroup, or with
+/// cwd/root/argv pointing at the bundle or naming the ID (a forked, not yet exec'd init
+/// still has karton's argv). Zombies are left out: they hold nothing but a pid, and the
+/// pid 1 of this machine reaps late.
+pub fn container_processes(id: &str, bundle: &Path) -> Vec<ProcInfo> {
+    processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.state != 'X')
+        .filter(|p| {
+            in_container_cgroup(&p.cgroups, id)
+                || is_under(&p.cwd, bundle)
+                || is_under(&p.root, bundle)
+                || p.cmdline.iter().any(|a| a == id || is_under(a, bundle))
+        })
+        .collect()
+}
+
+/// `path` is `dir` or inside it (by whole components: /tmp/b-1 is not under /tmp/b).
+pub fn is_under(path: &str, dir: &Path) -> bool {
+    Path::new(path).starts_with(dir)
+}
+
+/// Mounts of the host's mount namespace under the bundle (the container's own mounts
+/// live in its mount namespace and must never show here).
+pub fn bundle_mounts(bundle: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines().filter(|l| l.split(' ').nth(4).is_some_and(|mp| is_under(mp, bundle))).map(str::to_string).collect()
+}
+
+/// Leaks of one container, by kind: ("list", "state dir", "cgroup", "mount", "process").
+pub fn leaks(k: &Karton, id: &str, bundle: &Path) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let list = k.run(&["list", "-q"]);
+    for l in String::from_utf8_lossy(&list.stdout).lines().filter(|l| *l == id) {
+        out.push(("list", l.to_string()));
+    }
+    let dir = k.root.path().join(id);
+    if dir.exists() {
+        let files: Vec<String> = std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        out.push(("state dir", format!("{} {files:?}", dir.display())));
+    }
+    for c in container_cgroups(id) {
+        out.push(("cgroup", c.display().to_string()));
+    }
+    for m in bundle_mounts(bundle) {
+        out.push(("mount", m));
+    }
+    for p in container_processes(id, bundle) {
+        out.push(("process", p.to_string()));
+    }
+    out
+}
+
+/// Output of a command that finished, or the reason it did not.
+pub enum Watched {
+    Done(Output),
+    Hung { after: std::time::Duration, stderr: String },
+}
+
+/// Runs a command with a watchdog: a command still running after `limit` is killed and
+/// reported as hung (a hang is a failure of its own, not a slow run).
+pub fn run_watched(c: &mut Command, limit: std::time::Duration) -> Watched {
+    let dir = TempDir::new("karton-test-out");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn karton");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Watched::Done(Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() });
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Watched::Hung { after: start.elapsed(), stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned() };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Starts `karton ARGS`, SIGKILLs it `after` later (if still running) and reaps it.
+/// Returns whether it was still running when killed.
+pub fn kill_after(k: &Karton, args: &[&str], after: std::time::Duration) -> bool {
+    let mut child = k.cmd().args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn karton");
+    std::thread::sleep(after);
+    let running = child.try_wait().ok().flatten().is_none();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    running
+}
+
+/// Removes whatever a leaky run left of a container, by force and without karton's help,
+/// so that a failing test still leaves the host clean: `kill --all`, a second
+/// `delete --force`, then SIGKILL to its processes, rmdir of its cgroups, detach of its
+/// mounts and removal of its state directory.
+pub fn scrub(k: &Karton, id: &str, bundle: &Path) {
+    let limit = std::time::Duration::from_secs(10);
+    let _ = run_watched(k.cmd().args(["kill", "--all", id, "KILL"]), limit);
+    let _ = run_watched(k.cmd().args(["delete", "--force", id]), limit);
+    for _ in 0..100 {
+        let procs = container_processes(id, bundle);
+        if procs.is_empty() {
+            break;
+        }
+        for p in procs {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for c in container_cgroups(id) {
+        rmdir_tree(&c);
+    }
+    for m in bundle_mounts(bundle).iter().rev() {
+        if let Some(mp) = m.split(' ').nth(4) {
+            let _ = nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _ = std::fs::remove_dir_all(k.root.path().join(id));
+}
+
+fn rmdir_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..100 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Tally of a sweep: attempts and leaks by kind, printed to stderr.
+#[derive(Default)]
+pub struct Tally {
+    pub name: String,
+    pub attempts: usize,
+    /// Attempts where the killed command had already finished (the kill came too late).
+    pub finished_before_kill: usize,
+    pub leaky: usize,
+    pub by_kind: std::collections::BTreeMap<&'static str, usize>,
+    pub details: Vec<String>,
+}
+
+impl Tally {
+    pub fn new(name: &str) -> Tally {
+        Tally { name: name.to_string(), ..Default::default() }
+    }
+
+    /// Counts one attempt and what it leaked.
+    pub fn record(&mut self, label: &str, leaks: Vec<(&'static str, String)>) {
+        self.attempts += 1;
+        if leaks.is_empty() {
+            return;
+        }
+        self.leaky += 1;
+        // One line per attempt: each kind once (counted once, as "leaks in N of M"), with
+        // how many it found and the first of them.
+        let mut kinds: std::collections::BTreeMap<&'static str, (usize, String)> = Default::default();
+        for (kind, what) in leaks {
+            kinds.entry(kind).or_insert((0, what)).0 += 1;
+        }
+        let mut line = format!("{label}:");
+        for (k, (n, first)) in kinds {
+            *self.by_kind.entry(k).or_default() += 1;
+            line.push_str(&format!(" [{k} x{n}: {first}]"));
+        }
+        self.details.push(line);
+    }
+
+    pub fn report(&self) -> String {
+        let kinds: Vec<String> = self.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        format!(
+            "{}: {} attempts ({} finished before the kill), {} leaky; attempts by kind: {}",
+            self.name,
+            self.attempts,
+            self.finished_before_kill,
+            self.leaky,
+            if kinds.is_empty() { "none".into() } else { kinds.join(" ") }
+        )
+    }
+}
+
 /// A network namespace the test makes itself: `unshare --net sleep` is started, its
 /// /proc/PID/ns/net bind-mounted onto a file in a temp dir (so the namespace outlives the
 /// sleep, like /run/netns files do, but without `ip netns add`, which would turn
