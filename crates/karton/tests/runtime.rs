@@ -395,16 +395,7 @@ fn only_preserved_fds_reach_the_container() {
         let id = unique("fds");
         let mut c = k.cmd();
         c.args(["run", "--preserve-fds", preserve, "--bundle", b.path().to_str().unwrap(), &id]);
-        // SAFETY: only async-signal-safe dup2 calls between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            c.pre_exec(move || {
-                if libc::dup2(r3, 3) < 0 || libc::dup2(r4, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        pass_fds(&mut c, vec![r3, r4]);
         let out = k.run_cmd(&mut c);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>()

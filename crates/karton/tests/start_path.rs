@@ -10,7 +10,6 @@ mod common;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -375,18 +374,9 @@ fn preserved_fds_are_exactly_the_callers() {
     let id = unique("fds");
     let mut cmd = k.cmd();
     cmd.args(["run", "--preserve-fds", &n.to_string(), "--bundle", b.path().to_str().unwrap(), &id]);
-    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec. The caller holds
-    // fds 3..3+n and two more above the range, which must not reach the container.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, fd) in raw.iter().enumerate() {
-                if libc::dup2(*fd, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    // The caller holds fds 3..3+n and more above the range, which must not reach the
+    // container.
+    pass_fds(&mut cmd, raw);
     let out = k.run_cmd(&mut cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -452,17 +442,9 @@ fn exec_preserved_fds_are_exactly_the_callers() {
     let mut cmd = k.cmd();
     cmd.args(["exec", "--preserve-fds", &n.to_string(), &id, "sh", "-c"]);
     cmd.arg("for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '");
-    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, fd) in raw.iter().enumerate() {
-                if libc::dup2(*fd, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    // The caller holds fds 3..3+n and more above the range, which must not reach the
+    // container.
+    pass_fds(&mut cmd, raw);
     let out = k.run_cmd(&mut cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -642,3 +642,31 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// Makes `fds[i]` the child's fd 3+i (without close-on-exec) when `cmd` runs. Every source
+/// is first copied above the target range, so a source that already sits at a target
+/// number (where dup2 would be a no-op that keeps FD_CLOEXEC) or at another source's
+/// target is handled.
+pub fn pass_fds(cmd: &mut Command, fds: Vec<std::os::fd::RawFd>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe fcntl/dup2/close run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = Vec::with_capacity(fds.len());
+            for fd in &fds {
+                let h = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 1000);
+                if h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high.push(h);
+            }
+            for (i, h) in high.iter().enumerate() {
+                if libc::dup2(*h, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(*h);
+            }
+            Ok(())
+        });
+    }
+}
