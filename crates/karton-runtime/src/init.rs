@@ -208,11 +208,11 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
         }
     }
 
-    // The process: everything that may fail is done or checked before Ready, so `create`
-    // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
     // The LSM label for the program's execve (AppArmor / SELinux), through the
     // container's procfs: it takes effect at execve, so it may be set now.
     crate::lsm::apply_exec_labels(process)?;
+    // The process: everything that may fail is done or checked before Ready, so `create`
+    // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
     let prepared = crate::process::prepare(process, plan.preserve_fds, seccomp.is_some())?;
     let ready = Msg::Ready.encode()?;
     let mut seccomp = seccomp;
