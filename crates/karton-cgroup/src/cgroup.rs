@@ -64,12 +64,8 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// The first half of [`Cgroup::create`], touching nothing: resolves the directories,
-    /// refuses a busy cgroup, and lists in `created` every directory that [`Cgroup::make`]
-    /// will make (those missing now). Record the result before calling `make`: whoever
-    /// finds the record after a crash can remove exactly what was made.
-    pub fn plan(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
-        let path = resolve_path(cgroups_path, id)?;
+    /// The directories of cgroup `path` in every hierarchy of `host`; nothing created yet.
+    fn at(host: &Host, path: String) -> Cgroup {
         let mut v1 = BTreeMap::new();
         for (ctrl, m) in host.v1_controllers() {
             v1.insert(ctrl.to_string(), dir_in(&m.mount_point, &m.root, &path));
@@ -82,8 +78,16 @@ impl Cgroup {
             ),
             None => (None, None, Vec::new()),
         };
-        let mut cg =
-            Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() };
+        Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() }
+    }
+
+    /// The first half of [`Cgroup::create`], touching nothing: resolves the directories,
+    /// refuses a busy cgroup, and lists in `created` every directory that [`Cgroup::make`]
+    /// will make (those missing now). Record the result before calling `make`: whoever
+    /// finds the record after a crash can remove exactly what was made.
+    pub fn plan(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
+        let path = resolve_path(cgroups_path, id)?;
+        let mut cg = Cgroup::at(host, path);
 
         // Refuse someone else's busy cgroup before making anything. The whole subtree
         // counts: kill --all, ps and delete --force walk it, so a process in a sub-cgroup
@@ -528,19 +532,7 @@ impl Cgroup {
         if !path.starts_with(&format!("{DEFAULT_PARENT}/")) {
             return Ok(None);
         }
-        let mut v1 = BTreeMap::new();
-        for (ctrl, m) in host.v1_controllers() {
-            v1.insert(ctrl.to_string(), dir_in(&m.mount_point, &m.root, &path));
-        }
-        let (v2, v2_mount, v2_controllers) = match host.v2_mount() {
-            Some(m) => (
-                Some(dir_in(&m.mount_point, &m.root, &path)),
-                Some(m.mount_point.clone()),
-                m.controllers.iter().filter(|c| !v1.contains_key(*c)).cloned().collect(),
-            ),
-            None => (None, None, Vec::new()),
-        };
-        let mut cg = Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() };
+        let mut cg = Cgroup::at(host, path);
         cg.created = cg.dirs().into_iter().filter(|d| d.is_dir()).map(Path::to_path_buf).collect();
         if cg.created.is_empty() || !cg.pids()?.is_empty() {
             return Ok(None);

@@ -716,7 +716,7 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
             match nix::unistd::read(fifo.as_fd(), &mut b) {
                 Ok(1) if b[0] == b'0' => return Ok(()),
                 // The init's startContainer hooks failed: the reason follows the byte.
-                Ok(1) => return Err(Error::Hook(read_rest(fifo, pidfd))),
+                Ok(1) => return Err(Error::Hook(read_rest(fifo))),
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
             }
@@ -731,26 +731,16 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
     }
 }
 
-/// What the init wrote after its failure byte, read until it exits (the write is one
-/// call, so the text is there already or comes with the init's exit).
-fn read_rest(fifo: &OwnedFd, pidfd: &OwnedFd) -> String {
+/// What the init wrote after its failure byte: the byte and the reason go in one
+/// write(2), so the reason is in the fifo already.
+fn read_rest(fifo: &OwnedFd) -> String {
     let mut text = Vec::new();
     let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match nix::unistd::read(fifo.as_fd(), &mut buf) {
-            Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
-                if wait_exit(pidfd, Duration::from_millis(50)) && text.is_empty() {
-                    continue;
-                }
-                if !text.is_empty() {
-                    break;
-                }
-            }
-            Err(_) => break,
+    while let Ok(n) = nix::unistd::read(fifo.as_fd(), &mut buf) {
+        if n == 0 {
+            break;
         }
+        text.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&text).into_owned()
 }
