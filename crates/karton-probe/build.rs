@@ -7,15 +7,7 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGS: &[&str] = &[
-    "syscalls",
-    "sched",
-    "faults",
-    "nsops",
-    "timeline",
-    "footprint",
-    "tracepoints",
-];
+const PROGS: &[&str] = &["syscalls", "sched", "faults", "nsops", "timeline", "footprint", "tracepoints"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -20,7 +20,9 @@ pub fn run(tests: &[(&str, fn())]) {
     let filters: Vec<&str> = args.iter().filter(|a| !a.starts_with('-')).map(String::as_str).collect();
     let chosen: Vec<&(&str, fn())> = tests
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| if exact { name == f } else { name.contains(f) }))
+        .filter(|(name, _)| {
+            filters.is_empty() || filters.iter().any(|f| if exact { name == f } else { name.contains(f) })
+        })
         .collect();
     let quiet = args.iter().any(|a| a == "-q" || a == "--quiet");
     if !quiet {
@@ -38,10 +40,17 @@ pub fn run(tests: &[(&str, fn())]) {
     }
     let passed = chosen.len() - failed.len();
     if failed.is_empty() {
-        println!("\ntest result: ok. {passed} passed; 0 failed; {} filtered out\n", tests.len() - chosen.len());
+        println!(
+            "\ntest result: ok. {passed} passed; 0 failed; {} filtered out\n",
+            tests.len() - chosen.len()
+        );
     } else {
         println!("\nfailures:\n    {}\n", failed.join("\n    "));
-        println!("test result: FAILED. {passed} passed; {} failed; {} filtered out\n", failed.len(), tests.len() - chosen.len());
+        println!(
+            "test result: FAILED. {passed} passed; {} failed; {} filtered out\n",
+            failed.len(),
+            tests.len() - chosen.len()
+        );
         std::process::exit(101);
     }
 }

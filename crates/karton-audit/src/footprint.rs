@@ -15,7 +15,10 @@ pub fn configurations() -> Vec<(String, Option<Vec<String>>)> {
     vec![
         ("bare (host process)".into(), None),
         ("container ns=mnt".into(), Some(vec!["mnt".to_string()])),
-        (format!("container ns={} (karton default)", default_namespaces().join("+")), Some(default_namespaces())),
+        (
+            format!("container ns={} (karton default)", default_namespaces().join("+")),
+            Some(default_namespaces()),
+        ),
         ("container ns=all eight".into(), Some(all)),
     ]
 }
@@ -29,11 +32,23 @@ pub fn run(k: &Karton, rootfs: &std::path::Path, secs: f64, log: &mut dyn FnMut(
     for (name, ns) in configurations() {
         let workload = format!("tcp-rr {secs} s");
         let argv: Vec<String> = match &ns {
-            None => vec![k.exe.to_string_lossy().into_owned(), "audit".into(), "victim".into(), "tcp-rr".into(), secs.to_string(), "100".into(), "--quiet".into()],
+            None => vec![
+                k.exe.to_string_lossy().into_owned(),
+                "audit".into(),
+                "victim".into(),
+                "tcp-rr".into(),
+                secs.to_string(),
+                "100".into(),
+                "--quiet".into(),
+            ],
             Some(list) => {
                 let id = k.new_id("footprint");
                 let lo = if list.iter().any(|n| n == "net") { "ip link set lo up; " } else { "" };
-                let args = vec!["/bin/sh".to_string(), "-c".into(), format!("{lo}exec /karton audit victim tcp-rr {secs} 100 --quiet")];
+                let args = vec![
+                    "/bin/sh".to_string(),
+                    "-c".into(),
+                    format!("{lo}exec /karton audit victim tcp-rr {secs} 100 --quiet"),
+                ];
                 let mut cfg = Config::new(rootfs, list, &args);
                 cfg.bind(&k.exe, "/karton", true).add_caps(&["CAP_NET_ADMIN"]);
                 match k.write_bundle(&id, &cfg) {
@@ -55,8 +70,19 @@ pub fn run(k: &Karton, rootfs: &std::path::Path, secs: f64, log: &mut dyn FnMut(
         };
         match measure(&argv, secs) {
             Ok(r) => {
-                log(&format!("  {:<40} kernel samples {:>6}  distinct kernel functions {:>5}", name, r.0, r.2));
-                rows.push(FootprintRow { config: name, workload, kernel_samples: r.0, user_samples: r.1, distinct_functions: r.2, top_functions: r.3, skipped: None });
+                log(&format!(
+                    "  {:<40} kernel samples {:>6}  distinct kernel functions {:>5}",
+                    name, r.0, r.2
+                ));
+                rows.push(FootprintRow {
+                    config: name,
+                    workload,
+                    kernel_samples: r.0,
+                    user_samples: r.1,
+                    distinct_functions: r.2,
+                    top_functions: r.3,
+                    skipped: None,
+                });
             }
             Err(e) => {
                 log(&format!("  {name}: skipped: {e}"));
@@ -68,7 +94,12 @@ pub fn run(k: &Karton, rootfs: &std::path::Path, secs: f64, log: &mut dyn FnMut(
         }
     }
     let all_skipped = rows.iter().all(|r| r.skipped.is_some());
-    FootprintSection { instrument, approximation, rows, skipped: if all_skipped { section_skip } else { None } }
+    FootprintSection {
+        instrument,
+        approximation,
+        rows,
+        skipped: if all_skipped { section_skip } else { None },
+    }
 }
 
 fn skip_row(config: &str, workload: &str, why: &str) -> FootprintRow {
@@ -103,8 +134,14 @@ fn measure(_argv: &[String], _secs: f64) -> Result<Measured, String> {
 #[cfg(feature = "footprint")]
 fn measure(argv: &[String], secs: f64) -> Result<Measured, String> {
     let mut cmd = StoppedCommand::spawn(argv).map_err(|e| e.to_string())?;
-    let mut probe = Probe::builder().footprint(true).target(Target::Tgid(cmd.pid())).attach().map_err(|e| e.to_string())?;
-    if let Some(st) = probe.status().iter().find(|s| !matches!(s.state, karton_probe::InstrumentState::Active)) {
+    let mut probe = Probe::builder()
+        .footprint(true)
+        .target(Target::Tgid(cmd.pid()))
+        .attach()
+        .map_err(|e| e.to_string())?;
+    if let Some(st) =
+        probe.status().iter().find(|s| !matches!(s.state, karton_probe::InstrumentState::Active))
+    {
         return Err(format!("footprint instrument not active: {:?}", st.state));
     }
     cmd.release().map_err(|e| e.to_string())?;
@@ -112,7 +149,9 @@ fn measure(argv: &[String], secs: f64) -> Result<Measured, String> {
     loop {
         match cmd.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
             Ok(None) => return Err("the measured command overran its wall-time limit".into()),
             Err(e) => return Err(e.to_string()),
         }

@@ -123,9 +123,11 @@ impl Drop for Sacrificial {
 /// The body of `karton audit sacrificial TOKEN`.
 pub fn sacrificial_main() -> Result<(), AuditError> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| AuditError::Host(format!("getrlimit: {e}")))?;
+    let (_, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| AuditError::Host(format!("getrlimit: {e}")))?;
     let soft = 64.min(hard);
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(|e| AuditError::Host(format!("setrlimit: {e}")))?;
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard)
+        .map_err(|e| AuditError::Host(format!("setrlimit: {e}")))?;
     karton_sys::caps::set(&karton_sys::caps::CapSets { effective: 0, permitted: 0, inheritable: 0 })
         .map_err(|e| AuditError::Host(format!("dropping capabilities: {e}")))?;
     println!("ready");
@@ -143,7 +145,8 @@ struct Listener {
 
 impl Listener {
     fn start(token: &str) -> Result<Self, AuditError> {
-        let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| AuditError::Io { what: "binding the host listener".into(), source: e })?;
+        let l = TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| AuditError::Io { what: "binding the host listener".into(), source: e })?;
         let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
         l.set_nonblocking(true).map_err(|e| AuditError::Io { what: "host listener".into(), source: e })?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -204,7 +207,12 @@ impl IpcObjects {
             use nix::mqueue::{mq_close, mq_open, mq_send, MQ_OFlag};
             let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
             let attr = nix::mqueue::MqAttr::new(0, 4, 128, 0);
-            let q = match mq_open(c.as_c_str(), MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_WRONLY, mode, Some(&attr)) {
+            let q = match mq_open(
+                c.as_c_str(),
+                MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_WRONLY,
+                mode,
+                Some(&attr),
+            ) {
                 Ok(q) => q,
                 Err(e) => {
                     mq_error = format!("mq_open({mq_name}, O_CREAT): {e}");
@@ -245,7 +253,8 @@ struct TmpMount {
 impl TmpMount {
     fn mount(path: &Path, source: &str) -> Result<Self, AuditError> {
         use nix::mount::{mount, MsFlags};
-        fs::create_dir_all(path).map_err(|e| AuditError::Io { what: format!("creating {}", path.display()), source: e })?;
+        fs::create_dir_all(path)
+            .map_err(|e| AuditError::Io { what: format!("creating {}", path.display()), source: e })?;
         mount(Some(source), path, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=64k"))
             .map_err(|e| AuditError::Host(format!("mounting a tmpfs on {}: {e}", path.display())))?;
         Ok(Self { path: path.to_path_buf() })
@@ -280,7 +289,9 @@ struct HostKey {
 impl HostKey {
     fn add(desc: &str, token: &str) -> Self {
         use karton_sys::audit_sys as a;
-        let serial = CString::new(desc).ok().and_then(|c| a::add_user_key(&c, token.as_bytes(), a::KEY_SPEC_USER_KEYRING).ok());
+        let serial = CString::new(desc)
+            .ok()
+            .and_then(|c| a::add_user_key(&c, token.as_bytes(), a::KEY_SPEC_USER_KEYRING).ok());
         if let Some(s) = serial {
             // Possessor: everything; same uid: view, read, search (as a key shared by uid is).
             let _ = a::set_key_perm(s, 0x3f0b_0000);
@@ -310,18 +321,35 @@ fn probe_config(env: &Env, namespaces: &[String], id: &str, params: &Value) -> C
 }
 
 /// Runs one probe container and turns its output into an outcome (and the raw report).
-fn run_container(env: &Env, cfg: &Config, id: &str, wrapper: &[String]) -> (Outcome, Option<ProbeReport>, String) {
+fn run_container(
+    env: &Env,
+    cfg: &Config,
+    id: &str,
+    wrapper: &[String],
+) -> (Outcome, Option<ProbeReport>, String) {
     let cid = env.karton.new_id(id);
     let started = Instant::now();
     let config = cfg.describe();
     match env.karton.run(&cid, cfg, PROBE_LIMIT, wrapper) {
-        Err(e) => (Outcome { verdict: Verdict::Error, evidence: e.to_string(), config, elapsed_ms: ms(started) }, None, String::new()),
+        Err(e) => (
+            Outcome { verdict: Verdict::Error, evidence: e.to_string(), config, elapsed_ms: ms(started) },
+            None,
+            String::new(),
+        ),
         Ok(out) => match parse_report(&out.stdout) {
-            Some(r) => (Outcome { verdict: r.verdict, evidence: r.evidence.clone(), config, elapsed_ms: ms(started) }, Some(r), out.stdout),
+            Some(r) => (
+                Outcome { verdict: r.verdict, evidence: r.evidence.clone(), config, elapsed_ms: ms(started) },
+                Some(r),
+                out.stdout,
+            ),
             None => (
                 Outcome {
                     verdict: Verdict::Error,
-                    evidence: format!("no probe report ({}): {}", out.describe_status(), excerpt(&out.stderr)),
+                    evidence: format!(
+                        "no probe report ({}): {}",
+                        out.describe_status(),
+                        excerpt(&out.stderr)
+                    ),
                     config,
                     elapsed_ms: ms(started),
                 },
@@ -335,14 +363,33 @@ fn run_container(env: &Env, cfg: &Config, id: &str, wrapper: &[String]) -> (Outc
 /// Runs probe `id` as a plain host process (the mnt "without" case).
 fn run_host_process(env: &Env, id: &str, params: &Value) -> (Outcome, Option<ProbeReport>) {
     let started = Instant::now();
-    let config = "host process (karton always creates a mount namespace: the host's own view is the baseline)".to_string();
-    let out = Command::new(&env.karton.exe).args(["audit", "probe", id, &params.to_string()]).stdin(Stdio::null()).output();
+    let config =
+        "host process (karton always creates a mount namespace: the host's own view is the baseline)"
+            .to_string();
+    let out = Command::new(&env.karton.exe)
+        .args(["audit", "probe", id, &params.to_string()])
+        .stdin(Stdio::null())
+        .output();
     match out {
         Ok(o) => match parse_report(&String::from_utf8_lossy(&o.stdout)) {
-            Some(r) => (Outcome { verdict: r.verdict, evidence: r.evidence.clone(), config, elapsed_ms: ms(started) }, Some(r)),
-            None => (Outcome { verdict: Verdict::Error, evidence: excerpt(&String::from_utf8_lossy(&o.stderr)), config, elapsed_ms: ms(started) }, None),
+            Some(r) => (
+                Outcome { verdict: r.verdict, evidence: r.evidence.clone(), config, elapsed_ms: ms(started) },
+                Some(r),
+            ),
+            None => (
+                Outcome {
+                    verdict: Verdict::Error,
+                    evidence: excerpt(&String::from_utf8_lossy(&o.stderr)),
+                    config,
+                    elapsed_ms: ms(started),
+                },
+                None,
+            ),
         },
-        Err(e) => (Outcome { verdict: Verdict::Error, evidence: e.to_string(), config, elapsed_ms: ms(started) }, None),
+        Err(e) => (
+            Outcome { verdict: Verdict::Error, evidence: e.to_string(), config, elapsed_ms: ms(started) },
+            None,
+        ),
     }
 }
 
@@ -350,8 +397,15 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-
-fn row(id: &str, ns: &str, probe: &str, protection: &str, method: &str, without: Outcome, with: Outcome) -> IsolationRow {
+fn row(
+    id: &str,
+    ns: &str,
+    probe: &str,
+    protection: &str,
+    method: &str,
+    without: Outcome,
+    with: Outcome,
+) -> IsolationRow {
     let demonstrated = without.verdict == Verdict::Leaked && with.verdict == Verdict::Contained;
     IsolationRow {
         id: id.into(),
@@ -367,9 +421,15 @@ fn row(id: &str, ns: &str, probe: &str, protection: &str, method: &str, without:
 }
 
 /// Runs the isolation probes whose id starts with one of `only` (all when empty).
-pub fn run_all(env: &Env, only: &[String], interrupted: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) -> Vec<IsolationRow> {
+pub fn run_all(
+    env: &Env,
+    only: &[String],
+    interrupted: &dyn Fn() -> bool,
+    log: &mut dyn FnMut(&str),
+) -> Vec<IsolationRow> {
     let mut rows = Vec::new();
-    let want = |fam: &str| only.is_empty() || only.iter().any(|o| fam.starts_with(o.as_str()) || o.starts_with(fam));
+    let want =
+        |fam: &str| only.is_empty() || only.iter().any(|o| fam.starts_with(o.as_str()) || o.starts_with(fam));
     type Family = fn(&Env) -> Vec<IsolationRow>;
     let families: [(&str, Family); 9] = [
         ("pid", pid_rows),
@@ -420,7 +480,12 @@ fn pid_rows(env: &Env) -> Vec<IsolationRow> {
             let sac = match Sacrificial::spawn(&env.karton.exe, &token) {
                 Ok(s) => s,
                 Err(e) => {
-                    runs.push(Outcome { verdict: Verdict::Error, evidence: e.to_string(), config: String::new(), elapsed_ms: 0.0 });
+                    runs.push(Outcome {
+                        verdict: Verdict::Error,
+                        evidence: e.to_string(),
+                        config: String::new(),
+                        elapsed_ms: 0.0,
+                    });
                     continue;
                 }
             };
@@ -429,11 +494,30 @@ fn pid_rows(env: &Env) -> Vec<IsolationRow> {
             let cfg = probe_config(env, &ns, id, &params);
             let (mut o, rep, _) = run_container(env, &cfg, id, &[]);
             if id == "pid.signal_host" {
-                let signalled = rep.as_ref().and_then(|r| r.facts.get("signalled")).and_then(|v| v.as_bool()).unwrap_or(false);
+                let signalled = rep
+                    .as_ref()
+                    .and_then(|r| r.facts.get("signalled"))
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
                 match sac.ended_by(Duration::from_secs(2)) {
-                    Some(how) if signalled => set!(o, Verdict::Leaked, format!("{}; the host saw its process {} end by {how}", o.evidence, sac.pid())),
-                    Some(how) => set!(o, Verdict::Leaked, format!("the host's process ended by {how} although the probe reports no signal: {}", o.evidence)),
-                    None if o.verdict == Verdict::Leaked => set!(o, Verdict::Contained, format!("{}; but the host's process is still running", o.evidence)),
+                    Some(how) if signalled => set!(
+                        o,
+                        Verdict::Leaked,
+                        format!("{}; the host saw its process {} end by {how}", o.evidence, sac.pid())
+                    ),
+                    Some(how) => set!(
+                        o,
+                        Verdict::Leaked,
+                        format!(
+                            "the host's process ended by {how} although the probe reports no signal: {}",
+                            o.evidence
+                        )
+                    ),
+                    None if o.verdict == Verdict::Leaked => set!(
+                        o,
+                        Verdict::Contained,
+                        format!("{}; but the host's process is still running", o.evidence)
+                    ),
                     None => {}
                 }
             }
@@ -486,13 +570,22 @@ fn mnt_rows(env: &Env) -> Vec<IsolationRow> {
             let (o, r, _) = run_container(env, &cfg, id, &[]);
             (o, r)
         };
-        let mounted = rep.as_ref().and_then(|r| r.facts.get("mounted")).and_then(|v| v.as_bool()).unwrap_or(false);
+        let mounted =
+            rep.as_ref().and_then(|r| r.facts.get("mounted")).and_then(|v| v.as_bool()).unwrap_or(false);
         match host_mount_at(&sub) {
             Some(src) => {
-                set!(o, Verdict::Leaked, format!("{}; the host's mount table now has {src} on {}", o.evidence, sub.display()));
+                set!(
+                    o,
+                    Verdict::Leaked,
+                    format!("{}; the host's mount table now has {src} on {}", o.evidence, sub.display())
+                );
                 let _ = nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH);
             }
-            None if mounted => set!(o, Verdict::Contained, format!("{}; the host's mount table has nothing on {}", o.evidence, sub.display())),
+            None if mounted => set!(
+                o,
+                Verdict::Contained,
+                format!("{}; the host's mount table has nothing on {}", o.evidence, sub.display())
+            ),
             None => {
                 if o.verdict != Verdict::Error {
                     o.verdict = Verdict::Error;
@@ -502,7 +595,15 @@ fn mnt_rows(env: &Env) -> Vec<IsolationRow> {
         runs.push(o);
     }
     if let (Some(w), Some(wo)) = (runs.pop(), runs.pop()) {
-        out.push(row(id, "mnt", "a mount inside propagating to the host", "mount namespace (+ private propagation of the container's mounts)", method, wo, w));
+        out.push(row(
+            id,
+            "mnt",
+            "a mount inside propagating to the host",
+            "mount namespace (+ private propagation of the container's mounts)",
+            method,
+            wo,
+            w,
+        ));
     }
 
     // unmounting a host mount
@@ -521,15 +622,25 @@ fn mnt_rows(env: &Env) -> Vec<IsolationRow> {
         let (mut o, rep) = if host {
             run_host_process(env, id, &json!({"path": victim.to_string_lossy(), "source": vsource}))
         } else {
-            let mut cfg = probe_config(env, &d, id, &json!({"path": "/audit/shared/victim", "source": vsource}));
+            let mut cfg =
+                probe_config(env, &d, id, &json!({"path": "/audit/shared/victim", "source": vsource}));
             cfg.caps(&caps).bind(&shared, "/audit/shared", false);
             let (o, r, _) = run_container(env, &cfg, id, &[]);
             (o, r)
         };
-        let unmounted = rep.as_ref().and_then(|r| r.facts.get("unmounted")).and_then(|v| v.as_bool()).unwrap_or(false);
+        let unmounted =
+            rep.as_ref().and_then(|r| r.facts.get("unmounted")).and_then(|v| v.as_bool()).unwrap_or(false);
         match host_mount_at(&victim) {
-            None => set!(o, Verdict::Leaked, format!("{}; the host's tmpfs on {} is gone", o.evidence, victim.display())),
-            Some(_) if unmounted => set!(o, Verdict::Contained, format!("{}; the host still has its tmpfs on {}", o.evidence, victim.display())),
+            None => set!(
+                o,
+                Verdict::Leaked,
+                format!("{}; the host's tmpfs on {} is gone", o.evidence, victim.display())
+            ),
+            Some(_) if unmounted => set!(
+                o,
+                Verdict::Contained,
+                format!("{}; the host still has its tmpfs on {}", o.evidence, victim.display())
+            ),
             Some(_) => {}
         }
         drop(m);
@@ -561,16 +672,33 @@ fn net_rows(env: &Env) -> Vec<IsolationRow> {
         ("net.reach_host_loopback", "reach a listener bound only on the host's loopback"),
     ] {
         if id == "net.see_host_interfaces" && !host_ifaces.iter().any(|i| i != "lo") {
-            out.push(row(id, "net", title, "network namespace", method, skip_outcome("the host has no interface besides lo"), skip_outcome("the host has no interface besides lo")));
+            out.push(row(
+                id,
+                "net",
+                title,
+                "network namespace",
+                method,
+                skip_outcome("the host has no interface besides lo"),
+                skip_outcome("the host has no interface besides lo"),
+            ));
             continue;
         }
         let port = listener.as_ref().map(|l| l.port).unwrap_or(0);
         if id != "net.see_host_interfaces" && port == 0 {
             let why = "could not bind the host listener on 127.0.0.1";
-            out.push(row(id, "net", title, "network namespace", method, skip_outcome(why), skip_outcome(why)));
+            out.push(row(
+                id,
+                "net",
+                title,
+                "network namespace",
+                method,
+                skip_outcome(why),
+                skip_outcome(why),
+            ));
             continue;
         }
-        let params = json!({"host_ifaces": host_ifaces, "host_netns": host_netns, "port": port, "token": token});
+        let params =
+            json!({"host_ifaces": host_ifaces, "host_netns": host_netns, "port": port, "token": token});
         let mut runs = Vec::new();
         for ns in [minus(&d, "net"), plus(&d, "net")] {
             let mut cfg = probe_config(env, &ns, id, &params);
@@ -598,7 +726,11 @@ fn ipc_rows(env: &Env) -> Vec<IsolationRow> {
         ("ipc.posix_mqueue", "POSIX message queue: openable", objs.mq.is_some()),
     ] {
         if !present {
-            let why = if id == "ipc.posix_mqueue" { objs.mq_error.clone() } else { "the host could not create the object (IPC_EXCL clash or no support)".into() };
+            let why = if id == "ipc.posix_mqueue" {
+                objs.mq_error.clone()
+            } else {
+                "the host could not create the object (IPC_EXCL clash or no support)".into()
+            };
             let why = why.as_str();
             out.push(row(id, "ipc", title, "ipc namespace", method, skip_outcome(why), skip_outcome(why)));
             continue;
@@ -631,21 +763,39 @@ fn uts_rows(env: &Env) -> Vec<IsolationRow> {
         cfg.add_caps(&["CAP_SYS_ADMIN"]);
         let (mut o, rep, stdout) = run_container(env, &cfg, id, &wrapper);
         let parent = stdout.lines().find_map(|l| {
-            serde_json::from_str::<Value>(l).ok().and_then(|v| v.get("uts_parent_hostname").and_then(|h| h.as_str()).map(String::from))
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v.get("uts_parent_hostname").and_then(|h| h.as_str()).map(String::from))
         });
         let set_ok = rep.as_ref().and_then(|r| r.facts.get("set")).and_then(|v| v.as_bool()).unwrap_or(false);
         match parent {
-            Some(h) if h == token => set!(o, Verdict::Leaked, format!("{}; the parent uts namespace's hostname became {h}", o.evidence)),
-            Some(h) if set_ok => set!(o, Verdict::Contained, format!("{}; the parent uts namespace kept {h}", o.evidence)),
+            Some(h) if h == token => set!(
+                o,
+                Verdict::Leaked,
+                format!("{}; the parent uts namespace's hostname became {h}", o.evidence)
+            ),
+            Some(h) if set_ok => {
+                set!(o, Verdict::Contained, format!("{}; the parent uts namespace kept {h}", o.evidence))
+            }
             Some(_) => {}
-            None if o.verdict != Verdict::Skipped => set!(o, Verdict::Error, format!("the scratch parent reported no hostname: {}", o.evidence)),
+            None if o.verdict != Verdict::Skipped => {
+                set!(o, Verdict::Error, format!("the scratch parent reported no hostname: {}", o.evidence))
+            }
             None => {}
         }
         runs.push(o);
     }
     let mut out = Vec::new();
     if let (Some(w), Some(wo)) = (runs.pop(), runs.pop()) {
-        out.push(row(id, "uts", "hostname change leaking to the parent namespace", "uts namespace", method, wo, w));
+        out.push(row(
+            id,
+            "uts",
+            "hostname change leaking to the parent namespace",
+            "uts namespace",
+            method,
+            wo,
+            w,
+        ));
     }
     out
 }
@@ -653,10 +803,15 @@ fn uts_rows(env: &Env) -> Vec<IsolationRow> {
 /// The body of `karton audit uts-parent CMD…`: a scratch uts namespace for `CMD`, whose
 /// hostname is printed (as a JSON line) after `CMD` exits.
 pub fn uts_parent_main(cmd: &[String]) -> Result<i32, AuditError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).map_err(|e| AuditError::Host(format!("unshare(CLONE_NEWUTS): {e}")))?;
-    nix::unistd::sethostname("karton-audit-parent").map_err(|e| AuditError::Host(format!("sethostname in the scratch namespace: {e}")))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS)
+        .map_err(|e| AuditError::Host(format!("unshare(CLONE_NEWUTS): {e}")))?;
+    nix::unistd::sethostname("karton-audit-parent")
+        .map_err(|e| AuditError::Host(format!("sethostname in the scratch namespace: {e}")))?;
     let (first, rest) = cmd.split_first().ok_or_else(|| AuditError::Host("uts-parent: no command".into()))?;
-    let st = Command::new(first).args(rest).status().map_err(|e| AuditError::Io { what: format!("running {first}"), source: e })?;
+    let st = Command::new(first)
+        .args(rest)
+        .status()
+        .map_err(|e| AuditError::Io { what: format!("running {first}"), source: e })?;
     let h = nix::unistd::gethostname().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     println!("{}", json!({"uts_parent_hostname": h}));
     Ok(st.code().unwrap_or(1))
@@ -683,7 +838,11 @@ fn user_rows(env: &Env) -> Vec<IsolationRow> {
             let token = env.token("user-sacrificial");
             let _ = fs::write(&file, "host-owned\n");
             let _ = fs::set_permissions(&file, fs::Permissions::from_mode(0o644));
-            let sac = if id == "user.raise_host_rlimit" { Sacrificial::spawn(&env.karton.exe, &token).ok() } else { None };
+            let sac = if id == "user.raise_host_rlimit" {
+                Sacrificial::spawn(&env.karton.exe, &token).ok()
+            } else {
+                None
+            };
             let params = json!({"path": "/hostfiles/owned.txt", "pid": sac.as_ref().map(|s| s.pid()).unwrap_or(0), "token": token});
             let mut cfg = probe_config(env, &ns, id, &params);
             cfg.caps(&caps).bind(&files, "/hostfiles", false);
@@ -693,24 +852,49 @@ fn user_rows(env: &Env) -> Vec<IsolationRow> {
                 let text = fs::read_to_string(&file).unwrap_or_default();
                 let changed = text.contains("written by the container");
                 match (o.verdict, changed) {
-                    (Verdict::Leaked, true) => set!(o, Verdict::Leaked, format!("{}; the host reads the appended line", o.evidence)),
+                    (Verdict::Leaked, true) => {
+                        set!(o, Verdict::Leaked, format!("{}; the host reads the appended line", o.evidence))
+                    }
                     (_, true) => set!(o, Verdict::Leaked, format!("the host file changed: {}", o.evidence)),
-                    (Verdict::Leaked, false) => set!(o, Verdict::Error, format!("probe claims a write the host cannot see: {}", o.evidence)),
+                    (Verdict::Leaked, false) => set!(
+                        o,
+                        Verdict::Error,
+                        format!("probe claims a write the host cannot see: {}", o.evidence)
+                    ),
                     _ => set!(o, Verdict::Contained, format!("{}; the host file is unchanged", o.evidence)),
                 }
             }
             if let Some(s) = &sac {
                 let after = s.nofile_soft();
                 if before != after {
-                    set!(o, Verdict::Leaked, format!("{}; the host reads the process's soft NOFILE {:?} → {:?}", o.evidence, before, after));
+                    set!(
+                        o,
+                        Verdict::Leaked,
+                        format!(
+                            "{}; the host reads the process's soft NOFILE {:?} → {:?}",
+                            o.evidence, before, after
+                        )
+                    );
                 } else if o.verdict == Verdict::Leaked {
-                    set!(o, Verdict::Error, format!("probe claims a change the host cannot see: {}", o.evidence));
+                    set!(
+                        o,
+                        Verdict::Error,
+                        format!("probe claims a change the host cannot see: {}", o.evidence)
+                    );
                 }
             }
             runs.push(o);
         }
         if let (Some(w), Some(wo)) = (runs.pop(), runs.pop()) {
-            out.push(row(id, "user", title, "user namespace (capabilities count only in namespaces it owns)", method, wo, w));
+            out.push(row(
+                id,
+                "user",
+                title,
+                "user namespace (capabilities count only in namespaces it owns)",
+                method,
+                wo,
+                w,
+            ));
         }
     }
     let _ = fs::remove_dir_all(&files);
@@ -723,7 +907,10 @@ fn cgroup_rows(env: &Env) -> Vec<IsolationRow> {
     let prefix = "/karton-audit/";
     let parent = format!("/karton-audit/{}", env.karton.run_id);
     let mut out = Vec::new();
-    for (id, title) in [("cgroup.path_visible", "host cgroup path in /proc/self/cgroup"), ("cgroup.escape_to_parent", "move itself into the parent cgroup")] {
+    for (id, title) in [
+        ("cgroup.path_visible", "host cgroup path in /proc/self/cgroup"),
+        ("cgroup.escape_to_parent", "move itself into the parent cgroup"),
+    ] {
         let params = json!({"host_prefix": prefix, "host_parent": parent});
         let mut runs = Vec::new();
         for ns in [minus(&d, "cgroup"), plus(&d, "cgroup")] {
@@ -743,8 +930,18 @@ fn time_rows(env: &Env) -> Vec<IsolationRow> {
     let method = "container with karton's default namespaces, then plus a time namespace with monotonic and boottime offsets of +7 days; the host reads its own clocks before and after each run";
     let mut out = Vec::new();
     for (id, title, clock, key) in [
-        ("time.monotonic_offset", "CLOCK_MONOTONIC offset inside, not outside", nix::time::ClockId::CLOCK_MONOTONIC, "monotonic"),
-        ("time.boottime_offset", "CLOCK_BOOTTIME offset inside, not outside", nix::time::ClockId::CLOCK_BOOTTIME, "boottime"),
+        (
+            "time.monotonic_offset",
+            "CLOCK_MONOTONIC offset inside, not outside",
+            nix::time::ClockId::CLOCK_MONOTONIC,
+            "monotonic",
+        ),
+        (
+            "time.boottime_offset",
+            "CLOCK_BOOTTIME offset inside, not outside",
+            nix::time::ClockId::CLOCK_BOOTTIME,
+            "boottime",
+        ),
     ] {
         let mut runs = Vec::new();
         for ns in [d.clone(), plus(&d, "time")] {
@@ -781,7 +978,8 @@ pub const KEYRING_DEFAULT_NOTE: &str = "runc-compatible default, not contained: 
      keyctl/add_key/request_key (engines' default profiles do) or a user namespace";
 
 fn keyring_default_note(id: &str, default_applies: bool, default_outcome: &Outcome) -> Option<String> {
-    (id == "kernel.keyring" && !default_applies && default_outcome.verdict == Verdict::Leaked).then(|| KEYRING_DEFAULT_NOTE.to_string())
+    (id == "kernel.keyring" && !default_applies && default_outcome.verdict == Verdict::Leaked)
+        .then(|| KEYRING_DEFAULT_NOTE.to_string())
 }
 
 fn kernel_rows(env: &Env) -> Vec<IsolationRow> {
@@ -839,10 +1037,17 @@ fn kernel_rows(env: &Env) -> Vec<IsolationRow> {
         }
         let wo = run_container(env, &make(k.without_kind), k.id, &[]).0;
         let w = run_container(env, &make(k.with_kind), k.id, &[]).0;
-        let default_outcome = if k.with_kind == 0 { w.clone() } else if k.without_kind == 0 { wo.clone() } else { run_container(env, &make(0), k.id, &[]).0 };
+        let default_outcome = if k.with_kind == 0 {
+            w.clone()
+        } else if k.without_kind == 0 {
+            wo.clone()
+        } else {
+            run_container(env, &make(0), k.id, &[]).0
+        };
         let mut r = row(k.id, "none", k.title, k.mechanism, k.method, wo, w);
         let note = keyring_default_note(k.id, k.default_applies, &default_outcome);
-        r.default_config = Some(DefaultConfig { applies_mechanism: k.default_applies, outcome: default_outcome, note });
+        r.default_config =
+            Some(DefaultConfig { applies_mechanism: k.default_applies, outcome: default_outcome, note });
         out.push(r);
     }
     drop(key);
@@ -863,7 +1068,10 @@ mod keyring_note_tests {
         let spec = karton_runtime::defaults::default_spec(false, 0, 0);
         let applies = !spec["linux"]["seccomp"].is_null();
         let note = keyring_default_note("kernel.keyring", applies, &outcome(Verdict::Leaked));
-        assert!(note.as_deref().is_some_and(|n| n.starts_with("runc-compatible default, not contained")), "{note:?}");
+        assert!(
+            note.as_deref().is_some_and(|n| n.starts_with("runc-compatible default, not contained")),
+            "{note:?}"
+        );
         assert_eq!(keyring_default_note("kernel.keyring", false, &outcome(Verdict::Contained)), None);
         assert_eq!(keyring_default_note("kernel.dmesg", false, &outcome(Verdict::Leaked)), None);
     }

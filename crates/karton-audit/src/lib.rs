@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use results::{AuditResults, IsolationRow, Noninterference, NoninterferenceRow, Outcome, Verdict, SCHEMA};
+pub use results::{
+    AuditResults, IsolationRow, Noninterference, NoninterferenceRow, Outcome, Verdict, SCHEMA,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -94,7 +96,9 @@ impl Session {
     /// `exe`: the karton binary; `work`: a directory to use (kept afterwards) or None.
     pub fn new(exe: &Path, work: Option<&Path>) -> Result<Self, AuditError> {
         if !nix::unistd::geteuid().is_root() {
-            return Err(AuditError::Host("karton audit needs root (it creates containers, cgroups and mounts)".into()));
+            return Err(AuditError::Host(
+                "karton audit needs root (it creates containers, cgroups and mounts)".into(),
+            ));
         }
         let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let run_id = format!("{:x}{n}", (unix_now() & 0xfffff) ^ ((std::process::id() as u64) << 4));
@@ -102,16 +106,23 @@ impl Session {
             Some(w) => w.to_path_buf(),
             None => std::env::temp_dir().join(format!("karton-audit-{run_id}")),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| AuditError::Io { what: format!("creating {}", dir.display()), source: e })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| AuditError::Io { what: format!("creating {}", dir.display()), source: e })?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
         // A private copy of the binary: a rebuild of the original during a long audit must
         // not change the runtime (or the probes) half-way through.
         let own = dir.join("karton");
-        std::fs::copy(exe, &own).map_err(|e| AuditError::Io { what: format!("copying {} to {}", exe.display(), own.display()), source: e })?;
+        std::fs::copy(exe, &own).map_err(|e| AuditError::Io {
+            what: format!("copying {} to {}", exe.display(), own.display()),
+            source: e,
+        })?;
         let _ = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755));
         let karton = runner::Karton::new(&own, &dir.join("state"), &dir.join("bundles"), &run_id)?;
-        let mut me = Self { env: isolation::Env { karton, rootfs: PathBuf::new(), work: dir.clone() }, keep_work: work.is_some() };
+        let mut me = Self {
+            env: isolation::Env { karton, rootfs: PathBuf::new(), work: dir.clone() },
+            keep_work: work.is_some(),
+        };
         me.env.rootfs = runner::build_rootfs(&dir, &own)?;
         Ok(me)
     }
@@ -137,7 +148,11 @@ fn unix_now() -> u64 {
 }
 
 /// Runs the audit. `interrupted` is polled between steps (Ctrl-C); `log` gets progress.
-pub fn run(opts: &Options, interrupted: Arc<AtomicBool>, log: &mut dyn FnMut(&str)) -> Result<AuditResults, AuditError> {
+pub fn run(
+    opts: &Options,
+    interrupted: Arc<AtomicBool>,
+    log: &mut dyn FnMut(&str),
+) -> Result<AuditResults, AuditError> {
     let started = Instant::now();
     let session = Session::new(&opts.exe, opts.work_dir.as_deref())?;
     let karton = session.env.karton.clone();
@@ -192,7 +207,8 @@ pub fn run(opts: &Options, interrupted: Arc<AtomicBool>, log: &mut dyn FnMut(&st
         let secs = if opts.profile == Profile::Quick { 1.5 } else { 4.0 };
         results.footprint = Some(footprint::run(&karton, &rootfs, secs, log));
     }
-    notes.push(format!("run id {run_id}; containers under cgroup /karton-audit/{run_id}, removed afterwards"));
+    notes
+        .push(format!("run id {run_id}; containers under cgroup /karton-audit/{run_id}, removed afterwards"));
     results.notes = notes;
     checkpoint(opts, &mut results, started)?;
     Ok(results)

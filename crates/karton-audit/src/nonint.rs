@@ -41,7 +41,13 @@ impl Plan {
         }
     }
     pub fn full() -> Self {
-        Self { victim_seconds: 5.0, repetitions: 3, warmup: Duration::from_millis(1500), mem_hog_mib: 1536, ..Self::quick() }
+        Self {
+            victim_seconds: 5.0,
+            repetitions: 3,
+            warmup: Duration::from_millis(1500),
+            mem_hog_mib: 1536,
+            ..Self::quick()
+        }
     }
 }
 
@@ -68,7 +74,15 @@ fn victim_config(k: &Karton, rootfs: &std::path::Path, kind: &str, secs: f64, in
     c
 }
 
-fn stressor_config(k: &Karton, rootfs: &std::path::Path, disk_dir: &std::path::Path, kind: &str, secs: f64, mem_mib: u64, limited: bool) -> Config {
+fn stressor_config(
+    k: &Karton,
+    rootfs: &std::path::Path,
+    disk_dir: &std::path::Path,
+    kind: &str,
+    secs: f64,
+    mem_mib: u64,
+    limited: bool,
+) -> Config {
     let cmd = format!("ip link set lo up; exec /karton audit stress {kind} {secs} {mem_mib} /audit/disk");
     let args = vec!["/bin/sh".to_string(), "-c".into(), cmd];
     let mut c = Config::new(rootfs, &default_namespaces(), &args);
@@ -83,17 +97,28 @@ fn run_victim(k: &Karton, rootfs: &std::path::Path, kind: &str, plan: &Plan) -> 
     let cfg = victim_config(k, rootfs, kind, plan.victim_seconds, plan.interval_ms);
     let limit = Duration::from_secs_f64(plan.victim_seconds + 30.0);
     let out = k.run(&id, &cfg, limit, &[])?;
-    let line = out.stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v.get("samples").is_some()));
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v.get("samples").is_some()));
     match line {
         Some(v) => {
-            let mut s: Vec<f64> = v["samples"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+            let mut s: Vec<f64> = v["samples"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
             // The first interval carries start-up; drop it.
             if s.len() > 2 {
                 s.remove(0);
             }
             Ok(s)
         }
-        None => Err(AuditError::Host(format!("victim {kind}: no samples ({}): {}", out.describe_status(), excerpt(&out.stderr)))),
+        None => Err(AuditError::Host(format!(
+            "victim {kind}: no samples ({}): {}",
+            out.describe_status(),
+            excerpt(&out.stderr)
+        ))),
     }
 }
 
@@ -113,7 +138,14 @@ fn stressor_rate(stdout: &str, from: f64, to: f64) -> f64 {
 }
 
 /// Runs the plan; `log` receives one line per block.
-pub fn run(k: &Karton, rootfs: &std::path::Path, work: &std::path::Path, plan: &Plan, interrupted: &dyn Fn() -> bool, log: &mut dyn FnMut(&str)) -> Noninterference {
+pub fn run(
+    k: &Karton,
+    rootfs: &std::path::Path,
+    work: &std::path::Path,
+    plan: &Plan,
+    interrupted: &dyn Fn() -> bool,
+    log: &mut dyn FnMut(&str),
+) -> Noninterference {
     let disk_dir = work.join("disk");
     let _ = std::fs::create_dir_all(&disk_dir);
     let mut base: std::collections::BTreeMap<(String, bool, String), Vec<f64>> = Default::default();
@@ -137,7 +169,8 @@ pub fn run(k: &Karton, rootfs: &std::path::Path, work: &std::path::Path, plan: &
                     }
                 }
                 // B: the victims beside the stressor.
-                let secs = plan.warmup.as_secs_f64() + (plan.victim_seconds + 1.5) * plan.victims.len() as f64 + 5.0;
+                let secs =
+                    plan.warmup.as_secs_f64() + (plan.victim_seconds + 1.5) * plan.victims.len() as f64 + 5.0;
                 let cid = k.new_id(&format!("stress-{s}"));
                 let cfg = stressor_config(k, rootfs, &disk_dir, s, secs, plan.mem_hog_mib, limited);
                 let mut bg = match k.start(&cid, &cfg) {
@@ -185,7 +218,14 @@ pub fn run(k: &Karton, rootfs: &std::path::Path, work: &std::path::Path, plan: &
                 if out.stdout.trim().is_empty() {
                     skipped.push(format!("stressor {s} printed nothing: {}", excerpt(&out.stderr)));
                 }
-                log(&format!("  rep {} {:<8} {:<13} stressor {:.1} {} — {end}", rep + 1, s, if limited { "with limits" } else { "ceilings only" }, rate, stressor_unit(s)));
+                log(&format!(
+                    "  rep {} {:<8} {:<13} stressor {:.1} {} — {end}",
+                    rep + 1,
+                    s,
+                    if limited { "with limits" } else { "ceilings only" },
+                    rate,
+                    stressor_unit(s)
+                ));
             }
         }
     }
@@ -198,10 +238,9 @@ pub fn run(k: &Karton, rootfs: &std::path::Path, work: &std::path::Path, plan: &
                 if b.is_empty() || x.is_empty() {
                     continue;
                 }
-                let (pr, end) = progress
-                    .get(&(s.clone(), limited))
-                    .cloned()
-                    .unwrap_or_else(|| (Vec::new(), "not recorded: the audit was interrupted during this block".into()));
+                let (pr, end) = progress.get(&(s.clone(), limited)).cloned().unwrap_or_else(|| {
+                    (Vec::new(), "not recorded: the audit was interrupted during this block".into())
+                });
                 let bm = stats::median(b);
                 let sm = stats::median(x);
                 let (lo, hi) = stats::bootstrap_degradation(b, x, 1000);

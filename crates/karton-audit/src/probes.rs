@@ -109,7 +109,9 @@ pub fn run_probe(id: &str, params: &Value) -> ProbeReport {
 }
 
 fn cmdline(pid: i64) -> Option<String> {
-    fs::read(format!("/proc/{pid}/cmdline")).ok().map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
 }
 
 fn visible_pids() -> Vec<i64> {
@@ -136,8 +138,16 @@ fn is_sacrificial(p: &Value) -> Option<String> {
 fn see_host_pids(id: &str, p: &Value) -> ProbeReport {
     let pid = n(p, "pid");
     match is_sacrificial(p) {
-        Some(c) => ProbeReport::new(id, Verdict::Leaked, format!("read /proc/{pid}/cmdline of the host's process: \"{c}\"; {}", pid_summary())),
-        None => ProbeReport::new(id, Verdict::Contained, format!("host pid {pid} not visible (no /proc/{pid} of the host's process); {}", pid_summary())),
+        Some(c) => ProbeReport::new(
+            id,
+            Verdict::Leaked,
+            format!("read /proc/{pid}/cmdline of the host's process: \"{c}\"; {}", pid_summary()),
+        ),
+        None => ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("host pid {pid} not visible (no /proc/{pid} of the host's process); {}", pid_summary()),
+        ),
     }
 }
 
@@ -146,13 +156,29 @@ fn signal_host(id: &str, p: &Value) -> ProbeReport {
     let target = nix::unistd::Pid::from_raw(pid);
     if is_sacrificial(p).is_some() {
         match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
-            Ok(()) => ProbeReport::new(id, Verdict::Leaked, format!("kill({pid}, SIGTERM) on the host's process returned 0")).fact("signalled", true),
-            Err(e) => ProbeReport::new(id, Verdict::Contained, format!("kill({pid}, SIGTERM): {e}")).fact("signalled", false),
+            Ok(()) => ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!("kill({pid}, SIGTERM) on the host's process returned 0"),
+            )
+            .fact("signalled", true),
+            Err(e) => ProbeReport::new(id, Verdict::Contained, format!("kill({pid}, SIGTERM): {e}"))
+                .fact("signalled", false),
         }
     } else {
         match nix::sys::signal::kill(target, None) {
-            Err(e) => ProbeReport::new(id, Verdict::Contained, format!("kill({pid}, 0): {e} — the host's pid does not exist here")).fact("signalled", false),
-            Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("pid {pid} here is not the host's process; not signalled")).fact("signalled", false),
+            Err(e) => ProbeReport::new(
+                id,
+                Verdict::Contained,
+                format!("kill({pid}, 0): {e} — the host's pid does not exist here"),
+            )
+            .fact("signalled", false),
+            Ok(()) => ProbeReport::new(
+                id,
+                Verdict::Contained,
+                format!("pid {pid} here is not the host's process; not signalled"),
+            )
+            .fact("signalled", false),
         }
     }
 }
@@ -163,8 +189,16 @@ fn ptrace_host(id: &str, p: &Value) -> ProbeReport {
     let target = nix::unistd::Pid::from_raw(pid);
     if is_sacrificial(p).is_none() {
         return match nix::sys::signal::kill(target, None) {
-            Err(e) => ProbeReport::new(id, Verdict::Contained, format!("pid {pid}: kill(…, 0): {e} — the host's process is out of reach for ptrace")),
-            Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("pid {pid} here is not the host's process; not traced")),
+            Err(e) => ProbeReport::new(
+                id,
+                Verdict::Contained,
+                format!("pid {pid}: kill(…, 0): {e} — the host's process is out of reach for ptrace"),
+            ),
+            Ok(()) => ProbeReport::new(
+                id,
+                Verdict::Contained,
+                format!("pid {pid} here is not the host's process; not traced"),
+            ),
         };
     }
     match ptrace::seize(target, ptrace::Options::empty()) {
@@ -184,15 +218,28 @@ fn ptrace_host(id: &str, p: &Value) -> ProbeReport {
 }
 
 fn mountinfo() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo").map(|t| t.lines().map(String::from).collect()).unwrap_or_default()
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| t.lines().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 fn see_host_mounts(id: &str, p: &Value) -> ProbeReport {
     let marker = s(p, "marker");
     let mi = mountinfo();
     match mi.iter().find(|l| !marker.is_empty() && l.contains(marker)) {
-        Some(l) => ProbeReport::new(id, Verdict::Leaked, format!("the host's mount is in /proc/self/mountinfo: \"{}\"", l.chars().take(160).collect::<String>())),
-        None => ProbeReport::new(id, Verdict::Contained, format!("{} mounts visible, none is the host's {marker}", mi.len())),
+        Some(l) => ProbeReport::new(
+            id,
+            Verdict::Leaked,
+            format!(
+                "the host's mount is in /proc/self/mountinfo: \"{}\"",
+                l.chars().take(160).collect::<String>()
+            ),
+        ),
+        None => ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("{} mounts visible, none is the host's {marker}", mi.len()),
+        ),
     }
 }
 
@@ -201,8 +248,10 @@ fn propagate(id: &str, p: &Value) -> ProbeReport {
     let dir = s(p, "dir");
     let src = s(p, "source");
     match mount(Some(src), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=64k")) {
-        Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("mounted tmpfs {src} on {dir} inside")).fact("mounted", true),
-        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("mount tmpfs on {dir}: {e}")).fact("mounted", false),
+        Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("mounted tmpfs {src} on {dir} inside"))
+            .fact("mounted", true),
+        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("mount tmpfs on {dir}: {e}"))
+            .fact("mounted", false),
     }
 }
 
@@ -216,17 +265,27 @@ fn umount_host(id: &str, p: &Value) -> ProbeReport {
         f.get(4) == Some(&path) && l.contains(" - tmpfs ") && l.contains(source)
     });
     if !ours || !path.contains("karton-audit") && !path.starts_with("/audit/") {
-        return ProbeReport::new(id, Verdict::Contained, format!("{path} is not the audit's tmpfs here; not unmounted")).fact("unmounted", false);
+        return ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("{path} is not the audit's tmpfs here; not unmounted"),
+        )
+        .fact("unmounted", false);
     }
     match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
-        Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("umount2({path}) succeeded inside")).fact("unmounted", true),
-        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("umount2({path}): {e}")).fact("unmounted", false),
+        Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("umount2({path}) succeeded inside"))
+            .fact("unmounted", true),
+        Err(e) => {
+            ProbeReport::new(id, Verdict::Contained, format!("umount2({path}): {e}")).fact("unmounted", false)
+        }
     }
 }
 
 fn interfaces() -> Vec<String> {
     fs::read_to_string("/proc/net/dev")
-        .map(|t| t.lines().skip(2).filter_map(|l| l.split(':').next().map(|s| s.trim().to_string())).collect())
+        .map(|t| {
+            t.lines().skip(2).filter_map(|l| l.split(':').next().map(|s| s.trim().to_string())).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -247,9 +306,24 @@ fn see_interfaces(id: &str, p: &Value) -> ProbeReport {
     let mine = interfaces();
     let leaked: Vec<&String> = mine.iter().filter(|i| *i != "lo" && host.contains(i)).collect();
     if leaked.is_empty() {
-        ProbeReport::new(id, Verdict::Contained, format!("/proc/net/dev lists only [{}]; the host's [{}] are absent", mine.join(","), host.join(",")))
+        ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!(
+                "/proc/net/dev lists only [{}]; the host's [{}] are absent",
+                mine.join(","),
+                host.join(",")
+            ),
+        )
     } else {
-        ProbeReport::new(id, Verdict::Leaked, format!("/proc/net/dev lists the host's interfaces [{}]", leaked.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")))
+        ProbeReport::new(
+            id,
+            Verdict::Leaked,
+            format!(
+                "/proc/net/dev lists the host's interfaces [{}]",
+                leaked.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            ),
+        )
     }
 }
 
@@ -274,12 +348,25 @@ fn reach_loopback(id: &str, p: &Value) -> ProbeReport {
             let mut buf = String::new();
             let _ = c.read_to_string(&mut buf);
             if !token.is_empty() && buf.contains(token) {
-                ProbeReport::new(id, Verdict::Leaked, format!("connected to the host-only listener 127.0.0.1:{port} and read its token"))
+                ProbeReport::new(
+                    id,
+                    Verdict::Leaked,
+                    format!("connected to the host-only listener 127.0.0.1:{port} and read its token"),
+                )
             } else {
-                ProbeReport::new(id, Verdict::Contained, format!("connected to 127.0.0.1:{port} but it was not the host's listener (read {:?})", buf.chars().take(40).collect::<String>()))
+                ProbeReport::new(
+                    id,
+                    Verdict::Contained,
+                    format!(
+                        "connected to 127.0.0.1:{port} but it was not the host's listener (read {:?})",
+                        buf.chars().take(40).collect::<String>()
+                    ),
+                )
             }
         }
-        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("connect(127.0.0.1:{port}): {}", errno_of(&e))),
+        Err(e) => {
+            ProbeReport::new(id, Verdict::Contained, format!("connect(127.0.0.1:{port}): {}", errno_of(&e)))
+        }
     }
 }
 
@@ -303,8 +390,18 @@ fn sysv_msg(id: &str, p: &Value) -> ProbeReport {
     match a::msgget(key, 0) {
         Err(e) => ProbeReport::new(id, Verdict::Contained, format!("msgget(key {key:#x}): {}", e.errno)),
         Ok(q) => match a::msg_qnum(q) {
-            Ok(k) => ProbeReport::new(id, Verdict::Leaked, format!("msgget(key {key:#x}) found the host's queue {q}; IPC_STAT shows {k} message(s) waiting")),
-            Err(e) => ProbeReport::new(id, Verdict::Leaked, format!("msgget(key {key:#x}) found the host's queue {q}; IPC_STAT: {}", e.errno)),
+            Ok(k) => ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!(
+                    "msgget(key {key:#x}) found the host's queue {q}; IPC_STAT shows {k} message(s) waiting"
+                ),
+            ),
+            Err(e) => ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!("msgget(key {key:#x}) found the host's queue {q}; IPC_STAT: {}", e.errno),
+            ),
         },
     }
 }
@@ -315,8 +412,19 @@ fn sysv_sem(id: &str, p: &Value) -> ProbeReport {
     match a::semget(key, 0) {
         Err(e) => ProbeReport::new(id, Verdict::Contained, format!("semget(key {key:#x}): {}", e.errno)),
         Ok(sem) => match a::sem_getval(sem) {
-            Ok(v) => ProbeReport::new(id, Verdict::Leaked, format!("semget(key {key:#x}) found the host's set {sem}; GETVAL = {v} (the host set {})", n(p, "value"))),
-            Err(e) => ProbeReport::new(id, Verdict::Leaked, format!("semget(key {key:#x}) found the host's set {sem}; GETVAL: {}", e.errno)),
+            Ok(v) => ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!(
+                    "semget(key {key:#x}) found the host's set {sem}; GETVAL = {v} (the host set {})",
+                    n(p, "value")
+                ),
+            ),
+            Err(e) => ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!("semget(key {key:#x}) found the host's set {sem}; GETVAL: {}", e.errno),
+            ),
         },
     }
 }
@@ -325,11 +433,20 @@ fn posix_mq(id: &str, p: &Value) -> ProbeReport {
     use nix::mqueue::{mq_close, mq_getattr, mq_open, MQ_OFlag};
     let name = s(p, "name");
     let Ok(c) = CString::new(name) else { return ProbeReport::new(id, Verdict::Error, "bad queue name") };
-    match mq_open(c.as_c_str(), MQ_OFlag::O_RDONLY | MQ_OFlag::O_NONBLOCK, nix::sys::stat::Mode::empty(), None) {
+    match mq_open(
+        c.as_c_str(),
+        MQ_OFlag::O_RDONLY | MQ_OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+        None,
+    ) {
         Ok(q) => {
             let cur = mq_getattr(&q).map(|a| a.curmsgs()).unwrap_or(-1);
             let _ = mq_close(q);
-            ProbeReport::new(id, Verdict::Leaked, format!("mq_open({name}) opened the host's queue; {cur} message(s) waiting"))
+            ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!("mq_open({name}) opened the host's queue; {cur} message(s) waiting"),
+            )
         }
         Err(e) => ProbeReport::new(id, Verdict::Contained, format!("mq_open({name}): {e}")),
     }
@@ -343,7 +460,12 @@ fn hostname(id: &str, p: &Value) -> ProbeReport {
         return ProbeReport::new(id, Verdict::Skipped, format!("refusing to set the hostname: this is the audit's own uts namespace ({mine}), i.e. the real host's"));
     }
     match nix::unistd::sethostname(token) {
-        Ok(()) => ProbeReport::new(id, Verdict::Contained, format!("sethostname({token}) succeeded inside (uts ns {mine})")).fact("set", true),
+        Ok(()) => ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("sethostname({token}) succeeded inside (uts ns {mine})"),
+        )
+        .fact("set", true),
         Err(e) => ProbeReport::new(id, Verdict::Contained, format!("sethostname: {e}")).fact("set", false),
     }
 }
@@ -351,9 +473,21 @@ fn hostname(id: &str, p: &Value) -> ProbeReport {
 fn write_file(id: &str, p: &Value) -> ProbeReport {
     let path = s(p, "path");
     let caps = cap_eff();
-    match fs::OpenOptions::new().append(true).open(path).and_then(|mut f| f.write_all(b"written by the container\n")) {
-        Ok(()) => ProbeReport::new(id, Verdict::Leaked, format!("appended to the host's root-owned 0644 file {path} (CapEff {caps})")),
-        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("open({path}, O_WRONLY): {} (CapEff {caps})", errno_of(&e))),
+    match fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(b"written by the container\n"))
+    {
+        Ok(()) => ProbeReport::new(
+            id,
+            Verdict::Leaked,
+            format!("appended to the host's root-owned 0644 file {path} (CapEff {caps})"),
+        ),
+        Err(e) => ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("open({path}, O_WRONLY): {} (CapEff {caps})", errno_of(&e)),
+        ),
     }
 }
 
@@ -379,13 +513,29 @@ fn raise_rlimit(id: &str, p: &Value) -> ProbeReport {
     let pid = n(p, "pid") as i32;
     let res = libc::RLIMIT_NOFILE;
     if is_sacrificial(p).is_none() {
-        return ProbeReport::new(id, Verdict::Contained, format!("host pid {pid} is not visible here; nothing to raise"));
+        return ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("host pid {pid} is not visible here; nothing to raise"),
+        );
     }
     match a::getrlimit_pid(pid, res) {
-        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("prlimit({pid}, NOFILE) read: {}", e.errno)),
+        Err(e) => {
+            ProbeReport::new(id, Verdict::Contained, format!("prlimit({pid}, NOFILE) read: {}", e.errno))
+        }
         Ok((soft, hard)) => match a::prlimit_pid(pid, res, hard, hard) {
-            Ok(_) => ProbeReport::new(id, Verdict::Leaked, format!("prlimit({pid}, RLIMIT_NOFILE) raised the host process's soft limit {soft} → {hard}")).fact("raised", true),
-            Err(e) => ProbeReport::new(id, Verdict::Contained, format!("prlimit({pid}, RLIMIT_NOFILE {soft}→{hard}): {}", e.errno)).fact("raised", false),
+            Ok(_) => ProbeReport::new(
+                id,
+                Verdict::Leaked,
+                format!("prlimit({pid}, RLIMIT_NOFILE) raised the host process's soft limit {soft} → {hard}"),
+            )
+            .fact("raised", true),
+            Err(e) => ProbeReport::new(
+                id,
+                Verdict::Contained,
+                format!("prlimit({pid}, RLIMIT_NOFILE {soft}→{hard}): {}", e.errno),
+            )
+            .fact("raised", false),
         },
     }
 }
@@ -403,14 +553,24 @@ fn cgroup_path(id: &str, p: &Value) -> ProbeReport {
     if !prefix.is_empty() && path.starts_with(prefix) {
         ProbeReport::new(id, Verdict::Leaked, format!("/proc/self/cgroup shows the host's path 0::{path}"))
     } else {
-        ProbeReport::new(id, Verdict::Contained, format!("/proc/self/cgroup shows 0::{path} (the host's {prefix}… is hidden)"))
+        ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("/proc/self/cgroup shows 0::{path} (the host's {prefix}… is hidden)"),
+        )
     }
 }
 
 fn cgroup_escape(id: &str, p: &Value) -> ProbeReport {
     use nix::mount::{mount, MsFlags};
     let mnt = "/tmp";
-    if let Err(e) = mount(Some("cgroup2"), mnt, Some("cgroup2"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>) {
+    if let Err(e) = mount(
+        Some("cgroup2"),
+        mnt,
+        Some("cgroup2"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    ) {
         return ProbeReport::new(id, Verdict::Error, format!("mounting a cgroup2 view inside: {e}"));
     }
     let before = own_cgroup_v2();
@@ -420,7 +580,11 @@ fn cgroup_escape(id: &str, p: &Value) -> ProbeReport {
         Some(i) if i > 0 => before[..i].to_string(),
         _ => String::new(),
     };
-    let target = if parent.is_empty() { format!("{mnt}{host_parent}/cgroup.procs") } else { format!("{mnt}{parent}/cgroup.procs") };
+    let target = if parent.is_empty() {
+        format!("{mnt}{host_parent}/cgroup.procs")
+    } else {
+        format!("{mnt}{parent}/cgroup.procs")
+    };
     let me = std::process::id().to_string();
     let res = fs::OpenOptions::new().write(true).open(&target).and_then(|mut f| f.write_all(me.as_bytes()));
     let after = own_cgroup_v2();
@@ -444,17 +608,25 @@ fn clocks(id: &str) -> ProbeReport {
     let mono = clock_s(nix::time::ClockId::CLOCK_MONOTONIC);
     let boot = clock_s(nix::time::ClockId::CLOCK_BOOTTIME);
     let offs = fs::read_to_string("/proc/self/timens_offsets").unwrap_or_default().replace('\n', "; ");
-    ProbeReport::new(id, Verdict::Contained, format!("CLOCK_MONOTONIC {mono:.3} s, CLOCK_BOOTTIME {boot:.3} s; timens_offsets: {offs}"))
-        .fact("monotonic", mono)
-        .fact("boottime", boot)
+    ProbeReport::new(
+        id,
+        Verdict::Contained,
+        format!("CLOCK_MONOTONIC {mono:.3} s, CLOCK_BOOTTIME {boot:.3} s; timens_offsets: {offs}"),
+    )
+    .fact("monotonic", mono)
+    .fact("boottime", boot)
 }
 
 fn keyring(id: &str, p: &Value) -> ProbeReport {
     use karton_sys::audit_sys as a;
     let desc = s(p, "desc");
     let token = s(p, "token");
-    let Ok(c) = CString::new(desc) else { return ProbeReport::new(id, Verdict::Error, "bad key description") };
-    let proc_keys = fs::read_to_string("/proc/keys").map(|t| if t.contains(desc) { "lists it" } else { "does not list it" }).unwrap_or("unreadable");
+    let Ok(c) = CString::new(desc) else {
+        return ProbeReport::new(id, Verdict::Error, "bad key description");
+    };
+    let proc_keys = fs::read_to_string("/proc/keys")
+        .map(|t| if t.contains(desc) { "lists it" } else { "does not list it" })
+        .unwrap_or("unreadable");
     match a::search_user_key(a::KEY_SPEC_USER_KEYRING, &c) {
         Ok(serial) => match a::read_key(serial) {
             Ok(b) if String::from_utf8_lossy(&b).contains(token) => ProbeReport::new(id, Verdict::Leaked, format!("keyctl(SEARCH, @u, \"{desc}\") found the host's key {serial} and KEYCTL_READ returned its secret; /proc/keys {proc_keys}")),
@@ -467,8 +639,16 @@ fn keyring(id: &str, p: &Value) -> ProbeReport {
 
 fn dmesg(id: &str) -> ProbeReport {
     match karton_sys::audit_sys::syslog_size() {
-        Ok(n) => ProbeReport::new(id, Verdict::Leaked, format!("syslog(SIZE_BUFFER) = {n}: the host's kernel log is readable (CapEff {})", cap_eff())),
-        Err(e) => ProbeReport::new(id, Verdict::Contained, format!("{e} (kernel.dmesg_restrict=1 needs CAP_SYSLOG; CapEff {})", cap_eff())),
+        Ok(n) => ProbeReport::new(
+            id,
+            Verdict::Leaked,
+            format!("syslog(SIZE_BUFFER) = {n}: the host's kernel log is readable (CapEff {})", cap_eff()),
+        ),
+        Err(e) => ProbeReport::new(
+            id,
+            Verdict::Contained,
+            format!("{e} (kernel.dmesg_restrict=1 needs CAP_SYSLOG; CapEff {})", cap_eff()),
+        ),
     }
 }
 
@@ -480,7 +660,11 @@ fn proc_sys(id: &str) -> ProbeReport {
         Err(e) => return ProbeReport::new(id, Verdict::Contained, format!("read {path}: {}", errno_of(&e))),
     };
     match fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(cur.as_bytes())) {
-        Ok(()) => ProbeReport::new(id, Verdict::Leaked, format!("wrote {} back to {path}: a host-wide sysctl is writable", cur.trim())),
+        Ok(()) => ProbeReport::new(
+            id,
+            Verdict::Leaked,
+            format!("wrote {} back to {path}: a host-wide sysctl is writable", cur.trim()),
+        ),
         Err(e) => ProbeReport::new(id, Verdict::Contained, format!("write {path}: {}", errno_of(&e))),
     }
 }

@@ -53,7 +53,13 @@ pub struct ProbeReport {
 
 impl ProbeReport {
     pub fn new(probe: &str, verdict: Verdict, evidence: impl Into<String>) -> Self {
-        Self { schema: PROBE_SCHEMA.into(), probe: probe.into(), verdict, evidence: evidence.into(), facts: BTreeMap::new() }
+        Self {
+            schema: PROBE_SCHEMA.into(),
+            probe: probe.into(),
+            verdict,
+            evidence: evidence.into(),
+            facts: BTreeMap::new(),
+        }
     }
     pub fn fact(mut self, k: &str, v: impl Into<serde_json::Value>) -> Self {
         self.facts.insert(k.into(), v.into());
@@ -196,11 +202,17 @@ pub struct Machine {
 
 impl Machine {
     pub fn detect() -> Self {
-        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let memory_kib = fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|t| t.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(0);
         let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let unified = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
@@ -210,8 +222,17 @@ impl Machine {
             _ => "v1",
         }
         .to_string();
-        let lockdown = fs::read_to_string("/sys/kernel/security/lockdown").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown (securityfs not mounted)".into());
-        Self { kernel, cpus, memory_kib, cgroup_layout, lockdown, karton_version: env!("CARGO_PKG_VERSION").into() }
+        let lockdown = fs::read_to_string("/sys/kernel/security/lockdown")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown (securityfs not mounted)".into());
+        Self {
+            kernel,
+            cpus,
+            memory_kib,
+            cgroup_layout,
+            lockdown,
+            karton_version: env!("CARGO_PKG_VERSION").into(),
+        }
     }
 }
 
@@ -233,11 +254,15 @@ pub struct AuditResults {
 /// Writes `value` as pretty JSON to `path` atomically: a temp file in the same directory,
 /// fsync, rename.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), AuditError> {
-    let io = |what: &str, e: std::io::Error| AuditError::Io { what: format!("{what} {}", path.display()), source: e };
+    let io = |what: &str, e: std::io::Error| AuditError::Io {
+        what: format!("{what} {}", path.display()),
+        source: e,
+    };
     let text = serde_json::to_string_pretty(value).map_err(|e| AuditError::Json(e.to_string()))?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.json".into());
+    let name =
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.json".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let res = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -255,10 +280,16 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), AuditErr
 
 /// Reads an audit result file and checks its schema tag.
 pub fn read(path: &Path) -> Result<AuditResults, AuditError> {
-    let text = fs::read_to_string(path).map_err(|e| AuditError::Io { what: format!("reading {}", path.display()), source: e })?;
-    let r: AuditResults = serde_json::from_str(&text).map_err(|e| AuditError::Json(format!("{}: {e}", path.display())))?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| AuditError::Io { what: format!("reading {}", path.display()), source: e })?;
+    let r: AuditResults =
+        serde_json::from_str(&text).map_err(|e| AuditError::Json(format!("{}: {e}", path.display())))?;
     if r.schema != SCHEMA {
-        return Err(AuditError::Json(format!("{}: schema {:?}, expected {SCHEMA:?}", path.display(), r.schema)));
+        return Err(AuditError::Json(format!(
+            "{}: schema {:?}, expected {SCHEMA:?}",
+            path.display(),
+            r.schema
+        )));
     }
     Ok(r)
 }

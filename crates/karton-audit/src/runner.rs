@@ -51,13 +51,47 @@ pub fn default_namespaces() -> Vec<String> {
 }
 
 pub const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
-    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// The capabilities this host's bounding set still holds (a container cannot get more).
@@ -96,7 +130,8 @@ impl Config {
 
     /// The namespaces, sorted, joined by "+".
     pub fn describe(&self) -> String {
-        let v: Vec<&str> = NAMESPACES.iter().map(|(s, _)| *s).filter(|s| self.namespaces.contains(*s)).collect();
+        let v: Vec<&str> =
+            NAMESPACES.iter().map(|(s, _)| *s).filter(|s| self.namespaces.contains(*s)).collect();
         format!("container ns={}", v.join("+"))
     }
 
@@ -158,7 +193,8 @@ impl Config {
     }
 
     pub fn time_offsets(&mut self, secs: i64) -> &mut Self {
-        self.spec["linux"]["timeOffsets"] = json!({"monotonic": {"secs": secs, "nanosecs": 0}, "boottime": {"secs": secs, "nanosecs": 0}});
+        self.spec["linux"]["timeOffsets"] =
+            json!({"monotonic": {"secs": secs, "nanosecs": 0}, "boottime": {"secs": secs, "nanosecs": 0}});
         self
     }
 
@@ -210,7 +246,8 @@ impl Config {
                         *m = json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
                     }
                     if m["destination"] == "/dev/pts" {
-                        m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                        m["options"] =
+                            json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
                     }
                 }
             }
@@ -228,7 +265,21 @@ pub fn build_rootfs(dir: &Path, exe: &Path) -> Result<PathBuf, AuditError> {
         .find(|p| p.is_file())
         .ok_or_else(|| AuditError::Host("busybox not found: apt-get install busybox-static".into()))?;
     let rootfs = dir.join("rootfs");
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "audit", "hostfiles", "var/tmp"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "audit",
+        "hostfiles",
+        "var/tmp",
+    ] {
         fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {}", rootfs.join(d).display())))?;
     }
     let bb = rootfs.join("bin/busybox");
@@ -240,9 +291,13 @@ pub fn build_rootfs(dir: &Path, exe: &Path) -> Result<PathBuf, AuditError> {
             symlink("busybox", &l).map_err(io(format!("linking {}", l.display())))?;
         }
     }
-    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-        .map_err(io("writing etc/passwd".into()))?;
-    fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").map_err(io("writing etc/group".into()))?;
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .map_err(io("writing etc/passwd".into()))?;
+    fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
+        .map_err(io("writing etc/group".into()))?;
     // The karton binary is bound in at /karton: give it its shared libraries (as `ldd`
     // lists them) at the same paths.
     let ldd = Command::new("ldd").arg(exe).output().map_err(io("running ldd on the karton binary".into()))?;
@@ -328,7 +383,8 @@ pub struct Karton {
 impl Karton {
     pub fn new(exe: &Path, root: &Path, bundles: &Path, run_id: &str) -> Result<Self, AuditError> {
         for d in [root, bundles] {
-            fs::create_dir_all(d).map_err(|e| AuditError::Io { what: format!("creating {}", d.display()), source: e })?;
+            fs::create_dir_all(d)
+                .map_err(|e| AuditError::Io { what: format!("creating {}", d.display()), source: e })?;
         }
         Ok(Self {
             exe: exe.to_path_buf(),
@@ -355,14 +411,18 @@ impl Karton {
     /// Writes the bundle (config.json only; the rootfs path is absolute) for `id`.
     pub fn write_bundle(&self, id: &str, cfg: &Config) -> Result<PathBuf, AuditError> {
         let dir = self.bundles.join(id);
-        fs::create_dir_all(&dir).map_err(|e| AuditError::Io { what: format!("creating {}", dir.display()), source: e })?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| AuditError::Io { what: format!("creating {}", dir.display()), source: e })?;
         let mut c = cfg.clone();
         if c.spec["linux"]["cgroupsPath"].is_null() {
             c.cgroups_path(&self.cgroup_path(id));
         }
         let spec = c.finish();
         let text = serde_json::to_string_pretty(&spec).map_err(|e| AuditError::Json(e.to_string()))?;
-        fs::write(dir.join("config.json"), text).map_err(|e| AuditError::Io { what: format!("writing {}/config.json", dir.display()), source: e })?;
+        fs::write(dir.join("config.json"), text).map_err(|e| AuditError::Io {
+            what: format!("writing {}/config.json", dir.display()),
+            source: e,
+        })?;
         Ok(dir)
     }
 
@@ -383,7 +443,13 @@ impl Karton {
     /// Runs container `id` to completion (at most `limit`), capturing its output; the
     /// container is killed and deleted when the limit passes. `wrapper` is a command the
     /// karton invocation is appended to (e.g. the uts scratch-namespace helper).
-    pub fn run(&self, id: &str, cfg: &Config, limit: Duration, wrapper: &[String]) -> Result<RunOutput, AuditError> {
+    pub fn run(
+        &self,
+        id: &str,
+        cfg: &Config,
+        limit: Duration,
+        wrapper: &[String],
+    ) -> Result<RunOutput, AuditError> {
         let bundle = self.write_bundle(id, cfg)?;
         let started = Instant::now();
         self.registry.add(id);
@@ -433,10 +499,25 @@ impl Karton {
                 }
             }));
         }
-        Ok(Background { karton: self.clone(), id: id.to_string(), bundle, child: Some(child), stdout, stderr, readers, started: Instant::now() })
+        Ok(Background {
+            karton: self.clone(),
+            id: id.to_string(),
+            bundle,
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
+            started: Instant::now(),
+        })
     }
 
-    fn wait_child(&self, id: &str, mut child: Child, started: Instant, limit: Duration) -> Result<RunOutput, AuditError> {
+    fn wait_child(
+        &self,
+        id: &str,
+        mut child: Child,
+        started: Instant,
+        limit: Duration,
+    ) -> Result<RunOutput, AuditError> {
         let mut so = child.stdout.take();
         let mut se = child.stderr.take();
         let t_out = std::thread::spawn(move || {
@@ -569,7 +650,9 @@ impl Background {
                     loop {
                         match c.try_wait() {
                             Ok(Some(s)) => break Some(s),
-                            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                            Ok(None) if Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(10))
+                            }
                             _ => {
                                 let _ = c.kill();
                                 break c.wait().ok();
@@ -636,7 +719,12 @@ mod tests {
         let c = Config::new(Path::new("/r"), &ns(&["pid"]), &["x".into()]);
         let s = c.finish();
         assert!(s.get("hostname").is_none(), "a hostname without a uts namespace would be the host's");
-        let types: Vec<&str> = s["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
         assert_eq!(types, vec!["mount", "pid"]);
         let c = Config::new(Path::new("/r"), &ns(&["uts"]), &["x".into()]);
         assert_eq!(c.finish()["hostname"], "karton");

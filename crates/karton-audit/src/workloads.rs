@@ -88,7 +88,10 @@ pub fn victim_main(kind: &str, secs: f64, interval_ms: u64, quiet: bool) -> Resu
             }
         }
         "tcp-rr" => {
-            let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| AuditError::Io { what: "tcp-rr: bind 127.0.0.1 (is lo up?)".into(), source: e })?;
+            let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| AuditError::Io {
+                what: "tcp-rr: bind 127.0.0.1 (is lo up?)".into(),
+                source: e,
+            })?;
             let addr = l.local_addr().map_err(|e| AuditError::Io { what: "tcp-rr".into(), source: e })?;
             let server = std::thread::spawn(move || {
                 if let Ok((mut s, _)) = l.accept() {
@@ -101,14 +104,16 @@ pub fn victim_main(kind: &str, secs: f64, interval_ms: u64, quiet: bool) -> Resu
                     }
                 }
             });
-            let mut c = TcpStream::connect(addr).map_err(|e| AuditError::Io { what: "tcp-rr: connect".into(), source: e })?;
+            let mut c = TcpStream::connect(addr)
+                .map_err(|e| AuditError::Io { what: "tcp-rr: connect".into(), source: e })?;
             let _ = c.set_nodelay(true);
             let mut buf = [7u8; 64];
             let mut t0 = Instant::now();
             let mut ops = 0u64;
             while Instant::now() < end {
                 c.write_all(&buf).map_err(|e| AuditError::Io { what: "tcp-rr: send".into(), source: e })?;
-                c.read_exact(&mut buf).map_err(|e| AuditError::Io { what: "tcp-rr: recv".into(), source: e })?;
+                c.read_exact(&mut buf)
+                    .map_err(|e| AuditError::Io { what: "tcp-rr: recv".into(), source: e })?;
                 ops += 1;
                 let el = t0.elapsed();
                 if el >= interval {
@@ -187,7 +192,11 @@ pub fn stress_main(kind: &str, secs: f64, mem_mib: u64, dir: &str) -> Result<(),
             threads.push(std::thread::spawn(move || {
                 let mut kids: Vec<std::process::Child> = Vec::new();
                 while !s.load(Ordering::Relaxed) {
-                    match std::process::Command::new("/bin/sleep").arg("1").stdin(std::process::Stdio::null()).spawn() {
+                    match std::process::Command::new("/bin/sleep")
+                        .arg("1")
+                        .stdin(std::process::Stdio::null())
+                        .spawn()
+                    {
                         Ok(k) => {
                             kids.push(k);
                             c.fetch_add(1, Ordering::Relaxed);
@@ -230,11 +239,13 @@ pub fn stress_main(kind: &str, secs: f64, mem_mib: u64, dir: &str) -> Result<(),
             1.0
         }
         "net-send" => {
-            let sink = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| AuditError::Io { what: "net-send: bind (is lo up?)".into(), source: e })?;
+            let sink = UdpSocket::bind(("127.0.0.1", 0))
+                .map_err(|e| AuditError::Io { what: "net-send: bind (is lo up?)".into(), source: e })?;
             let to = sink.local_addr().map_err(|e| AuditError::Io { what: "net-send".into(), source: e })?;
             for _ in 0..cpus {
                 let (c, s) = (p.count.clone(), p.stop.clone());
-                let tx = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| AuditError::Io { what: "net-send: bind".into(), source: e })?;
+                let tx = UdpSocket::bind(("127.0.0.1", 0))
+                    .map_err(|e| AuditError::Io { what: "net-send: bind".into(), source: e })?;
                 threads.push(std::thread::spawn(move || {
                     let msg = [0u8; 1400];
                     while !s.load(Ordering::Relaxed) {
@@ -249,7 +260,8 @@ pub fn stress_main(kind: &str, secs: f64, mem_mib: u64, dir: &str) -> Result<(),
             1e-3
         }
         "net-recv" => {
-            let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| AuditError::Io { what: "net-recv: bind (is lo up?)".into(), source: e })?;
+            let l = TcpListener::bind(("127.0.0.1", 0))
+                .map_err(|e| AuditError::Io { what: "net-recv: bind (is lo up?)".into(), source: e })?;
             let addr = l.local_addr().map_err(|e| AuditError::Io { what: "net-recv".into(), source: e })?;
             let s2 = p.stop.clone();
             threads.push(std::thread::spawn(move || {

@@ -44,7 +44,8 @@ fn sigint_stops_the_audit_and_cleans_up() {
         .unwrap();
     // Let the isolation probes finish and the stressor start.
     std::thread::sleep(Duration::from_secs(6));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -60,11 +61,17 @@ fn sigint_stops_the_audit_and_cleans_up() {
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     println!("{err}");
     // With --only, noninterference does not run: the audit may have finished already.
-    let run_id = err.lines().find_map(|l| l.strip_prefix("karton audit: run ")).and_then(|l| l.split(',').next()).unwrap().to_string();
+    let run_id = err
+        .lines()
+        .find_map(|l| l.strip_prefix("karton audit: run "))
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .to_string();
     assert!(status.code() == Some(130) || status.code() == Some(0), "{status:?}");
     // No container state, no cgroups of this run left.
     let state = work.join("state");
-    let left: Vec<_> = std::fs::read_dir(&state).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(&state).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "containers left: {left:?}");
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let p = h.path().join("karton-audit").join(&run_id);
@@ -98,7 +105,8 @@ fn sigint_during_noninterference_exits_130() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(8));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -111,8 +119,15 @@ fn sigint_during_noninterference_exits_130() {
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     println!("{err}");
     assert_eq!(status.code(), Some(130), "{err}");
-    let run_id = err.lines().find_map(|l| l.strip_prefix("karton audit: run ")).and_then(|l| l.split(',').next()).unwrap().to_string();
-    let left: Vec<_> = std::fs::read_dir(work.join("state")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let run_id = err
+        .lines()
+        .find_map(|l| l.strip_prefix("karton audit: run "))
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .to_string();
+    let left: Vec<_> = std::fs::read_dir(work.join("state"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "containers left: {left:?}");
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         assert!(!h.path().join("karton-audit").join(&run_id).exists());

@@ -14,10 +14,14 @@ fn check_family(family: &str) {
     let test = format!("{family} probes");
     let Some(session) = common::session(&test) else { return };
     let mut lines = Vec::new();
-    let rows = run_all(&session.env, &[family.to_string()], &|| false, &mut |l: &str| lines.push(l.to_string()));
+    let rows =
+        run_all(&session.env, &[family.to_string()], &|| false, &mut |l: &str| lines.push(l.to_string()));
     assert!(!rows.is_empty(), "{family}: no rows");
     for r in &rows {
-        println!("{}: without {:?} — {}\n    with {:?} — {}", r.id, r.without.verdict, r.without.evidence, r.with.verdict, r.with.evidence);
+        println!(
+            "{}: without {:?} — {}\n    with {:?} — {}",
+            r.id, r.without.verdict, r.without.evidence, r.with.verdict, r.with.evidence
+        );
         match (r.without.verdict, r.with.verdict) {
             (Verdict::Leaked, Verdict::Contained) => assert!(r.demonstrated),
             (Verdict::Skipped, Verdict::Skipped) => {
@@ -82,7 +86,10 @@ fn kernel_rows_leak_without_their_mechanism_and_report_the_default() {
     for r in &rows {
         assert_eq!(r.namespace, "none");
         let d = r.default_config.as_ref().expect("kernel rows carry the default-config outcome");
-        println!("{}: without {:?} with {:?} default {:?} (applies: {}) — {}", r.id, r.without.verdict, r.with.verdict, d.outcome.verdict, d.applies_mechanism, r.protection);
+        println!(
+            "{}: without {:?} with {:?} default {:?} (applies: {}) — {}",
+            r.id, r.without.verdict, r.with.verdict, d.outcome.verdict, d.applies_mechanism, r.protection
+        );
         match (r.without.verdict, r.with.verdict) {
             (Verdict::Leaked, Verdict::Contained) => {}
             (Verdict::Skipped, Verdict::Skipped) => println!("SKIP: {}: {}", r.id, r.without.evidence),

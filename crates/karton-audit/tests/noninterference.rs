@@ -27,7 +27,19 @@ fn cpu_hog_beside_victims_yields_rows_with_ci_and_progress() {
     assert!(ni.skipped.is_empty(), "skipped: {:?}", ni.skipped);
     assert_eq!(ni.rows.len(), 4, "cpu × {{ceilings, limits}} × {{primes, tcp-rr}}");
     for r in &ni.rows {
-        println!("{} limited={} {}: {:.1} → {:.1} ({:.1} % [{:.1}, {:.1}]) stressor {:.1} {}", r.stressor, r.limited, r.victim, r.baseline, r.stressed, r.degradation_pct.value, r.degradation_pct.ci_low, r.degradation_pct.ci_high, r.stressor_progress, r.stressor_unit);
+        println!(
+            "{} limited={} {}: {:.1} → {:.1} ({:.1} % [{:.1}, {:.1}]) stressor {:.1} {}",
+            r.stressor,
+            r.limited,
+            r.victim,
+            r.baseline,
+            r.stressed,
+            r.degradation_pct.value,
+            r.degradation_pct.ci_low,
+            r.degradation_pct.ci_high,
+            r.stressor_progress,
+            r.stressor_unit
+        );
         assert!(r.baseline > 0.0 && r.stressed > 0.0);
         assert!(r.degradation_pct.value.is_finite());
         assert!(r.degradation_pct.ci_low <= r.degradation_pct.ci_high);
@@ -56,7 +68,11 @@ fn dropping_the_session_kills_and_deletes_containers_and_cgroups() {
     let k = session.karton().clone();
     let run_id = k.run_id.clone();
     let state = k.root.clone();
-    let mut cfg = Config::new(&session.env.rootfs, &["pid".to_string(), "mnt".to_string()], &["/bin/sleep".to_string(), "60".to_string()]);
+    let mut cfg = Config::new(
+        &session.env.rootfs,
+        &["pid".to_string(), "mnt".to_string()],
+        &["/bin/sleep".to_string(), "60".to_string()],
+    );
     cfg.resources(serde_json::json!({"pids": {"limit": 16}}));
     let id = k.new_id("cleanup");
     let bg = k.start(&id, &cfg).unwrap();
@@ -98,7 +114,11 @@ fn results_are_written_atomically_and_read_back() {
     assert_eq!(back.schema, "karton.audit/v1");
     assert_eq!(back.notes, vec!["test".to_string()]);
     // No temp file is left beside it.
-    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, vec!["audit.json".to_string()]);
     std::fs::write(&path, r#"{"schema":"other"}"#).unwrap();
     assert!(karton_audit::results::read(&path).is_err());

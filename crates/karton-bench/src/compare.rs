@@ -33,7 +33,9 @@ pub fn compare(a: &BenchResults, b: &BenchResults) -> Vec<Change> {
     for sa in &a.series {
         let Some(sb) = b.series.iter().find(|s| s.id == sa.id) else { continue };
         for ra in sa.rows.iter().filter(|r| r.status == RowStatus::Ok) {
-            let Some(rb) = sb.rows.iter().find(|r| r.config == ra.config && r.status == RowStatus::Ok) else { continue };
+            let Some(rb) = sb.rows.iter().find(|r| r.config == ra.config && r.status == RowStatus::Ok) else {
+                continue;
+            };
             let (Some(ma), Some(mb)) = (&ra.summary, &rb.summary) else { continue };
             let xa: Vec<f64> = ra.samples.iter().map(|s| s.value).collect();
             let xb: Vec<f64> = rb.samples.iter().map(|s| s.value).collect();
@@ -41,10 +43,21 @@ pub fn compare(a: &BenchResults, b: &BenchResults) -> Vec<Change> {
         }
     }
     for ca in &a.ns_create {
-        let Some(cb) = b.ns_create.iter().find(|c| c.ns == ca.ns && c.workers == ca.workers) else { continue };
+        let Some(cb) = b.ns_create.iter().find(|c| c.ns == ca.ns && c.workers == ca.workers) else {
+            continue;
+        };
         if let (Some(ma), Some(mb)) = (&ca.unshare_us, &cb.unshare_us) {
             // Pooled raw samples are not kept for ns-create: CI overlap alone decides.
-            let mut c = change(&format!("ns-create/{}/unshare", ca.ns), &format!("workers={}", ca.workers), "us", false, ma, mb, &[], &[]);
+            let mut c = change(
+                &format!("ns-create/{}/unshare", ca.ns),
+                &format!("workers={}", ca.workers),
+                "us",
+                false,
+                ma,
+                mb,
+                &[],
+                &[],
+            );
             c.significant = !c.ci_overlap;
             c.verdict = verdict(c.significant, c.change_pct, false);
             out.push(c);
@@ -54,7 +67,16 @@ pub fn compare(a: &BenchResults, b: &BenchResults) -> Vec<Change> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn change(series: &str, config: &str, unit: &str, hib: bool, ma: &Summary, mb: &Summary, xa: &[f64], xb: &[f64]) -> Change {
+fn change(
+    series: &str,
+    config: &str,
+    unit: &str,
+    hib: bool,
+    ma: &Summary,
+    mb: &Summary,
+    xa: &[f64],
+    xb: &[f64],
+) -> Change {
     let change_pct = if ma.median != 0.0 { (mb.median - ma.median) / ma.median * 100.0 } else { 0.0 };
     let ci_overlap = stats::overlap((ma.ci_low, ma.ci_high), (mb.ci_low, mb.ci_high));
     let (_, p) = stats::mann_whitney(xa, xb);
@@ -104,6 +126,10 @@ pub fn to_text(changes: &[Change]) -> String {
         ));
     }
     let n_sig = changes.iter().filter(|c| c.significant).count();
-    s.push_str(&format!("{} comparisons, {} significant (Mann-Whitney p < {ALPHA} and disjoint 95% CIs)\n", changes.len(), n_sig));
+    s.push_str(&format!(
+        "{} comparisons, {} significant (Mann-Whitney p < {ALPHA} and disjoint 95% CIs)\n",
+        changes.len(),
+        n_sig
+    ));
     s
 }

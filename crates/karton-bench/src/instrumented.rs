@@ -17,9 +17,18 @@ use crate::results::{InstrumentedRun, SyscallFigure, WorkloadOutput};
 
 /// Runs `argv` (its stdout redirected to `out_file`) with the probe attached before it
 /// starts; returns the probe's figures and the workload's output.
-pub fn run_probed(argv: &[OsString], out_file: &Path, config: &str) -> Result<(InstrumentedRun, WorkloadOutput, Vec<String>), String> {
+pub fn run_probed(
+    argv: &[OsString],
+    out_file: &Path,
+    config: &str,
+) -> Result<(InstrumentedRun, WorkloadOutput, Vec<String>), String> {
     // sh execs the command with stdout redirected; the pid stays the same throughout.
-    let mut full: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), format!("exec \"$@\" > '{}'", out_file.display()).into(), "sh".into()];
+    let mut full: Vec<OsString> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("exec \"$@\" > '{}'", out_file.display()).into(),
+        "sh".into(),
+    ];
     full.extend(argv.iter().cloned());
     let mut cmd = StoppedCommand::spawn(&full).map_err(|e| e.to_string())?;
     let mut probe = Probe::builder()
@@ -30,7 +39,11 @@ pub fn run_probed(argv: &[OsString], out_file: &Path, config: &str) -> Result<(I
         .log_dir(std::env::temp_dir())
         .attach()
         .map_err(|e| e.to_string())?;
-    let instruments: Vec<String> = probe.status().iter().map(|s| format!("{}: {} ({:?})", s.instrument.name(), s.mechanism, s.state)).collect();
+    let instruments: Vec<String> = probe
+        .status()
+        .iter()
+        .map(|s| format!("{}: {} ({:?})", s.instrument.name(), s.mechanism, s.state))
+        .collect();
     cmd.release().map_err(|e| e.to_string())?;
     let st = cmd.wait().map_err(|e| e.to_string())?;
     let snap = probe.snapshot().map_err(|e| e.to_string())?;
@@ -38,9 +51,11 @@ pub fn run_probed(argv: &[OsString], out_file: &Path, config: &str) -> Result<(I
     if !st.success() {
         return Err(format!("{config}: the instrumented command exited with {st}"));
     }
-    let text = std::fs::read_to_string(out_file).map_err(|e| format!("reading {}: {e}", out_file.display()))?;
+    let text =
+        std::fs::read_to_string(out_file).map_err(|e| format!("reading {}: {e}", out_file.display()))?;
     let _ = std::fs::remove_file(out_file);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("{config}: no JSON output"))?;
+    let line =
+        text.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("{config}: no JSON output"))?;
     let w: WorkloadOutput = serde_json::from_str(line).map_err(|e| e.to_string())?;
 
     let mut syscalls: Vec<SyscallFigure> = Vec::new();
@@ -48,7 +63,13 @@ pub fn run_probed(argv: &[OsString], out_file: &Path, config: &str) -> Result<(I
         let f = match syscalls.iter_mut().find(|f| f.name == r.name) {
             Some(f) => f,
             None => {
-                syscalls.push(SyscallFigure { name: r.name.clone(), count: 0, errors: 0, mean_ns: 0.0, hist: Vec::new() });
+                syscalls.push(SyscallFigure {
+                    name: r.name.clone(),
+                    count: 0,
+                    errors: 0,
+                    mean_ns: 0.0,
+                    hist: Vec::new(),
+                });
                 let n = syscalls.len() - 1;
                 &mut syscalls[n]
             }

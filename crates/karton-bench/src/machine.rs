@@ -22,10 +22,19 @@ pub fn detect() -> Machine {
         .unwrap_or_else(|| "unknown".into());
     let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mem_total_kib = read("/proc/meminfo")
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0);
     let os = read("/etc/os-release")
-        .and_then(|o| o.lines().find(|l| l.starts_with("PRETTY_NAME=")).map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string()))
+        .and_then(|o| {
+            o.lines()
+                .find(|l| l.starts_with("PRETTY_NAME="))
+                .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string())
+        })
         .unwrap_or_default();
     Machine {
         hostname: s(uts.as_ref().map(|u| u.nodename())),
@@ -47,7 +56,14 @@ pub fn detect() -> Machine {
 fn lockdown() -> Option<String> {
     read("/sys/kernel/security/lockdown").or_else(|| {
         let o = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lockdown"])
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lockdown",
+            ])
             .stderr(std::process::Stdio::null())
             .output()
             .ok()?;
@@ -66,7 +82,12 @@ pub fn cgroup_layout() -> String {
         }
         Ok(st) if st.filesystem_type() == TMPFS_MAGIC => {
             let mut v1: Vec<String> = std::fs::read_dir(root)
-                .map(|d| d.flatten().filter(|e| e.path().is_dir() && e.file_name() != "unified").map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().is_dir() && e.file_name() != "unified")
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
             v1.sort();
             let uni = root.join("unified");
@@ -89,7 +110,9 @@ fn instruments() -> Vec<String> {
     if Path::new("/sys/kernel/btf/vmlinux").exists() {
         v.push("btf".into());
     }
-    if Path::new("/sys/kernel/tracing/events/raw_syscalls").exists() || Path::new("/sys/kernel/debug/tracing/events/raw_syscalls").exists() {
+    if Path::new("/sys/kernel/tracing/events/raw_syscalls").exists()
+        || Path::new("/sys/kernel/debug/tracing/events/raw_syscalls").exists()
+    {
         v.push("tracepoints".into());
     }
     if nix::unistd::geteuid().is_root() {
@@ -113,5 +136,10 @@ pub fn runtimes() -> Vec<String> {
 
 /// Whether `name` runs (`name --version` succeeds).
 pub fn has(name: &str) -> bool {
-    Command::new(name).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(name)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -43,7 +43,15 @@ pub struct Config {
 
 impl Config {
     fn new(name: &str, description: String, kind: Kind, namespaces: Vec<&'static str>) -> Self {
-        Self { name: name.into(), description, kind, namespaces, cgroup_limits: false, seccomp: false, rootless: false }
+        Self {
+            name: name.into(),
+            description,
+            kind,
+            namespaces,
+            cgroup_limits: false,
+            seccomp: false,
+            rootless: false,
+        }
     }
 
     pub fn info(&self) -> ConfigInfo {
@@ -84,19 +92,49 @@ fn short(ns: &str) -> &str {
 /// Every configuration of the workload matrix, in report order.
 pub fn workload_configs() -> Vec<Config> {
     let mut v = vec![
-        Config::new("bare", "host process, no runtime (the baseline of every ratio)".into(), Kind::Bare, vec![]),
-        Config::new("bare-2", "host process again: the bare-vs-bare sanity row (ratio should be 1)".into(), Kind::Bare, vec![]),
-        Config::new("mnt", "mount namespace alone: the minimal karton container".into(), Kind::Karton, vec!["mount"]),
+        Config::new(
+            "bare",
+            "host process, no runtime (the baseline of every ratio)".into(),
+            Kind::Bare,
+            vec![],
+        ),
+        Config::new(
+            "bare-2",
+            "host process again: the bare-vs-bare sanity row (ratio should be 1)".into(),
+            Kind::Bare,
+            vec![],
+        ),
+        Config::new(
+            "mnt",
+            "mount namespace alone: the minimal karton container".into(),
+            Kind::Karton,
+            vec!["mount"],
+        ),
     ];
     for ns in ALL_NS.iter().filter(|n| **n != "mount") {
-        v.push(Config::new(&format!("+{}", short(ns)), format!("mount + {ns} namespace"), Kind::Karton, vec!["mount", ns]));
+        v.push(Config::new(
+            &format!("+{}", short(ns)),
+            format!("mount + {ns} namespace"),
+            Kind::Karton,
+            vec!["mount", ns],
+        ));
     }
     for ns in ALL_NS.iter().filter(|n| **n != "mount") {
         let rest: Vec<&'static str> = ALL_NS.iter().copied().filter(|n| n != ns).collect();
-        v.push(Config::new(&format!("all-{}", short(ns)), format!("all eight namespaces but {ns}"), Kind::Karton, rest));
+        v.push(Config::new(
+            &format!("all-{}", short(ns)),
+            format!("all eight namespaces but {ns}"),
+            Kind::Karton,
+            rest,
+        ));
     }
     v.push(Config::new("all", "all eight namespaces".into(), Kind::Karton, ALL_NS.to_vec()));
-    let mut cg = Config::new("all+cg", "all eight + cgroup limits (memory 4 GiB, cpu quota 2 CPUs, pids 4096)".into(), Kind::Karton, ALL_NS.to_vec());
+    let mut cg = Config::new(
+        "all+cg",
+        "all eight + cgroup limits (memory 4 GiB, cpu quota 2 CPUs, pids 4096)".into(),
+        Kind::Karton,
+        ALL_NS.to_vec(),
+    );
     cg.cgroup_limits = true;
     v.push(cg.clone());
     let mut sc = cg;
@@ -120,16 +158,27 @@ pub fn lifecycle_configs() -> Vec<Config> {
     let default_ns = vec!["pid", "network", "ipc", "uts", "mount", "cgroup"];
     vec![
         Config::new("karton-mnt", "karton, mount namespace only".into(), Kind::Karton, vec!["mount"]),
-        Config::new("karton", "karton, `karton spec` defaults (pid, net, ipc, uts, mount, cgroup)".into(), Kind::Karton, default_ns.clone()),
+        Config::new(
+            "karton",
+            "karton, `karton spec` defaults (pid, net, ipc, uts, mount, cgroup)".into(),
+            Kind::Karton,
+            default_ns.clone(),
+        ),
         Config::new("karton-all", "karton, all eight namespaces".into(), Kind::Karton, ALL_NS.to_vec()),
         Config::new("runc", "runc, the same config.json".into(), Kind::Runc, default_ns.clone()),
         Config::new(
             "crun",
-            "crun, the same config.json, inside `unshare -m` that hides the cgroup v2 mount (hybrid host)".into(),
+            "crun, the same config.json, inside `unshare -m` that hides the cgroup v2 mount (hybrid host)"
+                .into(),
             Kind::Crun,
             default_ns,
         ),
-        Config::new("crun-wrapper", "the crun row's wrapper alone: unshare -m + umount + sh, no container".into(), Kind::CrunWrapper, vec![]),
+        Config::new(
+            "crun-wrapper",
+            "the crun row's wrapper alone: unshare -m + umount + sh, no container".into(),
+            Kind::CrunWrapper,
+            vec![],
+        ),
     ]
 }
 
@@ -257,27 +306,39 @@ pub fn build_rootfs(dir: &Path, karton: &Path) -> Result<PathBuf, BenchError> {
     }
     use std::os::unix::fs::PermissionsExt;
     for d in ["tmp", "var/tmp"] {
-        std::fs::set_permissions(rootfs.join(d), std::fs::Permissions::from_mode(0o1777)).map_err(io(format!("chmod {d}")))?;
+        std::fs::set_permissions(rootfs.join(d), std::fs::Permissions::from_mode(0o1777))
+            .map_err(io(format!("chmod {d}")))?;
     }
     // Readable by the mapped root (uid 100000) of user-namespace configurations.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(format!("chmod {}", dir.display())))?;
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"].iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| {
-        BenchError::Setup("busybox not found: install busybox-static (the container rootfs is built from it)".into())
-    })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io(format!("chmod {}", dir.display())))?;
+    let busybox =
+        ["/bin/busybox", "/usr/bin/busybox"].iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| {
+            BenchError::Setup(
+                "busybox not found: install busybox-static (the container rootfs is built from it)".into(),
+            )
+        })?;
     copy(busybox, &rootfs.join("bin/busybox"))?;
     for applet in ["sh", "true", "ip", "ls", "cat"] {
         let link = rootfs.join("bin").join(applet);
         if !link.exists() {
-            std::os::unix::fs::symlink("busybox", &link).map_err(io(format!("linking {}", link.display())))?;
+            std::os::unix::fs::symlink("busybox", &link)
+                .map_err(io(format!("linking {}", link.display())))?;
         }
     }
-    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-        .map_err(io("writing etc/passwd".into()))?;
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").map_err(io("writing etc/group".into()))?;
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .map_err(io("writing etc/passwd".into()))?;
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
+        .map_err(io("writing etc/group".into()))?;
     copy(karton, &rootfs.join("karton"))?;
     let mut bins = vec![karton.to_path_buf(), busybox.to_path_buf()];
     // sysbench, when installed, for the external workload (at the same path inside).
-    if let Some(sb) = ["/usr/bin/sysbench", "/usr/local/bin/sysbench"].iter().map(Path::new).find(|p| p.exists()) {
+    if let Some(sb) =
+        ["/usr/bin/sysbench", "/usr/local/bin/sysbench"].iter().map(Path::new).find(|p| p.exists())
+    {
         let dest = rootfs.join(sb.strip_prefix("/").unwrap_or(sb));
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
@@ -297,9 +358,14 @@ pub fn build_rootfs(dir: &Path, karton: &Path) -> Result<PathBuf, BenchError> {
 
 fn copy(from: &Path, to: &Path) -> Result<(), BenchError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::copy(from, to).map_err(BenchError::io(format!("copying {} to {}", from.display(), to.display())))?;
+    std::fs::copy(from, to).map_err(BenchError::io(format!(
+        "copying {} to {}",
+        from.display(),
+        to.display()
+    )))?;
     let mode = std::fs::metadata(to).map(|m| m.permissions().mode()).unwrap_or(0o644);
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode | 0o444)).map_err(BenchError::io(format!("chmod {}", to.display())))
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode | 0o444))
+        .map_err(BenchError::io(format!("chmod {}", to.display())))
 }
 
 /// The shared libraries (and dynamic loader) a binary needs, from `ldd`; empty when static.
@@ -327,7 +393,19 @@ mod tests {
     fn matrix_has_every_shape() {
         let all = workload_configs();
         let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
-        for n in ["bare", "bare-2", "mnt", "+net", "+user", "+time", "all-net", "all", "all+cg", "all+cg+seccomp", "rootless"] {
+        for n in [
+            "bare",
+            "bare-2",
+            "mnt",
+            "+net",
+            "+user",
+            "+time",
+            "all-net",
+            "all",
+            "all+cg",
+            "all+cg+seccomp",
+            "rootless",
+        ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
         assert_eq!(all.iter().filter(|c| c.name.starts_with('+')).count(), 7);
@@ -348,7 +426,11 @@ mod tests {
         let user = select(&all, &["+user".into()]).unwrap().remove(0);
         let s = workload_spec(&user, Path::new("/r"), &args).unwrap();
         assert_eq!(s["linux"]["uidMappings"][0]["hostID"], MAP_HOST_ID);
-        assert!(s["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/proc" && m["type"] == "none"));
+        assert!(s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/proc" && m["type"] == "none"));
         let cg = select(&all, &["all+cg".into()]).unwrap().remove(0);
         let s = workload_spec(&cg, Path::new("/r"), &args).unwrap();
         assert_eq!(s["linux"]["resources"]["pids"]["limit"], 4096);

@@ -44,7 +44,10 @@ pub const ROOTFS_DIR: &str = "{rootfs}";
 
 /// The ladder: bare, sanity, the minimal container, all eight, + cgroup limits, + seccomp, rootless.
 fn ladder() -> Vec<String> {
-    ["bare", "bare-2", "mnt", "all", "all+cg", "all+cg+seccomp", "rootless"].iter().map(|s| s.to_string()).collect()
+    ["bare", "bare-2", "mnt", "all", "all+cg", "all+cg+seccomp", "rootless"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn every() -> Vec<String> {
@@ -80,7 +83,13 @@ struct Sizes {
 
 fn benches(z: &Sizes, full: bool, budget: f64) -> Vec<BenchSpec> {
     let matrix = |quick: Vec<String>| if full { every() } else { quick };
-    let b = |id: &str, workload: &str, args: Vec<String>, bare: Vec<String>, configs: Vec<String>, share: f64, d: &str| BenchSpec {
+    let b = |id: &str,
+             workload: &str,
+             args: Vec<String>,
+             bare: Vec<String>,
+             configs: Vec<String>,
+             share: f64,
+             d: &str| BenchSpec {
         id: id.into(),
         workload: workload.into(),
         args,
@@ -91,10 +100,42 @@ fn benches(z: &Sizes, full: bool, budget: f64) -> Vec<BenchSpec> {
     };
     let n = |x: u64| x.to_string();
     vec![
-        b("primes", "primes", s(&["--limit", &n(z.primes)]), s(&["--limit", &n(z.primes)]), every(), 3.0, "compute-bound prime counting (Anjali et al., VEE'20)"),
-        b("syscall", "syscall", s(&["--iterations", &n(z.syscall)]), s(&["--iterations", &n(z.syscall)]), matrix(with(ladder(), &["+user", "+pid"])), 1.0, "getppid loop"),
-        b("fork-exec", "fork-exec", s(&["--iterations", &n(z.fork)]), s(&["--iterations", &n(z.fork)]), matrix(with(ladder(), &["+pid"])), 1.0, "fork + exec + exit + wait"),
-        b("mmap", "mmap", s(&["--total-mib", &n(z.mmap_mib)]), s(&["--total-mib", &n(z.mmap_mib)]), matrix(ladder()), 1.0, "mmap + touch + munmap per chunk size"),
+        b(
+            "primes",
+            "primes",
+            s(&["--limit", &n(z.primes)]),
+            s(&["--limit", &n(z.primes)]),
+            every(),
+            3.0,
+            "compute-bound prime counting (Anjali et al., VEE'20)",
+        ),
+        b(
+            "syscall",
+            "syscall",
+            s(&["--iterations", &n(z.syscall)]),
+            s(&["--iterations", &n(z.syscall)]),
+            matrix(with(ladder(), &["+user", "+pid"])),
+            1.0,
+            "getppid loop",
+        ),
+        b(
+            "fork-exec",
+            "fork-exec",
+            s(&["--iterations", &n(z.fork)]),
+            s(&["--iterations", &n(z.fork)]),
+            matrix(with(ladder(), &["+pid"])),
+            1.0,
+            "fork + exec + exit + wait",
+        ),
+        b(
+            "mmap",
+            "mmap",
+            s(&["--total-mib", &n(z.mmap_mib)]),
+            s(&["--total-mib", &n(z.mmap_mib)]),
+            matrix(ladder()),
+            1.0,
+            "mmap + touch + munmap per chunk size",
+        ),
         b(
             "fileio-rootfs",
             "fileio",

@@ -249,7 +249,13 @@ impl WorkloadOutput {
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         for m in &self.metrics {
-            s.push_str(&format!("{:<10} {:<24} {:>14} {}\n", self.workload, m.name, fmt_value(m.value), m.unit));
+            s.push_str(&format!(
+                "{:<10} {:<24} {:>14} {}\n",
+                self.workload,
+                m.name,
+                fmt_value(m.value),
+                m.unit
+            ));
         }
         s
     }
@@ -276,9 +282,10 @@ impl BenchResults {
 
     /// Reads and checks a results file (schema field and structure).
     pub fn load(path: &Path) -> Result<Self, BenchError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io { what: format!("reading {}", path.display()), source })?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| BenchError::BadResults { path: path.display().to_string(), why: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| BenchError::Io { what: format!("reading {}", path.display()), source })?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| BenchError::BadResults { path: path.display().to_string(), why: e.to_string() })?;
         let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
         if schema != SCHEMA {
             return Err(BenchError::BadResults {
@@ -286,7 +293,8 @@ impl BenchResults {
                 why: format!("schema is {schema:?}, this karton reads {SCHEMA:?}"),
             });
         }
-        serde_json::from_value(v).map_err(|e| BenchError::BadResults { path: path.display().to_string(), why: e.to_string() })
+        serde_json::from_value(v)
+            .map_err(|e| BenchError::BadResults { path: path.display().to_string(), why: e.to_string() })
     }
 
     /// Writes compact JSON atomically (temp file in the same directory, fsync, rename): a
@@ -379,7 +387,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
     f.write_all(bytes).map_err(|e| io("writing", e))?;
     f.sync_all().map_err(|e| io("syncing", e))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|source| BenchError::Io { what: format!("renaming to {}", path.display()), source })
+    std::fs::rename(&tmp, path)
+        .map_err(|source| BenchError::Io { what: format!("renaming to {}", path.display()), source })
 }
 
 /// RFC 3339 UTC time of `t`.

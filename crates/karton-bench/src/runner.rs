@@ -87,7 +87,8 @@ struct Runner {
 /// Runs the profile; returns the results and the path of the JSON file.
 pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBuf), BenchError> {
     let started = SystemTime::now();
-    std::fs::create_dir_all(&opts.out_dir).map_err(BenchError::io(format!("creating {}", opts.out_dir.display())))?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(BenchError::io(format!("creating {}", opts.out_dir.display())))?;
     let (work, remove_work) = match &opts.workdir {
         Some(w) => (w.clone(), false),
         None => (std::env::temp_dir().join(format!("karton-bench-{}", std::process::id())), true),
@@ -130,7 +131,11 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
             "Workload figures are measured inside the workload process (container setup is not in them); lifecycle rows time the whole `RUNTIME run` of /bin/true from outside.".into(),
         ],
     };
-    let pb = if opts.progress { ProgressBar::new(0) } else { ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden()) };
+    let pb = if opts.progress {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden())
+    };
     pb.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:28}] {pos}/{len} runs, ETA {eta}  {msg}")
             .map_err(|e| BenchError::Setup(e.to_string()))?
@@ -182,10 +187,14 @@ impl Runner {
 
     fn run_all(&mut self) -> Result<(), BenchError> {
         let all = matrix::workload_configs();
-        let benches: Vec<BenchSpec> = self.opts.profile.benches.iter().filter(|b| self.wanted(&b.id)).cloned().collect();
+        let benches: Vec<BenchSpec> =
+            self.opts.profile.benches.iter().filter(|b| self.wanted(&b.id)).cloned().collect();
         for b in &self.opts.only_benches {
             if !bench_names(&self.opts.profile).contains(b) {
-                return Err(BenchError::UnknownWorkload { name: b.clone(), valid: bench_names(&self.opts.profile).join(", ") });
+                return Err(BenchError::UnknownWorkload {
+                    name: b.clone(),
+                    valid: bench_names(&self.opts.profile).join(", "),
+                });
             }
         }
         matrix::select(&all, &self.opts.only_configs)?;
@@ -298,23 +307,39 @@ impl Runner {
     }
 
     fn force_delete(&self, rt: &Path, id: &str) {
-        let _ = self.cmd(rt).arg("--root").arg(&self.root).args(["delete", "--force", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .cmd(rt)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "--force", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     fn run_bench(&mut self, b: &BenchSpec, configs: &[Config]) -> Result<(), BenchError> {
         let p = self.opts.profile.clone();
         if b.workload == "sysbench" && !crate::machine::has("sysbench") {
-            self.results.notes.push(format!("{}: skipped: sysbench is not installed (apt-get install sysbench)", b.id));
+            self.results
+                .notes
+                .push(format!("{}: skipped: sysbench is not installed (apt-get install sysbench)", b.id));
             self.log(format!("{:<14} skipped: sysbench is not installed", b.id));
             let left = (p.warmups.max(1) + p.max_rounds) as u64 * configs.len() as u64;
             self.pb.set_length(self.pb.length().unwrap_or(0).saturating_sub(left));
             return Ok(());
         }
-        let ctr_args: Vec<String> = ["/karton", "workload", b.workload.as_str()].iter().map(|s| s.to_string()).chain(b.args.iter().cloned()).chain(["--json".to_string()]).collect();
+        let ctr_args: Vec<String> = ["/karton", "workload", b.workload.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(b.args.iter().cloned())
+            .chain(["--json".to_string()])
+            .collect();
         let mut skipped: HashMap<String, String> = HashMap::new();
         for c in configs.iter().filter(|c| c.kind != Kind::Bare) {
             match matrix::workload_spec(c, &self.rootfs, &ctr_args) {
-                Ok(spec) => self.write_bundle(&self.work.join("bundles").join(&b.id).join(sanitize(&c.name)), &spec)?,
+                Ok(spec) => {
+                    self.write_bundle(&self.work.join("bundles").join(&b.id).join(sanitize(&c.name)), &spec)?
+                }
                 Err(e) => {
                     skipped.insert(c.name.clone(), e.to_string());
                 }
@@ -355,7 +380,12 @@ impl Runner {
                             if !meta.iter().any(|(name, _, _)| *name == m.name) {
                                 meta.push((m.name.clone(), m.unit.clone(), m.higher_is_better));
                             }
-                            samples.entry(c.name.clone()).or_default().entry(m.name).or_default().push((rounds, m.value));
+                            samples
+                                .entry(c.name.clone())
+                                .or_default()
+                                .entry(m.name)
+                                .or_default()
+                                .push((rounds, m.value));
                         }
                     }
                     Err(why) => {
@@ -373,7 +403,11 @@ impl Runner {
                 converged = !meta.is_empty()
                     && live.iter().all(|c| {
                         meta.iter().all(|(m, _, _)| {
-                            let xs: Vec<f64> = samples.get(&c.name).and_then(|s| s.get(m)).map(|v| v.iter().map(|x| x.1).collect()).unwrap_or_default();
+                            let xs: Vec<f64> = samples
+                                .get(&c.name)
+                                .and_then(|s| s.get(m))
+                                .map(|v| v.iter().map(|x| x.1).collect())
+                                .unwrap_or_default();
                             let med = stats::median(&xs);
                             let (lo, hi) = stats::bootstrap_median_ci(&xs, 0.95, 400, self.opts.seed);
                             stats::ci_pct(med, lo, hi) <= p.target_ci_pct
@@ -389,11 +423,20 @@ impl Runner {
         let seed = self.opts.seed;
         for (metric, unit, hib) in &meta {
             let id = format!("{}/{}", b.id, metric);
-            let base: Vec<(u32, f64)> = samples.get("bare").and_then(|s| s.get(metric)).cloned().unwrap_or_default();
+            let base: Vec<(u32, f64)> =
+                samples.get("bare").and_then(|s| s.get(metric)).cloned().unwrap_or_default();
             let mut rows = Vec::new();
             for c in configs {
                 if let Some(why) = skipped.get(&c.name) {
-                    rows.push(Row { config: c.name.clone(), status: RowStatus::Skipped, reason: Some(tail(why)), samples: vec![], summary: None, ratio: None, failures: 0 });
+                    rows.push(Row {
+                        config: c.name.clone(),
+                        status: RowStatus::Skipped,
+                        reason: Some(tail(why)),
+                        samples: vec![],
+                        summary: None,
+                        ratio: None,
+                        failures: 0,
+                    });
                     continue;
                 }
                 let v = samples.get(&c.name).and_then(|s| s.get(metric)).cloned().unwrap_or_default();
@@ -402,7 +445,13 @@ impl Runner {
                 let ratio = if c.name == "bare" {
                     None
                 } else {
-                    stats::ratio_summary(&stats::paired_ratios(&v, &base, *hib), "bare", 0.95, p.resamples, s2)
+                    stats::ratio_summary(
+                        &stats::paired_ratios(&v, &base, *hib),
+                        "bare",
+                        0.95,
+                        p.resamples,
+                        s2,
+                    )
                 };
                 rows.push(Row {
                     config: c.name.clone(),
@@ -443,14 +492,19 @@ impl Runner {
             } else {
                 "CI target not reached: stopped at the round cap or time budget"
             },
-            if skipped.is_empty() { String::new() } else { format!(", skipped: {}", skipped.keys().cloned().collect::<Vec<_>>().join(" ")) }
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", skipped: {}", skipped.keys().cloned().collect::<Vec<_>>().join(" "))
+            }
         ));
         Ok(())
     }
 
     fn run_ns_create(&mut self) -> Result<(), BenchError> {
         let p = self.opts.profile.clone();
-        let cells: Vec<(String, u32)> = p.ns_types.iter().flat_map(|t| p.ns_workers.iter().map(move |w| (t.clone(), *w))).collect();
+        let cells: Vec<(String, u32)> =
+            p.ns_types.iter().flat_map(|t| p.ns_workers.iter().map(move |w| (t.clone(), *w))).collect();
         let mut un: HashMap<usize, Vec<f64>> = HashMap::new();
         let mut cy: HashMap<usize, Vec<f64>> = HashMap::new();
         let mut tp: HashMap<usize, Vec<f64>> = HashMap::new();
@@ -469,7 +523,17 @@ impl Runner {
                 let (t, w) = &cells[i];
                 let out = self
                     .cmd(&self.exe)
-                    .args(["workload", "ns-create", "--ns", t, "--workers", &w.to_string(), "--iterations", &p.ns_iterations.to_string(), "--json"])
+                    .args([
+                        "workload",
+                        "ns-create",
+                        "--ns",
+                        t,
+                        "--workers",
+                        &w.to_string(),
+                        "--iterations",
+                        &p.ns_iterations.to_string(),
+                        "--json",
+                    ])
                     .output()
                     .map_err(|e| e.to_string())
                     .and_then(|o| parse_output(&o));
@@ -493,13 +557,18 @@ impl Runner {
         }
         let seed = self.opts.seed;
         for (i, (t, w)) in cells.iter().enumerate() {
-            let sum = |v: Option<&Vec<f64>>| v.and_then(|x| stats::summarize(x, 0.95, p.resamples, seed ^ i as u64));
+            let sum = |v: Option<&Vec<f64>>| {
+                v.and_then(|x| stats::summarize(x, 0.95, p.resamples, seed ^ i as u64))
+            };
             let ok = un.get(&i).is_some_and(|v| !v.is_empty());
             self.results.ns_create.push(NsCreateCell {
                 ns: t.clone(),
                 workers: *w,
                 status: if ok { RowStatus::Ok } else { RowStatus::Skipped },
-                reason: skipped.get(&i).map(|s| tail(s)).or_else(|| (!ok).then(|| "interrupted before it ran".into())),
+                reason: skipped
+                    .get(&i)
+                    .map(|s| tail(s))
+                    .or_else(|| (!ok).then(|| "interrupted before it ran".into())),
                 unshare_us: sum(un.get(&i)),
                 cycle_us: sum(cy.get(&i)),
                 throughput: sum(tp.get(&i)),
@@ -545,7 +614,10 @@ impl Runner {
         let live: Vec<&Config> = configs.iter().filter(|c| !skipped.contains_key(&c.name)).collect();
         let start = Instant::now();
         let mut rounds = 0;
-        while rounds < p.lifecycle_rounds && !self.stopped() && start.elapsed().as_secs_f64() < p.lifecycle_budget_s {
+        while rounds < p.lifecycle_rounds
+            && !self.stopped()
+            && start.elapsed().as_secs_f64() < p.lifecycle_budget_s
+        {
             self.pb.set_message(format!("lifecycle round {}", rounds + 1));
             for k in 0..live.len() {
                 if self.stopped() {
@@ -568,7 +640,15 @@ impl Runner {
         let mut all_conv = true;
         for c in &configs {
             if let Some(why) = skipped.get(&c.name) {
-                rows.push(Row { config: c.name.clone(), status: RowStatus::Skipped, reason: Some(tail(why)), samples: vec![], summary: None, ratio: None, failures: 0 });
+                rows.push(Row {
+                    config: c.name.clone(),
+                    status: RowStatus::Skipped,
+                    reason: Some(tail(why)),
+                    samples: vec![],
+                    summary: None,
+                    ratio: None,
+                    failures: 0,
+                });
                 continue;
             }
             let v = samples.get(&c.name).cloned().unwrap_or_default();
@@ -581,7 +661,17 @@ impl Runner {
                 reason: None,
                 samples: v.iter().map(|(round, value)| Sample { round: *round, value: *value }).collect(),
                 summary: s,
-                ratio: (c.name != baseline).then(|| stats::ratio_summary(&stats::paired_ratios(&v, &base, false), baseline, 0.95, p.resamples, self.opts.seed)).flatten(),
+                ratio: (c.name != baseline)
+                    .then(|| {
+                        stats::ratio_summary(
+                            &stats::paired_ratios(&v, &base, false),
+                            baseline,
+                            0.95,
+                            p.resamples,
+                            self.opts.seed,
+                        )
+                    })
+                    .flatten(),
                 failures: failures.get(&c.name).copied().unwrap_or(0),
             });
         }
@@ -591,7 +681,9 @@ impl Runner {
             metric: "run".into(),
             unit: "ms".into(),
             higher_is_better: false,
-            description: "create → start → /bin/true exits → delete: wall time of `RUNTIME --root R run --bundle B ID`".into(),
+            description:
+                "create → start → /bin/true exits → delete: wall time of `RUNTIME --root R run --bundle B ID`"
+                    .into(),
             args: vec!["/bin/true".into()],
             baseline: Some(baseline.into()),
             rounds,
@@ -604,7 +696,14 @@ impl Runner {
     /// The separate instrumented pass (karton-probe), when BPF works here.
     fn run_instrumented(&mut self) -> Result<(), BenchError> {
         self.pb.set_message("instrumented pass (karton-probe)");
-        let iterations = self.opts.profile.benches.iter().find(|b| b.id == "syscall").and_then(|b| b.args.get(1).cloned()).unwrap_or_else(|| "300000".into());
+        let iterations = self
+            .opts
+            .profile
+            .benches
+            .iter()
+            .find(|b| b.id == "syscall")
+            .and_then(|b| b.args.get(1).cloned())
+            .unwrap_or_else(|| "300000".into());
         let args = vec!["--iterations".to_string(), iterations];
         let spec = BenchSpec {
             id: "instrumented".into(),
@@ -616,8 +715,14 @@ impl Runner {
             description: String::new(),
         };
         let all = matrix::workload_configs();
-        let configs = matrix::select(&all, &["bare".into(), "mnt".into(), "all".into(), "all+cg+seccomp".into()])?;
-        let ctr_args: Vec<String> = ["/karton", "workload", "syscall"].iter().map(|s| s.to_string()).chain(args.iter().cloned()).chain(["--json".to_string()]).collect();
+        let configs =
+            matrix::select(&all, &["bare".into(), "mnt".into(), "all".into(), "all+cg+seccomp".into()])?;
+        let ctr_args: Vec<String> = ["/karton", "workload", "syscall"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(args.iter().cloned())
+            .chain(["--json".to_string()])
+            .collect();
         let mut ins = Instrumented {
             workload: "syscall".into(),
             args: args.clone(),
@@ -635,7 +740,8 @@ impl Runner {
             }
             let bundle = self.work.join("bundles/instrumented").join(sanitize(&c.name));
             let argv: Vec<std::ffi::OsString> = if c.kind == Kind::Bare {
-                let mut v: Vec<std::ffi::OsString> = vec![self.exe.clone().into(), "workload".into(), "syscall".into()];
+                let mut v: Vec<std::ffi::OsString> =
+                    vec![self.exe.clone().into(), "workload".into(), "syscall".into()];
                 v.extend(args.iter().map(Into::into));
                 v.push("--json".into());
                 v
@@ -647,10 +753,21 @@ impl Runner {
                         continue;
                     }
                 }
-                vec![self.exe.clone().into(), "--root".into(), self.root.clone().into(), "run".into(), "--bundle".into(), bundle.clone().into(), self.next_id().into()]
+                vec![
+                    self.exe.clone().into(),
+                    "--root".into(),
+                    self.root.clone().into(),
+                    "run".into(),
+                    "--bundle".into(),
+                    bundle.clone().into(),
+                    self.next_id().into(),
+                ]
             };
             // Without the probe: the median of three runs.
-            let without: Vec<f64> = (0..3).filter_map(|_| self.measure(&spec, c).ok()).filter_map(|o| o.metrics.first().map(|m| m.value)).collect();
+            let without: Vec<f64> = (0..3)
+                .filter_map(|_| self.measure(&spec, c).ok())
+                .filter_map(|o| o.metrics.first().map(|m| m.value))
+                .collect();
             let out_file = self.work.join(format!("instrumented-{}.out", sanitize(&c.name)));
             match crate::instrumented::run_probed(&argv, &out_file, &c.name) {
                 Ok((run, w, instruments)) => {
@@ -658,7 +775,13 @@ impl Runner {
                         ins.instruments = instruments;
                     }
                     if let (Some(m), false) = (w.metrics.first(), without.is_empty()) {
-                        ins.overhead.push(ProbeOverhead { config: c.name.clone(), metric: m.name.clone(), unit: m.unit.clone(), without_probe: stats::median(&without), with_probe: m.value });
+                        ins.overhead.push(ProbeOverhead {
+                            config: c.name.clone(),
+                            metric: m.name.clone(),
+                            unit: m.unit.clone(),
+                            without_probe: stats::median(&without),
+                            with_probe: m.value,
+                        });
                     }
                     ins.runs.push(run);
                 }
@@ -718,7 +841,13 @@ impl Runner {
                 _ => self.exe.clone(),
             };
             if c.kind != Kind::Crun {
-                let _ = Command::new(&rt).arg("--root").arg(&root).args(["delete", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                let _ = Command::new(&rt)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", &id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
             }
             Err(format!("{} exited with {}: {}", c.name, o.status, String::from_utf8_lossy(&o.stderr).trim()))
         }
@@ -727,10 +856,21 @@ impl Runner {
     fn cleanup(&self) {
         // Anything left under our state directories (a failed run) is force-deleted.
         let Ok(rd) = std::fs::read_dir(&self.work) else { return };
-        for dir in rd.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state"))) {
+        for dir in rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state")))
+        {
             let rt = if dir.ends_with("state-runc") { PathBuf::from("runc") } else { self.exe.clone() };
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
-                let _ = Command::new(&rt).arg("--root").arg(&dir).args(["delete", "--force"]).arg(e.file_name()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                let _ = Command::new(&rt)
+                    .arg("--root")
+                    .arg(&dir)
+                    .args(["delete", "--force"])
+                    .arg(e.file_name())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         if self.remove_work {
@@ -745,8 +885,13 @@ fn parse_output(o: &Output) -> Result<WorkloadOutput, String> {
         return Err(format!("exited with {}: {}", o.status, err.trim()));
     }
     let out = String::from_utf8_lossy(&o.stdout);
-    let line = out.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| format!("no JSON line in the output: {}", out.trim()))?;
-    let w: WorkloadOutput = serde_json::from_str(line).map_err(|e| format!("bad workload output {line:?}: {e}"))?;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| format!("no JSON line in the output: {}", out.trim()))?;
+    let w: WorkloadOutput =
+        serde_json::from_str(line).map_err(|e| format!("bad workload output {line:?}: {e}"))?;
     if w.metrics.is_empty() {
         return Err("workload printed no figures".into());
     }
@@ -755,7 +900,9 @@ fn parse_output(o: &Output) -> Result<WorkloadOutput, String> {
 
 /// /proc/loadavg: other work on the machine widens every CI.
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn sanitize(s: &str) -> String {

@@ -54,7 +54,9 @@ fn check(root: &Value, s: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
         });
         if !fits {
             // Report the violations against the last non-null alternative: the useful one.
-            if let Some(alt) = alts.iter().rev().find(|a| a.get("type") != Some(&Value::String("null".into()))) {
+            if let Some(alt) =
+                alts.iter().rev().find(|a| a.get("type") != Some(&Value::String("null".into())))
+            {
                 check(root, alt, v, at, errs);
             } else {
                 errs.push(format!("{at}: matches no alternative"));

@@ -158,12 +158,24 @@ pub fn paired_ratios(values: &[(u32, f64)], baseline: &[(u32, f64)], higher_is_b
 }
 
 /// Median ratio with its bootstrap CI.
-pub fn ratio_summary(ratios: &[f64], baseline: &str, confidence: f64, resamples: u32, seed: u64) -> Option<Ratio> {
+pub fn ratio_summary(
+    ratios: &[f64],
+    baseline: &str,
+    confidence: f64,
+    resamples: u32,
+    seed: u64,
+) -> Option<Ratio> {
     if ratios.is_empty() {
         return None;
     }
     let (lo, hi) = bootstrap_median_ci(ratios, confidence, resamples, seed);
-    Some(Ratio { baseline: baseline.to_string(), pairs: ratios.len() as u32, median: median(ratios), ci_low: lo, ci_high: hi })
+    Some(Ratio {
+        baseline: baseline.to_string(),
+        pairs: ratios.len() as u32,
+        median: median(ratios),
+        ci_low: lo,
+        ci_high: hi,
+    })
 }
 
 /// Two-sided Mann-Whitney U test, normal approximation with tie and continuity
@@ -213,13 +225,16 @@ pub fn normal_sf(z: f64) -> f64 {
 pub fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 {
         r
     } else {

@@ -81,11 +81,18 @@ pub fn run(name: &str, p: &Params) -> Result<WorkloadOutput, BenchError> {
         "syscall" => syscall(p.iterations.unwrap_or(2_000_000)),
         "fork-exec" => fork_exec(p.iterations.unwrap_or(200))?,
         "mmap" => mmap(p.total_mib.unwrap_or(1024))?,
-        "fileio" => fileio(p.dir.as_deref().unwrap_or(Path::new("/tmp")), p.total_mib.unwrap_or(256), p.iterations.unwrap_or(4096))?,
+        "fileio" => fileio(
+            p.dir.as_deref().unwrap_or(Path::new("/tmp")),
+            p.total_mib.unwrap_or(256),
+            p.iterations.unwrap_or(4096),
+        )?,
         "tcp" => tcp(p.iterations.unwrap_or(20_000), p.total_mib.unwrap_or(1024))?,
         "ipc" => ipc(p.iterations.unwrap_or(20_000))?,
         "ns-create" => {
-            let ns = p.ns.as_deref().ok_or_else(|| wl("ns-create", format!("--ns TYPE is required: one of {}", ns_names())))?;
+            let ns = p
+                .ns
+                .as_deref()
+                .ok_or_else(|| wl("ns-create", format!("--ns TYPE is required: one of {}", ns_names())))?;
             ns_create(ns, p.workers.unwrap_or(1), p.iterations.unwrap_or(50))?
         }
         "sysbench" => sysbench(p.iterations.unwrap_or(2000), p.total_mib.unwrap_or(1024))?,
@@ -133,7 +140,9 @@ pub fn count_primes(limit: u64) -> u64 {
 /// count the time other processes held the CPU.
 fn thread_cpu_ns() -> f64 {
     use nix::time::{clock_gettime, ClockId};
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map(|t| t.tv_sec() as f64 * 1e9 + t.tv_nsec() as f64).unwrap_or(f64::NAN)
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as f64 * 1e9 + t.tv_nsec() as f64)
+        .unwrap_or(f64::NAN)
 }
 
 fn primes(limit: u64) -> Vec<Metric> {
@@ -158,8 +167,10 @@ fn syscall(n: u64) -> Vec<Metric> {
 }
 
 fn fork_exec(n: u64) -> Result<Vec<Metric>, BenchError> {
-    let exe = std::env::current_exe().map_err(BenchError::io("finding the karton executable (/proc/self/exe)"))?;
-    let cexe = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|e| wl("fork-exec", e.to_string()))?;
+    let exe =
+        std::env::current_exe().map_err(BenchError::io("finding the karton executable (/proc/self/exe)"))?;
+    let cexe = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|e| wl("fork-exec", e.to_string()))?;
     let args = [cexe.clone(), c"workload".to_owned(), c"nop".to_owned()];
     let t = Instant::now();
     for _ in 0..n {
@@ -170,7 +181,9 @@ fn fork_exec(n: u64) -> Result<Vec<Metric>, BenchError> {
             }
             Some(pid) => match waitpid(Pid::from_raw(pid), None) {
                 Ok(WaitStatus::Exited(_, 0)) => {}
-                other => return Err(wl("fork-exec", format!("child {} ended with {other:?}", exe.display()))),
+                other => {
+                    return Err(wl("fork-exec", format!("child {} ended with {other:?}", exe.display())))
+                }
             },
         }
     }
@@ -178,7 +191,8 @@ fn fork_exec(n: u64) -> Result<Vec<Metric>, BenchError> {
 }
 
 /// Chunk sizes of the mmap workload.
-pub const MMAP_CHUNKS: &[(usize, &str)] = &[(4 << 10, "4k"), (16 << 10, "16k"), (64 << 10, "64k"), (256 << 10, "256k"), (1 << 20, "1m")];
+pub const MMAP_CHUNKS: &[(usize, &str)] =
+    &[(4 << 10, "4k"), (16 << 10, "16k"), (64 << 10, "64k"), (256 << 10, "256k"), (1 << 20, "1m")];
 
 fn mmap(total_mib: u64) -> Result<Vec<Metric>, BenchError> {
     // The total is split evenly across the chunk sizes.
@@ -188,7 +202,8 @@ fn mmap(total_mib: u64) -> Result<Vec<Metric>, BenchError> {
         let maps = (total / chunk).max(1);
         let t = Instant::now();
         for _ in 0..maps {
-            let mut m = memmap2::MmapMut::map_anon(*chunk).map_err(BenchError::io(format!("mmap of {chunk} bytes")))?;
+            let mut m = memmap2::MmapMut::map_anon(*chunk)
+                .map_err(BenchError::io(format!("mmap of {chunk} bytes")))?;
             for off in (0..*chunk).step_by(4096) {
                 m[off] = 1;
             }
@@ -212,7 +227,13 @@ fn fileio(dir: &Path, total_mib: u64, ops: u64) -> Result<Vec<Metric>, BenchErro
             let _ = std::fs::remove_file(self.0);
         }
     }
-    let mut f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).map_err(io("creating"))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io("creating"))?;
     let _guard = Remove(&path);
     let drop_cache = |f: &File| {
         let _ = posix_fadvise(f.as_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
@@ -380,7 +401,8 @@ fn ipc(n: u64) -> Result<Vec<Metric>, BenchError> {
     let r: Result<f64, BenchError> = (|| {
         let (a_r, a_w) = nix::unistd::pipe().map_err(|e| wl("ipc", format!("pipe: {e}")))?;
         let (b_r, b_w) = nix::unistd::pipe().map_err(|e| wl("ipc", format!("pipe: {e}")))?;
-        let (mut ar, mut aw, mut br, mut bw) = (File::from(a_r), File::from(a_w), File::from(b_r), File::from(b_w));
+        let (mut ar, mut aw, mut br, mut bw) =
+            (File::from(a_r), File::from(a_w), File::from(b_r), File::from(b_w));
         let mut m = [1u8; 64];
         pingpong(
             n,
@@ -519,7 +541,9 @@ fn ns_create(ns: &str, workers: u32, iterations: u64) -> Result<Vec<Metric>, Ben
         .iter()
         .find(|(n, _)| *n == ns || (ns == "mnt" && *n == "mount") || (ns == "net" && *n == "network"))
         .map(|(_, f)| *f)
-        .ok_or_else(|| wl("ns-create", format!("unknown namespace type {ns:?}: valid types are {}", ns_names())))?;
+        .ok_or_else(|| {
+            wl("ns-create", format!("unknown namespace type {ns:?}: valid types are {}", ns_names()))
+        })?;
     let workers = workers.max(1);
     let sys = |e: nix::errno::Errno| wl("ns-create", format!("pipe: {e}"));
     let (rec_r, rec_w) = nix::unistd::pipe().map_err(sys)?;
@@ -554,7 +578,10 @@ fn ns_create(ns: &str, workers: u32, iterations: u64) -> Result<Vec<Metric>, Ben
             REC_UNSHARE => unshare.push(val as f64 / 1e3),
             REC_CYCLE => cycle.push(val as f64 / 1e3),
             REC_ERROR => {
-                return Err(wl("ns-create", format!("unshare({ns}): {}", nix::errno::Errno::from_raw(val as i32).desc())));
+                return Err(wl(
+                    "ns-create",
+                    format!("unshare({ns}): {}", nix::errno::Errno::from_raw(val as i32).desc()),
+                ));
             }
             _ => {}
         }
@@ -564,8 +591,20 @@ fn ns_create(ns: &str, workers: u32, iterations: u64) -> Result<Vec<Metric>, Ben
     }
     let ops = unshare.len() as f64;
     Ok(vec![
-        Metric { name: "unshare".into(), unit: "us".into(), value: stats::median(&unshare), higher_is_better: false, samples: unshare },
-        Metric { name: "cycle".into(), unit: "us".into(), value: stats::median(&cycle), higher_is_better: false, samples: cycle },
+        Metric {
+            name: "unshare".into(),
+            unit: "us".into(),
+            value: stats::median(&unshare),
+            higher_is_better: false,
+            samples: unshare,
+        },
+        Metric {
+            name: "cycle".into(),
+            unit: "us".into(),
+            value: stats::median(&cycle),
+            higher_is_better: false,
+            samples: cycle,
+        },
         metric("throughput", "ns/s", ops / wall.as_secs_f64().max(1e-9), true),
     ])
 }
@@ -611,10 +650,25 @@ fn worker(flag: u64, iterations: u64, go: &OwnedFd, rec: &OwnedFd) -> ! {
 /// Runs `sysbench ARGS` and returns its standard output.
 fn sysbench_run(args: &[String]) -> Result<String, BenchError> {
     let o = std::process::Command::new("sysbench").args(args).output().map_err(|e| {
-        wl("sysbench", if e.kind() == ErrorKind::NotFound { "sysbench is not installed (apt-get install sysbench)".to_string() } else { e.to_string() })
+        wl(
+            "sysbench",
+            if e.kind() == ErrorKind::NotFound {
+                "sysbench is not installed (apt-get install sysbench)".to_string()
+            } else {
+                e.to_string()
+            },
+        )
     })?;
     if !o.status.success() {
-        return Err(wl("sysbench", format!("sysbench {} exited with {}: {}", args.join(" "), o.status, String::from_utf8_lossy(&o.stderr).trim())));
+        return Err(wl(
+            "sysbench",
+            format!(
+                "sysbench {} exited with {}: {}",
+                args.join(" "),
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        ));
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -628,10 +682,26 @@ fn sysbench_field(out: &str, key: &str) -> Option<f64> {
 
 fn sysbench(events: u64, mem_mib: u64) -> Result<Vec<Metric>, BenchError> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let bad = |what: &str, out: &str| wl("sysbench", format!("no {what:?} in the output of sysbench: {}", out.trim()));
-    let cpu = sysbench_run(&[s(&["cpu", "--cpu-max-prime=10000", "--threads=1", "--time=0"]), vec![format!("--events={}", events.max(1))], s(&["run"])].concat())?;
+    let bad = |what: &str, out: &str| {
+        wl("sysbench", format!("no {what:?} in the output of sysbench: {}", out.trim()))
+    };
+    let cpu = sysbench_run(
+        &[
+            s(&["cpu", "--cpu-max-prime=10000", "--threads=1", "--time=0"]),
+            vec![format!("--events={}", events.max(1))],
+            s(&["run"]),
+        ]
+        .concat(),
+    )?;
     let eps = sysbench_field(&cpu, "events per second").ok_or_else(|| bad("events per second", &cpu))?;
-    let mem = sysbench_run(&[s(&["memory", "--threads=1", "--time=0"]), vec![format!("--memory-total-size={}M", mem_mib.max(1))], s(&["run"])].concat())?;
+    let mem = sysbench_run(
+        &[
+            s(&["memory", "--threads=1", "--time=0"]),
+            vec![format!("--memory-total-size={}M", mem_mib.max(1))],
+            s(&["run"]),
+        ]
+        .concat(),
+    )?;
     let mibs = mem
         .lines()
         .find(|l| l.contains("MiB transferred ("))
@@ -639,9 +709,20 @@ fn sysbench(events: u64, mem_mib: u64) -> Result<Vec<Metric>, BenchError> {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|v| v.parse::<f64>().ok())
         .ok_or_else(|| bad("MiB transferred", &mem))?;
-    let thr = sysbench_run(&[s(&["threads", "--threads=2", "--time=0"]), vec![format!("--events={}", (events / 10).max(1))], s(&["run"])].concat())?;
+    let thr = sysbench_run(
+        &[
+            s(&["threads", "--threads=2", "--time=0"]),
+            vec![format!("--events={}", (events / 10).max(1))],
+            s(&["run"]),
+        ]
+        .concat(),
+    )?;
     let secs = sysbench_field(&thr, "total time").ok_or_else(|| bad("total time", &thr))?;
-    Ok(vec![metric("cpu", "events/s", eps, true), metric("memory", "MiB/s", mibs, true), metric("threads", "ms", secs * 1e3, false)])
+    Ok(vec![
+        metric("cpu", "events/s", eps, true),
+        metric("memory", "MiB/s", mibs, true),
+        metric("threads", "ms", secs * 1e3, false),
+    ])
 }
 
 /// Plausibility window for a figure (used by tests and by the runner's sanity checks).
@@ -686,13 +767,23 @@ mod tests {
         assert_eq!(o.metrics.len(), MMAP_CHUNKS.len());
         assert!(o.metrics.iter().all(plausible));
         let d = tempfile::tempdir().unwrap();
-        let o = run("fileio", &Params { dir: Some(d.path().into()), total_mib: Some(4), iterations: Some(64), ..Default::default() }).unwrap();
+        let o = run(
+            "fileio",
+            &Params {
+                dir: Some(d.path().into()),
+                total_mib: Some(4),
+                iterations: Some(64),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(o.metrics.len(), 4);
         assert!(o.metrics.iter().all(plausible), "{o:?}");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "fileio left its file behind");
         let o = run("ipc", &Params { iterations: Some(500), ..Default::default() }).unwrap();
         assert!(o.metrics.len() >= 2 && o.metrics.iter().all(plausible), "{o:?}");
-        let o = run("tcp", &Params { iterations: Some(200), total_mib: Some(8), ..Default::default() }).unwrap();
+        let o =
+            run("tcp", &Params { iterations: Some(200), total_mib: Some(8), ..Default::default() }).unwrap();
         assert_eq!(o.metrics.len(), 2);
         assert!(o.metrics.iter().all(plausible), "{o:?}");
     }

@@ -6,14 +6,21 @@ use karton_bench::{compare, schema, stats};
 
 pub fn synthetic(shift: f64) -> BenchResults {
     let row = |config: &str, base: f64| {
-        let samples: Vec<Sample> = (0..12).map(|r| Sample { round: r, value: base + (r % 3) as f64 * 0.1 }).collect();
+        let samples: Vec<Sample> =
+            (0..12).map(|r| Sample { round: r, value: base + (r % 3) as f64 * 0.1 }).collect();
         let xs: Vec<f64> = samples.iter().map(|s| s.value).collect();
         Row {
             config: config.into(),
             status: RowStatus::Ok,
             reason: None,
             summary: stats::summarize(&xs, 0.95, 200, 1),
-            ratio: (config != "bare").then(|| Ratio { baseline: "bare".into(), pairs: 12, median: base / 10.0, ci_low: base / 10.0 - 0.01, ci_high: base / 10.0 + 0.01 }),
+            ratio: (config != "bare").then(|| Ratio {
+                baseline: "bare".into(),
+                pairs: 12,
+                median: base / 10.0,
+                ci_low: base / 10.0 - 0.01,
+                ci_high: base / 10.0 + 0.01,
+            }),
             samples,
             failures: 0,
         }
@@ -54,7 +61,15 @@ pub fn synthetic(shift: f64) -> BenchResults {
             rows: vec![
                 row("bare", 10.0),
                 row("all", 10.0 + shift),
-                Row { config: "all+cg+seccomp".into(), status: RowStatus::Skipped, reason: Some("seccomp: not supported".into()), samples: vec![], summary: None, ratio: None, failures: 0 },
+                Row {
+                    config: "all+cg+seccomp".into(),
+                    status: RowStatus::Skipped,
+                    reason: Some("seccomp: not supported".into()),
+                    samples: vec![],
+                    summary: None,
+                    ratio: None,
+                    failures: 0,
+                },
             ],
         }],
         ns_create: vec![NsCreateCell {

@@ -24,19 +24,42 @@ fn run_in(cfg: &str, workload_args: &[&str]) -> WorkloadOutput {
     let root = tmp.path().join("state");
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     // Unique across the tests running in parallel: the cgroup path derives from the id.
-    let id = format!("kbt-{}-{}-{}", std::process::id(), workload_args[0], N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let id = format!(
+        "kbt-{}-{}-{}",
+        std::process::id(),
+        workload_args[0],
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
     let _guard = common::Container { bin: &bin, root: &root, id: id.clone() };
-    let out = Command::new(&bin).arg("--root").arg(&root).args(["run", "--bundle"]).arg(&bundle).arg(&id).output().unwrap();
+    let out = Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{cfg} {workload_args:?}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {text:?}"));
+    let line =
+        text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {text:?}"));
     serde_json::from_str(line).unwrap()
 }
 
 fn check(o: &WorkloadOutput, names: &[&str], lo: f64, hi: f64) {
     for n in names {
-        let m = o.metrics.iter().find(|m| m.name == *n).unwrap_or_else(|| panic!("{} has no {n}: {o:?}", o.workload));
-        assert!(m.value > lo && m.value < hi, "{}/{n} = {} {} outside ({lo}, {hi})", o.workload, m.value, m.unit);
+        let m = o
+            .metrics
+            .iter()
+            .find(|m| m.name == *n)
+            .unwrap_or_else(|| panic!("{} has no {n}: {o:?}", o.workload));
+        assert!(
+            m.value > lo && m.value < hi,
+            "{}/{n} = {} {} outside ({lo}, {hi})",
+            o.workload,
+            m.value,
+            m.unit
+        );
     }
 }
 
@@ -48,17 +71,47 @@ fn every_workload_runs_in_a_container_with_plausible_figures() {
     }
     for cfg in ["all", "mnt"] {
         check(&run_in(cfg, &["primes", "--limit", "50000"]), &["time", "cpu"], 0.01, 60_000.0);
-        check(&run_in(cfg, &["syscall", "--iterations", "20000"]), &["getppid", "getppid-cpu"], 5.0, 100_000.0);
+        check(
+            &run_in(cfg, &["syscall", "--iterations", "20000"]),
+            &["getppid", "getppid-cpu"],
+            5.0,
+            100_000.0,
+        );
         check(&run_in(cfg, &["fork-exec", "--iterations", "5"]), &["cycle"], 50.0, 5_000_000.0);
-        check(&run_in(cfg, &["mmap", "--total-mib", "4"]), &["4k", "16k", "64k", "256k", "1m"], 1.0, 1_000_000.0);
-        check(&run_in(cfg, &["fileio", "--dir", "/var/tmp", "--total-mib", "4", "--iterations", "32"]), &["seq-write", "seq-read", "rand-write", "rand-read"], 0.1, 1e9);
-        check(&run_in(cfg, &["fileio", "--dir", "/tmp", "--total-mib", "4", "--iterations", "32"]), &["seq-write", "seq-read"], 1.0, 1e9);
+        check(
+            &run_in(cfg, &["mmap", "--total-mib", "4"]),
+            &["4k", "16k", "64k", "256k", "1m"],
+            1.0,
+            1_000_000.0,
+        );
+        check(
+            &run_in(cfg, &["fileio", "--dir", "/var/tmp", "--total-mib", "4", "--iterations", "32"]),
+            &["seq-write", "seq-read", "rand-write", "rand-read"],
+            0.1,
+            1e9,
+        );
+        check(
+            &run_in(cfg, &["fileio", "--dir", "/tmp", "--total-mib", "4", "--iterations", "32"]),
+            &["seq-write", "seq-read"],
+            1.0,
+            1e9,
+        );
         // In "all" the network namespace's loopback starts down: the workload brings it up.
         check(&run_in(cfg, &["tcp", "--iterations", "200", "--total-mib", "8"]), &["rr", "stream"], 0.1, 1e6);
-        check(&run_in(cfg, &["ipc", "--iterations", "200"]), &["pipe", "unix", "sysv-msg", "posix-mq"], 0.1, 1e6);
+        check(
+            &run_in(cfg, &["ipc", "--iterations", "200"]),
+            &["pipe", "unix", "sysv-msg", "posix-mq"],
+            0.1,
+            1e6,
+        );
         if karton_bench::machine::has("sysbench") {
             // The rootfs gets sysbench and its libraries when the host has it.
-            check(&run_in(cfg, &["sysbench", "--iterations", "50", "--total-mib", "32"]), &["cpu", "memory", "threads"], 0.1, 1e9);
+            check(
+                &run_in(cfg, &["sysbench", "--iterations", "50", "--total-mib", "32"]),
+                &["cpu", "memory", "threads"],
+                0.1,
+                1e9,
+            );
         } else {
             eprintln!("sysbench not installed: its container check is skipped");
         }
@@ -84,7 +137,10 @@ fn namespace_creation_of_every_type_is_measured() {
     let bin = common::karton_bin().unwrap();
     for (ns, _) in karton_bench::workloads::NS_TYPES {
         for w in ["1", "2"] {
-            let out = Command::new(&bin).args(["workload", "ns-create", "--ns", ns, "--workers", w, "--iterations", "4", "--json"]).output().unwrap();
+            let out = Command::new(&bin)
+                .args(["workload", "ns-create", "--ns", ns, "--workers", w, "--iterations", "4", "--json"])
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{ns}: {}", String::from_utf8_lossy(&out.stderr));
             let o: WorkloadOutput = serde_json::from_slice(&out.stdout).unwrap();
             let un = o.metrics.iter().find(|m| m.name == "unshare").unwrap();
@@ -107,7 +163,8 @@ fn unknown_workload_and_namespace_name_the_valid_ones() {
     let out = Command::new(&bin).args(["workload", "ns-create", "--ns", "bogus"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("network"));
-    let out = Command::new(&bin).args(["bench", "--configs", "nosuch", "--only", "primes", "-q"]).output().unwrap();
+    let out =
+        Command::new(&bin).args(["bench", "--configs", "nosuch", "--only", "primes", "-q"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("all+cg") || err.contains("needs root"), "{err}");

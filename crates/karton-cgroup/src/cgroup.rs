@@ -230,7 +230,9 @@ impl Cgroup {
         }
         // The sub path one directory gets: from a bare path, or from any controller that
         // lives there (co-mounted v1 controllers share a directory, so they must agree).
-        let pick = |dir: &Path, ctrls: &mut dyn Iterator<Item = &String>| -> Result<Option<(String, String)>, Error> {
+        let pick = |dir: &Path,
+                    ctrls: &mut dyn Iterator<Item = &String>|
+         -> Result<Option<(String, String)>, Error> {
             if let Some(all) = subs.get("") {
                 return Ok(Some(all.clone()));
             }
@@ -241,7 +243,11 @@ impl Cgroup {
                         Some((s, a)) if s != sub => {
                             return Err(Error::SubCgroup {
                                 arg: arg.clone(),
-                                reason: format!("{} is one hierarchy ({}): {a:?} already puts it in {s:?}", dir.display(), c),
+                                reason: format!(
+                                    "{} is one hierarchy ({}): {a:?} already puts it in {s:?}",
+                                    dir.display(),
+                                    c
+                                ),
                             })
                         }
                         _ => chosen = Some((sub.clone(), arg.clone())),
@@ -372,7 +378,8 @@ impl Cgroup {
     /// exit while the pids are signalled, then thawed (unless it was paused and the signal
     /// is not SIGKILL: a paused container stays paused).
     pub fn kill_all(&self, sig: i32) -> Result<(), Error> {
-        let signal = Signal::try_from(sig).map_err(|_| Error::invalid("signal", sig, "not a signal number"))?;
+        let signal =
+            Signal::try_from(sig).map_err(|_| Error::invalid("signal", sig, "not a signal number"))?;
         if signal == Signal::SIGKILL {
             if let Some(d) = self.v2.as_deref().filter(|d| d.join("cgroup.kill").exists()) {
                 fsutil::write("kill --all", &d.join("cgroup.kill"), "1")?;
@@ -436,7 +443,9 @@ impl Cgroup {
             } else {
                 match fs::remove_dir(dir) {
                     Ok(()) => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)) => {}
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)) => {
+                    }
                     Err(e) => return Err(Error::io("removing cgroup", dir, e)),
                 }
             }
@@ -588,7 +597,9 @@ fn parse_sub_cgroup_args(args: &[String]) -> Result<BTreeMap<String, (String, St
                 }
                 out.insert(String::new(), (arg.clone(), arg.clone()));
             }
-            Some((_, sub)) if sub.contains(':') => return Err(bad(arg, "expected [CONTROLLER[,CONTROLLER]:]PATH")),
+            Some((_, sub)) if sub.contains(':') => {
+                return Err(bad(arg, "expected [CONTROLLER[,CONTROLLER]:]PATH"))
+            }
             Some((ctrls, sub)) => {
                 for c in ctrls.split(',') {
                     if c.is_empty() {
@@ -623,7 +634,10 @@ fn join_sub(base: &Path, sub: &str, arg: &str) -> Result<PathBuf, Error> {
     }
     match fs::symlink_metadata(&dir) {
         Ok(m) if m.is_dir() => Ok(dir),
-        _ => Err(bad(format!("{} does not exist: create the sub-cgroup first (e.g. mkdir it inside the container)", dir.display()))),
+        _ => Err(bad(format!(
+            "{} does not exist: create the sub-cgroup first (e.g. mkdir it inside the container)",
+            dir.display()
+        ))),
     }
 }
 
@@ -633,7 +647,9 @@ fn mkdir_nested(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
         match mkdir_nested_once(dir, created) {
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound && attempt < 3 => {
+                attempt += 1
+            }
             r => return r,
         }
     }
@@ -734,7 +750,11 @@ fn rmdir_retry(dir: &Path, deadline: Instant) -> Result<(), Error> {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 if Instant::now() >= deadline {
                     let pids = fsutil::read_pids(&dir.join("cgroup.procs")).unwrap_or_default();
-                    return Err(Error::Busy { path: dir.to_path_buf(), ms: start.elapsed().as_millis() as u64, pids });
+                    return Err(Error::Busy {
+                        path: dir.to_path_buf(),
+                        ms: start.elapsed().as_millis() as u64,
+                        pids,
+                    });
                 }
                 sleep(Duration::from_millis(5));
             }

@@ -201,11 +201,15 @@ pub fn apply_v2(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
     let mut log = vec![0u8; 64 * 1024];
     let license: &CStr = c"Apache-2.0";
     let prog = bpf::load_cgroup_device_prog(&insns, license, &mut log).map_err(|e| {
-        let text = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]).into_owned();
+        let text =
+            String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]).into_owned();
         if text.is_empty() {
             Error::Sys { op: "loading device program", path: dir.to_path_buf(), source: e }
         } else {
-            Error::Device { key: KEY.into(), reason: format!("the kernel refused the device program: {e}: {text}") }
+            Error::Device {
+                key: KEY.into(),
+                reason: format!("the kernel refused the device program: {e}: {text}"),
+            }
         }
     })?;
     bpf::prog_attach(cg.as_fd(), prog.as_fd(), bpf::BPF_CGROUP_DEVICE, bpf::BPF_F_ALLOW_MULTI)
@@ -213,7 +217,8 @@ pub fn apply_v2(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
     for id in old {
         // A program that vanished meanwhile is already detached.
         let Ok(fd) = bpf::prog_fd_by_id(id) else { continue };
-        bpf::prog_detach(cg.as_fd(), fd.as_fd(), bpf::BPF_CGROUP_DEVICE).map_err(sys("detaching old device program"))?;
+        bpf::prog_detach(cg.as_fd(), fd.as_fd(), bpf::BPF_CGROUP_DEVICE)
+            .map_err(sys("detaching old device program"))?;
     }
     Ok(())
 }
@@ -271,7 +276,13 @@ pub(crate) fn v1_rule(i: usize, r: &LinuxDeviceCgroup) -> Result<Option<Vec<Stri
 mod tests {
     use super::*;
 
-    fn rule(allow: bool, t: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, acc: &str) -> LinuxDeviceCgroup {
+    fn rule(
+        allow: bool,
+        t: LinuxDeviceType,
+        major: Option<i64>,
+        minor: Option<i64>,
+        acc: &str,
+    ) -> LinuxDeviceCgroup {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(allow);
         r.set_typ(Some(t));

@@ -55,7 +55,9 @@ pub enum Error {
     #[error("freezing {path} did not finish within {ms} ms (state {state:?}); the cgroup was thawed again, retry pause")]
     FreezeTimeout { path: PathBuf, ms: u64, state: String },
 
-    #[error("no freezer: neither a v1 freezer hierarchy nor cgroup2's cgroup.freeze is available for this cgroup")]
+    #[error(
+        "no freezer: neither a v1 freezer hierarchy nor cgroup2's cgroup.freeze is available for this cgroup"
+    )]
     NoFreezer,
 
     #[error("{op} ({path}): {source}")]
@@ -79,10 +81,18 @@ pub enum Error {
 /// A short hint for the common errnos of cgroup files.
 fn hint_for(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::ENOENT) => " (the file does not exist: the controller is not mounted or not enabled for this cgroup)",
-        Some(libc::EACCES) | Some(libc::EPERM) => " (permission denied: run as root, or the cgroup is delegated to someone else)",
-        Some(libc::EINVAL) => " (the kernel rejected the value: out of range, or in conflict with a related limit)",
-        Some(libc::EBUSY) => " (busy: e.g. a memory limit below current usage, or tasks/children that prevent this)",
+        Some(libc::ENOENT) => {
+            " (the file does not exist: the controller is not mounted or not enabled for this cgroup)"
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            " (permission denied: run as root, or the cgroup is delegated to someone else)"
+        }
+        Some(libc::EINVAL) => {
+            " (the kernel rejected the value: out of range, or in conflict with a related limit)"
+        }
+        Some(libc::EBUSY) => {
+            " (busy: e.g. a memory limit below current usage, or tasks/children that prevent this)"
+        }
         Some(libc::ERANGE) => " (out of range: e.g. a CPU or memory node this machine does not have)",
         Some(libc::ENODEV) => " (no such device: check major:minor against /sys/block/*/dev)",
         Some(libc::EOPNOTSUPP) => " (not supported by this kernel)",

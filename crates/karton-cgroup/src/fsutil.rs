@@ -47,7 +47,11 @@ pub(crate) fn parse_u64(path: &Path, s: &str) -> Result<u64, Error> {
     if t == "max" {
         return Ok(u64::MAX);
     }
-    t.parse::<u64>().map_err(|e| Error::Parse { path: path.to_path_buf(), content: t.to_string(), reason: e.to_string() })
+    t.parse::<u64>().map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        content: t.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 pub(crate) fn read_u64(path: &Path) -> Result<u64, Error> {

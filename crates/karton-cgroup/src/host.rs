@@ -50,8 +50,21 @@ pub struct Host {
 /// v1 controllers the kernel may have; anything else in a cgroup mount's super options is
 /// a mount option (rw, relatime, clone_children, ...), except `name=...`.
 const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio", "perf_event",
-    "hugetlb", "pids", "rdma", "misc", "debug",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+    "debug",
 ];
 
 impl Host {
@@ -66,12 +79,16 @@ impl Host {
     pub fn from_mountinfo(text: &str) -> Result<Host, Error> {
         let mut v1: BTreeMap<String, V1Mount> = BTreeMap::new();
         let mut v2: Option<V2Mount> = None;
-        let mounts = karton_sys::mountinfo::parse_from(Path::new("/proc/self/mountinfo"), text).map_err(|e| match e {
-            karton_sys::mountinfo::MountInfoError::Parse { path, text, reason, .. } => {
-                Error::Parse { path, content: text, reason: reason.to_string() }
-            }
-            karton_sys::mountinfo::MountInfoError::Read { path, source } => Error::io("reading", path, source),
-        })?;
+        let mounts = karton_sys::mountinfo::parse_from(Path::new("/proc/self/mountinfo"), text).map_err(
+            |e| match e {
+                karton_sys::mountinfo::MountInfoError::Parse { path, text, reason, .. } => {
+                    Error::Parse { path, content: text, reason: reason.to_string() }
+                }
+                karton_sys::mountinfo::MountInfoError::Read { path, source } => {
+                    Error::io("reading", path, source)
+                }
+            },
+        )?;
         for mi in mounts {
             let root = mi.root.to_string_lossy().into_owned();
             let mount_point = mi.mount_point.clone();
@@ -142,7 +159,10 @@ impl Host {
         if let Some(m) = self.v1.get(controller) {
             return Some(&m.mount_point);
         }
-        self.v2.as_ref().filter(|m| m.controllers.iter().any(|c| c == controller)).map(|m| m.mount_point.as_path())
+        self.v2
+            .as_ref()
+            .filter(|m| m.controllers.iter().any(|c| c == controller))
+            .map(|m| m.mount_point.as_path())
     }
 }
 
@@ -188,18 +208,27 @@ mod tests {
         assert_eq!(h.mount_point("cpuacct"), Some(Path::new("/sys/fs/cgroup/cpu,cpuacct")));
         let v2 = "30 23 0:27 / /nonexistent/cg rw - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(Host::from_mountinfo(v2).expect("parse").layout(), Layout::V2);
-        assert!(matches!(Host::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), Err(Error::NoCgroupFs)));
+        assert!(matches!(
+            Host::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"),
+            Err(Error::NoCgroupFs)
+        ));
     }
 
     #[test]
     fn unescapes_and_maps_dirs() {
         // A hierarchy whose mount point has a space: mountinfo shows it as \040.
-        let h = Host::from_mountinfo("32 31 0:29 /sub\\040dir /sys/fs/cgroup/mem\\040ory rw - cgroup cgroup rw,memory\n").expect("parse");
+        let h = Host::from_mountinfo(
+            "32 31 0:29 /sub\\040dir /sys/fs/cgroup/mem\\040ory rw - cgroup cgroup rw,memory\n",
+        )
+        .expect("parse");
         let m = h.v1_mount("memory").expect("memory");
         assert_eq!(m.mount_point, Path::new("/sys/fs/cgroup/mem ory"));
         assert_eq!(m.root, "/sub dir");
         // A line that is not mountinfo is an error, not skipped.
-        assert!(matches!(Host::from_mountinfo("32 31 0:29 / /x rw cgroup cgroup rw,memory\n"), Err(Error::Parse { .. })));
+        assert!(matches!(
+            Host::from_mountinfo("32 31 0:29 / /x rw cgroup cgroup rw,memory\n"),
+            Err(Error::Parse { .. })
+        ));
         assert_eq!(dir_in(Path::new("/m"), "/", "/karton/x"), PathBuf::from("/m/karton/x"));
         assert_eq!(dir_in(Path::new("/m"), "/outer", "/outer/karton/x"), PathBuf::from("/m/karton/x"));
         assert_eq!(dir_in(Path::new("/m"), "/outer", "/karton/x"), PathBuf::from("/m/karton/x"));

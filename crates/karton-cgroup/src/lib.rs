@@ -19,11 +19,11 @@ mod stats;
 
 pub use cgroup::{Cgroup, OomEvents, DEFAULT_PARENT};
 pub use error::Error;
-pub use resources::{blkio_weight_to_io, shares_to_weight};
 pub use host::{Host, Layout, V1Mount, V2Mount};
+pub use resources::{blkio_weight_to_io, shares_to_weight};
 pub use stats::{
-    BlkioEntry, BlkioStats, CpuStats, CpuUsage, CpusetStats, HugetlbStats, MemoryEntry, MemoryStats, PidsStats, Stats,
-    Throttling,
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, CpusetStats, HugetlbStats, MemoryEntry, MemoryStats,
+    PidsStats, Stats, Throttling,
 };
 
 /// The root of the cgroup filesystems on a standard host.

@@ -58,9 +58,15 @@ pub(crate) enum Op {
     /// so try forwards and, if a write is refused, backwards.
     EitherOrder(Vec<W>),
     /// v1 devices.allow / devices.deny writes, in rule order.
-    DevicesV1 { dir: PathBuf, writes: Vec<W> },
+    DevicesV1 {
+        dir: PathBuf,
+        writes: Vec<W>,
+    },
     /// A cgroup2 device program built from the rules (replaces the previous one).
-    DevicesV2 { dir: PathBuf, rules: Vec<LinuxDeviceCgroup> },
+    DevicesV2 {
+        dir: PathBuf,
+        rules: Vec<LinuxDeviceCgroup>,
+    },
 }
 
 /// What `restore` needs to undo one op.
@@ -144,7 +150,12 @@ pub(crate) fn plan(cg: &Cgroup, res: &LinuxResources, for_update: bool) -> Resul
                         devices::validate(devs)?;
                         v2_devices = Some(Op::DevicesV2 { dir: d.to_path_buf(), rules: devs.clone() });
                     }
-                    None => return Err(Error::unsupported(format!("{K}.devices"), "no devices controller and no cgroup2 mount")),
+                    None => {
+                        return Err(Error::unsupported(
+                            format!("{K}.devices"),
+                            "no devices controller and no cgroup2 mount",
+                        ))
+                    }
                 },
             }
         }
@@ -177,14 +188,20 @@ pub(crate) fn plan(cg: &Cgroup, res: &LinuxResources, for_update: bool) -> Resul
         if let Some(id) = n.class_id().filter(|c| *c != 0) {
             let key = format!("{K}.network.classID");
             let d = cg.v1_dir("net_cls").ok_or_else(|| {
-                Error::unsupported(&key, "the net_cls controller is not mounted on this host (cgroup2 has none)")
+                Error::unsupported(
+                    &key,
+                    "the net_cls controller is not mounted on this host (cgroup2 has none)",
+                )
             })?;
             ops.push(Op::One(W::new(key, d, "net_cls.classid", id)));
         }
         if let Some(prios) = n.priorities().as_ref().filter(|p| !p.is_empty()) {
             let key = format!("{K}.network.priorities");
             let d = cg.v1_dir("net_prio").ok_or_else(|| {
-                Error::unsupported(&key, "the net_prio controller is not mounted on this host (cgroup2 has none)")
+                Error::unsupported(
+                    &key,
+                    "the net_prio controller is not mounted on this host (cgroup2 has none)",
+                )
             })?;
             for p in prios {
                 ops.push(Op::One(
@@ -236,7 +253,11 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
     }
     if let (Some(l), Some(s)) = (limit, swap) {
         if l > 0 && s > 0 && s < l {
-            return Err(Error::invalid(key("swap"), s, format!("memory.swap is memory+swap and must be >= memory.limit ({l})")));
+            return Err(Error::invalid(
+                key("swap"),
+                s,
+                format!("memory.swap is memory+swap and must be >= memory.limit ({l})"),
+            ));
         }
     }
     let swappiness = m.swappiness().filter(|v| *v != u64::MAX);
@@ -267,7 +288,12 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
                 pair.push(W::new(key("limit"), d, "memory.limit_in_bytes", l));
             }
             if let Some(s) = swap {
-                need_file(d, "memory.memsw.limit_in_bytes", &key("swap"), "swap accounting is off in this kernel (boot with swapaccount=1) or remove the key")?;
+                need_file(
+                    d,
+                    "memory.memsw.limit_in_bytes",
+                    &key("swap"),
+                    "swap accounting is off in this kernel (boot with swapaccount=1) or remove the key",
+                )?;
                 pair.push(W::new(key("swap"), d, "memory.memsw.limit_in_bytes", s));
             } else if limit == Some(-1) && d.join("memory.memsw.limit_in_bytes").exists() {
                 // "No limit" must lift memory+swap too, or the old memsw keeps limiting (runc
@@ -284,11 +310,21 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
                 ops.push(Op::One(W::new(key("swappiness"), d, "memory.swappiness", s)));
             }
             if let Some(k) = kernel {
-                need_file(d, "memory.kmem.limit_in_bytes", &key("kernel"), "this kernel has no kernel-memory limit (removed in Linux 6.x for v1); remove the key")?;
+                need_file(
+                    d,
+                    "memory.kmem.limit_in_bytes",
+                    &key("kernel"),
+                    "this kernel has no kernel-memory limit (removed in Linux 6.x for v1); remove the key",
+                )?;
                 ops.push(Op::One(W::new(key("kernel"), d, "memory.kmem.limit_in_bytes", k)));
             }
             if let Some(k) = kernel_tcp {
-                need_file(d, "memory.kmem.tcp.limit_in_bytes", &key("kernelTCP"), "this kernel has no kernel TCP memory limit; remove the key")?;
+                need_file(
+                    d,
+                    "memory.kmem.tcp.limit_in_bytes",
+                    &key("kernelTCP"),
+                    "this kernel has no kernel TCP memory limit; remove the key",
+                )?;
                 ops.push(Op::One(W::new(key("kernelTCP"), d, "memory.kmem.tcp.limit_in_bytes", k)));
             }
             if let Some(b) = m.disable_oom_killer() {
@@ -298,19 +334,28 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
                 ));
             }
             if m.use_hierarchy() == Some(false) {
-                return Err(Error::unsupported(key("useHierarchy"), "this kernel always uses hierarchical accounting; remove the key or set it to true"));
+                return Err(Error::unsupported(
+                    key("useHierarchy"),
+                    "this kernel always uses hierarchical accounting; remove the key or set it to true",
+                ));
             }
         }
         At::V2(d) => {
             if swappiness.is_some() {
-                return Err(Error::unsupported(key("swappiness"), "cgroup v2 has no per-cgroup swappiness; remove the key"));
+                return Err(Error::unsupported(
+                    key("swappiness"),
+                    "cgroup v2 has no per-cgroup swappiness; remove the key",
+                ));
             }
             if kernel.is_some() || kernel_tcp.is_some() {
                 let k = if kernel.is_some() { "kernel" } else { "kernelTCP" };
                 return Err(Error::unsupported(key(k), "cgroup v2 has no separate kernel memory limit (kernel memory counts in memory.max); remove the key"));
             }
             if m.disable_oom_killer() == Some(true) {
-                return Err(Error::unsupported(key("disableOOMKiller"), "cgroup v2 cannot disable the OOM killer for a cgroup; remove the key"));
+                return Err(Error::unsupported(
+                    key("disableOOMKiller"),
+                    "cgroup v2 cannot disable the OOM killer for a cgroup; remove the key",
+                ));
             }
             if for_update && m.check_before_update() == Some(true) {
                 check_usage(d, "memory.current", limit, &key("limit"))?;
@@ -320,11 +365,20 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
                 let v = match (s, limit) {
                     (-1, _) => "max".to_string(),
                     (_, None) | (_, Some(-1)) => {
-                        return Err(Error::invalid(key("swap"), s, "a swap limit needs memory.limit on cgroup v2 (swap.max = swap - limit)"))
+                        return Err(Error::invalid(
+                            key("swap"),
+                            s,
+                            "a swap limit needs memory.limit on cgroup v2 (swap.max = swap - limit)",
+                        ))
                     }
                     (s, Some(l)) => (s - l).to_string(),
                 };
-                need_file(d, "memory.swap.max", &key("swap"), "swap accounting is off in this kernel; remove the key")?;
+                need_file(
+                    d,
+                    "memory.swap.max",
+                    &key("swap"),
+                    "swap accounting is off in this kernel; remove the key",
+                )?;
                 ops.push(Op::One(W::new(key("swap"), d, "memory.swap.max", v)));
             }
             if let Some(l) = limit {
@@ -408,7 +462,12 @@ fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error>
                 group.push(W::new(key("quota"), d, "cpu.cfs_quota_us", q));
             }
             if let Some(b) = burst {
-                need_file(d, "cpu.cfs_burst_us", &key("burst"), "this kernel has no CFS burst; remove the key")?;
+                need_file(
+                    d,
+                    "cpu.cfs_burst_us",
+                    &key("burst"),
+                    "this kernel has no CFS burst; remove the key",
+                )?;
                 group.push(W::new(key("burst"), d, "cpu.cfs_burst_us", b));
             }
             if !group.is_empty() {
@@ -419,25 +478,43 @@ fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error>
             }
             let mut rt = Vec::new();
             if let Some(p) = rt_period {
-                need_file(d, "cpu.rt_period_us", &key("realtimePeriod"), "kernel built without CONFIG_RT_GROUP_SCHED")?;
+                need_file(
+                    d,
+                    "cpu.rt_period_us",
+                    &key("realtimePeriod"),
+                    "kernel built without CONFIG_RT_GROUP_SCHED",
+                )?;
                 rt.push(W::new(key("realtimePeriod"), d, "cpu.rt_period_us", p));
             }
             if let Some(r) = rt_runtime {
-                need_file(d, "cpu.rt_runtime_us", &key("realtimeRuntime"), "kernel built without CONFIG_RT_GROUP_SCHED")?;
+                need_file(
+                    d,
+                    "cpu.rt_runtime_us",
+                    &key("realtimeRuntime"),
+                    "kernel built without CONFIG_RT_GROUP_SCHED",
+                )?;
                 rt.push(W::new(key("realtimeRuntime"), d, "cpu.rt_runtime_us", r));
             }
             if !rt.is_empty() {
                 ops.push(Op::EitherOrder(rt));
             }
             if let Some(i) = idle {
-                need_file(d, "cpu.idle", &key("idle"), "this kernel has no SCHED_IDLE cgroups; remove the key")?;
+                need_file(
+                    d,
+                    "cpu.idle",
+                    &key("idle"),
+                    "this kernel has no SCHED_IDLE cgroups; remove the key",
+                )?;
                 ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
             }
         }
         At::V2(d) => {
             if rt_runtime.is_some() || rt_period.is_some() {
                 let k = if rt_runtime.is_some() { "realtimeRuntime" } else { "realtimePeriod" };
-                return Err(Error::unsupported(key(k), "cgroup v2 has no realtime bandwidth control; remove the key"));
+                return Err(Error::unsupported(
+                    key(k),
+                    "cgroup v2 has no realtime bandwidth control; remove the key",
+                ));
             }
             if let Some(s) = shares {
                 ops.push(Op::One(W::new(key("shares"), d, "cpu.weight", shares_to_weight(s))));
@@ -462,7 +539,12 @@ fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error>
                 ops.push(Op::EitherOrder(group));
             }
             if let Some(i) = idle {
-                need_file(d, "cpu.idle", &key("idle"), "this kernel has no SCHED_IDLE cgroups; remove the key")?;
+                need_file(
+                    d,
+                    "cpu.idle",
+                    &key("idle"),
+                    "this kernel has no SCHED_IDLE cgroups; remove the key",
+                )?;
                 ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
             }
         }
@@ -473,7 +555,13 @@ fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error>
 /// A v1 realtime budget must fit in the parent's. The parents this cgroup created start
 /// with none (rt_runtime_us 0): give each, top-down, enough for the child's share
 /// (runtime/period), never touching a parent it did not create.
-fn plan_rt_ancestors(cg: &Cgroup, leaf: &Path, runtime: i64, period: Option<u64>, ops: &mut Vec<Op>) -> Result<(), Error> {
+fn plan_rt_ancestors(
+    cg: &Cgroup,
+    leaf: &Path,
+    runtime: i64,
+    period: Option<u64>,
+    ops: &mut Vec<Op>,
+) -> Result<(), Error> {
     let key = format!("{K}.cpu.realtimeRuntime");
     let child_period = match period {
         Some(p) => p,
@@ -482,12 +570,8 @@ fn plan_rt_ancestors(cg: &Cgroup, leaf: &Path, runtime: i64, period: Option<u64>
     if child_period == 0 {
         return Ok(());
     }
-    let created: Vec<&Path> = cg
-        .created()
-        .iter()
-        .map(PathBuf::as_path)
-        .filter(|d| leaf.starts_with(d) && *d != leaf)
-        .collect();
+    let created: Vec<&Path> =
+        cg.created().iter().map(PathBuf::as_path).filter(|d| leaf.starts_with(d) && *d != leaf).collect();
     for d in created {
         let pp = fsutil::read_u64(&d.join("cpu.rt_period_us"))?;
         let have = fsutil::read(&d.join("cpu.rt_runtime_us"))?.trim().parse::<i64>().unwrap_or(0);
@@ -523,9 +607,18 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Er
         At::V1(d) => {
             // CFQ's blkio.weight is gone from modern kernels; BFQ has blkio.bfq.weight.
             let wfile = if d.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
-            let wdfile = if d.join("blkio.weight_device").exists() { "blkio.weight_device" } else { "blkio.bfq.weight_device" };
+            let wdfile = if d.join("blkio.weight_device").exists() {
+                "blkio.weight_device"
+            } else {
+                "blkio.bfq.weight_device"
+            };
             if let Some(w) = weight {
-                need_file(d, wfile, &key("weight"), "no proportional-weight I/O policy (CFQ or BFQ) in this kernel")?;
+                need_file(
+                    d,
+                    wfile,
+                    &key("weight"),
+                    "no proportional-weight I/O policy (CFQ or BFQ) in this kernel",
+                )?;
                 ops.push(Op::One(W::new(key("weight"), d, wfile, w)));
             }
             if let Some(w) = leaf {
@@ -537,13 +630,21 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Er
                 if let Some(w) = wd.weight() {
                     let k = format!("{}[{i}].weight", key("weightDevice"));
                     need_file(d, wdfile, &k, "no proportional-weight I/O policy in this kernel")?;
-                    ops.push(Op::One(W::new(k, d, wdfile, format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0"))));
+                    ops.push(Op::One(
+                        W::new(k, d, wdfile, format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0")),
+                    ));
                 }
                 if let Some(w) = wd.leaf_weight() {
                     let k = format!("{}[{i}].leafWeight", key("weightDevice"));
-                    need_file(d, "blkio.leaf_weight_device", &k, "leaf weights existed only with CFQ; remove the key")?;
+                    need_file(
+                        d,
+                        "blkio.leaf_weight_device",
+                        &k,
+                        "leaf weights existed only with CFQ; remove the key",
+                    )?;
                     ops.push(Op::One(
-                        W::new(k, d, "blkio.leaf_weight_device", format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0")),
+                        W::new(k, d, "blkio.leaf_weight_device", format!("{dev} {w}"))
+                            .dev(dev.clone(), format!("{dev} 0")),
                     ));
                 }
             }
@@ -553,20 +654,32 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Er
                     let f = format!("blkio.throttle.{file}");
                     let k = format!("{}[{i}]", key(name));
                     need_file(d, &f, &k, "this kernel has no blkio throttling (CONFIG_BLK_DEV_THROTTLING)")?;
-                    ops.push(Op::One(W::new(k, d, &f, format!("{dev} {}", t.rate())).dev(dev.clone(), format!("{dev} 0"))));
+                    ops.push(Op::One(
+                        W::new(k, d, &f, format!("{dev} {}", t.rate())).dev(dev.clone(), format!("{dev} 0")),
+                    ));
                 }
             }
         }
         At::V2(d) => {
             if leaf.is_some() || wdev.iter().any(|w| w.leaf_weight().is_some()) {
-                return Err(Error::unsupported(key("leafWeight"), "cgroup v2 has no leaf weights; remove the key"));
+                return Err(Error::unsupported(
+                    key("leafWeight"),
+                    "cgroup v2 has no leaf weights; remove the key",
+                ));
             }
             let bfq = d.join("io.bfq.weight").exists();
             if let Some(w) = weight {
                 if bfq {
-                    ops.push(Op::One(W::new(key("weight"), d, "io.bfq.weight", w).restore(Restore::Keyed("default"))));
+                    ops.push(Op::One(
+                        W::new(key("weight"), d, "io.bfq.weight", w).restore(Restore::Keyed("default")),
+                    ));
                 } else {
-                    need_file(d, "io.weight", &key("weight"), "no io.weight (io.cost) or io.bfq.weight in this kernel")?;
+                    need_file(
+                        d,
+                        "io.weight",
+                        &key("weight"),
+                        "no io.weight (io.cost) or io.bfq.weight in this kernel",
+                    )?;
                     ops.push(Op::One(
                         W::new(key("weight"), d, "io.weight", format!("default {}", blkio_weight_to_io(w)))
                             .restore(Restore::Keyed("default")),
@@ -577,8 +690,11 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Er
                 let dev = format!("{}:{}", wd.major(), wd.minor());
                 if let Some(w) = wd.weight() {
                     let k = format!("{}[{i}].weight", key("weightDevice"));
-                    let (file, val) =
-                        if bfq { ("io.bfq.weight", u64::from(w)) } else { ("io.weight", blkio_weight_to_io(w)) };
+                    let (file, val) = if bfq {
+                        ("io.bfq.weight", u64::from(w))
+                    } else {
+                        ("io.weight", blkio_weight_to_io(w))
+                    };
                     need_file(d, file, &k, "no per-device I/O weights in this kernel")?;
                     ops.push(Op::One(
                         W::new(k, d, file, format!("{dev} {val}")).dev(dev.clone(), format!("{dev} default")),
@@ -603,7 +719,11 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Er
     Ok(())
 }
 
-fn plan_hugetlb(cg: &Cgroup, limits: &[oci_spec::runtime::LinuxHugepageLimit], ops: &mut Vec<Op>) -> Result<(), Error> {
+fn plan_hugetlb(
+    cg: &Cgroup,
+    limits: &[oci_spec::runtime::LinuxHugepageLimit],
+    ops: &mut Vec<Op>,
+) -> Result<(), Error> {
     if limits.is_empty() {
         return Ok(());
     }
@@ -616,12 +736,22 @@ fn plan_hugetlb(cg: &Cgroup, limits: &[oci_spec::runtime::LinuxHugepageLimit], o
             return Err(Error::invalid(key, size, "expected a page size such as \"2MB\" or \"1GB\""));
         }
         let (d, file, rsvd, value) = match at {
-            At::V1(d) => (d, format!("hugetlb.{size}.limit_in_bytes"), format!("hugetlb.{size}.rsvd.limit_in_bytes"), h.limit().to_string()),
-            At::V2(d) => (d, format!("hugetlb.{size}.max"), format!("hugetlb.{size}.rsvd.max"), max_or(h.limit())),
+            At::V1(d) => (
+                d,
+                format!("hugetlb.{size}.limit_in_bytes"),
+                format!("hugetlb.{size}.rsvd.limit_in_bytes"),
+                h.limit().to_string(),
+            ),
+            At::V2(d) => {
+                (d, format!("hugetlb.{size}.max"), format!("hugetlb.{size}.rsvd.max"), max_or(h.limit()))
+            }
         };
         if !d.join(&file).exists() {
             let avail = hugetlb_sizes(d);
-            return Err(Error::unsupported(key, format!("no hugetlb page size {size} here (available: {})", avail.join(", "))));
+            return Err(Error::unsupported(
+                key,
+                format!("no hugetlb page size {size} here (available: {})", avail.join(", ")),
+            ));
         }
         ops.push(Op::One(W::new(&key, d, &file, &value)));
         // Reservations too where the kernel has them, so a reserved-but-unfaulted mapping
@@ -651,9 +781,16 @@ pub(crate) fn hugetlb_sizes(d: &Path) -> Vec<String> {
     v
 }
 
-fn plan_unified(cg: &Cgroup, u: &std::collections::HashMap<String, String>, ops: &mut Vec<Op>) -> Result<(), Error> {
+fn plan_unified(
+    cg: &Cgroup,
+    u: &std::collections::HashMap<String, String>,
+    ops: &mut Vec<Op>,
+) -> Result<(), Error> {
     let Some(d) = cg.v2_dir() else {
-        return Err(Error::unsupported(format!("{K}.unified"), "this host has no cgroup2 hierarchy (pure cgroup v1); remove the key"));
+        return Err(Error::unsupported(
+            format!("{K}.unified"),
+            "this host has no cgroup2 hierarchy (pure cgroup v1); remove the key",
+        ));
     };
     // Sorted so that the write order does not depend on HashMap order.
     let sorted: BTreeMap<&String, &String> = u.iter().collect();
@@ -670,7 +807,10 @@ fn plan_unified(cg: &Cgroup, u: &std::collections::HashMap<String, String>, ops:
                 let why = if cg.v1_dir(ctrl).is_some() {
                     format!("the {ctrl} controller is bound to a cgroup v1 hierarchy on this host, not to cgroup2")
                 } else {
-                    format!("cgroup2 here has no {ctrl} controller (available: {})", cg.v2_controllers().join(" "))
+                    format!(
+                        "cgroup2 here has no {ctrl} controller (available: {})",
+                        cg.v2_controllers().join(" ")
+                    )
                 };
                 return Err(Error::unsupported(key, why));
             }
@@ -749,7 +889,9 @@ pub(crate) fn snapshot(ops: &[Op]) -> Result<Vec<Saved>, Error> {
                 }
                 Saved::Either(v)
             }
-            Op::DevicesV1 { dir, .. } => Saved::DevicesV1 { dir: dir.clone(), list: fsutil::read(&dir.join("devices.list"))? },
+            Op::DevicesV1 { dir, .. } => {
+                Saved::DevicesV1 { dir: dir.clone(), list: fsutil::read(&dir.join("devices.list"))? }
+            }
             // Last op, and it replaces the old program only once the new one is attached.
             Op::DevicesV2 { .. } => Saved::Nothing,
         });
@@ -759,7 +901,12 @@ pub(crate) fn snapshot(ops: &[Op]) -> Result<Vec<Saved>, Error> {
 
 fn restore_writes(w: &W) -> Result<Vec<W>, Error> {
     let old = fsutil::read(&w.path)?;
-    let mk = |v: &str| W { key: format!("{} (restore)", w.key), path: w.path.clone(), value: v.to_string(), restore: Restore::Plain };
+    let mk = |v: &str| W {
+        key: format!("{} (restore)", w.key),
+        path: w.path.clone(),
+        value: v.to_string(),
+        restore: Restore::Plain,
+    };
     Ok(match &w.restore {
         Restore::Plain => old.lines().map(str::trim).filter(|l| !l.is_empty()).map(mk).collect(),
         Restore::Keyed(k) => fsutil::keyed_value(&old, k).map(|v| mk(&v.to_string())).into_iter().collect(),

@@ -180,8 +180,10 @@ fn cpu(cg: &Cgroup, s: &mut Stats) -> Result<(), Error> {
         let u = &mut s.cpu.usage;
         u.total = fsutil::read_u64_opt(&d.join("cpuacct.usage"))?;
         u.percpu = fsutil::read_opt(&d.join("cpuacct.usage_percpu"))?.map(|v| nums(&v)).unwrap_or_default();
-        u.percpu_kernel = fsutil::read_opt(&d.join("cpuacct.usage_percpu_sys"))?.map(|v| nums(&v)).unwrap_or_default();
-        u.percpu_user = fsutil::read_opt(&d.join("cpuacct.usage_percpu_user"))?.map(|v| nums(&v)).unwrap_or_default();
+        u.percpu_kernel =
+            fsutil::read_opt(&d.join("cpuacct.usage_percpu_sys"))?.map(|v| nums(&v)).unwrap_or_default();
+        u.percpu_user =
+            fsutil::read_opt(&d.join("cpuacct.usage_percpu_user"))?.map(|v| nums(&v)).unwrap_or_default();
         if let Some(st) = fsutil::read_opt(&d.join("cpuacct.stat"))? {
             // USER_HZ ticks (100 per second on Linux) → ns.
             u.user = fsutil::keyed_value(&st, "user").unwrap_or(0) * 10_000_000;
@@ -205,7 +207,8 @@ fn cpu(cg: &Cgroup, s: &mut Stats) -> Result<(), Error> {
         let k = |n| fsutil::keyed_value(&st, n).unwrap_or(0);
         s.cpu.throttling.periods = k("nr_periods");
         s.cpu.throttling.throttled_periods = k("nr_throttled");
-        s.cpu.throttling.throttled_time = if mul == 1 { k("throttled_time") } else { k("throttled_usec") * 1000 };
+        s.cpu.throttling.throttled_time =
+            if mul == 1 { k("throttled_time") } else { k("throttled_usec") * 1000 };
     }
     Ok(())
 }
@@ -275,7 +278,12 @@ fn blkio_v1(text: &str) -> Vec<BlkioEntry> {
             let mut it = l.split_whitespace();
             let (dev, op, val) = (it.next()?, it.next()?, it.next()?);
             let (ma, mi) = dev.split_once(':')?;
-            Some(BlkioEntry { major: ma.parse().ok()?, minor: mi.parse().ok()?, op: op.to_string(), value: val.parse().ok()? })
+            Some(BlkioEntry {
+                major: ma.parse().ok()?,
+                minor: mi.parse().ok()?,
+                op: op.to_string(),
+                value: val.parse().ok()?,
+            })
         })
         .collect()
 }

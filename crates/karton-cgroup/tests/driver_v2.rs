@@ -31,7 +31,10 @@ const FILES: &[(&str, &str)] = &[
     ("cpu.max", "max 100000"),
     ("cpu.max.burst", "0"),
     ("cpu.idle", "0"),
-    ("cpu.stat", "usage_usec 5\nuser_usec 3\nsystem_usec 2\nnr_periods 7\nnr_throttled 4\nthrottled_usec 9\n"),
+    (
+        "cpu.stat",
+        "usage_usec 5\nuser_usec 3\nsystem_usec 2\nnr_periods 7\nnr_throttled 4\nthrottled_usec 9\n",
+    ),
     ("cpuset.cpus", ""),
     ("cpuset.mems", ""),
     ("pids.max", "max"),
@@ -97,16 +100,14 @@ fn v2_resources_map_to_files() {
     assert_eq!(cg.created(), &[t.0.join("karton"), t.0.join("karton/c1")]);
     populate(&cg);
     let d = cg.v2_dir().expect("v2");
-    cg.apply(&res(
-        r#"{"memory": {"limit": 67108864, "swap": 134217728, "reservation": 33554432},
+    cg.apply(&res(r#"{"memory": {"limit": 67108864, "swap": 134217728, "reservation": 33554432},
             "cpu": {"shares": 1024, "quota": 50000, "burst": 1000, "cpus": "0-1", "mems": "0"},
             "pids": {"limit": 32},
             "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 10}],
                         "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]},
             "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
-            "unified": {"memory.high": "50000000"}}"#,
-    ))
-    .expect("apply");
+            "unified": {"memory.high": "50000000"}}"#))
+        .expect("apply");
     assert_eq!(read(d, "memory.max"), "67108864");
     // OCI swap is memory+swap; cgroup2 swap.max is swap alone.
     assert_eq!(read(d, "memory.swap.max"), "67108864");
@@ -208,11 +209,15 @@ fn pure_v1_rejects_unified_and_hybrid_named_only() {
     assert_eq!(cg.path(), "/karton/x");
     assert!(cg.v2_dir().is_none());
     match cg.apply(&res(r#"{"unified": {"pids.max": "5"}}"#)) {
-        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("linux.resources.unified"), "{e}"),
+        Err(e @ Error::Unsupported { .. }) => {
+            assert!(e.to_string().contains("linux.resources.unified"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     match cg.apply(&res(r#"{"memory": {"limit": 5000000}}"#)) {
-        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("linux.resources.memory.limit"), "{e}"),
+        Err(e @ Error::Unsupported { .. }) => {
+            assert!(e.to_string().contains("linux.resources.memory.limit"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     cg.delete().expect("delete");

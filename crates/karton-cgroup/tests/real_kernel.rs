@@ -52,7 +52,10 @@ fn helper() {
                         n += 1;
                     }
                     Err(e) => {
-                        println!("forked {n} then {:?}", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
+                        println!(
+                            "forked {n} then {:?}",
+                            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
+                        );
                         karton_sys::clone::exit_now(0);
                     }
                 }
@@ -181,7 +184,9 @@ fn a_busy_sub_cgroup_is_not_taken_over() {
 
 fn memory_limit_oom_kills_and_counts() {
     let Some(h) = host() else { return };
-    if h.v1_mount("memory").is_none() && !h.v2_mount().is_some_and(|m| m.controllers.iter().any(|c| c == "memory")) {
+    if h.v1_mount("memory").is_none()
+        && !h.v2_mount().is_some_and(|m| m.controllers.iter().any(|c| c == "memory"))
+    {
         eprintln!("SKIP: no memory controller");
         return;
     }
@@ -190,7 +195,10 @@ fn memory_limit_oom_kills_and_counts() {
     let limit = 48 << 20;
     // swap = limit: memory+swap capped too, so nothing can escape to swap.
     let swap = if h.v1_mount("memory").is_some_and(|m| {
-        m.mount_point.join(parent.path("oom").trim_start_matches('/')).join("memory.memsw.limit_in_bytes").exists()
+        m.mount_point
+            .join(parent.path("oom").trim_start_matches('/'))
+            .join("memory.memsw.limit_in_bytes")
+            .exists()
     }) {
         format!(r#", "swap": {limit}"#)
     } else {
@@ -254,7 +262,11 @@ fn cpu_quota_holds_spinner_near_its_share() {
     let u1 = cg.stats().expect("stats");
     let wall = t0.elapsed().as_nanos() as f64;
     let share = (u1.cpu.usage.total - u0) as f64 / wall;
-    eprintln!("cpu quota 0.20: measured {share:.3} CPU over {:.2} s, throttled {} periods", wall / 1e9, u1.cpu.throttling.throttled_periods);
+    eprintln!(
+        "cpu quota 0.20: measured {share:.3} CPU over {:.2} s, throttled {} periods",
+        wall / 1e9,
+        u1.cpu.throttling.throttled_periods
+    );
     // Tolerance: at most 0.20 + 0.05 (CFS enforces per period; slack for the period in
     // flight), at least 0.10 (the spinner may lose time to others on a 2-core VM).
     assert!((0.10..=0.25).contains(&share), "spinner used {share:.3} CPU with a 0.20 quota");
@@ -331,7 +343,10 @@ fn kill_all_reaches_every_process() {
         let mut p = tree();
         cg.add_pid(p.pid(), false).expect("add_pid");
         p.go();
-        assert!(wait_until(Duration::from_secs(2), || cg.pids().map(|v| v.len()).unwrap_or(0) >= 6), "tree did not start");
+        assert!(
+            wait_until(Duration::from_secs(2), || cg.pids().map(|v| v.len()).unwrap_or(0) >= 6),
+            "tree did not start"
+        );
         cg.kill_all(sig).expect("kill_all");
         let _ = p.wait_timeout(Duration::from_secs(2));
         assert!(
@@ -375,10 +390,8 @@ fn update_is_all_or_nothing() {
     let mem = cg.v1_dir("memory").expect("memory dir").join("memory.limit_in_bytes");
     let pids = cg.v1_dir("pids").expect("pids dir").join("pids.max");
     // memory and pids are written, then the throttle on a device that does not exist fails.
-    let bad = res(
-        r#"{"memory": {"limit": 134217728}, "pids": {"limit": 50},
-            "blockIO": {"throttleReadBpsDevice": [{"major": 250, "minor": 99, "rate": 1000}]}}"#,
-    );
+    let bad = res(r#"{"memory": {"limit": 134217728}, "pids": {"limit": 50},
+            "blockIO": {"throttleReadBpsDevice": [{"major": 250, "minor": 99, "rate": 1000}]}}"#);
     let e = cg.update(&bad).expect_err("update with a bad device succeeded");
     assert!(matches!(e, Error::RolledBack(_)), "{e}");
     assert!(e.to_string().contains("throttleReadBpsDevice"), "{e}");
@@ -396,11 +409,9 @@ fn keys_the_host_cannot_apply_are_named() {
     let Some(h) = host() else { return };
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("bad")), "bad").expect("create");
-    let expect_unsupported = |json: &str, key: &str| {
-        match cg.apply(&res(json)) {
-            Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains(key), "{e} lacks {key}"),
-            other => panic!("{json}: expected Unsupported naming {key}, got {other:?}"),
-        }
+    let expect_unsupported = |json: &str, key: &str| match cg.apply(&res(json)) {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains(key), "{e} lacks {key}"),
+        other => panic!("{json}: expected Unsupported naming {key}, got {other:?}"),
     };
     // Default / empty values are not errors.
     cg.apply(&res(r#"{"network": {"classID": 0, "priorities": []}, "unified": {}, "devices": [], "hugepageLimits": []}"#))
@@ -409,16 +420,20 @@ fn keys_the_host_cannot_apply_are_named() {
         expect_unsupported(r#"{"network": {"classID": 1048577}}"#, "linux.resources.network.classID");
     }
     if h.v1_mount("net_prio").is_none() {
-        expect_unsupported(r#"{"network": {"priorities": [{"name": "lo", "priority": 2}]}}"#, "linux.resources.network.priorities");
+        expect_unsupported(
+            r#"{"network": {"priorities": [{"name": "lo", "priority": 2}]}}"#,
+            "linux.resources.network.priorities",
+        );
     }
     if h.v1_mount("blkio").is_some() {
         expect_unsupported(r#"{"blockIO": {"leafWeight": 500}}"#, "linux.resources.blockIO.leafWeight");
     }
     match h.layout() {
         Layout::V1 => expect_unsupported(r#"{"unified": {"memory.high": "1M"}}"#, "linux.resources.unified"),
-        Layout::Hybrid if h.v1_mount("memory").is_some() => {
-            expect_unsupported(r#"{"unified": {"memory.high": "1M"}}"#, r#"linux.resources.unified["memory.high"]"#)
-        }
+        Layout::Hybrid if h.v1_mount("memory").is_some() => expect_unsupported(
+            r#"{"unified": {"memory.high": "1M"}}"#,
+            r#"linux.resources.unified["memory.high"]"#,
+        ),
         _ => {}
     }
     let e = cg.apply(&res(r#"{"memory": {"swappiness": 101}}"#)).expect_err("swappiness 101");
@@ -466,7 +481,9 @@ fn limits_land_in_the_files() {
     assert_eq!(v1("blkio", "blkio.throttle.write_iops_device"), format!("{vda} 100"));
 
     // hugetlb is a cgroup2 controller on this host: it lands in the unified directory.
-    if h.v1_mount("hugetlb").is_none() && h.v2_mount().is_some_and(|m| m.controllers.iter().any(|c| c == "hugetlb")) {
+    if h.v1_mount("hugetlb").is_none()
+        && h.v2_mount().is_some_and(|m| m.controllers.iter().any(|c| c == "hugetlb"))
+    {
         // The driver enables hugetlb in the unified root's subtree_control (it has no
         // processes of its own to disturb); put the host back as found afterwards.
         let root_sc = h.v2_mount().map(|m| m.mount_point.join("cgroup.subtree_control")).unwrap_or_default();
@@ -631,7 +648,8 @@ fn disable_oom_killer_pauses_instead_of_killing() {
     let limit = 32 << 20;
     let has_memsw = cg.v1_dir("memory").is_some_and(|d| d.join("memory.memsw.limit_in_bytes").exists());
     let swap = if has_memsw { format!(r#", "swap": {limit}"#) } else { String::new() };
-    cg.apply(&res(&format!(r#"{{"memory": {{"limit": {limit}{swap}, "disableOOMKiller": true}}}}"#))).expect("apply");
+    cg.apply(&res(&format!(r#"{{"memory": {{"limit": {limit}{swap}, "disableOOMKiller": true}}}}"#)))
+        .expect("apply");
     let mut p = spawn_helper("alloc", "256");
     cg.add_pid(p.pid(), false).expect("add_pid");
     p.go();
@@ -669,7 +687,9 @@ fn blkio_throttle_slows_direct_reads() {
         return;
     };
     if let Err(e) = fs::File::open(&node) {
-        eprintln!("SKIP: cannot open {node} for reading here ({e}); blkio limits are checked in the files only");
+        eprintln!(
+            "SKIP: cannot open {node} for reading here ({e}); blkio limits are checked in the files only"
+        );
         return;
     }
     let parent = Parent::new(&h);
@@ -727,7 +747,11 @@ fn v2_paths_on_the_real_cgroup2_mount() {
     cg.thaw().expect("thaw");
     cg.kill_all(libc::SIGKILL).expect("KILL");
     let _ = p.wait_timeout(Duration::from_secs(2));
-    assert!(wait_until(Duration::from_secs(2), || cg.pids().map(|v| v.is_empty()).unwrap_or(false)), "{:?}", cg.pids());
+    assert!(
+        wait_until(Duration::from_secs(2), || cg.pids().map(|v| v.is_empty()).unwrap_or(false)),
+        "{:?}",
+        cg.pids()
+    );
     cg.delete().expect("delete");
     assert!(!d.exists());
 }

@@ -31,7 +31,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<CgroupLine>> {
         .map(|line| {
             let mut f = line.splitn(3, ':');
             let (Some(h), Some(c), Some(p)) = (f.next(), f.next(), f.next()) else {
-                return Err(NsError::Parse { path: path.into(), line: line.into(), reason: "expected id:controllers:path".into() });
+                return Err(NsError::Parse {
+                    path: path.into(),
+                    line: line.into(),
+                    reason: "expected id:controllers:path".into(),
+                });
             };
             let hierarchy = h.parse().map_err(|_| NsError::Parse {
                 path: path.into(),
@@ -71,7 +75,8 @@ pub struct CgroupNsView {
 /// Needs CAP_SYS_ADMIN over the namespace; without it `ns_root` stays `None`.
 pub fn view(pid: i32) -> Result<Vec<CgroupNsView>> {
     let outer = of_pid(pid)?;
-    let same = crate::procfs::ns_id(pid, NsType::Cgroup)? == crate::procfs::ns_id(std::process::id() as i32, NsType::Cgroup)?;
+    let same = crate::procfs::ns_id(pid, NsType::Cgroup)?
+        == crate::procfs::ns_id(std::process::id() as i32, NsType::Cgroup)?;
     let inner: Option<Vec<CgroupLine>> = if same {
         Some(outer.clone())
     } else {
@@ -94,7 +99,13 @@ pub fn view(pid: i32) -> Result<Vec<CgroupNsView>> {
                 .and_then(|v| v.iter().find(|i| i.hierarchy == o.hierarchy && i.controllers == o.controllers))
                 .map(|i| i.path.clone());
             let ns_root = path_in_ns.as_deref().and_then(|p| root_from(&o.path, p));
-            CgroupNsView { hierarchy: o.hierarchy, controllers: o.controllers, path: o.path, ns_root, path_in_ns }
+            CgroupNsView {
+                hierarchy: o.hierarchy,
+                controllers: o.controllers,
+                path: o.path,
+                ns_root,
+                path_in_ns,
+            }
         })
         .collect())
 }

@@ -198,7 +198,8 @@ pub fn list(opts: ScanOptions) -> Result<NsList> {
             match nsfs_mounts(pid) {
                 Ok(mounts) => {
                     for (ty, id, path) in mounts {
-                        let via = PathBuf::from(format!("/proc/{pid}/root")).join(path.trim_start_matches('/'));
+                        let via =
+                            PathBuf::from(format!("/proc/{pid}/root")).join(path.trim_start_matches('/'));
                         let a = acc.entry((ty, id)).or_default();
                         a.paths.push(via);
                         a.mounts.push(BindMount { path, mnt_ns: mnt, pid });
@@ -385,7 +386,9 @@ pub fn parse_nsfs_mounts(text: &str) -> Result<Vec<(NsType, NsId, String)>> {
 fn parse_nsfs_mounts_from(path: &std::path::Path, text: &str) -> Result<Vec<(NsType, NsId, String)>> {
     use karton_sys::mountinfo::{parse_from, MountInfoError};
     let mounts = parse_from(path, text).map_err(|e| match e {
-        MountInfoError::Parse { path, text, reason, .. } => NsError::Parse { path, line: text, reason: reason.to_string() },
+        MountInfoError::Parse { path, text, reason, .. } => {
+            NsError::Parse { path, line: text, reason: reason.to_string() }
+        }
         MountInfoError::Read { path, source } => NsError::Io { path, error: source },
     })?;
     Ok(mounts
@@ -466,7 +469,10 @@ mod tests {
         assert_eq!(v[0].1.dev, nix::sys::stat::makedev(0, 4));
         assert_eq!(v[0].2, "/tmp/a b/uts");
         // Text that is not mountinfo is an error, not an empty list.
-        assert!(matches!(parse_nsfs_mounts("42 27 0:4 uts:[1] /x rw nsfs nsfs rw\n"), Err(NsError::Parse { .. })));
+        assert!(matches!(
+            parse_nsfs_mounts("42 27 0:4 uts:[1] /x rw nsfs nsfs rw\n"),
+            Err(NsError::Parse { .. })
+        ));
     }
 
     #[test]

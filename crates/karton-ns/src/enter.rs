@@ -181,7 +181,11 @@ fn plan_dir(dir: &Path, types: Option<&[NsType]>) -> Result<EnterPlan> {
         }
         let h = NsHandle::open(&path)?;
         if h.ty != ty {
-            return Err(NsError::Invalid(format!("{} is a {} namespace, not a {ty} one", path.display(), h.ty)));
+            return Err(NsError::Invalid(format!(
+                "{} is a {} namespace, not a {ty} one",
+                path.display(),
+                h.ty
+            )));
         }
         let mine = procfs::ns_id(me, ty)?;
         if h.id == mine && (types.is_none() || ty == NsType::User) {
@@ -247,7 +251,15 @@ pub fn run_plan(plan: &EnterPlan, opts: EnterOptions, argv: &[OsString]) -> Resu
 
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| NsError::sys("pipe2", karton_sys::SysError::new("pipe2", e)))?;
-    let child = Child { plan, pidfd: pidfd.as_ref(), fds: &fds, args: &args, wd: wd.as_ref(), opts: &opts, report: &wr };
+    let child = Child {
+        plan,
+        pidfd: pidfd.as_ref(),
+        fds: &fds,
+        args: &args,
+        wd: wd.as_ref(),
+        opts: &opts,
+        report: &wr,
+    };
     let child_pid = match clone::fork_single_threaded().map_err(|e| NsError::sys("fork", e))? {
         None => child.run(),
         Some(p) => p,
@@ -270,7 +282,9 @@ fn wait(pid: i32) -> Result<Exit> {
             Ok(WaitStatus::Signaled(_, s, _)) => return Ok(Exit::Signal(s as i32)),
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(NsError::sys(format!("waitpid({pid})"), karton_sys::SysError::new("waitpid", e))),
+            Err(e) => {
+                return Err(NsError::sys(format!("waitpid({pid})"), karton_sys::SysError::new("waitpid", e)))
+            }
         }
     }
 }
@@ -385,7 +399,9 @@ impl Child<'_> {
         if let (Some(pidfd), true) = (self.pidfd, self.opts.method != JoinMethod::PerType) {
             match sys::setns(pidfd.as_fd(), mask) {
                 Ok(()) => return Ok(()),
-                Err(e) if self.opts.method == JoinMethod::Pidfd => return Err((ST_SETNS_PIDFD, None, e.errno)),
+                Err(e) if self.opts.method == JoinMethod::Pidfd => {
+                    return Err((ST_SETNS_PIDFD, None, e.errno))
+                }
                 // Nothing was joined (the call is all or nothing): the per-kind path works on
                 // older kernels and names the kind that is refused.
                 Err(_) => {}
@@ -398,7 +414,8 @@ impl Child<'_> {
             }
         }
         if let Some((_, f)) = self.fds.iter().find(|(t, _)| *t == NsType::User) {
-            sys::setns(f.as_fd(), NsType::User.clone_flag()).map_err(|e| (ST_SETNS, Some(NsType::User), e.errno))?;
+            sys::setns(f.as_fd(), NsType::User.clone_flag())
+                .map_err(|e| (ST_SETNS, Some(NsType::User), e.errno))?;
         }
         for (ty, f) in retry {
             sys::setns(f.as_fd(), ty.clone_flag()).map_err(|e| (ST_SETNS, Some(*ty), e.errno))?;

@@ -88,7 +88,9 @@ impl NsHandle {
         match sys::ns_get_userns(self.file.as_fd()) {
             Ok(fd) => Self::from_owned(fd).map(Some),
             Err(e) if e.errno == Errno::EPERM => Ok(None),
-            Err(e) => Err(NsError::sys(format!("ioctl NS_GET_USERNS on {} namespace {}", self.ty, self.id), e)),
+            Err(e) => {
+                Err(NsError::sys(format!("ioctl NS_GET_USERNS on {} namespace {}", self.ty, self.id), e))
+            }
         }
     }
 
@@ -101,7 +103,9 @@ impl NsHandle {
         match sys::ns_get_parent(self.file.as_fd()) {
             Ok(fd) => Self::from_owned(fd).map(Some),
             Err(e) if e.errno == Errno::EPERM => Ok(None),
-            Err(e) => Err(NsError::sys(format!("ioctl NS_GET_PARENT on {} namespace {}", self.ty, self.id), e)),
+            Err(e) => {
+                Err(NsError::sys(format!("ioctl NS_GET_PARENT on {} namespace {}", self.ty, self.id), e))
+            }
         }
     }
 

@@ -31,7 +31,8 @@ impl IdMap {
     pub fn parse(text: &str, path: &Path) -> Result<IdMap> {
         let mut v = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let bad = |reason: &str| NsError::Parse { path: path.into(), line: line.into(), reason: reason.into() };
+            let bad =
+                |reason: &str| NsError::Parse { path: path.into(), line: line.into(), reason: reason.into() };
             let nums: Vec<u32> = line
                 .split_whitespace()
                 .map(|n| n.parse::<u32>())
@@ -89,11 +90,16 @@ impl IdMap {
             if a.count == 0 {
                 return invalid(format!("id map line {} has count 0", i + 1));
             }
-            if u64::from(a.inside) + u64::from(a.count) > 1 << 32 || u64::from(a.outside) + u64::from(a.count) > 1 << 32 {
+            if u64::from(a.inside) + u64::from(a.count) > 1 << 32
+                || u64::from(a.outside) + u64::from(a.count) > 1 << 32
+            {
                 return invalid(format!("id map line {} runs past 2^32", i + 1));
             }
             for b in &self.0[i + 1..] {
-                let ov = |x: u32, y: u32| u64::from(x) < u64::from(y) + u64::from(b.count) && u64::from(y) < u64::from(x) + u64::from(a.count);
+                let ov = |x: u32, y: u32| {
+                    u64::from(x) < u64::from(y) + u64::from(b.count)
+                        && u64::from(y) < u64::from(x) + u64::from(a.count)
+                };
                 if ov(a.inside, b.inside) || ov(a.outside, b.outside) {
                     return invalid(format!("id map line {} overlaps a later line", i + 1));
                 }
@@ -142,7 +148,11 @@ mod tests {
 
     #[test]
     fn parse_and_map() {
-        let m = IdMap::parse("         0       1000          1\n         1     100000      65536\n", Path::new("t")).expect("test value");
+        let m = IdMap::parse(
+            "         0       1000          1\n         1     100000      65536\n",
+            Path::new("t"),
+        )
+        .expect("test value");
         assert_eq!(m.0.len(), 2);
         assert_eq!(m.to_outside(0), Some(1000));
         assert_eq!(m.to_outside(5), Some(100004));
@@ -154,7 +164,10 @@ mod tests {
         assert!(host.is_identity_full());
         assert!(IdMap::parse("0 0", Path::new("t")).is_err());
         assert!(IdMap::parse("a b c", Path::new("t")).is_err());
-        let ov = IdMap(vec![IdMapEntry { inside: 0, outside: 0, count: 10 }, IdMapEntry { inside: 5, outside: 100, count: 1 }]);
+        let ov = IdMap(vec![
+            IdMapEntry { inside: 0, outside: 0, count: 10 },
+            IdMapEntry { inside: 5, outside: 100, count: 1 },
+        ]);
         assert!(ov.validate().is_err());
     }
 

@@ -73,7 +73,8 @@ pub fn inspect(pid: i32) -> Result<Inspection> {
             let h = host.as_ref().and_then(|h| h.get(&ty)).copied();
             let for_children = match ty {
                 NsType::Pid | NsType::Time => {
-                    let p = std::path::PathBuf::from(format!("/proc/{pid}/ns/{}_for_children", ty.proc_name()));
+                    let p =
+                        std::path::PathBuf::from(format!("/proc/{pid}/ns/{}_for_children", ty.proc_name()));
                     NsId::of_path(&p).ok().filter(|c| *c != id)
                 }
                 _ => None,

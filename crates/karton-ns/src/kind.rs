@@ -22,8 +22,16 @@ pub enum NsType {
 }
 
 impl NsType {
-    pub const ALL: [NsType; 8] =
-        [NsType::User, NsType::Pid, NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Time, NsType::Mnt];
+    pub const ALL: [NsType; 8] = [
+        NsType::User,
+        NsType::Pid,
+        NsType::Net,
+        NsType::Ipc,
+        NsType::Uts,
+        NsType::Cgroup,
+        NsType::Time,
+        NsType::Mnt,
+    ];
 
     /// The CLONE_NEW* flag.
     pub fn clone_flag(self) -> u64 {
@@ -78,12 +86,9 @@ impl FromStr for NsType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.to_ascii_lowercase();
-        NsType::ALL
-            .into_iter()
-            .find(|t| t.proc_name() == lower || t.oci_name() == lower)
-            .ok_or_else(|| {
-                format!("unknown namespace type {s:?}: use one of user, pid, net, ipc, uts, cgroup, time, mnt")
-            })
+        NsType::ALL.into_iter().find(|t| t.proc_name() == lower || t.oci_name() == lower).ok_or_else(|| {
+            format!("unknown namespace type {s:?}: use one of user, pid, net, ipc, uts, cgroup, time, mnt")
+        })
     }
 }
 

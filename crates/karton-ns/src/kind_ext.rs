@@ -52,6 +52,9 @@ mod tests {
         assert_eq!(NsType::parse_link("anon_inode:[pidfd]"), None);
         assert_eq!(NsType::parse_link("pipe:[123]"), None);
         assert_eq!(NsType::parse_link("/tmp/x"), None);
-        assert_eq!(NsType::mask(&[NsType::User, NsType::Pid]), NsType::User.clone_flag() | NsType::Pid.clone_flag());
+        assert_eq!(
+            NsType::mask(&[NsType::User, NsType::Pid]),
+            NsType::User.clone_flag() | NsType::Pid.clone_flag()
+        );
     }
 }

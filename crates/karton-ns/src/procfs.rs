@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-
 use crate::error::{NsError, Result};
 use crate::handle::NsId;
 use crate::NsType;

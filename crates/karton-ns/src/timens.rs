@@ -58,7 +58,8 @@ mod tests {
 
     #[test]
     fn parse_offsets() {
-        let v = parse("monotonic           0         0\nboottime        -5    100\n", Path::new("t")).expect("test value");
+        let v = parse("monotonic           0         0\nboottime        -5    100\n", Path::new("t"))
+            .expect("test value");
         assert_eq!(v[1], TimeOffset { clock: "boottime".into(), secs: -5, nanos: 100 });
         assert_eq!(to_proc_string(&v), "monotonic 0 0\nboottime -5 100\n");
         assert!(parse("monotonic x 0", Path::new("t")).is_err());

@@ -68,10 +68,17 @@ fn forest(nodes: &[&Namespace], owned: &mut HashMap<NsId, Vec<Namespace>>) -> Ve
     roots.into_iter().map(|r| node(r, &kids, owned, 0)).collect()
 }
 
-fn node(n: &Namespace, kids: &HashMap<NsId, Vec<&Namespace>>, owned: &mut HashMap<NsId, Vec<Namespace>>, depth: u32) -> TreeNode {
+fn node(
+    n: &Namespace,
+    kids: &HashMap<NsId, Vec<&Namespace>>,
+    owned: &mut HashMap<NsId, Vec<Namespace>>,
+    depth: u32,
+) -> TreeNode {
     // The kernel caps nesting at 32; the bound only guards against a malformed list.
     let children = if depth < 64 {
-        kids.get(&n.id).map(|v| v.iter().map(|c| node(c, kids, owned, depth + 1)).collect()).unwrap_or_default()
+        kids.get(&n.id)
+            .map(|v| v.iter().map(|c| node(c, kids, owned, depth + 1)).collect())
+            .unwrap_or_default()
     } else {
         Vec::new()
     };

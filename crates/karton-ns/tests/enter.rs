@@ -36,7 +36,17 @@ fn sh_in(pid: i32, mut opts: EnterOptions, script: &str) -> Result<(Exit, String
 /// group and the sh (pid 1 of the new pid namespace).
 fn target(hostname: &str) -> (Group, i32) {
     let script = format!("hostname {hostname}; exec sleep 30");
-    let g = Group::spawn(&["unshare", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", &script]);
+    let g = Group::spawn(&[
+        "unshare",
+        "--uts",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "sh",
+        "-c",
+        &script,
+    ]);
     let sh = wait_for("sleep after hostname", || descendant_named(g.pid(), "sleep"));
     (g, sh)
 }
@@ -48,7 +58,8 @@ fn check_sees_target(method: JoinMethod) {
     let (_g, t) = target("karton-x");
     let opts = EnterOptions { method, ..Default::default() };
     let (exit, out) =
-        sh_in(t, opts, "hostname; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9][0-9]*$'; echo $$").expect("enter");
+        sh_in(t, opts, "hostname; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9][0-9]*$'; echo $$")
+            .expect("enter");
     assert_eq!(exit, Exit::Code(0), "output: {out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"karton-x"), "hostname of the target: {out}");
@@ -81,7 +92,8 @@ fn enter_propagates_exit_code_and_signal() {
     assert_eq!(exit, Exit::Signal(libc::SIGTERM));
     assert_eq!(exit.code(), 128 + libc::SIGTERM);
     // A command that does not exist: a typed error naming the exec, code 127 in the child.
-    let e = enter::run(t, EnterOptions::default(), &args(&["/nonexistent/cmd"])).expect_err("no such command");
+    let e =
+        enter::run(t, EnterOptions::default(), &args(&["/nonexistent/cmd"])).expect_err("no such command");
     assert!(matches!(e, NsError::Enter { errno: nix::errno::Errno::ENOENT, .. }), "{e}");
     assert!(e.to_string().contains("exec"), "{e}");
     assert_eq!(e.exit_code(), 127);
@@ -93,7 +105,8 @@ fn enter_only_some_types_and_wd() {
     }
     let (_g, t) = target("karton-z");
     // Only uts: our own pid namespace and cwd stay.
-    let opts = EnterOptions { types: Some(vec![NsType::Uts]), wd: Some("/proc".into()), ..Default::default() };
+    let opts =
+        EnterOptions { types: Some(vec![NsType::Uts]), wd: Some("/proc".into()), ..Default::default() };
     let (exit, out) = sh_in(t, opts, "hostname; readlink /proc/self/ns/pid; pwd").expect("enter");
     assert_eq!(exit, Exit::Code(0));
     let lines: Vec<&str> = out.lines().collect();
@@ -108,7 +121,8 @@ fn enter_user_namespace_sets_credentials() {
         return;
     }
     // Inside: uid 1234 is our uid 0; uid 0 is not mapped at all.
-    let g = Group::spawn(&["unshare", "--user", "--map-user=1234", "--map-group=1234", "--uts", "sleep", "60"]);
+    let g =
+        Group::spawn(&["unshare", "--user", "--map-user=1234", "--map-group=1234", "--uts", "sleep", "60"]);
     let host = ns_id(me(), NsType::User);
     wait_for("sleep in its user namespace", || {
         let u = karton_ns::procfs::ns_id(g.pid(), NsType::User).ok()?;
@@ -157,7 +171,8 @@ fn enter_a_directory_of_bind_mounted_namespace_files() {
     assert_eq!(plan.join, vec![NsType::Ipc, NsType::Uts]);
     let (rd, wr) = pipe();
     let opts = EnterOptions { stdout: Some(wr), ..Default::default() };
-    let exit = enter::run_plan(&plan, opts, &args(&["sh", "-c", "hostname; readlink /proc/self/ns/ipc"])).expect("enter");
+    let exit = enter::run_plan(&plan, opts, &args(&["sh", "-c", "hostname; readlink /proc/self/ns/ipc"]))
+        .expect("enter");
     let mut out = String::new();
     std::fs::File::from(rd).read_to_string(&mut out).expect("read");
     assert_eq!(exit, Exit::Code(0));
@@ -177,7 +192,8 @@ fn time_namespace_offsets_inspected_and_entered() {
         println!("SKIP: this kernel has no time namespaces");
         return;
     }
-    let g = Group::spawn(&["unshare", "--time", "--boottime", "100000", "--fork", "--kill-child", "sleep", "60"]);
+    let g =
+        Group::spawn(&["unshare", "--time", "--boottime", "100000", "--fork", "--kill-child", "sleep", "60"]);
     let leaf = wait_for("sleep in the time namespace", || descendant_named(g.pid(), "sleep"));
     let ins = karton_ns::inspect::inspect(leaf).expect("inspect");
     let offs = ins.time_offsets.expect("offsets readable");
@@ -202,7 +218,10 @@ fn main() {
         ("enter_only_some_types_and_wd", enter_only_some_types_and_wd),
         ("enter_user_namespace_sets_credentials", enter_user_namespace_sets_credentials),
         ("enter_missing_pid_fails_cleanly", enter_missing_pid_fails_cleanly),
-        ("enter_a_directory_of_bind_mounted_namespace_files", enter_a_directory_of_bind_mounted_namespace_files),
+        (
+            "enter_a_directory_of_bind_mounted_namespace_files",
+            enter_a_directory_of_bind_mounted_namespace_files,
+        ),
         ("time_namespace_offsets_inspected_and_entered", time_namespace_offsets_inspected_and_entered),
     ]);
 }

@@ -12,10 +12,26 @@ use karton_ns::{discover, inspect, tree, HeldBy, NsType};
 /// Returns the process group and the pids of the process in U1, U2, and the leaf.
 fn nested() -> (Group, [i32; 3]) {
     let g = Group::spawn(&[
-        "unshare", "--user", "--map-root-user", "--fork", "--kill-child",
-        "unshare", "--user", "--map-root-user", "--fork", "--kill-child",
-        "unshare", "--user", "--map-root-user", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc",
-        "sleep", "60",
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--fork",
+        "--kill-child",
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--fork",
+        "--kill-child",
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--pid",
+        "--mount",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "sleep",
+        "60",
     ]);
     let leaf = wait_for("innermost sleep", || descendant_named(g.pid(), "sleep"));
     let c = chain(g.pid());

@@ -120,9 +120,8 @@ fn scans_survive_processes_exiting_under_them() {
         return;
     }
     // Two loops making and ending uts+ipc namespaces as fast as they can, while we scan.
-    let churn: Vec<Group> = (0..2)
-        .map(|_| Group::spawn(&["sh", "-c", "while :; do unshare --uts --ipc true; done"]))
-        .collect();
+    let churn: Vec<Group> =
+        (0..2).map(|_| Group::spawn(&["sh", "-c", "while :; do unshare --uts --ipc true; done"])).collect();
     std::thread::sleep(std::time::Duration::from_millis(50));
     for _ in 0..20 {
         let list = discover::list(Default::default()).expect("a scan never fails because a process exited");

@@ -54,10 +54,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n: u64 = args
-        .get(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5_000_000);
+    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
     // Optional third argument: run only the cases whose name contains it.
     let only = args.get(3).cloned().unwrap_or_default();
@@ -74,10 +71,7 @@ fn main() {
         (
             "floor: empty tp_btf sys_exit program",
             Work::Getppid,
-            Probe::builder()
-                .syscalls(true)
-                .calibration_empty_program(true)
-                .target(Target::Tgid(me)),
+            Probe::builder().syscalls(true).calibration_empty_program(true).target(Target::Tgid(me)),
         ),
         (
             "syscalls counter (sys_exit), target task",
@@ -87,9 +81,7 @@ fn main() {
         (
             "syscalls counter, Target::PidNs (container)",
             Work::Getppid,
-            Probe::builder()
-                .syscalls(true)
-                .target(Target::PidNs(own_ns)),
+            Probe::builder().syscalls(true).target(Target::PidNs(own_ns)),
         ),
         (
             "syscalls counter (sys_exit), non-target task",
@@ -104,27 +96,19 @@ fn main() {
         (
             "syscalls + latency, Target::PidNs (container)",
             Work::Getppid,
-            Probe::builder()
-                .syscall_latency(true)
-                .target(Target::PidNs(own_ns)),
+            Probe::builder().syscall_latency(true).target(Target::PidNs(own_ns)),
         ),
         (
             "syscalls + latency histogram, target task",
             Work::Getppid,
-            Probe::builder()
-                .syscall_latency(true)
-                .target(Target::Tgid(me)),
+            Probe::builder().syscall_latency(true).target(Target::Tgid(me)),
         ),
         (
             "nsops, tax on an unrelated syscall",
             Work::Getppid,
             Probe::builder().nsops(true).target(Target::Tgid(me)),
         ),
-        (
-            "sched, tax on a syscall",
-            Work::Getppid,
-            Probe::builder().sched(true).target(Target::Tgid(me)),
-        ),
+        ("sched, tax on a syscall", Work::Getppid, Probe::builder().sched(true).target(Target::Tgid(me))),
         (
             "timeline, tax on a syscall",
             Work::Getppid,
@@ -133,27 +117,19 @@ fn main() {
         (
             "footprint 999 Hz, tax on a syscall",
             Work::Getppid,
-            Probe::builder()
-                .instrument(karton_probe::Instrument::Footprint, true)
-                .target(Target::Tgid(me)),
+            Probe::builder().instrument(karton_probe::Instrument::Footprint, true).target(Target::Tgid(me)),
         ),
         (
             "footprint tracepoints (raw_tp on all), tax on a syscall",
             Work::Getppid,
-            Probe::builder()
-                .instrument(karton_probe::Instrument::Tracepoints, true)
-                .target(Target::Tgid(me)),
+            Probe::builder().instrument(karton_probe::Instrument::Tracepoints, true).target(Target::Tgid(me)),
         ),
         (
             "faults, Target::PidNs, per user page fault",
             Work::Faults,
             Probe::builder().faults(true).target(Target::PidNs(own_ns)),
         ),
-        (
-            "faults, per user page fault",
-            Work::Faults,
-            Probe::builder().faults(true).target(Target::Tgid(me)),
-        ),
+        ("faults, per user page fault", Work::Faults, Probe::builder().faults(true).target(Target::Tgid(me))),
     ];
     println!("karton-probe overhead: N={n} getppid per pass, {nf} faults per pass, {rounds} rounds A/B interleaved, thread CPU time");
     println!(
@@ -180,20 +156,13 @@ fn main() {
                     break;
                 }
             };
-            if let Some(s) = probe
-                .status()
-                .iter()
-                .find(|s| !matches!(s.state, karton_probe::InstrumentState::Active))
+            if let Some(s) =
+                probe.status().iter().find(|s| !matches!(s.state, karton_probe::InstrumentState::Active))
             {
                 failed = Some(format!("{:?}", s.state));
                 break;
             }
-            mech = probe
-                .status()
-                .iter()
-                .map(|s| s.mechanism.clone())
-                .collect::<Vec<_>>()
-                .join(", ");
+            mech = probe.status().iter().map(|s| s.mechanism.clone()).collect::<Vec<_>>().join(", ");
             let bb = run(work, n_ev) / n_ev as f64;
             drop(probe);
             base.push(a);

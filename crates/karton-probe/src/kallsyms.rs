@@ -11,10 +11,8 @@ pub(crate) struct Kallsyms {
 
 impl Kallsyms {
     pub(crate) fn load() -> Result<Self, ProbeError> {
-        let text = fs::read_to_string("/proc/kallsyms").map_err(|source| ProbeError::Io {
-            what: "reading /proc/kallsyms".into(),
-            source,
-        })?;
+        let text = fs::read_to_string("/proc/kallsyms")
+            .map_err(|source| ProbeError::Io { what: "reading /proc/kallsyms".into(), source })?;
         let mut syms = Vec::new();
         for line in text.lines() {
             let mut it = line.split_whitespace();

@@ -26,9 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use libbpf_rs::{
-    Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder,
-};
+use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder};
 use serde::Serialize;
 
 pub use target::{peak_rss_kib, pidns_of, process_tree, StoppedCommand, Target};
@@ -51,34 +49,20 @@ pub enum ProbeError {
     #[error("no instrument could be loaded: {}", summary(.0))]
     AllFailed(Vec<InstrumentStatus>),
     #[error("reading BPF map {map}: {source}")]
-    Map {
-        map: String,
-        source: libbpf_rs::Error,
-    },
+    Map { map: String, source: libbpf_rs::Error },
     #[error("/proc/kallsyms shows no addresses to this process (kptr_restrict)")]
     Kallsyms,
     #[error("starting the command: {0}")]
     Spawn(String),
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
 }
 
 fn summary(v: &[InstrumentStatus]) -> String {
     v.iter()
         .map(|s| match &s.state {
-            InstrumentState::Failed {
-                error,
-                verifier_log,
-                ..
-            } => match verifier_log {
-                Some(p) => format!(
-                    "{}: {error} (verifier log: {})",
-                    s.instrument.name(),
-                    p.display()
-                ),
+            InstrumentState::Failed { error, verifier_log, .. } => match verifier_log {
+                Some(p) => format!("{}: {error} (verifier log: {})", s.instrument.name(), p.display()),
                 None => format!("{}: {error}", s.instrument.name()),
             },
             _ => format!("{}: {:?}", s.instrument.name(), s.state),
@@ -235,8 +219,7 @@ impl ProbeBuilder {
     }
     /// Both footprint approximations: cpu-clock sampling and distinct tracepoints hit.
     pub fn footprint(self, on: bool) -> Self {
-        self.set(Instrument::Footprint, on)
-            .set(Instrument::Tracepoints, on)
+        self.set(Instrument::Footprint, on).set(Instrument::Tracepoints, on)
     }
     pub fn instrument(self, i: Instrument, on: bool) -> Self {
         self.set(i, on)
@@ -310,11 +293,7 @@ impl ProbeBuilder {
                         state: InstrumentState::Active,
                     });
                 }
-                Err(state) => status.push(InstrumentStatus {
-                    instrument: i,
-                    mechanism,
-                    state,
-                }),
+                Err(state) => status.push(InstrumentStatus { instrument: i, mechanism, state }),
             }
         }
         if loaded.is_empty() {
@@ -362,20 +341,12 @@ fn libbpf_print(_level: PrintLevel, msg: String) {
 }
 
 fn failed(stage: &str, error: impl std::fmt::Display) -> InstrumentState {
-    InstrumentState::Failed {
-        stage: stage.into(),
-        error: error.to_string(),
-        verifier_log: None,
-    }
+    InstrumentState::Failed { stage: stage.into(), error: error.to_string(), verifier_log: None }
 }
 
 fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, InstrumentState> {
-    let _guard = LOAD_LOCK
-        .lock()
-        .map_err(|_| failed("open", "load lock poisoned"))?;
-    let mut open = ObjectBuilder::default()
-        .open_memory(i.object())
-        .map_err(|e| failed("open", e))?;
+    let _guard = LOAD_LOCK.lock().map_err(|_| failed("open", "load lock poisoned"))?;
+    let mut open = ObjectBuilder::default().open_memory(i.object()).map_err(|e| failed("open", e))?;
 
     // The config struct is the only .rodata object (see common.h): offset 0, 16 bytes.
     let (mode, ns) = match b.target {
@@ -399,10 +370,7 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
         if buf.len() < 24 {
             return Err(failed(
                 "open",
-                format!(
-                    ".rodata is {} bytes, expected the 24-byte config",
-                    buf.len()
-                ),
+                format!(".rodata is {} bytes, expected the 24-byte config", buf.len()),
             ));
         }
         buf[0..8].copy_from_slice(&ns.to_ne_bytes());
@@ -420,8 +388,7 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
             "sc_lat" => 1,
             _ => continue,
         };
-        m.set_max_entries(rows)
-            .map_err(|e| failed("open", format!("sizing {name}: {e}")))?;
+        m.set_max_entries(rows).map_err(|e| failed("open", format!("sizing {name}: {e}")))?;
     }
     if !wrote {
         return Err(failed("open", "no .rodata config in the BPF object"));
@@ -451,19 +418,12 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
     libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_print)));
     let loaded = open.load();
     libbpf_rs::set_print(None);
-    let log = LIBBPF_LOG
-        .lock()
-        .ok()
-        .and_then(|mut g| g.take())
-        .unwrap_or_default();
+    let log = LIBBPF_LOG.lock().ok().and_then(|mut g| g.take()).unwrap_or_default();
     let obj = match loaded {
         Ok(o) => o,
         Err(e) => {
-            let path = b.log_dir.join(format!(
-                "karton-probe-{}-{}.verifier.log",
-                i.name(),
-                std::process::id()
-            ));
+            let path =
+                b.log_dir.join(format!("karton-probe-{}-{}.verifier.log", i.name(), std::process::id()));
             let saved = fs::write(&path, &log).is_ok();
             return Err(InstrumentState::Failed {
                 stage: "load".into(),
@@ -479,8 +439,7 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
         for m in obj.maps() {
             if m.name() == "tracked" {
                 for pid in seeds {
-                    m.update(&pid.to_ne_bytes(), &one, MapFlags::ANY)
-                        .map_err(|e| failed("attach", e))?;
+                    m.update(&pid.to_ne_bytes(), &one, MapFlags::ANY).map_err(|e| failed("attach", e))?;
                 }
             }
         }
@@ -494,12 +453,7 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
                 "sc_next" => m.update(&0u32.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY),
                 _ => Ok(()),
             };
-            r.map_err(|e| {
-                failed(
-                    "attach",
-                    format!("seeding {}: {e}", m.name().to_string_lossy()),
-                )
-            })?;
+            r.map_err(|e| failed("attach", format!("seeding {}: {e}", m.name().to_string_lossy())))?;
         }
     }
 
@@ -510,18 +464,11 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
             continue;
         }
         if p.name() == "tp_hit" {
-            let names = tracepoint_names().map_err(|e| {
-                failed(
-                    "attach",
-                    format!("listing tracepoints from vmlinux BTF: {e}"),
-                )
-            })?;
+            let names = tracepoint_names()
+                .map_err(|e| failed("attach", format!("listing tracepoints from vmlinux BTF: {e}")))?;
             let mut attached = 0usize;
             for (idx, name) in names.iter().enumerate() {
-                let opts = libbpf_rs::RawTracepointOpts {
-                    cookie: idx as u64,
-                    ..Default::default()
-                };
+                let opts = libbpf_rs::RawTracepointOpts { cookie: idx as u64, ..Default::default() };
                 // Some BTF-listed tracepoints are not attachable (compiled out, writable):
                 // they are counted as missing, not fatal.
                 if let Ok(l) = p.attach_raw_tracepoint_with_opts(name, opts) {
@@ -537,27 +484,17 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
             for cpu in online_cpus() {
                 let fd = karton_sys::perf::cpu_clock_sampler(cpu, b.sample_hz)
                     .map_err(|e| failed("attach", format!("perf cpu-clock on cpu {cpu}: {e}")))?;
-                links.push(
-                    p.attach_perf_event(fd.as_raw_fd())
-                        .map_err(|e| failed("attach", e))?,
-                );
+                links.push(p.attach_perf_event(fd.as_raw_fd()).map_err(|e| failed("attach", e))?);
                 // The perf link closes the event fd when it is destroyed: hand it over.
                 let _ = fd.into_raw_fd();
             }
         } else {
             links.push(
-                p.attach().map_err(|e| {
-                    failed("attach", format!("{}: {e}", p.name().to_string_lossy()))
-                })?,
+                p.attach().map_err(|e| failed("attach", format!("{}: {e}", p.name().to_string_lossy())))?,
             );
         }
     }
-    Ok(Loaded {
-        which: i,
-        _links: links,
-        obj,
-        tp_names,
-    })
+    Ok(Loaded { which: i, _links: links, obj, tp_names })
 }
 
 /// Every tracepoint of the running kernel, from the btf_trace_<name> typedefs of vmlinux BTF
@@ -567,10 +504,7 @@ fn tracepoint_names() -> Result<Vec<String>, libbpf_rs::Error> {
     let mut names: Vec<String> = btf
         .type_by_kind::<libbpf_rs::btf::types::Typedef<'_>>()
         .filter_map(|t| {
-            t.name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("btf_trace_"))
-                .map(str::to_string)
+            t.name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("btf_trace_")).map(str::to_string)
         })
         .collect();
     names.sort();
@@ -849,16 +783,10 @@ pub struct NameCount {
 }
 
 fn u64_at(d: &[u8], o: usize) -> u64 {
-    d.get(o..o + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_ne_bytes)
-        .unwrap_or(0)
+    d.get(o..o + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes).unwrap_or(0)
 }
 fn u32_at(d: &[u8], o: usize) -> u32 {
-    d.get(o..o + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_ne_bytes)
-        .unwrap_or(0)
+    d.get(o..o + 4).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes).unwrap_or(0)
 }
 fn cstr(d: &[u8]) -> String {
     let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());
@@ -878,11 +806,7 @@ fn sum_percpu(vals: &[Vec<u8>]) -> Vec<u64> {
 }
 
 fn hist_from(fields: &[u64], count: u64, sum: u64) -> Hist {
-    Hist {
-        count,
-        sum_ns: sum,
-        buckets: fields.to_vec(),
-    }
+    Hist { count, sum_ns: sum, buckets: fields.to_vec() }
 }
 
 pub fn syscall_name(nr: u32) -> String {
@@ -906,11 +830,7 @@ const NS_FLAGS: [(u32, &str); 8] = [
 
 /// Namespace names of a CLONE_NEW* mask.
 pub fn ns_names(flags: u32) -> Vec<String> {
-    NS_FLAGS
-        .iter()
-        .filter(|(b, _)| flags & b != 0)
-        .map(|(_, n)| n.to_string())
-        .collect()
+    NS_FLAGS.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| n.to_string()).collect()
 }
 
 impl Probe {
@@ -953,17 +873,11 @@ impl Probe {
             None => None,
         };
         let sched = match self.obj(Instrument::Sched) {
-            Some(o) => Some(Section {
-                instrument: self.mech(Instrument::Sched),
-                rows: read_sched(o)?,
-            }),
+            Some(o) => Some(Section { instrument: self.mech(Instrument::Sched), rows: read_sched(o)? }),
             None => None,
         };
         let faults = match self.obj(Instrument::Faults) {
-            Some(o) => Some(Section {
-                instrument: self.mech(Instrument::Faults),
-                rows: read_faults(o)?,
-            }),
+            Some(o) => Some(Section { instrument: self.mech(Instrument::Faults), rows: read_faults(o)? }),
             None => None,
         };
         let peak_rss = if self.obj(Instrument::Faults).is_some() {
@@ -977,39 +891,25 @@ impl Probe {
             None
         };
         let nsops = match self.obj(Instrument::Nsops) {
-            Some(o) => Some(Section {
-                instrument: self.mech(Instrument::Nsops),
-                rows: read_nsops(o)?,
-            }),
+            Some(o) => Some(Section { instrument: self.mech(Instrument::Nsops), rows: read_nsops(o)? }),
             None => None,
         };
         let timeline = if self.obj(Instrument::Timeline).is_some() {
             let mut rows = self.events.lock().map(|g| g.clone()).unwrap_or_default();
             rows.sort_by_key(|e| e.ts_ns);
-            Some(Section {
-                instrument: self.mech(Instrument::Timeline),
-                rows,
-            })
+            Some(Section { instrument: self.mech(Instrument::Timeline), rows })
         } else {
             None
         };
         let footprint = if self.obj(Instrument::Footprint).is_some() {
-            Some(Section {
-                instrument: self.mech(Instrument::Footprint),
-                rows: self.read_footprint()?,
-            })
+            Some(Section { instrument: self.mech(Instrument::Footprint), rows: self.read_footprint()? })
         } else {
             None
         };
-        let tracepoints = match self
-            .loaded
-            .iter()
-            .find(|l| l.which == Instrument::Tracepoints)
-        {
-            Some(l) => Some(Section {
-                instrument: self.mech(Instrument::Tracepoints),
-                rows: read_tracepoints(l)?,
-            }),
+        let tracepoints = match self.loaded.iter().find(|l| l.which == Instrument::Tracepoints) {
+            Some(l) => {
+                Some(Section { instrument: self.mech(Instrument::Tracepoints), rows: read_tracepoints(l)? })
+            }
             None => None,
         };
         Ok(Snapshot {
@@ -1060,11 +960,7 @@ impl Probe {
             let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default();
-            let e = self.rss.entry(pid).or_insert(RssStat {
-                pid,
-                comm: comm.clone(),
-                peak_rss_kib: 0,
-            });
+            let e = self.rss.entry(pid).or_insert(RssStat { pid, comm: comm.clone(), peak_rss_kib: 0 });
             if kib >= e.peak_rss_kib {
                 e.peak_rss_kib = kib;
                 e.comm = comm;
@@ -1088,26 +984,15 @@ impl Probe {
         let mut found = Vec::new();
         for k in m.keys() {
             match m.lookup(&k, MapFlags::ANY) {
-                Ok(Some(v)) => found.push((
-                    u32_at(&k, 0),
-                    u64_at(&v, 8) * page_kib,
-                    cstr(&v[16..v.len().min(32)]),
-                )),
-                Ok(None) => {}
-                Err(source) => {
-                    return Err(ProbeError::Map {
-                        map: "rss_exit".into(),
-                        source,
-                    })
+                Ok(Some(v)) => {
+                    found.push((u32_at(&k, 0), u64_at(&v, 8) * page_kib, cstr(&v[16..v.len().min(32)])))
                 }
+                Ok(None) => {}
+                Err(source) => return Err(ProbeError::Map { map: "rss_exit".into(), source }),
             }
         }
         for (pid, kib, comm) in found {
-            let e = self.rss.entry(pid).or_insert(RssStat {
-                pid,
-                comm: comm.clone(),
-                peak_rss_kib: 0,
-            });
+            let e = self.rss.entry(pid).or_insert(RssStat { pid, comm: comm.clone(), peak_rss_kib: 0 });
             if kib >= e.peak_rss_kib {
                 e.peak_rss_kib = kib;
                 e.comm = comm;
@@ -1133,9 +1018,7 @@ impl Probe {
         let mut ips: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
         for (k, v) in percpu_entries(o, "fp_ips")? {
             let f = sum_percpu(&v);
-            ips.entry(u64_at(&k, 0))
-                .or_default()
-                .push((u64_at(&k, 8), f.first().copied().unwrap_or(0)));
+            ips.entry(u64_at(&k, 0)).or_default().push((u64_at(&k, 8), f.first().copied().unwrap_or(0)));
         }
         let ks = match &self.kallsyms {
             Some(Ok(k)) => Some(k),
@@ -1146,16 +1029,12 @@ impl Probe {
             let list = ips.remove(&key).unwrap_or_default();
             let mut funcs: HashMap<String, u64> = HashMap::new();
             for (ip, n) in &list {
-                let name = ks
-                    .and_then(|k| k.resolve(*ip))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{ip:#x}"));
+                let name =
+                    ks.and_then(|k| k.resolve(*ip)).map(str::to_string).unwrap_or_else(|| format!("{ip:#x}"));
                 *funcs.entry(name).or_default() += n;
             }
-            let mut functions: Vec<FunctionSamples> = funcs
-                .into_iter()
-                .map(|(function, samples)| FunctionSamples { function, samples })
-                .collect();
+            let mut functions: Vec<FunctionSamples> =
+                funcs.into_iter().map(|(function, samples)| FunctionSamples { function, samples }).collect();
             functions.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
             out.push(Footprint {
                 key,
@@ -1187,12 +1066,7 @@ fn percpu_entries(o: &Object, name: &str) -> Result<Vec<PercpuEntry>, ProbeError
         match m.lookup_percpu(&k, MapFlags::ANY) {
             Ok(Some(v)) => out.push((k, v)),
             Ok(None) => {} // deleted between keys() and lookup
-            Err(source) => {
-                return Err(ProbeError::Map {
-                    map: name.into(),
-                    source,
-                })
-            }
+            Err(source) => return Err(ProbeError::Map { map: name.into(), source }),
         }
     }
     Ok(out)
@@ -1210,33 +1084,21 @@ fn read_syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, ProbeErr
             let slot = match slots.lookup(&k, MapFlags::ANY) {
                 Ok(Some(v)) => u32_at(&v, 0),
                 Ok(None) => continue,
-                Err(source) => {
-                    return Err(ProbeError::Map {
-                        map: "sc_slots".into(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(ProbeError::Map { map: "sc_slots".into(), source }),
             };
             for nr in 0..SC_NR_MAX {
                 let idx = (slot * SC_NR_MAX + nr).to_ne_bytes();
                 let c = match cnt.lookup_percpu(&idx, MapFlags::ANY) {
                     Ok(Some(v)) => sum_percpu(&v),
                     Ok(None) => continue,
-                    Err(source) => {
-                        return Err(ProbeError::Map {
-                            map: "sc_cnt".into(),
-                            source,
-                        })
-                    }
+                    Err(source) => return Err(ProbeError::Map { map: "sc_cnt".into(), source }),
                 };
                 if c.first().copied().unwrap_or(0) == 0 {
                     continue;
                 }
                 let mut h = Hist::default();
                 if latency {
-                    if let Some(Ok(Some(v))) =
-                        lat.as_ref().map(|l| l.lookup_percpu(&idx, MapFlags::ANY))
-                    {
+                    if let Some(Ok(Some(v))) = lat.as_ref().map(|l| l.lookup_percpu(&idx, MapFlags::ANY)) {
                         let f = sum_percpu(&v);
                         if f.len() >= 2 + HIST_SLOTS {
                             h = hist_from(&f[2..2 + HIST_SLOTS], f[0], f[1]);
@@ -1256,9 +1118,7 @@ fn read_syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, ProbeErr
         if f.len() < 4 + HIST_SLOTS {
             continue;
         }
-        let e = acc
-            .entry((u64_at(&k, 0), u32_at(&k, 8)))
-            .or_insert((0, 0, Hist::default()));
+        let e = acc.entry((u64_at(&k, 0), u32_at(&k, 8))).or_insert((0, 0, Hist::default()));
         e.0 += f[0];
         e.1 += f[1];
         e.2.merge(&hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3]));
@@ -1278,12 +1138,7 @@ fn read_syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, ProbeErr
             }),
         })
         .collect();
-    rows.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.key.cmp(&b.key))
-            .then(a.nr.cmp(&b.nr))
-    });
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)).then(a.nr.cmp(&b.nr)));
     Ok(rows)
 }
 
@@ -1297,10 +1152,7 @@ fn read_tracepoints(l: &Loaded) -> Result<Vec<TracepointHits>, ProbeError> {
         let idx = u64_at(&k, 8) as usize;
         let name = names.get(idx).cloned().unwrap_or_else(|| format!("#{idx}"));
         let count = sum_percpu(&v).first().copied().unwrap_or(0);
-        per_key
-            .entry(u64_at(&k, 0))
-            .or_default()
-            .push(NameCount { name, count });
+        per_key.entry(u64_at(&k, 0)).or_default().push(NameCount { name, count });
     }
     Ok(per_key
         .into_iter()
@@ -1387,11 +1239,7 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
             _ => "?",
         };
         let mut h = Hist::default();
-        h.merge(&Hist {
-            count,
-            sum_ns: sum,
-            buckets: hist,
-        });
+        h.merge(&Hist { count, sum_ns: sum, buckets: hist });
         rows.push(NsOpStat {
             key: u64_at(&k, 0),
             call: call.into(),
@@ -1403,11 +1251,6 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
             latency: h,
         });
     }
-    rows.sort_by(|a, b| {
-        a.call
-            .cmp(&b.call)
-            .then(a.flags.cmp(&b.flags))
-            .then(a.key.cmp(&b.key))
-    });
+    rows.sort_by(|a, b| a.call.cmp(&b.call).then(a.flags.cmp(&b.flags)).then(a.key.cmp(&b.key)));
     Ok(rows)
 }

@@ -30,10 +30,7 @@ pub fn pidns_of(pid: u32) -> Result<u64, ProbeError> {
     let p = format!("/proc/{pid}/ns/pid");
     fs::metadata(&p)
         .map(|m| m.ino())
-        .map_err(|source| ProbeError::Io {
-            what: format!("reading {p}"),
-            source,
-        })
+        .map_err(|source| ProbeError::Io { what: format!("reading {p}"), source })
 }
 
 /// `pid` and its live descendants, read from /proc/*/stat.
@@ -95,17 +92,10 @@ impl StoppedCommand {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("karton-probe-{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).map_err(|source| ProbeError::Io {
-            what: format!("creating {}", dir.display()),
-            source,
-        })?;
+        fs::create_dir(&dir)
+            .map_err(|source| ProbeError::Io { what: format!("creating {}", dir.display()), source })?;
         let fifo = dir.join("go");
-        let mut me = Self {
-            child: None,
-            dir,
-            fifo,
-            released: false,
-        };
+        let mut me = Self { child: None, dir, fifo, released: false };
         nix::unistd::mkfifo(&me.fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| ProbeError::Spawn(format!("mkfifo {}: {e}", me.fifo.display())))?;
         let child = Command::new("/bin/sh")
@@ -129,35 +119,22 @@ impl StoppedCommand {
         loop {
             // O_NONBLOCK: opening for writing fails with ENXIO until the reader is there,
             // instead of blocking forever if the shell died.
-            match fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&self.fifo)
-            {
+            match fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&self.fifo) {
                 Ok(f) => {
                     drop(f);
                     self.released = true;
                     return Ok(());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
-                Err(e) => {
-                    return Err(ProbeError::Spawn(format!(
-                        "opening {}: {e}",
-                        self.fifo.display()
-                    )))
-                }
+                Err(e) => return Err(ProbeError::Spawn(format!("opening {}: {e}", self.fifo.display()))),
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    return Err(ProbeError::Spawn(format!(
-                        "the command's shell exited early: {st}"
-                    )));
+                    return Err(ProbeError::Spawn(format!("the command's shell exited early: {st}")));
                 }
             }
             if start.elapsed() > Duration::from_secs(10) {
-                return Err(ProbeError::Spawn(
-                    "the command's shell never opened its FIFO".into(),
-                ));
+                return Err(ProbeError::Spawn("the command's shell never opened its FIFO".into()));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -165,14 +142,8 @@ impl StoppedCommand {
 
     /// Waits for the command to end.
     pub fn wait(&mut self) -> Result<ExitStatus, ProbeError> {
-        let mut c = self
-            .child
-            .take()
-            .ok_or_else(|| ProbeError::Spawn("already waited for".into()))?;
-        c.wait().map_err(|source| ProbeError::Io {
-            what: "waiting for the command".into(),
-            source,
-        })
+        let mut c = self.child.take().ok_or_else(|| ProbeError::Spawn("already waited for".into()))?;
+        c.wait().map_err(|source| ProbeError::Io { what: "waiting for the command".into(), source })
     }
 
     /// Non-blocking wait: Some(status) once the command has ended.
@@ -186,10 +157,7 @@ impl StoppedCommand {
                 Ok(Some(st))
             }
             Ok(None) => Ok(None),
-            Err(source) => Err(ProbeError::Io {
-                what: "waiting for the command".into(),
-                source,
-            }),
+            Err(source) => Err(ProbeError::Io { what: "waiting for the command".into(), source }),
         }
     }
 

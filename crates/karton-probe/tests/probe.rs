@@ -5,9 +5,7 @@
 
 use std::process::Command;
 
-use karton_probe::{
-    pidns_of, Probe, ProbeBuilder, ProbeError, Snapshot, StoppedCommand, Target,
-};
+use karton_probe::{pidns_of, Probe, ProbeBuilder, ProbeError, Snapshot, StoppedCommand, Target};
 
 const WL: &str = env!("CARGO_BIN_EXE_karton-probe-workload");
 const NR_GETPPID: u32 = 110;
@@ -29,10 +27,7 @@ fn measure(b: ProbeBuilder, argv: &[&str]) -> Option<(Snapshot, u32)> {
         Err(e) => panic!("attach: {e}"),
     };
     for s in probe.status() {
-        assert!(
-            matches!(s.state, karton_probe::InstrumentState::Active),
-            "instrument failed: {s:?}"
-        );
+        assert!(matches!(s.state, karton_probe::InstrumentState::Active), "instrument failed: {s:?}");
     }
     cmd.release().expect("release");
     let st = cmd.wait().expect("wait");
@@ -60,18 +55,9 @@ fn getppid_counted_exactly_and_only_under_its_own_key() {
         return;
     };
     let host = pidns_of(std::process::id()).expect("own pid ns");
-    let rows: Vec<_> = snap
-        .syscalls
-        .expect("syscalls section")
-        .rows
-        .into_iter()
-        .filter(|r| r.nr == NR_GETPPID)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        2,
-        "getppid under exactly two keys (host ns, nested ns): {rows:?}"
-    );
+    let rows: Vec<_> =
+        snap.syscalls.expect("syscalls section").rows.into_iter().filter(|r| r.nr == NR_GETPPID).collect();
+    assert_eq!(rows.len(), 2, "getppid under exactly two keys (host ns, nested ns): {rows:?}");
     let outer = rows.iter().find(|r| r.key == host).expect("host-ns key");
     let inner = rows.iter().find(|r| r.key != host).expect("nested-ns key");
     assert_eq!(outer.count, 1000, "host-ns getppid count");
@@ -96,11 +82,7 @@ fn held_in_new_pidns(script: &str) -> (std::process::Child, u64) {
     let start = std::time::Instant::now();
     loop {
         let tree = karton_probe::process_tree(child.id());
-        if let Some(ns) = tree
-            .iter()
-            .filter_map(|p| pidns_of(*p).ok())
-            .find(|n| *n != outer)
-        {
+        if let Some(ns) = tree.iter().filter_map(|p| pidns_of(*p).ok()).find(|n| *n != outer) {
             return (child, ns);
         }
         assert!(start.elapsed().as_secs() < 10, "no process in a new pid ns");
@@ -126,10 +108,7 @@ fn container_key_counts_exactly(latency: bool) {
         return;
     }
     let (mut child, ns) = held_in_new_pidns(&format!("exec {WL} getppid 4321"));
-    let b = Probe::builder()
-        .syscalls(true)
-        .syscall_latency(latency)
-        .target(Target::PidNs(ns));
+    let b = Probe::builder().syscalls(true).syscall_latency(latency).target(Target::PidNs(ns));
     let mut probe = match b.attach() {
         Ok(p) => p,
         Err(e @ (ProbeError::NotRoot(_) | ProbeError::NoBtf)) => {
@@ -150,20 +129,9 @@ fn container_key_counts_exactly(latency: bool) {
         let _ = nix::unistd::getppid();
     }
     assert!(child.wait().expect("wait").success());
-    let rows = probe
-        .snapshot()
-        .expect("snapshot")
-        .syscalls
-        .expect("syscalls")
-        .rows;
-    assert!(
-        rows.iter().all(|r| r.key == ns),
-        "only the target's key: {rows:?}"
-    );
-    let g = rows
-        .iter()
-        .find(|r| r.nr == NR_GETPPID)
-        .expect("getppid row");
+    let rows = probe.snapshot().expect("snapshot").syscalls.expect("syscalls").rows;
+    assert!(rows.iter().all(|r| r.key == ns), "only the target's key: {rows:?}");
+    let g = rows.iter().find(|r| r.nr == NR_GETPPID).expect("getppid row");
     assert_eq!(g.count, 4321);
     if latency {
         assert_eq!(g.latency.as_ref().map(|h| h.count), Some(4321), "{g:?}");
@@ -178,13 +146,8 @@ fn keys_beyond_the_fast_path_slots_count_exactly_too() {
         return;
     };
     let host = pidns_of(std::process::id()).expect("own pid ns");
-    let rows: Vec<_> = snap
-        .syscalls
-        .expect("syscalls")
-        .rows
-        .into_iter()
-        .filter(|r| r.nr == NR_GETPPID)
-        .collect();
+    let rows: Vec<_> =
+        snap.syscalls.expect("syscalls").rows.into_iter().filter(|r| r.nr == NR_GETPPID).collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
     for r in &rows {
         let want = if r.key == host { 2000 } else { 700 };
@@ -195,19 +158,11 @@ fn keys_beyond_the_fast_path_slots_count_exactly_too() {
 
 #[test]
 fn syscall_latency_histogram_counts_every_call() {
-    let Some((snap, _)) = measure(
-        Probe::builder().syscall_latency(true),
-        &[WL, "getppid", "5000"],
-    ) else {
+    let Some((snap, _)) = measure(Probe::builder().syscall_latency(true), &[WL, "getppid", "5000"]) else {
         return;
     };
-    let r = snap
-        .syscalls
-        .expect("syscalls")
-        .rows
-        .into_iter()
-        .find(|r| r.nr == NR_GETPPID)
-        .expect("getppid row");
+    let r =
+        snap.syscalls.expect("syscalls").rows.into_iter().find(|r| r.nr == NR_GETPPID).expect("getppid row");
     assert_eq!(r.count, 5000);
     let h = r.latency.expect("latency histogram");
     assert_eq!(h.count, 5000);
@@ -221,13 +176,7 @@ fn touching_n_fresh_pages_yields_at_least_n_faults() {
     let Some((snap, _)) = measure(Probe::builder().faults(true), &[WL, "pages", "5000"]) else {
         return;
     };
-    let total: u64 = snap
-        .faults
-        .expect("faults")
-        .rows
-        .iter()
-        .map(|r| r.faults)
-        .sum();
+    let total: u64 = snap.faults.expect("faults").rows.iter().map(|r| r.faults).sum();
     assert!(total >= n, "{total} faults < {n} pages");
 }
 
@@ -238,21 +187,9 @@ fn peak_rss_at_exit_covers_the_touched_pages() {
         return;
     };
     let rss = snap.peak_rss.expect("peak_rss section").rows;
-    let me = rss
-        .iter()
-        .find(|r| r.pid == pid)
-        .unwrap_or_else(|| panic!("no row for {pid}: {rss:?}"));
-    assert!(
-        me.peak_rss_kib >= pages * 4,
-        "{} KiB < {} KiB touched",
-        me.peak_rss_kib,
-        pages * 4
-    );
-    assert!(
-        me.peak_rss_kib < pages * 4 + 64 * 1024,
-        "{} KiB: far above what was touched",
-        me.peak_rss_kib
-    );
+    let me = rss.iter().find(|r| r.pid == pid).unwrap_or_else(|| panic!("no row for {pid}: {rss:?}"));
+    assert!(me.peak_rss_kib >= pages * 4, "{} KiB < {} KiB touched", me.peak_rss_kib, pages * 4);
+    assert!(me.peak_rss_kib < pages * 4 + 64 * 1024, "{} KiB: far above what was touched", me.peak_rss_kib);
 }
 
 #[test]
@@ -262,11 +199,7 @@ fn container_faults_count_the_touched_pages() {
         return;
     }
     let (mut child, ns) = held_in_new_pidns(&format!("exec {WL} pages 5000"));
-    let mut probe = match Probe::builder()
-        .faults(true)
-        .target(Target::PidNs(ns))
-        .attach()
-    {
+    let mut probe = match Probe::builder().faults(true).target(Target::PidNs(ns)).attach() {
         Ok(p) => p,
         Err(e) => {
             let _ = child.kill();
@@ -284,16 +217,8 @@ fn container_faults_count_the_touched_pages() {
         stdin.write_all(b"go\n").expect("release");
     }
     assert!(child.wait().expect("wait").success());
-    let rows = probe
-        .snapshot()
-        .expect("snapshot")
-        .faults
-        .expect("faults")
-        .rows;
-    assert!(
-        rows.iter().all(|r| r.key == ns),
-        "only the target's key: {rows:?}"
-    );
+    let rows = probe.snapshot().expect("snapshot").faults.expect("faults").rows;
+    assert!(rows.iter().all(|r| r.key == ns), "only the target's key: {rows:?}");
     let n: u64 = rows.iter().map(|r| r.faults).sum();
     assert!(n >= 5000, "{n} faults < 5000 pages");
 }
@@ -324,29 +249,16 @@ fn unshare_net_costs_more_than_unshare_uts() {
 
 #[test]
 fn timeline_has_fork_before_exec_before_exit() {
-    let Some((snap, pid)) = measure(Probe::builder().timeline(true), &[WL, "spawn", "/bin/true"])
-    else {
+    let Some((snap, pid)) = measure(Probe::builder().timeline(true), &[WL, "spawn", "/bin/true"]) else {
         return;
     };
     let ev = snap.timeline.expect("timeline").rows;
-    let fork = ev
-        .iter()
-        .find(|e| e.kind == "fork" && e.ppid == pid && !e.thread)
-        .expect("fork of the child");
+    let fork = ev.iter().find(|e| e.kind == "fork" && e.ppid == pid && !e.thread).expect("fork of the child");
     let child = fork.pid;
-    let exec = ev
-        .iter()
-        .find(|e| e.kind == "exec" && e.pid == child)
-        .expect("exec by the child");
-    let exit = ev
-        .iter()
-        .find(|e| e.kind == "exit" && e.pid == child)
-        .expect("exit of the child");
+    let exec = ev.iter().find(|e| e.kind == "exec" && e.pid == child).expect("exec by the child");
+    let exit = ev.iter().find(|e| e.kind == "exit" && e.pid == child).expect("exit of the child");
     assert_eq!(exec.file, "/bin/true");
-    assert!(
-        fork.ts_ns < exec.ts_ns && exec.ts_ns < exit.ts_ns,
-        "{fork:?} {exec:?} {exit:?}"
-    );
+    assert!(fork.ts_ns < exec.ts_ns && exec.ts_ns < exit.ts_ns, "{fork:?} {exec:?} {exit:?}");
     // The command itself: exec of the workload (held before exec until attach), then exit.
     assert!(ev.iter().any(|e| e.kind == "exec" && e.pid == pid));
     assert!(ev.iter().any(|e| e.kind == "exit" && e.pid == pid));
@@ -354,10 +266,8 @@ fn timeline_has_fork_before_exec_before_exit() {
 
 #[test]
 fn sched_sees_switches_and_cpu_time() {
-    let Some((snap, _)) = measure(
-        Probe::builder().sched(true),
-        &["sh", "-c", "sleep 0.05; sleep 0.05"],
-    ) else {
+    let Some((snap, _)) = measure(Probe::builder().sched(true), &["sh", "-c", "sleep 0.05; sleep 0.05"])
+    else {
         return;
     };
     let rows = snap.sched.expect("sched").rows;
@@ -370,10 +280,9 @@ fn sched_sees_switches_and_cpu_time() {
 
 #[test]
 fn footprint_sees_kernel_functions() {
-    let Some((snap, _)) = measure(
-        Probe::builder().footprint(true).sample_hz(4999),
-        &[WL, "getppid", "3000000"],
-    ) else {
+    let Some((snap, _)) =
+        measure(Probe::builder().footprint(true).sample_hz(4999), &[WL, "getppid", "3000000"])
+    else {
         return;
     };
     let fp = snap.footprint.expect("footprint");
@@ -381,26 +290,15 @@ fn footprint_sees_kernel_functions() {
     let kernel: u64 = fp.rows.iter().map(|r| r.kernel_samples).sum();
     assert!(kernel > 0, "no kernel samples");
     assert!(
-        fp.rows
-            .iter()
-            .flat_map(|r| &r.functions)
-            .any(|f| !f.function.starts_with("0x")),
+        fp.rows.iter().flat_map(|r| &r.functions).any(|f| !f.function.starts_with("0x")),
         "nothing symbolized"
     );
     let tp = snap.tracepoints.expect("tracepoints section");
     assert!(tp.instrument.contains("APPROXIMATION"));
     let row = tp.rows.first().expect("a key with tracepoints hit");
-    assert!(
-        row.attached > 100 && row.attached <= row.listed,
-        "{} of {}",
-        row.attached,
-        row.listed
-    );
-    let names: Vec<&str> = tp
-        .rows
-        .iter()
-        .flat_map(|r| r.tracepoints.iter().map(|t| t.name.as_str()))
-        .collect();
+    assert!(row.attached > 100 && row.attached <= row.listed, "{} of {}", row.attached, row.listed);
+    let names: Vec<&str> =
+        tp.rows.iter().flat_map(|r| r.tracepoints.iter().map(|t| t.name.as_str())).collect();
     for want in ["sys_enter", "sys_exit", "sched_process_exit"] {
         assert!(names.contains(&want), "{want} not among {names:?}");
     }

@@ -77,7 +77,8 @@ fn verdict_badge_html(v: &str) -> String {
 pub fn isolation_matrix_html(audit: &Value) -> String {
     let mut h = String::new();
     let rows = rows(audit, "isolation");
-    let shown = rows.iter().filter(|r| r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false)).count();
+    let shown =
+        rows.iter().filter(|r| r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false)).count();
     let _ = write!(
         h,
         "<section class=\"audit-isolation\"><h2>Isolation matrix</h2><p>{} probes; {} show the leak without their protection and the containment with it. Each probe ran twice, all else equal: without and with the namespace (or, for the rows no namespace protects, the mechanism) under test.</p>",
@@ -124,7 +125,11 @@ pub fn isolation_matrix_html(audit: &Value) -> String {
         );
     }
     h.push_str("</tbody></table>");
-    let notes: Vec<&str> = audit.get("notes").and_then(|n| n.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    let notes: Vec<&str> = audit
+        .get("notes")
+        .and_then(|n| n.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
     if !notes.is_empty() {
         h.push_str("<ul class=\"audit-notes\">");
         for n in notes {
@@ -158,7 +163,8 @@ pub fn isolation_matrix_markdown(audit: &Value) -> String {
         if let Some(d) = r.get("default_config").filter(|d| !d.is_null()) {
             let applies = d.get("applies_mechanism").and_then(|a| a.as_bool()).unwrap_or(false);
             let out = d.get("outcome").cloned().unwrap_or(Value::Null);
-            let note = d.get("note").and_then(|n| n.as_str()).map(|n| format!(" ({})", md(n))).unwrap_or_default();
+            let note =
+                d.get("note").and_then(|n| n.as_str()).map(|n| format!(" ({})", md(n))).unwrap_or_default();
             let _ = writeln!(
                 defaults,
                 "| `{}` | {} | {} | **{}**{} |",
@@ -267,9 +273,20 @@ pub fn noninterference_svg(audit: &Value) -> String {
     }
     for (i, (stressor, victim)) in keys.iter().enumerate() {
         let y0 = 32.0 + i as f64 * group_h;
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} · {}</text>", left - 6.0, y0 + bar + 3.0, esc(stressor), esc(victim));
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} · {}</text>",
+            left - 6.0,
+            y0 + bar + 3.0,
+            esc(stressor),
+            esc(victim)
+        );
         for (j, limited) in [false, true].iter().enumerate() {
-            let Some(r) = rows.iter().find(|r| &r.stressor == stressor && &r.victim == victim && r.limited == *limited) else { continue };
+            let Some(r) =
+                rows.iter().find(|r| &r.stressor == stressor && &r.victim == victim && r.limited == *limited)
+            else {
+                continue;
+            };
             if !r.deg.is_finite() {
                 continue;
             }
@@ -316,7 +333,11 @@ pub fn noninterference_html(audit: &Value) -> String {
         return "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>Not measured in this run.</p></section>".into();
     };
     let mut h = String::new();
-    let _ = write!(h, "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>{}</p>", esc(st(ni, "method")));
+    let _ = write!(
+        h,
+        "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>{}</p>",
+        esc(st(ni, "method"))
+    );
     h.push_str(&noninterference_svg(audit));
     h.push_str("<table><thead><tr><th>stressor</th><th>stressor cgroup</th><th>victim</th><th>alone</th><th>beside</th><th>degradation % [95 % CI]</th><th>stressor progress</th><th>stressor end</th></tr></thead><tbody>");
     for r in &rows {
@@ -337,7 +358,11 @@ pub fn noninterference_html(audit: &Value) -> String {
         );
     }
     h.push_str("</tbody></table>");
-    let skipped: Vec<&str> = ni.get("skipped").and_then(|s| s.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    let skipped: Vec<&str> = ni
+        .get("skipped")
+        .and_then(|s| s.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
     if !skipped.is_empty() {
         h.push_str("<p>Skipped:</p><ul>");
         for s in skipped {
@@ -395,11 +420,21 @@ pub fn footprint_html(audit: &Value) -> String {
         let top: Vec<String> = r
             .get("top_functions")
             .and_then(|t| t.as_array())
-            .map(|a| a.iter().take(5).filter_map(|p| Some(format!("{} ({})", p.get(0)?.as_str()?, p.get(1)?.as_u64()?))).collect())
+            .map(|a| {
+                a.iter()
+                    .take(5)
+                    .filter_map(|p| Some(format!("{} ({})", p.get(0)?.as_str()?, p.get(1)?.as_u64()?)))
+                    .collect()
+            })
             .unwrap_or_default();
         match r.get("skipped").and_then(|s| s.as_str()) {
             Some(why) => {
-                let _ = write!(h, "<tr><td>{}</td><td colspan=\"4\">skipped: {}</td></tr>", esc(st(r, "config")), esc(why));
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td colspan=\"4\">skipped: {}</td></tr>",
+                    esc(st(r, "config")),
+                    esc(why)
+                );
             }
             None => {
                 let _ = write!(
@@ -421,19 +456,32 @@ pub fn footprint_html(audit: &Value) -> String {
 /// The kernel footprint table (Markdown).
 pub fn footprint_markdown(audit: &Value) -> String {
     let Some(f) = audit.get("footprint").filter(|n| !n.is_null()) else { return String::new() };
-    let mut m = format!("## Kernel footprint (approximation)\n\n{} — instrument: {}\n\n", md(st(f, "approximation")), md(st(f, "instrument")));
+    let mut m = format!(
+        "## Kernel footprint (approximation)\n\n{} — instrument: {}\n\n",
+        md(st(f, "approximation")),
+        md(st(f, "instrument"))
+    );
     if let Some(why) = f.get("skipped").and_then(|s| s.as_str()) {
         let _ = writeln!(m, "Skipped: {why}");
         return m;
     }
-    m.push_str("| configuration | kernel samples | user samples | distinct kernel functions |\n|---|---|---|---|\n");
+    m.push_str(
+        "| configuration | kernel samples | user samples | distinct kernel functions |\n|---|---|---|---|\n",
+    );
     for r in rows(f, "rows") {
         match r.get("skipped").and_then(|s| s.as_str()) {
             Some(why) => {
                 let _ = writeln!(m, "| {} | skipped: {} | | |", md(st(r, "config")), md(why));
             }
             None => {
-                let _ = writeln!(m, "| {} | {} | {} | {} |", md(st(r, "config")), fmt(num(r, "kernel_samples"), 0), fmt(num(r, "user_samples"), 0), fmt(num(r, "distinct_functions"), 0));
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} | {} |",
+                    md(st(r, "config")),
+                    fmt(num(r, "kernel_samples"), 0),
+                    fmt(num(r, "user_samples"), 0),
+                    fmt(num(r, "distinct_functions"), 0)
+                );
             }
         }
     }
@@ -458,7 +506,13 @@ pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
     for s in rows(bench, "series") {
         for r in rows(s, "rows") {
             let cfg = st(r, "config");
-            let ns = if cfg == "mnt" { "mnt" } else if let Some(n) = cfg.strip_prefix('+') { n } else { continue };
+            let ns = if cfg == "mnt" {
+                "mnt"
+            } else if let Some(n) = cfg.strip_prefix('+') {
+                n
+            } else {
+                continue;
+            };
             if let Some(x) = r.get("ratio").and_then(|x| x.get("median")).and_then(|x| x.as_f64()) {
                 if x.is_finite() && x > 0.0 {
                     per.entry(ns.to_string()).or_default().push(x);
@@ -469,7 +523,8 @@ pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
     per.into_iter()
         .map(|(ns, mut v)| {
             v.sort_by(|a, b| a.total_cmp(b));
-            let m = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+            let m =
+                if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
             (ns, Overhead { ratio: m, min: v[0], max: v[v.len() - 1], series: v.len() })
         })
         .collect()
@@ -517,7 +572,12 @@ pub fn contrast_svg(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
     let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">overhead vs bare (%, median over bench series)</text>", (l + w) / 2.0, h - 8.0);
     let _ = write!(s, "<text x=\"14\" y=\"{:.1}\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">probes contained</text>", (h - b) / 2.0, (h - b) / 2.0);
     for (tx, label) in [(xmin, xmin), (xmax, xmax), (0.0, 0.0)] {
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{label}</text>", x(tx), h - b + 14.0);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{label}</text>",
+            x(tx),
+            h - b + 14.0
+        );
     }
     let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{ymax}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">0</text>", l - 4.0, y(ymax) + 4.0, l - 4.0, y(0.0) + 4.0);
     for (ns, ov, n) in pts {
@@ -540,21 +600,27 @@ pub fn contrast_svg(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
 /// [`overhead_from_bench`] to get it from a bench result.
 pub fn contrast_html(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
     let iso = isolation_by_namespace(audit);
-    let mut h = String::from("<section class=\"audit-contrast\"><h2>Isolation against overhead, per namespace</h2>");
+    let mut h =
+        String::from("<section class=\"audit-contrast\"><h2>Isolation against overhead, per namespace</h2>");
     h.push_str(&contrast_svg(audit, overhead));
     h.push_str("<table><thead><tr><th>namespace</th><th>probes contained (of run)</th><th>what it isolates here</th><th>overhead vs bare</th></tr></thead><tbody>");
     for ns in NAMESPACES {
         let (shown, run) = iso.get(ns).copied().unwrap_or((0, 0));
         let probes: Vec<String> = rows(audit, "isolation")
             .into_iter()
-            .filter(|r| st(r, "namespace") == ns && r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false))
+            .filter(|r| {
+                st(r, "namespace") == ns && r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false)
+            })
             .map(|r| st(r, "probe").to_string())
             .collect();
         let _ = write!(
             h,
             "<tr><td>{ns}</td><td>{shown} / {run}</td><td>{}</td><td>{}</td></tr>",
             esc(&probes.join("; ")),
-            overhead.get(ns).map(|r| format!("{:+.1} %", (r - 1.0) * 100.0)).unwrap_or_else(|| "not measured".into())
+            overhead
+                .get(ns)
+                .map(|r| format!("{:+.1} %", (r - 1.0) * 100.0))
+                .unwrap_or_else(|| "not measured".into())
         );
     }
     h.push_str("</tbody></table></section>");
@@ -570,7 +636,10 @@ pub fn contrast_markdown(audit: &Value, overhead: &BTreeMap<String, f64>) -> Str
         let _ = writeln!(
             m,
             "| {ns} | {shown} / {run} | {} |",
-            overhead.get(ns).map(|r| format!("{:+.1} %", (r - 1.0) * 100.0)).unwrap_or_else(|| "not measured".into())
+            overhead
+                .get(ns)
+                .map(|r| format!("{:+.1} %", (r - 1.0) * 100.0))
+                .unwrap_or_else(|| "not measured".into())
         );
     }
     m
@@ -594,12 +663,17 @@ pub fn audit_html(audit: &Value, bench: Option<&Value>) -> String {
 /// Every audit section as Markdown.
 pub fn audit_markdown(audit: &Value, bench: Option<&Value>) -> String {
     let ov = overhead_map(bench);
-    [isolation_matrix_markdown(audit), noninterference_markdown(audit), footprint_markdown(audit), contrast_markdown(audit, &ov)]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n")
+    [
+        isolation_matrix_markdown(audit),
+        noninterference_markdown(audit),
+        footprint_markdown(audit),
+        contrast_markdown(audit, &ov),
+    ]
+    .iter()
+    .filter(|s| !s.is_empty())
+    .cloned()
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 #[cfg(test)]
@@ -638,7 +712,8 @@ mod tests {
         let mut a = sample();
         a["isolation"][1]["default_config"] = json!({"applies_mechanism": false, "note": "runc-compatible default, not contained",
             "outcome": {"verdict": "leaked", "evidence": "found", "config": "d", "elapsed_ms": 1.0}});
-        assert!(isolation_matrix_markdown(&a).contains("| no | **leaked** (runc-compatible default, not contained) |"));
+        assert!(isolation_matrix_markdown(&a)
+            .contains("| no | **leaked** (runc-compatible default, not contained) |"));
         assert!(isolation_matrix_html(&a).contains("<b>runc-compatible default, not contained</b>"));
     }
 

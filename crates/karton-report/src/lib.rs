@@ -38,7 +38,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Input>, ReportError> {
         .iter()
         .map(|p| {
             Ok(Input {
-                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string()),
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.display().to_string()),
                 results: BenchResults::load(p)?,
             })
         })
@@ -57,8 +60,12 @@ pub struct Inputs {
 pub fn load_all(paths: &[PathBuf]) -> Result<Inputs, ReportError> {
     let mut out = Inputs::default();
     for p in paths {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
-        let text = std::fs::read_to_string(p).map_err(|source| ReportError::Io { what: format!("reading {}", p.display()), source })?;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string());
+        let text = std::fs::read_to_string(p)
+            .map_err(|source| ReportError::Io { what: format!("reading {}", p.display()), source })?;
         match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(v) if audit::is_audit(&v) => out.audits.push((name, v)),
             _ => out.bench.push(Input { name, results: BenchResults::load(p)? }),
@@ -74,7 +81,8 @@ pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
     if inputs.bench.is_empty() && inputs.audits.is_empty() {
         return Err(ReportError::Empty);
     }
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
     let bench_json = inputs.bench.first().and_then(|i| serde_json::to_value(&i.results).ok());
     let (mut page, mut charts) = if inputs.bench.is_empty() {
         (
@@ -89,8 +97,13 @@ pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
     for (name, v) in &inputs.audits {
         let section = audit::audit_html(v, bench_json.as_ref());
         charts += section.matches("<svg").count();
-        let _ = write!(audit_html, "<h1>karton audit: isolation and noninterference ({})</h1>\n{section}\n", svg::esc(name));
-        let _ = write!(md, "\n# karton audit ({name})\n\n{}\n", audit::audit_markdown(v, bench_json.as_ref()));
+        let _ = write!(
+            audit_html,
+            "<h1>karton audit: isolation and noninterference ({})</h1>\n{section}\n",
+            svg::esc(name)
+        );
+        let _ =
+            write!(md, "\n# karton audit ({name})\n\n{}\n", audit::audit_markdown(v, bench_json.as_ref()));
     }
     if let Some(at) = page.rfind("</body>") {
         page.insert_str(at, &audit_html);
@@ -122,7 +135,8 @@ pub fn write(inputs: &[Input], dir: &Path) -> Result<Written, ReportError> {
     if inputs.is_empty() {
         return Err(ReportError::Empty);
     }
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
     let (html, charts) = html(inputs);
     let html_path = dir.join("index.html");
     karton_bench::results::write_atomic(&html_path, html.as_bytes())?;
@@ -181,7 +195,8 @@ fn median_chart(s: &Series) -> Option<String> {
             })
         })
         .collect();
-    (!bars.is_empty()).then(|| svg::hbars(&format!("{} — median, 95% bootstrap CI", s.id), &s.unit, &bars, None))
+    (!bars.is_empty())
+        .then(|| svg::hbars(&format!("{} — median, 95% bootstrap CI", s.id), &s.unit, &bars, None))
 }
 
 fn figure(out: &mut String, svg: String, caption: &str) -> usize {
@@ -190,7 +205,10 @@ fn figure(out: &mut String, svg: String, caption: &str) -> usize {
 }
 
 fn ns_order(ns: &str) -> usize {
-    ["uts", "cgroup", "time", "pid", "user", "ipc", "mount", "network"].iter().position(|n| *n == ns).unwrap_or(99)
+    ["uts", "cgroup", "time", "pid", "user", "ipc", "mount", "network"]
+        .iter()
+        .position(|n| *n == ns)
+        .unwrap_or(99)
 }
 
 /// Key figures of one results file as Markdown-ish rows: (title, header, rows).
@@ -209,8 +227,17 @@ fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> 
             .unwrap_or_else(|| "—".into())
     };
     if let Some(p) = r.series.iter().find(|s| s.id == "primes/time") {
-        let rows = p.rows.iter().filter(|x| x.config != "bare").map(|x| vec![x.config.clone(), ratio("primes/time", &x.config), ratio("primes/cpu", &x.config)]).collect();
-        out.push(("primes: cost relative to bare, median [95% CI]".to_string(), vec!["configuration".into(), "wall time".into(), "thread CPU time".into()], rows));
+        let rows = p
+            .rows
+            .iter()
+            .filter(|x| x.config != "bare")
+            .map(|x| vec![x.config.clone(), ratio("primes/time", &x.config), ratio("primes/cpu", &x.config)])
+            .collect();
+        out.push((
+            "primes: cost relative to bare, median [95% CI]".to_string(),
+            vec!["configuration".into(), "wall time".into(), "thread CPU time".into()],
+            rows,
+        ));
     }
     let mut cells: Vec<_> = r.ns_create.iter().filter(|c| c.workers == 1).collect();
     cells.sort_by_key(|c| ns_order(&c.ns));
@@ -220,23 +247,44 @@ fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> 
             .map(|c| {
                 vec![
                     c.ns.clone(),
-                    c.unshare_us.as_ref().map(|u| format!("{} [{}, {}]", fmt_value(u.median), fmt_value(u.ci_low), fmt_value(u.ci_high))).unwrap_or_else(|| "skipped".into()),
+                    c.unshare_us
+                        .as_ref()
+                        .map(|u| {
+                            format!(
+                                "{} [{}, {}]",
+                                fmt_value(u.median),
+                                fmt_value(u.ci_low),
+                                fmt_value(u.ci_high)
+                            )
+                        })
+                        .unwrap_or_else(|| "skipped".into()),
                     c.cycle_us.as_ref().map(|u| fmt_value(u.median)).unwrap_or_default(),
                 ]
             })
             .collect();
-        out.push(("namespace creation, one worker".to_string(), vec!["namespace".into(), "unshare µs, median [95% CI]".into(), "create + destroy µs".into()], rows));
+        out.push((
+            "namespace creation, one worker".to_string(),
+            vec!["namespace".into(), "unshare µs, median [95% CI]".into(), "create + destroy µs".into()],
+            rows,
+        ));
     }
     if let Some(l) = r.series.iter().find(|s| s.id == "lifecycle/run") {
         let rows = l
             .rows
             .iter()
             .map(|x| match &x.summary {
-                Some(m) => vec![x.config.clone(), format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high))],
+                Some(m) => vec![
+                    x.config.clone(),
+                    format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high)),
+                ],
                 None => vec![x.config.clone(), format!("skipped: {}", x.reason.as_deref().unwrap_or(""))],
             })
             .collect();
-        out.push(("container lifecycle (run /bin/true: create → start → exit → delete)".to_string(), vec!["runtime".into(), "ms, median [95% CI]".into()], rows));
+        out.push((
+            "container lifecycle (run /bin/true: create → start → exit → delete)".to_string(),
+            vec!["runtime".into(), "ms, median [95% CI]".into()],
+            rows,
+        ));
     }
     out
 }
@@ -346,7 +394,11 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
                 esc(&s.workload),
                 esc(&s.args.join(" ")),
                 s.rounds,
-                if s.converged { ", CI target reached" } else { ", CI target not reached (cap or time budget)" }
+                if s.converged {
+                    ", CI target reached"
+                } else {
+                    ", CI target not reached (cap or time budget)"
+                }
             );
             if let Some(c) = ratio_chart(s) {
                 charts += figure(&mut h, c, &format!("{}: {} ({}), ratio to bare", s.id, s.metric, s.unit));
@@ -362,27 +414,67 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
                 .filter(|c| c.workers == 1)
                 .filter_map(|c| {
                     let u = c.unshare_us.as_ref()?;
-                    Some(Bar { label: c.ns.clone(), value: u.median, ci: Some((u.ci_low, u.ci_high)), note: format!("{} µs (n={})", fmt_value(u.median), u.n), highlight: c.ns == "network" })
+                    Some(Bar {
+                        label: c.ns.clone(),
+                        value: u.median,
+                        ci: Some((u.ci_low, u.ci_high)),
+                        note: format!("{} µs (n={})", fmt_value(u.median), u.n),
+                        highlight: c.ns == "network",
+                    })
                 })
                 .collect();
             if !one.is_empty() {
-                charts += figure(&mut h, svg::hbars("unshare(CLONE_NEW*) latency, one worker — median, 95% CI", "µs", &one, None), "Cost of creating one namespace of each type");
+                charts += figure(
+                    &mut h,
+                    svg::hbars("unshare(CLONE_NEW*) latency, one worker — median, 95% CI", "µs", &one, None),
+                    "Cost of creating one namespace of each type",
+                );
             }
             let mut types: Vec<&str> = cells.iter().map(|c| c.ns.as_str()).collect();
             types.dedup();
             let lat: Vec<Line> = types
                 .iter()
-                .map(|t| Line { label: t.to_string(), points: cells.iter().filter(|c| c.ns == *t).filter_map(|c| Some((c.workers as f64, c.unshare_us.as_ref()?.median))).collect() })
+                .map(|t| Line {
+                    label: t.to_string(),
+                    points: cells
+                        .iter()
+                        .filter(|c| c.ns == *t)
+                        .filter_map(|c| Some((c.workers as f64, c.unshare_us.as_ref()?.median)))
+                        .collect(),
+                })
                 .collect();
             let thr: Vec<Line> = types
                 .iter()
-                .map(|t| Line { label: t.to_string(), points: cells.iter().filter(|c| c.ns == *t).filter_map(|c| Some((c.workers as f64, c.throughput.as_ref()?.median))).collect() })
+                .map(|t| Line {
+                    label: t.to_string(),
+                    points: cells
+                        .iter()
+                        .filter(|c| c.ns == *t)
+                        .filter_map(|c| Some((c.workers as f64, c.throughput.as_ref()?.median)))
+                        .collect(),
+                })
                 .collect();
             if lat.iter().any(|l| !l.points.is_empty()) {
-                charts += figure(&mut h, svg::lines("unshare latency vs concurrent workers (median)", "concurrent workers", "µs (log)", &lat, true), "Scaling of namespace creation with concurrency: latency");
                 charts += figure(
                     &mut h,
-                    svg::lines("namespaces created + destroyed per second, all workers", "concurrent workers", "namespaces/s (log)", &thr, true),
+                    svg::lines(
+                        "unshare latency vs concurrent workers (median)",
+                        "concurrent workers",
+                        "µs (log)",
+                        &lat,
+                        true,
+                    ),
+                    "Scaling of namespace creation with concurrency: latency",
+                );
+                charts += figure(
+                    &mut h,
+                    svg::lines(
+                        "namespaces created + destroyed per second, all workers",
+                        "concurrent workers",
+                        "namespaces/s (log)",
+                        &thr,
+                        true,
+                    ),
                     "Scaling of namespace creation with concurrency: throughput",
                 );
             }
@@ -424,20 +516,52 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
                 let _ = write!(h, "<p>{}</p>", esc(n));
             }
             for run in &ins.runs {
-                let _ = write!(h, "<h4>{}</h4><p>context switches {}, page faults {}{}{}</p>", esc(&run.config), run.context_switches, run.page_faults, if run.peak_rss_kib > 0 { format!(", peak RSS {} KiB", run.peak_rss_kib) } else { String::new() }, run.footprint_functions.map(|f| format!(", kernel functions sampled {f} (footprint approximation)")).unwrap_or_default());
+                let _ = write!(
+                    h,
+                    "<h4>{}</h4><p>context switches {}, page faults {}{}{}</p>",
+                    esc(&run.config),
+                    run.context_switches,
+                    run.page_faults,
+                    if run.peak_rss_kib > 0 {
+                        format!(", peak RSS {} KiB", run.peak_rss_kib)
+                    } else {
+                        String::new()
+                    },
+                    run.footprint_functions
+                        .map(|f| format!(", kernel functions sampled {f} (footprint approximation)"))
+                        .unwrap_or_default()
+                );
                 if let Some(top) = run.syscalls.iter().max_by_key(|s| s.count) {
                     if top.hist.iter().any(|c| *c > 0) {
-                        charts += figure(&mut h, svg::log2_hist(&format!("{} under {}: syscall latency (log2 buckets)", top.name, run.config), &top.hist), &format!("{} calls of {}, mean {:.0} ns", top.count, top.name, top.mean_ns));
+                        charts += figure(
+                            &mut h,
+                            svg::log2_hist(
+                                &format!("{} under {}: syscall latency (log2 buckets)", top.name, run.config),
+                                &top.hist,
+                            ),
+                            &format!("{} calls of {}, mean {:.0} ns", top.count, top.name, top.mean_ns),
+                        );
                     }
                 }
                 if run.runq_hist.iter().any(|c| *c > 0) {
-                    charts += figure(&mut h, svg::log2_hist(&format!("run-queue latency under {}", run.config), &run.runq_hist), "wakeup → on-CPU");
+                    charts += figure(
+                        &mut h,
+                        svg::log2_hist(&format!("run-queue latency under {}", run.config), &run.runq_hist),
+                        "wakeup → on-CPU",
+                    );
                 }
                 h.push_str("<table><tr><th>syscall</th><th>count</th><th>errors</th><th>mean ns</th></tr>");
                 let mut sc = run.syscalls.clone();
                 sc.sort_by_key(|s| std::cmp::Reverse(s.count));
                 for s in sc.iter().take(10) {
-                    let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>", esc(&s.name), s.count, s.errors, s.mean_ns);
+                    let _ = write!(
+                        h,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+                        esc(&s.name),
+                        s.count,
+                        s.errors,
+                        s.mean_ns
+                    );
                 }
                 h.push_str("</table>");
             }
@@ -513,15 +637,30 @@ pub fn markdown(inputs: &[Input]) -> String {
         );
         let _ = writeln!(m, "Ratios are cost relative to bare (> 1 = slower), median of pairwise ratios within a round, with 95% bootstrap CI.\n");
         for (title, head, rows) in key_tables(r) {
-            let _ = writeln!(m, "**{title}**\n\n| {} |\n|{}|", head.join(" | "), head.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+            let _ = writeln!(
+                m,
+                "**{title}**\n\n| {} |\n|{}|",
+                head.join(" | "),
+                head.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+            );
             for row in rows {
                 let _ = writeln!(m, "| {} |", row.join(" | ").replace('\n', " "));
             }
             m.push('\n');
         }
         for s in &r.series {
-            let _ = writeln!(m, "### {} ({}, {} rounds{})\n", s.id, s.unit, s.rounds, if s.converged { ", converged" } else { "" });
-            let _ = writeln!(m, "| config | median | 95% CI | n | ratio | ratio 95% CI |\n|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                m,
+                "### {} ({}, {} rounds{})\n",
+                s.id,
+                s.unit,
+                s.rounds,
+                if s.converged { ", converged" } else { "" }
+            );
+            let _ = writeln!(
+                m,
+                "| config | median | 95% CI | n | ratio | ratio 95% CI |\n|---|---:|---:|---:|---:|---:|"
+            );
             for row in &s.rows {
                 match (&row.summary, row.status) {
                     (Some(x), RowStatus::Ok) => {
@@ -533,12 +672,27 @@ pub fn markdown(inputs: &[Input]) -> String {
                             fmt_value(x.ci_low),
                             fmt_value(x.ci_high),
                             x.n,
-                            row.ratio.as_ref().map(|q| format!("{:.3}", q.median)).unwrap_or_else(|| "—".into()),
-                            row.ratio.as_ref().map(|q| format!("{:.3} – {:.3}", q.ci_low, q.ci_high)).unwrap_or_default()
+                            row.ratio
+                                .as_ref()
+                                .map(|q| format!("{:.3}", q.median))
+                                .unwrap_or_else(|| "—".into()),
+                            row.ratio
+                                .as_ref()
+                                .map(|q| format!("{:.3} – {:.3}", q.ci_low, q.ci_high))
+                                .unwrap_or_default()
                         );
                     }
                     _ => {
-                        let _ = writeln!(m, "| {} | skipped: {} | | | | |", row.config, row.reason.as_deref().unwrap_or("no samples").replace('|', "/").replace('\n', " "));
+                        let _ = writeln!(
+                            m,
+                            "| {} | skipped: {} | | | | |",
+                            row.config,
+                            row.reason
+                                .as_deref()
+                                .unwrap_or("no samples")
+                                .replace('|', "/")
+                                .replace('\n', " ")
+                        );
                     }
                 }
             }
@@ -564,24 +718,54 @@ pub fn markdown(inputs: &[Input]) -> String {
                         );
                     }
                     None => {
-                        let _ = writeln!(m, "| {} | {} | skipped: {} | | | |", c.ns, c.workers, c.reason.as_deref().unwrap_or(""));
+                        let _ = writeln!(
+                            m,
+                            "| {} | {} | skipped: {} | | | |",
+                            c.ns,
+                            c.workers,
+                            c.reason.as_deref().unwrap_or("")
+                        );
                     }
                 }
             }
             m.push('\n');
         }
         if let Some(ins) = &r.instrumented {
-            let _ = writeln!(m, "### Instrumented pass\n\nWorkload `{} {}`, instruments: {}.\n", ins.workload, ins.args.join(" "), ins.instruments.join("; "));
+            let _ = writeln!(
+                m,
+                "### Instrumented pass\n\nWorkload `{} {}`, instruments: {}.\n",
+                ins.workload,
+                ins.args.join(" "),
+                ins.instruments.join("; ")
+            );
             for run in &ins.runs {
                 let top: Vec<String> = {
                     let mut sc = run.syscalls.clone();
                     sc.sort_by_key(|s| std::cmp::Reverse(s.count));
-                    sc.iter().take(5).map(|s| format!("{} ×{} ({:.0} ns)", s.name, s.count, s.mean_ns)).collect()
+                    sc.iter()
+                        .take(5)
+                        .map(|s| format!("{} ×{} ({:.0} ns)", s.name, s.count, s.mean_ns))
+                        .collect()
                 };
-                let _ = writeln!(m, "- **{}**: {}; context switches {}, page faults {}", run.config, top.join(", "), run.context_switches, run.page_faults);
+                let _ = writeln!(
+                    m,
+                    "- **{}**: {}; context switches {}, page faults {}",
+                    run.config,
+                    top.join(", "),
+                    run.context_switches,
+                    run.page_faults
+                );
             }
             for o in &ins.overhead {
-                let _ = writeln!(m, "- probe overhead under {}: {} {} → {} {}", o.config, fmt_value(o.without_probe), o.unit, fmt_value(o.with_probe), o.unit);
+                let _ = writeln!(
+                    m,
+                    "- probe overhead under {}: {} {} → {} {}",
+                    o.config,
+                    fmt_value(o.without_probe),
+                    o.unit,
+                    fmt_value(o.with_probe),
+                    o.unit
+                );
             }
             for n in &ins.notes {
                 let _ = writeln!(m, "- {n}");
@@ -597,7 +781,8 @@ pub fn markdown(inputs: &[Input]) -> String {
         let _ = writeln!(m, "## Run to run\n");
         for other in &inputs[1..] {
             let ch = compare::compare(&inputs[0].results, &other.results);
-            let _ = writeln!(m, "{} → {}:\n\n```\n{}```\n", inputs[0].name, other.name, compare::to_text(&ch));
+            let _ =
+                writeln!(m, "{} → {}:\n\n```\n{}```\n", inputs[0].name, other.name, compare::to_text(&ch));
         }
     }
     m

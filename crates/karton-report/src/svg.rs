@@ -55,7 +55,11 @@ pub fn fmt_num(v: f64) -> String {
     } else {
         let s = format!("{v:.3}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
-        if s.is_empty() || s == "-" { "0".into() } else { s.to_string() }
+        if s.is_empty() || s == "-" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
     }
 }
 
@@ -68,10 +72,18 @@ pub fn hbars(title: &str, unit: &str, bars: &[Bar], reference: Option<f64>) -> S
     let top = 34.0;
     let plot_w = width - left - right;
     let height = top + row_h * bars.len().max(1) as f64 + 34.0;
-    let hi = bars.iter().map(|b| b.ci.map(|c| c.1).unwrap_or(b.value).max(b.value)).fold(reference.unwrap_or(0.0), f64::max);
-    let lo = bars.iter().map(|b| b.ci.map(|c| c.0).unwrap_or(b.value).min(b.value)).fold(f64::INFINITY, f64::min);
+    let hi = bars
+        .iter()
+        .map(|b| b.ci.map(|c| c.1).unwrap_or(b.value).max(b.value))
+        .fold(reference.unwrap_or(0.0), f64::max);
+    let lo =
+        bars.iter().map(|b| b.ci.map(|c| c.0).unwrap_or(b.value).min(b.value)).fold(f64::INFINITY, f64::min);
     // Ratios cluster near 1: zoom the axis onto the data when a reference line is drawn.
-    let lo0 = if reference.is_some() && lo.is_finite() && lo > 0.0 { (lo.min(reference.unwrap_or(lo)) * 0.97).max(0.0) } else { 0.0 };
+    let lo0 = if reference.is_some() && lo.is_finite() && lo > 0.0 {
+        (lo.min(reference.unwrap_or(lo)) * 0.97).max(0.0)
+    } else {
+        0.0
+    };
     let hi0 = if reference.is_some() { hi * 1.02 } else { nice_max(hi) };
     let step = nice_step(((hi0 - lo0) / 4.0).max(1e-9));
     let x0 = (lo0 / step).floor() * step;
@@ -96,12 +108,24 @@ pub fn hbars(title: &str, unit: &str, bars: &[Bar], reference: Option<f64>) -> S
             fmt_num(v)
         );
     }
-    let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##, width - 8.0, height - 2.0, esc(unit));
+    let _ = write!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+        width - 8.0,
+        height - 2.0,
+        esc(unit)
+    );
     for (i, b) in bars.iter().enumerate() {
         let y = top + i as f64 * row_h;
         let color = if b.highlight { "#c0504d" } else { "#4f81bd" };
         let w = (x(b.value) - x(x0)).max(0.5);
-        let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##, left - 6.0, y + 14.0, esc(&b.label));
+        let _ = write!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            y + 14.0,
+            esc(&b.label)
+        );
         let _ = write!(
             s,
             r##"<rect x="{left}" y="{:.1}" width="{w:.1}" height="{:.1}" fill="{color}"><title>{}: {}</title></rect>"##,
@@ -121,11 +145,22 @@ pub fn hbars(title: &str, unit: &str, bars: &[Bar], reference: Option<f64>) -> S
                 ym + 5.0
             );
         }
-        let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" fill="#333">{}</text>"##, width - right + 8.0, y + 14.0, esc(&b.note));
+        let _ = write!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" fill="#333">{}</text>"##,
+            width - right + 8.0,
+            y + 14.0,
+            esc(&b.note)
+        );
     }
     if let Some(r) = reference {
         let xr = x(r);
-        let _ = write!(s, r##"<line x1="{xr:.1}" y1="{:.1}" x2="{xr:.1}" y2="{:.1}" stroke="#000" stroke-dasharray="4 3"/>"##, top - 4.0, height - 28.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{xr:.1}" y1="{:.1}" x2="{xr:.1}" y2="{:.1}" stroke="#000" stroke-dasharray="4 3"/>"##,
+            top - 4.0,
+            height - 28.0
+        );
     }
     s.push_str("</svg>");
     s
@@ -138,12 +173,14 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
 }
 
-const PALETTE: &[&str] = &["#4f81bd", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#2c4d75", "#772c2a"];
+const PALETTE: &[&str] =
+    &["#4f81bd", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#2c4d75", "#772c2a"];
 
 /// Line plot with log2 x axis (worker counts) and a log10 or linear y axis.
 pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Line], log_y: bool) -> String {
     let (width, height, left, right, top, bottom) = (760.0, 320.0, 70.0, 130.0, 34.0, 40.0);
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|l| l.points.iter().copied()).filter(|p| p.1 > 0.0).collect();
+    let pts: Vec<(f64, f64)> =
+        series.iter().flat_map(|l| l.points.iter().copied()).filter(|p| p.1 > 0.0).collect();
     let xs_min = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1.0);
     let xs_max = pts.iter().map(|p| p.0).fold(1.0, f64::max).max(xs_min * 2.0);
     let ymin_raw = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
@@ -156,7 +193,8 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Line], log_y: bo
         (false, 0.0, nice_max(ymax_raw))
     };
     let fy = |v: f64| if ty { v.max(1e-12).log10() } else { v };
-    let px = |v: f64| left + (v.log2() - xs_min.log2()) / (xs_max.log2() - xs_min.log2()) * (width - left - right);
+    let px =
+        |v: f64| left + (v.log2() - xs_min.log2()) / (xs_max.log2() - xs_min.log2()) * (width - left - right);
     let py = |v: f64| top + (1.0 - (fy(v) - y0) / (y1 - y0)) * (height - top - bottom);
     let mut s = String::new();
     let _ = write!(
@@ -166,7 +204,11 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Line], log_y: bo
         esc(title)
     );
     // y grid
-    let ticks: Vec<f64> = if ty { (y0 as i32..=y1 as i32).map(|e| 10f64.powi(e)).collect() } else { (0..=4).map(|i| y1 * i as f64 / 4.0).collect() };
+    let ticks: Vec<f64> = if ty {
+        (y0 as i32..=y1 as i32).map(|e| 10f64.powi(e)).collect()
+    } else {
+        (0..=4).map(|i| y1 * i as f64 / 4.0).collect()
+    };
     for t in ticks {
         let yy = py(t);
         let _ = write!(
@@ -190,17 +232,45 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Line], log_y: bo
         );
         xv *= 2.0;
     }
-    let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#333">{}</text>"##, (left + width - right) / 2.0, height - 6.0, esc(xlabel));
-    let _ = write!(s, r##"<text x="12" y="{:.1}" fill="#333" transform="rotate(-90 12 {:.1})" text-anchor="middle">{}</text>"##, height / 2.0, height / 2.0, esc(ylabel));
+    let _ = write!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#333">{}</text>"##,
+        (left + width - right) / 2.0,
+        height - 6.0,
+        esc(xlabel)
+    );
+    let _ = write!(
+        s,
+        r##"<text x="12" y="{:.1}" fill="#333" transform="rotate(-90 12 {:.1})" text-anchor="middle">{}</text>"##,
+        height / 2.0,
+        height / 2.0,
+        esc(ylabel)
+    );
     for (i, l) in series.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
-        let path: Vec<String> = l.points.iter().filter(|p| p.1 > 0.0).map(|(a, b)| format!("{:.1},{:.1}", px(*a), py(*b))).collect();
+        let path: Vec<String> = l
+            .points
+            .iter()
+            .filter(|p| p.1 > 0.0)
+            .map(|(a, b)| format!("{:.1},{:.1}", px(*a), py(*b)))
+            .collect();
         if path.is_empty() {
             continue;
         }
-        let _ = write!(s, r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##, path.join(" "));
+        let _ = write!(
+            s,
+            r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##,
+            path.join(" ")
+        );
         for (a, b) in l.points.iter().filter(|p| p.1 > 0.0) {
-            let _ = write!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"><title>{} {a}: {}</title></circle>"##, px(*a), py(*b), esc(&l.label), fmt_num(*b));
+            let _ = write!(
+                s,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"><title>{} {a}: {}</title></circle>"##,
+                px(*a),
+                py(*b),
+                esc(&l.label),
+                fmt_num(*b)
+            );
         }
         let ly = top + 14.0 * i as f64;
         let _ = write!(
@@ -252,11 +322,23 @@ mod tests {
 
     #[test]
     fn charts_are_single_svg_elements_with_escaped_text() {
-        let b = vec![Bar { label: "a<b".into(), value: 1.02, ci: Some((1.0, 1.05)), note: "x".into(), highlight: true }];
+        let b = vec![Bar {
+            label: "a<b".into(),
+            value: 1.02,
+            ci: Some((1.0, 1.05)),
+            note: "x".into(),
+            highlight: true,
+        }];
         let s = hbars("t&t", "ratio", &b, Some(1.0));
         assert_eq!(s.matches("<svg").count(), 1);
         assert!(s.contains("a&lt;b") && s.contains("t&amp;t"));
-        let l = lines("l", "workers", "µs", &[Line { label: "uts".into(), points: vec![(1.0, 5.0), (2.0, 6.0), (8.0, 20.0)] }], true);
+        let l = lines(
+            "l",
+            "workers",
+            "µs",
+            &[Line { label: "uts".into(), points: vec![(1.0, 5.0), (2.0, 6.0), (8.0, 20.0)] }],
+            true,
+        );
         assert_eq!(l.matches("<svg").count(), 1);
         assert!(l.contains("polyline"));
         let h = log2_hist("h", &[0, 0, 3, 5, 0, 1]);

@@ -13,7 +13,8 @@ use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sys::socket::{
-    recvmsg, setsockopt, socketpair, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    recvmsg, setsockopt, socketpair, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +79,9 @@ impl Channel {
             match nix::unistd::write(&self.fd, buf) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e).ctx(|| "sending to the other end of the runtime/init channel".to_string()),
+                Err(e) => {
+                    return Err(e).ctx(|| "sending to the other end of the runtime/init channel".to_string())
+                }
             }
         }
     }

@@ -127,7 +127,8 @@ pub fn ns_type(t: LinuxNamespaceType) -> NsType {
 }
 
 pub fn namespaces(spec: &Spec) -> Vec<NsRequest> {
-    let list: &[LinuxNamespace] = spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]);
+    let list: &[LinuxNamespace] =
+        spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]);
     list.iter()
         .map(|n| NsRequest {
             kind: ns_type(n.typ()),
@@ -169,7 +170,12 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
     }
     match spec.root() {
         Some(r) if !r.path().as_os_str().is_empty() => {}
-        _ => return bad(format!("root.path is missing{}: set it to the rootfs directory, e.g. \"rootfs\"", at("root"))),
+        _ => {
+            return bad(format!(
+                "root.path is missing{}: set it to the rootfs directory, e.g. \"rootfs\"",
+                at("root")
+            ))
+        }
     }
     let Some(process) = spec.process() else {
         return bad("process is missing: set process.args to the command to run".into());
@@ -224,7 +230,10 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
                 return bad(format!("linux.readonlyPaths{}: the container has {how}, so it would change a mount table that is not its own: {fix}", at("readonlyPaths")));
             }
             if l.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty()) {
-                return bad(format!("linux.rootfsPropagation{}: the container has {how}: {fix}", at("rootfsPropagation")));
+                return bad(format!(
+                    "linux.rootfsPropagation{}: the container has {how}: {fix}",
+                    at("rootfsPropagation")
+                ));
             }
         }
         if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
@@ -246,7 +255,10 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
         let mappings = l.uid_mappings().iter().flatten().chain(l.gid_mappings().iter().flatten());
         for m in mappings {
             if m.size() == 0 {
-                return bad(format!("linux.uidMappings/gidMappings: an entry has size 0{}: give the number of ids to map", at("uidMappings")));
+                return bad(format!(
+                    "linux.uidMappings/gidMappings: an entry has size 0{}: give the number of ids to map",
+                    at("uidMappings")
+                ));
             }
         }
         if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) && !has(NsType::User) {
@@ -378,7 +390,8 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
         }
         let opts = m.options().clone().unwrap_or_default();
         if let Err(p) = crate::mounts::parse_options(&opts, m.typ().as_deref()) {
-            let line = line_in_mount(&cfg.text, i, &p.option).map(|l| format!(" (line {l})")).unwrap_or_default();
+            let line =
+                line_in_mount(&cfg.text, i, &p.option).map(|l| format!(" (line {l})")).unwrap_or_default();
             return bad(format!("mounts[{i}] ({}){line}: {}", m.destination().display(), p.message));
         }
     }
@@ -463,8 +476,22 @@ pub fn is_runtime_namespace(path: &Path, kind: NsType) -> bool {
 /// The runtime spec lets a runtime refuse sysctls that would reach outside the container;
 /// like runc, karton allows only namespaced ones, and only where the container's namespace
 /// of that kind is not the runtime's own (new, or joined by a path that names another).
-fn check_sysctl(key: &str, own: &dyn Fn(NsType) -> bool, file: &str, at: &dyn Fn(&str) -> String) -> Result<()> {
-    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+fn check_sysctl(
+    key: &str,
+    own: &dyn Fn(NsType) -> bool,
+    file: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     let ns = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         NsType::Ipc
     } else if key.starts_with("net.") {
@@ -574,9 +601,15 @@ mod tests {
 
     #[test]
     fn rlimit_soft_above_hard_is_refused_for_what_it_is() {
-        let text = BASE.replace(r#""args""#, r#""rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}], "args""#);
+        let text = BASE.replace(
+            r#""args""#,
+            r#""rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}], "args""#,
+        );
         let err = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
-        assert!(err.contains("RLIMIT_NOFILE") && err.contains("soft limit 2048 is above the hard limit 1024"), "{err}");
+        assert!(
+            err.contains("RLIMIT_NOFILE") && err.contains("soft limit 2048 is above the hard limit 1024"),
+            "{err}"
+        );
         assert!(!err.contains("CAP_SYS_RESOURCE"), "{err}");
     }
 
@@ -593,7 +626,10 @@ mod tests {
 
     #[test]
     fn mount_label_is_refused_even_where_selinux_runs() {
-        let text = BASE.replace(r#""namespaces""#, r#""mountLabel": "system_u:object_r:container_file_t:s0", "namespaces""#);
+        let text = BASE.replace(
+            r#""namespaces""#,
+            r#""mountLabel": "system_u:object_r:container_file_t:s0", "namespaces""#,
+        );
         let host = HostSupport { apparmor: true, selinux: true };
         let err = validate(&cfg(&text).unwrap(), &host).unwrap_err().to_string();
         assert!(err.contains("linux.mountLabel") && err.contains("does not label mounts"), "{err}");

@@ -15,14 +15,20 @@ use crate::mounts;
 
 /// `bind_console`: also bind the terminal over /dev/console (the container's first
 /// process; not for exec).
-pub fn setup_tty(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>, bind_console: bool) -> Result<()> {
+pub fn setup_tty(
+    socket: &OwnedFd,
+    root: &OwnedFd,
+    size: Option<(u16, u16)>,
+    bind_console: bool,
+) -> Result<()> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "opening /dev/ptmx in the container (is devpts mounted at /dev/pts?)".into())?;
     nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
     nix::pty::unlockpt(&master).ctx(|| "unlockpt".into())?;
     let name = nix::pty::ptsname_r(&master).ctx(|| "ptsname".into())?;
-    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("opening the terminal {name}"))?;
+    let slave =
+        nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening the terminal {name}"))?;
     // The path came from ptsname: a /dev/pts that is not devpts could make it name any file
     // (CVE-2025-52565). Only a pty slave (char major 136-143) may become the terminal.
     let st = nix::sys::stat::fstat(slave.as_fd()).ctx(|| format!("stat of the terminal {name}"))?;
@@ -52,6 +58,7 @@ pub fn setup_tty(socket: &OwnedFd, root: &OwnedFd, size: Option<(u16, u16)>, bin
     nix::unistd::dup2_stdin(&slave).ctx(ctx)?;
     nix::unistd::dup2_stdout(&slave).ctx(ctx)?;
     nix::unistd::dup2_stderr(&slave).ctx(ctx)?;
-    karton_sys::process::set_controlling_tty(slave.as_fd()).ctx(|| "making the terminal the controlling terminal".into())?;
+    karton_sys::process::set_controlling_tty(slave.as_fd())
+        .ctx(|| "making the terminal the controlling terminal".into())?;
     Ok(())
 }

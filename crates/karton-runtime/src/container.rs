@@ -108,7 +108,8 @@ impl Runtime {
         if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             crate::seccomp::check(sc)?;
         }
-        let bundle = std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
+        let bundle =
+            std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
         let root_path = cfg.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
         let rootfs = std::fs::canonicalize(bundle.join(&root_path)).map_err(|e| {
             Error::Config(format!(
@@ -143,16 +144,19 @@ impl Runtime {
             own_pid_ns: false,
         };
         lock.save(&rec)?;
-        std::fs::write(lock.dir.join(CONFIG_FILE), &cfg.text).ctx(|| "saving config.json in the state directory".into())?;
+        std::fs::write(lock.dir.join(CONFIG_FILE), &cfg.text)
+            .ctx(|| "saving config.json in the state directory".into())?;
         let fifo = lock.dir.join(EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", fifo.display()))?;
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+            .ctx(|| format!("mkfifo {}", fifo.display()))?;
         let _ = std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622));
 
         let created = self.spawn_init(id, &cfg, &bundle, &rootfs, opts, &lock, &mut rec, &mut cleanup)?;
         rec.status = Status::Created;
         lock.save(&rec)?;
         if let Some(p) = &opts.pid_file {
-            write_atomic(p, created.0.to_string().as_bytes()).ctx(|| format!("writing --pid-file {}", p.display()))?;
+            write_atomic(p, created.0.to_string().as_bytes())
+                .ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
         cleanup.disarm();
         Ok(Created { pid: created.0, pidfd: created.1, lock })
@@ -198,22 +202,25 @@ impl Runtime {
         self.make_cgroup(id, linux, lock, rec, cleanup)?;
         let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).transpose()?.unwrap_or_default();
 
-        let console = match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)) {
-            (Some(path), true) => Some(crate::fds::relocate(
-                OwnedFd::from(
-                    std::os::unix::net::UnixStream::connect(path)
-                        .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
-                ),
-                keep,
-            )?),
-            _ => None,
-        };
-        let state_dir = nix::fcntl::open(&lock.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening {}", lock.dir.display()))?;
-        let runtime_hooks = spec
-            .hooks()
-            .as_ref()
-            .is_some_and(|h| h.prestart().as_ref().is_some_and(|v| !v.is_empty()) || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()));
+        let console =
+            match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false))
+            {
+                (Some(path), true) => Some(crate::fds::relocate(
+                    OwnedFd::from(
+                        std::os::unix::net::UnixStream::connect(path)
+                            .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
+                    ),
+                    keep,
+                )?),
+                _ => None,
+            };
+        let state_dir =
+            nix::fcntl::open(&lock.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {}", lock.dir.display()))?;
+        let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
+            h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+                || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        });
         let plan = InitPlan {
             spec: spec.clone(),
             bundle: bundle.to_path_buf(),
@@ -221,7 +228,8 @@ impl Runtime {
             state_dir: crate::fds::relocate(state_dir, keep)?,
             lock_fd: lock.raw_fd(),
             runtime: crate::fds::relocate(
-                kproc::pidfd_open(nix::unistd::getpid().as_raw()).ctx(|| "pidfd_open on the runtime itself".into())?,
+                kproc::pidfd_open(nix::unistd::getpid().as_raw())
+                    .ctx(|| "pidfd_open on the runtime itself".into())?,
                 keep,
             )?,
             ns: ns.clone(),
@@ -239,10 +247,12 @@ impl Runtime {
         let child_end = child_end.relocate(keep)?;
         let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
         let v2_fd = match v2.as_ref() {
-            Some(d) => nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ok()
-                .map(|fd| crate::fds::relocate(fd, keep))
-                .transpose()?,
+            Some(d) => {
+                nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .ok()
+                    .map(|fd| crate::fds::relocate(fd, keep))
+                    .transpose()?
+            }
             None => None,
         };
         let joined = JoinedForClone::enter(&parent_joins, keep)?;
@@ -250,7 +260,13 @@ impl Runtime {
             Ok(f) => Ok((f, v2_fd.is_some())),
             // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
             // "threaded" mode): fall back to writing cgroup.procs.
-            Err(e) if v2_fd.is_some() && matches!(e.errno, nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
+            Err(e)
+                if v2_fd.is_some()
+                    && matches!(
+                        e.errno,
+                        nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL
+                    ) =>
+            {
                 kclone::clone3_single_threaded(ns.clone_flags, None).map(|f| (f, false))
             }
             Err(e) => Err(e),
@@ -292,10 +308,11 @@ impl Runtime {
             };
             match received.msg {
                 Msg::Hello => {
-                    let pid = received
-                        .sender
-                        .filter(|p| *p > 0)
-                        .ok_or_else(|| Error::Init("the container init's pid is not visible from the runtime's pid namespace".into()))?;
+                    let pid = received.sender.filter(|p| *p > 0).ok_or_else(|| {
+                        Error::Init(
+                            "the container init's pid is not visible from the runtime's pid namespace".into(),
+                        )
+                    })?;
                     let fd = if pid == first {
                         pidfd.try_clone().ctx(|| "dup pidfd".into())?
                     } else {
@@ -352,12 +369,16 @@ impl Runtime {
     ) -> Result<()> {
         // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
         let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
-        if rootless && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none() && linux.and_then(|l| l.cgroups_path().as_ref()).is_none() {
+        if rootless
+            && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none()
+            && linux.and_then(|l| l.cgroups_path().as_ref()).is_none()
+        {
             tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
             return Ok(());
         }
         let host = karton_cgroup::Host::detect()?;
-        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        let cgroups_path =
+            linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
         let rootless_hint = |e: karton_cgroup::Error| {
             if rootless {
                 Error::Unsupported(format!(
@@ -444,13 +465,19 @@ impl Runtime {
             }
         };
         let fifo_path = lock.dir.join(EXEC_FIFO);
-        let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening {}", fifo_path.display()))?;
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", fifo_path.display()))?;
         wait_fifo(&fifo, pidfd, &rec.id)?;
         let _ = std::fs::remove_file(&fifo_path);
         rec.status = Status::Running;
         lock.save(&rec)?;
-        if let Some(list) = load_saved_spec(&lock.dir).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone())) {
+        if let Some(list) =
+            load_saved_spec(&lock.dir).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone()))
+        {
             crate::hooks::run_all_warn("poststart", &list, &rec.hook_state_json());
         }
         Ok(())
@@ -478,7 +505,11 @@ impl Runtime {
         })?;
         // Checked after opening: from here the fd cannot move to a new process.
         if !crate::procfs::is_alive(rec.pid, rec.init_start_time) {
-            return Err(Error::State { id: rec.id.clone(), status: "stopped".into(), reason: "its process has exited".into() });
+            return Err(Error::State {
+                id: rec.id.clone(),
+                status: "stopped".into(),
+                reason: "its process has exited".into(),
+            });
         }
         Ok(fd)
     }
@@ -493,7 +524,11 @@ impl Runtime {
             }
         }
         if status == Status::Stopped {
-            return Err(Error::State { id: id.into(), status: status.to_string(), reason: "there is no process to signal".into() });
+            return Err(Error::State {
+                id: id.into(),
+                status: status.to_string(),
+                reason: "there is no process to signal".into(),
+            });
         }
         let fd = self.open_init(&rec)?;
         kproc::pidfd_send_signal(fd.as_fd(), sig).ctx(|| format!("sending signal {sig} to container {id:?}"))
@@ -530,7 +565,8 @@ impl Runtime {
                 return Err(Error::State {
                     id: id.into(),
                     status: status.to_string(),
-                    reason: "delete needs a stopped container: stop it with `karton kill`, or use --force".into(),
+                    reason: "delete needs a stopped container: stop it with `karton kill`, or use --force"
+                        .into(),
                 });
             }
             self.kill_everything(&rec)?;
@@ -541,7 +577,8 @@ impl Runtime {
                     return Err(Error::State {
                         id: id.into(),
                         status: "stopped".into(),
-                        reason: "its init exited but other processes remain in its cgroup: use --force".into(),
+                        reason: "its init exited but other processes remain in its cgroup: use --force"
+                            .into(),
                     });
                 }
                 cg.kill_all(libc::SIGKILL)?;
@@ -594,7 +631,14 @@ impl Runtime {
     }
 
     /// `run` of a config already in memory (see [`Runtime::create_from`]).
-    pub fn run_from(&self, id: &str, cfg: Config, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    pub fn run_from(
+        &self,
+        id: &str,
+        cfg: Config,
+        opts: &CreateOpts,
+        detach: bool,
+        keep: bool,
+    ) -> Result<i32> {
         crate::util::require_single_thread("run")?;
         if !detach {
             // If a second fork makes the init, it must still be reparented to us.
@@ -636,7 +680,14 @@ impl JoinedForClone {
     fn enter(joins: &[(NsType, OwnedFd)], keep: i32) -> Result<JoinedForClone> {
         let mut own = Vec::new();
         for (k, _) in joins {
-            let path = format!("/proc/thread-self/ns/{}", if *k == NsType::Pid || *k == NsType::Time { format!("{}_for_children", k.proc_name()) } else { k.proc_name().to_string() });
+            let path = format!(
+                "/proc/thread-self/ns/{}",
+                if *k == NsType::Pid || *k == NsType::Time {
+                    format!("{}_for_children", k.proc_name())
+                } else {
+                    k.proc_name().to_string()
+                }
+            );
             let fd = nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
                 .ctx(|| format!("opening the runtime's own {} namespace ({path})", k.oci_name()))?;
             own.push((*k, crate::fds::relocate(fd, keep)?));
@@ -670,8 +721,12 @@ impl Drop for JoinedForClone {
 }
 
 fn clone_hint(flags: u64) -> String {
-    let names: Vec<&str> = NsType::ALL.iter().filter(|t| flags & t.clone_flag() != 0).map(|t| t.proc_name()).collect();
-    format!("clone3 with new namespaces [{}]: check that this kernel and user may create them", names.join(" "))
+    let names: Vec<&str> =
+        NsType::ALL.iter().filter(|t| flags & t.clone_flag() != 0).map(|t| t.proc_name()).collect();
+    format!(
+        "clone3 with new namespaces [{}]: check that this kernel and user may create them",
+        names.join(" ")
+    )
 }
 
 /// Opens a namespace file and checks that it is of the declared type.
@@ -703,7 +758,8 @@ fn open_ns(path: &Path, kind: NsType) -> Result<OwnedFd> {
 fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds =
+            [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -756,9 +812,14 @@ pub(crate) fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 /// Removes the cgroup a container made but never recorded (see [`Cgroup::leftover`]).
 fn remove_leftover_cgroup(dir: &Path, id: &str) -> Result<()> {
     let spec = load_saved_spec(dir);
-    let cgroups_path = spec.as_ref().and_then(|s| s.linux().as_ref()).and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let cgroups_path = spec
+        .as_ref()
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
     // Best effort up to the removal itself: a host without cgroups has nothing to leak.
-    let found = karton_cgroup::Host::detect().and_then(|host| Cgroup::leftover(&host, cgroups_path.as_deref(), id));
+    let found =
+        karton_cgroup::Host::detect().and_then(|host| Cgroup::leftover(&host, cgroups_path.as_deref(), id));
     let cg = match found {
         Ok(cg) => cg,
         Err(e) => {

@@ -66,7 +66,8 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
 
 /// What this runtime supports, in the runtime-spec "features" shape. Only what works.
 pub fn features() -> Value {
-    let caps: Vec<&str> = karton_sys::caps::NAMES.iter().take(karton_sys::caps::last_cap() as usize + 1).copied().collect();
+    let caps: Vec<&str> =
+        karton_sys::caps::NAMES.iter().take(karton_sys::caps::last_cap() as usize + 1).copied().collect();
     let host = crate::config::HostSupport::detect();
     json!({
         "ociVersionMin": "1.0.0",

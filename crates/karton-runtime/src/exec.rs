@@ -50,30 +50,48 @@ impl Runtime {
         match rec.status {
             Status::Running | Status::Created => {}
             Status::Paused if opts.ignore_paused => {}
-            Status::Paused => {
+            Status::Paused => return Err(Error::State {
+                id: id.into(),
+                status: "paused".into(),
+                reason:
+                    "exec would hang in a frozen cgroup: `karton resume` it first, or pass --ignore-paused"
+                        .into(),
+            }),
+            other => {
                 return Err(Error::State {
                     id: id.into(),
-                    status: "paused".into(),
-                    reason: "exec would hang in a frozen cgroup: `karton resume` it first, or pass --ignore-paused".into(),
+                    status: other.to_string(),
+                    reason: "exec needs a running container".into(),
                 })
-            }
-            other => {
-                return Err(Error::State { id: id.into(), status: other.to_string(), reason: "exec needs a running container".into() })
             }
         }
         let file = format!("exec process of {id}");
-        crate::config::validate_process(process, &file, &|_| String::new(), &crate::config::HostSupport::detect())?;
+        crate::config::validate_process(
+            process,
+            &file,
+            &|_| String::new(),
+            &crate::config::HostSupport::detect(),
+        )?;
         let terminal = process.terminal().unwrap_or(false);
         if terminal && opts.console_socket.is_none() {
-            return Err(Error::Config("exec --tty needs --console-socket: pass the socket that receives the terminal".into()));
+            return Err(Error::Config(
+                "exec --tty needs --console-socket: pass the socket that receives the terminal".into(),
+            ));
         }
         let spec = self.saved_spec(id)?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         // Nothing of ours may sit at a number the process inherits (--preserve-fds).
         let keep = crate::fds::first_free(opts.preserve_fds);
-        let init = crate::fds::relocate(kproc::pidfd_open(rec.pid).ctx(|| format!("container {id}: its init"))?, keep)?;
+        let init = crate::fds::relocate(
+            kproc::pidfd_open(rec.pid).ctx(|| format!("container {id}: its init"))?,
+            keep,
+        )?;
         if !crate::procfs::is_alive(rec.pid, rec.init_start_time) {
-            return Err(Error::State { id: id.into(), status: "stopped".into(), reason: "its process has exited".into() });
+            return Err(Error::State {
+                id: id.into(),
+                status: "stopped".into(),
+                reason: "its process has exited".into(),
+            });
         }
         // The namespaces that differ from ours are the container's own.
         let mut mask = 0u64;
@@ -89,7 +107,8 @@ impl Runtime {
         let console = match (&opts.console_socket, terminal) {
             (Some(p), true) => Some(crate::fds::relocate(
                 OwnedFd::from(
-                    std::os::unix::net::UnixStream::connect(p).ctx(|| format!("connecting to --console-socket {}", p.display()))?,
+                    std::os::unix::net::UnixStream::connect(p)
+                        .ctx(|| format!("connecting to --console-socket {}", p.display()))?,
                 ),
                 keep,
             )?),
@@ -102,17 +121,23 @@ impl Runtime {
         let cgroup = match &rec.cgroup {
             Some(cg) => Some(cg.sub_cgroup(&opts.cgroup)?),
             None if !opts.cgroup.is_empty() => {
-                return Err(Error::Config(format!("exec --cgroup: container {id} has no cgroup to run in: drop --cgroup")))
+                return Err(Error::Config(format!(
+                    "exec --cgroup: container {id} has no cgroup to run in: drop --cgroup"
+                )))
             }
             None => None,
         };
         let (parent_end, child_end) = channel::pair()?;
         let child_end = child_end.relocate(keep)?;
         let v2 = cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
-        let v2_fd = v2.as_ref().and_then(|d| nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok());
+        let v2_fd = v2.as_ref().and_then(|d| {
+            nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()
+        });
         let (forked, into) = match kclone::clone3_single_threaded(0, v2_fd.as_ref().map(|f| f.as_fd())) {
             Ok(f) => (f, v2_fd.is_some()),
-            Err(_) if v2_fd.is_some() => (kclone::clone3_single_threaded(0, None).ctx(|| "clone3 for exec".into())?, false),
+            Err(_) if v2_fd.is_some() => {
+                (kclone::clone3_single_threaded(0, None).ctx(|| "clone3 for exec".into())?, false)
+            }
             Err(e) => return Err(e).ctx(|| "clone3 for exec".into()),
         };
         let (first, first_fd) = match forked {
@@ -153,7 +178,9 @@ impl Runtime {
             match received.msg {
                 Msg::Hello => {
                     let Some(pid) = received.sender.filter(|p| *p > 0) else {
-                        return Err(kill_first(Error::Init("the exec'd process's pid is not visible from here".into())));
+                        return Err(kill_first(Error::Init(
+                            "the exec'd process's pid is not visible from here".into(),
+                        )));
                     };
                     // The intermediate process exits once it has forked the real one.
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
@@ -179,10 +206,13 @@ impl Runtime {
             }
         }
         let Some((pid, pidfd)) = exec_pid else {
-            return Err(kill_first(Error::Init("the exec'd process reported ready before saying hello".into())));
+            return Err(kill_first(Error::Init(
+                "the exec'd process reported ready before saying hello".into(),
+            )));
         };
         if let Some(p) = &opts.pid_file {
-            write_atomic(p, pid.to_string().as_bytes()).ctx(|| format!("writing --pid-file {}", p.display()))?;
+            write_atomic(p, pid.to_string().as_bytes())
+                .ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
         match sigs {
             Some(f) => f.forward_until_exit(&pidfd),
@@ -210,7 +240,8 @@ fn exec_child(
     };
     if let Err(e) = (|| -> Result<()> {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
-        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+            .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
         chan.expect(&Msg::Proceed)?;
         kproc::unblock_all_signals().ctx(|| "unblocking signals".into())?;
         kns::setns(init.as_fd(), mask).ctx(|| format!("joining the namespaces of container {id}"))
@@ -224,7 +255,8 @@ fn exec_child(
         Ok(kclone::Forked::Child) => {}
     }
     let r = (|| -> Result<(crate::process::Prepared, Option<crate::seccomp::Prepared>, i32, String)> {
-        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+            .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
         chan.send(&Msg::Hello)?;
         let (pid, state) = match chan.recv()? {
             Some(Msg::Welcome { pid, state }) => (pid, state),
@@ -234,9 +266,15 @@ fn exec_child(
         // Before seccomp and the capability drop, as runc orders it.
         crate::lsm::apply_exec_labels(process)?;
         if let Some(sock) = &console {
-            let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| "opening the container root".into())?;
-            crate::console::setup_tty(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), false)?;
+            let root =
+                nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .ctx(|| "opening the container root".into())?;
+            crate::console::setup_tty(
+                sock,
+                &root,
+                process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+                false,
+            )?;
         }
         let filter = seccomp.map(crate::seccomp::prepare).transpose()?;
         let prepared = crate::process::prepare(process, preserve_fds, filter.is_some())?;

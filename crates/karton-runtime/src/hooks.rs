@@ -75,11 +75,15 @@ fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
     // its stdin can then neither block us nor kill us with SIGPIPE. Its stderr goes to a
     // memory file too: a hook may write any amount without ever blocking on us.
     let mut stderr = state_file("").map_err(|e| Error::Hook(format!("{name}: preparing its stderr: {e}")))?;
-    let stderr_for_child = stderr.try_clone().map_err(|e| Error::Hook(format!("{name}: preparing its stderr: {e}")))?;
-    cmd.stdin(Stdio::from(state_file(state_json).map_err(|e| Error::Hook(format!("{name}: preparing its stdin: {e}")))?))
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::from(stderr_for_child));
-    let mut child = cmd.spawn().map_err(|e| Error::Hook(format!("{name}: cannot start: {e}: check the hook path")))?;
+    let stderr_for_child =
+        stderr.try_clone().map_err(|e| Error::Hook(format!("{name}: preparing its stderr: {e}")))?;
+    cmd.stdin(Stdio::from(
+        state_file(state_json).map_err(|e| Error::Hook(format!("{name}: preparing its stdin: {e}")))?,
+    ))
+    .stdout(Stdio::inherit())
+    .stderr(Stdio::from(stderr_for_child));
+    let mut child =
+        cmd.spawn().map_err(|e| Error::Hook(format!("{name}: cannot start: {e}: check the hook path")))?;
     let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
     loop {
         match child.try_wait() {

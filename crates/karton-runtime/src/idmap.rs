@@ -6,7 +6,11 @@ use oci_spec::runtime::{Linux, LinuxIdMapping};
 use crate::error::{Error, Result};
 
 fn to_map(maps: &[LinuxIdMapping]) -> IdMap {
-    IdMap(maps.iter().map(|m| IdMapEntry { inside: m.container_id(), outside: m.host_id(), count: m.size() }).collect())
+    IdMap(
+        maps.iter()
+            .map(|m| IdMapEntry { inside: m.container_id(), outside: m.host_id(), count: m.size() })
+            .collect(),
+    )
 }
 
 /// Writes /proc/PID/{uid_map,gid_map}. Root writes them directly; an unprivileged caller
@@ -16,8 +20,11 @@ pub fn write_maps(pid: i32, linux: &Linux) -> Result<()> {
     let uids = linux.uid_mappings().clone().unwrap_or_default();
     let gids = linux.gid_mappings().clone().unwrap_or_default();
     let root = nix::unistd::geteuid().is_root();
-    let own_only = |maps: &[LinuxIdMapping], me: u32| maps.len() == 1 && maps[0].size() == 1 && maps[0].host_id() == me;
-    let direct = root || (own_only(&uids, nix::unistd::geteuid().as_raw()) && own_only(&gids, nix::unistd::getegid().as_raw()));
+    let own_only =
+        |maps: &[LinuxIdMapping], me: u32| maps.len() == 1 && maps[0].size() == 1 && maps[0].host_id() == me;
+    let direct = root
+        || (own_only(&uids, nix::unistd::geteuid().as_raw())
+            && own_only(&gids, nix::unistd::getegid().as_raw()));
     if direct {
         // Unprivileged, only one's own ids may be mapped, and only after denying setgroups.
         return karton_ns::idmap::write_maps(pid, &to_map(&uids), &to_map(&gids), !root)

@@ -102,7 +102,9 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
 
     // The rootfs as the runtime's mount table shows it, before a joined one replaces it.
     let rootfs_before = match plan.ns.mounts {
-        MountMode::Joined => Some(nix::sys::stat::stat(&plan.rootfs).ctx(|| format!("root.path {}", plan.rootfs.display()))?),
+        MountMode::Joined => {
+            Some(nix::sys::stat::stat(&plan.rootfs).ctx(|| format!("root.path {}", plan.rootfs.display()))?)
+        }
         _ => None,
     };
     for (kind, fd) in plan.join_in_child.drain(..) {
@@ -122,7 +124,9 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if plan.ns.fork_again {
         // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
         // parent-death signal watches the runtime and `run` can reap it.
-        match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None).ctx(|| "fork into the container's pid/time namespace".into())? {
+        match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None)
+            .ctx(|| "fork into the container's pid/time namespace".into())?
+        {
             kclone::Forked::Parent { .. } => kclone::exit_now(0),
             kclone::Forked::Child => arm_parent_death_signal(&plan.runtime)?,
         }
@@ -199,11 +203,22 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             run_hooks_before_root(&plan, chan, &creating_inside)?;
             enter_shared_root(&plan, rootfs_before.as_ref())?;
             if process.terminal().unwrap_or(false) {
-                let sock = plan.console_socket.as_ref().ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
-                let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .ctx(|| "opening the container root".into())?;
+                let sock = plan.console_socket.as_ref().ok_or_else(|| {
+                    Error::Config("process.terminal is true but there is no console socket".into())
+                })?;
+                let root = nix::fcntl::open(
+                    "/",
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| "opening the container root".into())?;
                 // Not our mount table: no bind over /dev/console.
-                crate::console::setup_tty(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), false)?;
+                crate::console::setup_tty(
+                    sock,
+                    &root,
+                    process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+                    false,
+                )?;
             }
         }
     }
@@ -232,10 +247,17 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     chan.send_raw(&ready)?;
 
     // Block until `karton start` opens the fifo for reading.
-    let fifo = nix::fcntl::openat(plan.state_dir.as_fd(), "exec.fifo", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty());
+    let fifo = nix::fcntl::openat(
+        plan.state_dir.as_fd(),
+        "exec.fifo",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    );
     let fifo = match fifo {
         Ok(f) => f,
-        Err(e) => fail_after_ready(crate::process::LaunchError::AfterFilter { step: "opening exec.fifo", errno: e }),
+        Err(e) => {
+            fail_after_ready(crate::process::LaunchError::AfterFilter { step: "opening exec.fifo", errno: e })
+        }
     };
     // startContainer hooks are part of `start`, which waits on the fifo: their failure
     // goes back to it ("1" and the reason) instead of the go-ahead "0", and the user's
@@ -262,7 +284,8 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
 /// between our clone and the prctl, no signal would ever come.
 fn arm_parent_death_signal(runtime: &OwnedFd) -> Result<()> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+        .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     let mut fds = [PollFd::new(runtime.as_fd(), PollFlags::POLLIN)];
     if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         kclone::exit_now(1);
@@ -286,7 +309,9 @@ fn run_hooks_before_root(plan: &InitPlan, chan: &Channel, creating: &str) -> Res
 /// its root by chroot: karton mounts nothing in a table that is not the container's (the
 /// config's mounts, maskedPaths and readonlyPaths are refused at validation).
 fn enter_shared_root(plan: &InitPlan, before: Option<&nix::sys::stat::FileStat>) -> Result<()> {
-    let same = |a: &nix::sys::stat::FileStat, b: &nix::sys::stat::FileStat| a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    let same = |a: &nix::sys::stat::FileStat, b: &nix::sys::stat::FileStat| {
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    };
     let root_now = nix::sys::stat::stat("/").ctx(|| "stat /".into())?;
     let target = match before {
         // Joined: that namespace's root may be the rootfs already (another container's
@@ -386,7 +411,12 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
             .console_socket
             .as_ref()
             .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
-        crate::console::setup_tty(sock, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), true)?;
+        crate::console::setup_tty(
+            sock,
+            &root,
+            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            true,
+        )?;
     }
 
     if let Some(l) = linux {
@@ -411,15 +441,24 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
         }
     }
     if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
-        let attr = karton_sys::mount::MountAttr { attr_set: karton_sys::mount::MOUNT_ATTR_RDONLY, ..Default::default() };
+        let attr = karton_sys::mount::MountAttr {
+            attr_set: karton_sys::mount::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
         mounts::setattr(&root, &attr, false, Path::new("/"))?;
     }
     Ok(())
 }
 
 /// The devices every container gets (runtime spec "Default Devices").
-const DEFAULT_DEVICES: &[(&str, u64, u64)] =
-    &[("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
+const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
 
 fn create_devices(root: &OwnedFd, linux: Option<&oci_spec::runtime::Linux>, userns: bool) -> Result<()> {
     for (path, major, minor) in DEFAULT_DEVICES {
@@ -451,7 +490,12 @@ fn create_devices(root: &OwnedFd, linux: Option<&oci_spec::runtime::Linux>, user
         )?;
     }
     // The /dev links every program expects.
-    let links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")];
+    let links = [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+    ];
     let dev = mounts::make_target(root.as_fd(), Path::new("/dev"), false)?;
     for (target, link) in links {
         let name = &link[5..];
@@ -494,12 +538,17 @@ fn make_device(
 ) -> Result<()> {
     use nix::sys::stat::SFlag;
     let parent_path = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().ok_or_else(|| Error::Config(format!("device path {} has no name", path.display())))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("device path {} has no name", path.display())))?;
     let parent = mounts::make_target(root.as_fd(), parent_path, false)?;
     if userns {
         // mknod is not allowed in a user namespace: bind the host's node instead.
         if matches!(kind, SFlagKind::Fifo) {
-            return Err(Error::Unsupported(format!("linux.devices {}: fifos cannot be created in a user namespace", path.display())));
+            return Err(Error::Unsupported(format!(
+                "linux.devices {}: fifos cannot be created in a user namespace",
+                path.display()
+            )));
         }
         let target = mounts::make_target(root.as_fd(), path, true)?;
         let tree = mounts::clone_tree(path, false).map_err(|_| {
@@ -518,7 +567,9 @@ fn make_device(
     };
     let dev = nix::sys::stat::makedev(major, minor);
     if strict {
-        if let Ok(st) = nix::sys::stat::fstatat(parent.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        if let Ok(st) =
+            nix::sys::stat::fstatat(parent.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        {
             if st.st_mode & libc::S_IFMT == sflag.bits() && (sflag == SFlag::S_IFIFO || st.st_rdev == dev) {
                 // Already this device: only its mode and owner are set below.
                 return set_device_owner(&parent, name, path, mode, uid, gid);
@@ -550,13 +601,31 @@ fn describe_mode(mode: u32) -> &'static str {
     }
 }
 
-fn set_device_owner(parent: &OwnedFd, name: &std::ffi::OsStr, path: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
+fn set_device_owner(
+    parent: &OwnedFd,
+    name: &std::ffi::OsStr,
+    path: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     // mknod honours the umask; the config's mode is what the user asked for.
-    nix::sys::stat::fchmodat(parent.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777), nix::sys::stat::FchmodatFlags::NoFollowSymlink)
-        .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
-        .ctx(|| format!("chmod device {}", path.display()))?;
-    nix::unistd::fchownat(parent.as_fd(), name, Some(uid.into()), Some(gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .ctx(|| format!("chown device {}", path.display()))
+    nix::sys::stat::fchmodat(
+        parent.as_fd(),
+        name,
+        Mode::from_bits_truncate(mode & 0o7777),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+    .ctx(|| format!("chmod device {}", path.display()))?;
+    nix::unistd::fchownat(
+        parent.as_fd(),
+        name,
+        Some(uid.into()),
+        Some(gid.into()),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .ctx(|| format!("chown device {}", path.display()))
 }
 
 /// Masks a path: /dev/null over a file, an empty read-only tmpfs over a directory.
@@ -570,8 +639,12 @@ fn mask_path(root: &OwnedFd, path: &Path) -> Result<()> {
     let tree = if is_dir {
         mounts::new_fs("tmpfs", None, &["size=0"], &[], karton_sys::mount::MOUNT_ATTR_RDONLY, path)?
     } else {
-        let null = nix::fcntl::open("/dev/null", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(|| format!("masking {}: opening /dev/null", path.display()))?;
+        let null = nix::fcntl::open(
+            "/dev/null",
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("masking {}: opening /dev/null", path.display()))?;
         if !mounts::is_dev_null(&null) {
             return Err(Error::Config(format!(
                 "masking {}: the container's /dev/null is not the null device (1:3): refusing to bind it",
@@ -613,10 +686,3 @@ fn write_sysctl(key: &str, value: &str) -> Result<()> {
     }
     nix::unistd::write(&f, value.as_bytes()).ctx(|| format!("linux.sysctl.{key} = {value:?}")).map(drop)
 }
-
-
-
-
-
-
-

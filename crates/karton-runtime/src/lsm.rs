@@ -23,7 +23,6 @@ use oci_spec::runtime::Process;
 
 use crate::error::{Error, Result};
 
-
 /// Which LSM a label is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lsm {
@@ -75,7 +74,10 @@ pub fn write_exec_label(proc_root: &Path, lsm: Lsm, label: &str, require_procfs:
     };
     let field = lsm.field();
     let io = |what: &str, e: std::io::Error| Error::Io {
-        context: format!("{field} {label:?}: {what} {}: the label could not be set, so the process would run without it", path.display()),
+        context: format!(
+            "{field} {label:?}: {what} {}: the label could not be set, so the process would run without it",
+            path.display()
+        ),
         err: e,
     };
     let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| io("opening", e))?;
@@ -128,11 +130,15 @@ pub fn apparmor_enabled() -> bool {
 
 /// Whether SELinux is enabled on this host: selinuxfs is mounted (go-selinux's test).
 pub fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists() || (lsm_listed("selinux") && Path::new("/selinux/enforce").exists())
+    Path::new("/sys/fs/selinux/enforce").exists()
+        || (lsm_listed("selinux") && Path::new("/selinux/enforce").exists())
 }
 
 fn lsm_listed(name: &str) -> bool {
-    std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default().split(',').any(|s| s.trim() == name)
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .unwrap_or_default()
+        .split(',')
+        .any(|s| s.trim() == name)
 }
 
 #[cfg(test)]
@@ -160,7 +166,11 @@ mod tests {
         let written = write_exec_label(&root, Lsm::AppArmor, "karton-default", false).unwrap();
         assert_eq!(written, root.join("thread-self/attr/apparmor/exec"));
         assert_eq!(std::fs::read_to_string(&written).unwrap(), "exec karton-default");
-        assert_eq!(std::fs::read_to_string(root.join("thread-self/attr/exec")).unwrap(), "", "the shared file is left alone");
+        assert_eq!(
+            std::fs::read_to_string(root.join("thread-self/attr/exec")).unwrap(),
+            "",
+            "the shared file is left alone"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 

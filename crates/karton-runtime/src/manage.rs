@@ -22,7 +22,11 @@ impl Runtime {
         let _lock = self.store().lock(id)?;
         let rec = self.state(id)?;
         if rec.status != Status::Running {
-            return Err(Error::State { id: id.into(), status: rec.status.to_string(), reason: "pause needs a running container".into() });
+            return Err(Error::State {
+                id: id.into(),
+                status: rec.status.to_string(),
+                reason: "pause needs a running container".into(),
+            });
         }
         Ok(self.cgroup_of(&rec)?.freeze()?)
     }
@@ -32,7 +36,11 @@ impl Runtime {
         let _lock = self.store().lock(id)?;
         let rec = self.state(id)?;
         if rec.status != Status::Paused {
-            return Err(Error::State { id: id.into(), status: rec.status.to_string(), reason: "resume needs a paused container".into() });
+            return Err(Error::State {
+                id: id.into(),
+                status: rec.status.to_string(),
+                reason: "resume needs a paused container".into(),
+            });
         }
         Ok(self.cgroup_of(&rec)?.thaw()?)
     }
@@ -65,7 +73,11 @@ impl Runtime {
         let lock = self.store().lock(id)?;
         let rec = self.state(id)?;
         if rec.status == Status::Stopped {
-            return Err(Error::State { id: id.into(), status: "stopped".into(), reason: "there is nothing to update".into() });
+            return Err(Error::State {
+                id: id.into(),
+                status: "stopped".into(),
+                reason: "there is nothing to update".into(),
+            });
         }
         self.cgroup_of(&rec)?.update(res)?;
         let path = lock.dir.join(crate::state::CONFIG_FILE);

@@ -82,7 +82,10 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
     let has_nodes = nodes.iter().any(|w| *w != 0);
 
     if flags & MPOL_F_STATIC_NODES != 0 && flags & MPOL_F_RELATIVE_NODES != 0 {
-        return bad("flags", "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other: keep one".into());
+        return bad(
+            "flags",
+            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other: keep one".into(),
+        );
     }
     if flags & MPOL_F_NUMA_BALANCING != 0 && !matches!(mode, MPOL_BIND | MPOL_PREFERRED_MANY) {
         return bad("flags", format!("MPOL_F_NUMA_BALANCING works only with MPOL_BIND or MPOL_PREFERRED_MANY, not {mode_name}: remove the flag"));
@@ -93,15 +96,25 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
                 return bad("nodes", format!("{mode_name} takes no nodes, got {text:?}: remove nodes, or use MPOL_BIND to restrict the nodes"));
             }
             if flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) != 0 {
-                return bad("flags", format!("{mode_name} takes no node flags: remove MPOL_F_STATIC_NODES/MPOL_F_RELATIVE_NODES"));
+                return bad(
+                    "flags",
+                    format!(
+                        "{mode_name} takes no node flags: remove MPOL_F_STATIC_NODES/MPOL_F_RELATIVE_NODES"
+                    ),
+                );
             }
         }
         // An empty MPOL_PREFERRED means "the local node", as the kernel defines it.
         MPOL_PREFERRED if !has_nodes && flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) != 0 => {
-            return bad("flags", "MPOL_PREFERRED without nodes takes no node flags: add nodes or remove the flags".into());
+            return bad(
+                "flags",
+                "MPOL_PREFERRED without nodes takes no node flags: add nodes or remove the flags".into(),
+            );
         }
         MPOL_PREFERRED if !has_nodes => {}
-        _ if !has_nodes => return bad("nodes", format!("{mode_name} needs nodes, e.g. \"0-1\": set the NUMA nodes to use")),
+        _ if !has_nodes => {
+            return bad("nodes", format!("{mode_name} needs nodes, e.g. \"0-1\": set the NUMA nodes to use"))
+        }
         _ => {}
     }
     let Some(possible) = possible else {
@@ -115,11 +128,8 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
     };
     // Relative nodes are folded onto the allowed ones by the kernel: any number goes.
     if flags & MPOL_F_RELATIVE_NODES == 0 {
-        let beyond: Vec<u64> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, w)| w & !possible.get(i).copied().unwrap_or(0))
-            .collect();
+        let beyond: Vec<u64> =
+            nodes.iter().enumerate().map(|(i, w)| w & !possible.get(i).copied().unwrap_or(0)).collect();
         if beyond.iter().any(|w| *w != 0) {
             return bad(
                 "nodes",
@@ -218,16 +228,30 @@ mod tests {
     #[test]
     fn valid_policies() {
         let two = [0b11u64];
-        let p = parse_with(&policy(r#"{"mode": "MPOL_BIND", "nodes": "0-1", "flags": ["MPOL_F_STATIC_NODES"]}"#), Some(&two)).unwrap().unwrap();
+        let p = parse_with(
+            &policy(r#"{"mode": "MPOL_BIND", "nodes": "0-1", "flags": ["MPOL_F_STATIC_NODES"]}"#),
+            Some(&two),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(p, MemPolicy { mode: MPOL_BIND, flags: MPOL_F_STATIC_NODES, nodes: vec![0b11] });
-        let p = parse_with(&policy(r#"{"mode": "MPOL_INTERLEAVE", "nodes": "1"}"#), Some(&two)).unwrap().unwrap();
+        let p =
+            parse_with(&policy(r#"{"mode": "MPOL_INTERLEAVE", "nodes": "1"}"#), Some(&two)).unwrap().unwrap();
         assert_eq!((p.mode, p.nodes), (MPOL_INTERLEAVE, vec![0b10]));
         assert!(parse_with(&policy(r#"{"mode": "MPOL_DEFAULT"}"#), Some(&two)).unwrap().is_some());
         assert!(parse_with(&policy(r#"{"mode": "MPOL_LOCAL", "nodes": ""}"#), Some(&two)).unwrap().is_some());
         assert!(parse_with(&policy(r#"{"mode": "MPOL_PREFERRED"}"#), Some(&two)).unwrap().is_some());
-        assert!(parse_with(&policy(r#"{"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}"#), Some(&two)).is_ok());
+        assert!(parse_with(
+            &policy(r#"{"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}"#),
+            Some(&two)
+        )
+        .is_ok());
         // Relative nodes may name more nodes than the machine has: the kernel folds them.
-        assert!(parse_with(&policy(r#"{"mode": "MPOL_BIND", "nodes": "5", "flags": ["MPOL_F_RELATIVE_NODES"]}"#), Some(&two)).is_ok());
+        assert!(parse_with(
+            &policy(r#"{"mode": "MPOL_BIND", "nodes": "5", "flags": ["MPOL_F_RELATIVE_NODES"]}"#),
+            Some(&two)
+        )
+        .is_ok());
         // No NUMA: the default policy is nothing to do; anything else is refused.
         assert_eq!(parse_with(&policy(r#"{"mode": "MPOL_DEFAULT"}"#), None).unwrap(), None);
         assert!(parse_with(&policy(r#"{"mode": "MPOL_BIND", "nodes": "0"}"#), None).is_err());
@@ -241,10 +265,18 @@ mod tests {
         let e = err(r#"{"mode": "MPOL_LOCAL", "nodes": "0"}"#, &one);
         assert!(e.contains("linux.memoryPolicy.nodes"), "{e}");
         let e = err(r#"{"mode": "MPOL_BIND", "nodes": "0-3"}"#, &one);
-        assert!(e.contains("linux.memoryPolicy.nodes") && e.contains("1-3 not on this machine") && e.contains("possible nodes: 0"), "{e}");
+        assert!(
+            e.contains("linux.memoryPolicy.nodes")
+                && e.contains("1-3 not on this machine")
+                && e.contains("possible nodes: 0"),
+            "{e}"
+        );
         let e = err(r#"{"mode": "MPOL_BIND"}"#, &one);
         assert!(e.contains("needs nodes"), "{e}");
-        let e = err(r#"{"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]}"#, &one);
+        let e = err(
+            r#"{"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]}"#,
+            &one,
+        );
         assert!(e.contains("linux.memoryPolicy.flags"), "{e}");
         let e = err(r#"{"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}"#, &one);
         assert!(e.contains("MPOL_F_NUMA_BALANCING"), "{e}");
@@ -272,7 +304,11 @@ mod tests {
             let bind = parse(Some(&policy(r#"{"mode": "MPOL_BIND", "nodes": "0"}"#))).unwrap().unwrap();
             apply(&bind).unwrap();
             assert_eq!(get(), (MPOL_BIND, 0, vec![1]));
-            let inter = parse(Some(&policy(r#"{"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}"#))).unwrap().unwrap();
+            let inter = parse(Some(&policy(
+                r#"{"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}"#,
+            )))
+            .unwrap()
+            .unwrap();
             apply(&inter).unwrap();
             assert_eq!(get(), (MPOL_INTERLEAVE, MPOL_F_STATIC_NODES, vec![1]));
             apply(&parse(Some(&policy(r#"{"mode": "MPOL_LOCAL"}"#))).unwrap().unwrap()).unwrap();

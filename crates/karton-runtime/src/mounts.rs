@@ -129,19 +129,42 @@ fn fs_flags(fstype: &str) -> Option<&'static [&'static str]> {
         "tmpfs" => &["noswap", "quota", "usrquota", "grpquota", "inode32", "inode64"],
         "devpts" => &["newinstance"],
         "cgroup" => &[
-            "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio", "perf_event",
-            "hugetlb", "pids", "rdma", "misc", "debug", "none", "all", "noprefix", "xattr", "clone_children",
-            "cpuset_v2_mode", "favordynmods",
+            "cpu",
+            "cpuacct",
+            "cpuset",
+            "memory",
+            "devices",
+            "freezer",
+            "net_cls",
+            "net_prio",
+            "blkio",
+            "perf_event",
+            "hugetlb",
+            "pids",
+            "rdma",
+            "misc",
+            "debug",
+            "none",
+            "all",
+            "noprefix",
+            "xattr",
+            "clone_children",
+            "cpuset_v2_mode",
+            "favordynmods",
         ],
         "cgroup2" => &[
-            "nsdelegate", "favordynmods", "memory_localevents", "memory_recursiveprot", "memory_hugetlb_accounting",
+            "nsdelegate",
+            "favordynmods",
+            "memory_localevents",
+            "memory_recursiveprot",
+            "memory_hugetlb_accounting",
             "pids_localevents",
         ],
         "overlay" => &["userxattr", "volatile"],
         "fuse" => &["allow_other", "default_permissions"],
         "autofs" => &["direct", "indirect", "offset", "strictexpire", "ignore"],
-        "proc" | "sysfs" | "mqueue" | "ramfs" | "hugetlbfs" | "securityfs" | "debugfs" | "tracefs" | "bpf"
-        | "binfmt_misc" | "configfs" | "pstore" | "efivarfs" | "fusectl" => &[],
+        "proc" | "sysfs" | "mqueue" | "ramfs" | "hugetlbfs" | "securityfs" | "debugfs" | "tracefs"
+        | "bpf" | "binfmt_misc" | "configfs" | "pstore" | "efivarfs" | "fusectl" => &[],
         _ => return None,
     })
 }
@@ -155,7 +178,10 @@ pub struct OptionProblem {
 
 /// Parses a mount's whole option list. Every option must be known: a typo (`nosiud`) must
 /// not silently become filesystem data, which a bind mount would then drop.
-pub fn parse_options(opts: &[String], typ: Option<&str>) -> std::result::Result<Vec<MountOpt>, OptionProblem> {
+pub fn parse_options(
+    opts: &[String],
+    typ: Option<&str>,
+) -> std::result::Result<Vec<MountOpt>, OptionProblem> {
     let typ = typ.filter(|t| !t.is_empty() && *t != "none");
     let is_bind = typ == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
     let fs = if is_bind { "bind" } else { typ.unwrap_or("none") };
@@ -245,12 +271,64 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The option names `karton features` reports.
 pub const KNOWN_OPTIONS: &[&str] = &[
-    "acl", "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand",
-    "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
-    "nosymfollow", "notmpcopyup", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "rexec", "rnoatime",
-    "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "ro",
-    "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow",
-    "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
+    "acl",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "notmpcopyup",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 
@@ -266,27 +344,31 @@ pub struct MountSpec {
 impl MountSpec {
     pub fn from_oci(mnt: &oci_spec::runtime::Mount, bundle: &Path) -> Result<MountSpec> {
         let opts = mnt.options().clone().unwrap_or_default();
-        let options = parse_options(&opts, mnt.typ().as_deref()).map_err(|p| {
-            Error::Config(format!("mount {}: {}", mnt.destination().display(), p.message))
-        })?;
+        let options = parse_options(&opts, mnt.typ().as_deref())
+            .map_err(|p| Error::Config(format!("mount {}: {}", mnt.destination().display(), p.message)))?;
         let is_bind = options.iter().any(|o| matches!(o, MountOpt::Bind { .. }));
         let fstype = match mnt.typ().as_deref() {
             Some(t) if !t.is_empty() && t != "none" => t.to_string(),
             _ if is_bind => "bind".to_string(),
             _ => "none".to_string(),
         };
-        let source = mnt.source().as_ref().map(|s| if s.is_relative() && is_bind { bundle.join(s) } else { s.clone() });
+        let source =
+            mnt.source()
+                .as_ref()
+                .map(|s| if s.is_relative() && is_bind { bundle.join(s) } else { s.clone() });
         // A relative destination is relative to the container's root (config.md).
         let destination = Path::new("/").join(mnt.destination());
         Ok(MountSpec { destination, fstype, source, options })
     }
 
     fn bind(&self) -> Option<bool> {
-        self.options.iter().find_map(|o| match o {
-            MountOpt::Bind { recursive } => Some(*recursive),
-            _ => None,
-        })
-        .or(if self.fstype == "bind" { Some(false) } else { None })
+        self.options
+            .iter()
+            .find_map(|o| match o {
+                MountOpt::Bind { recursive } => Some(*recursive),
+                _ => None,
+            })
+            .or(if self.fstype == "bind" { Some(false) } else { None })
     }
 
     fn attrs(&self) -> (u64, u64) {
@@ -325,12 +407,16 @@ impl MountSpec {
     }
 
     fn propagation(&self) -> Vec<MsFlags> {
-        self.options.iter().filter_map(|o| if let MountOpt::Propagation(p) = o { Some(*p) } else { None }).collect()
+        self.options
+            .iter()
+            .filter_map(|o| if let MountOpt::Propagation(p) = o { Some(*p) } else { None })
+            .collect()
     }
 }
 
 fn cstr(p: impl AsRef<std::ffi::OsStr>) -> Result<CString> {
-    CString::new(p.as_ref().as_bytes()).map_err(|_| Error::Config(format!("path {:?} contains a NUL byte", p.as_ref())))
+    CString::new(p.as_ref().as_bytes())
+        .map_err(|_| Error::Config(format!("path {:?} contains a NUL byte", p.as_ref())))
 }
 
 /// The path of `dest` relative to the root, with "." and leading "/" removed.
@@ -376,7 +462,8 @@ pub fn make_target(root: BorrowedFd<'_>, dest: &Path, file: bool) -> Result<Owne
                     match nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)) {
                         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                         Err(e) => {
-                            return Err(e).ctx(|| format!("creating directory {} inside the rootfs", prefix.display()))
+                            return Err(e)
+                                .ctx(|| format!("creating directory {} inside the rootfs", prefix.display()))
                         }
                     }
                 }
@@ -398,7 +485,8 @@ pub fn clone_tree(source: &Path, recursive: bool) -> Result<OwnedFd> {
     if recursive {
         flags |= m::AT_RECURSIVE;
     }
-    m::open_tree(nix::fcntl::AT_FDCWD, &cstr(source)?, flags).ctx(|| format!("bind mount source {}", source.display()))
+    m::open_tree(nix::fcntl::AT_FDCWD, &cstr(source)?, flags)
+        .ctx(|| format!("bind mount source {}", source.display()))
 }
 
 /// Clones the object behind an fd (e.g. a verified /dev/null) as a detached mount.
@@ -409,8 +497,12 @@ pub fn clone_fd(fd: &OwnedFd, what: &Path) -> Result<OwnedFd> {
 
 /// Clones the mount tree at an fd, recursively (for read-only paths).
 pub fn clone_fd_recursive(fd: &OwnedFd, what: &Path) -> Result<OwnedFd> {
-    m::open_tree(fd.as_fd(), c"", m::OPEN_TREE_CLONE | m::OPEN_TREE_CLOEXEC | m::AT_EMPTY_PATH | m::AT_RECURSIVE)
-        .ctx(|| format!("cloning {}", what.display()))
+    m::open_tree(
+        fd.as_fd(),
+        c"",
+        m::OPEN_TREE_CLONE | m::OPEN_TREE_CLOEXEC | m::AT_EMPTY_PATH | m::AT_RECURSIVE,
+    )
+    .ctx(|| format!("cloning {}", what.display()))
 }
 
 /// Sets attributes on a detached or attached mount.
@@ -419,12 +511,21 @@ pub fn setattr(fd: &OwnedFd, attr: &m::MountAttr, recursive: bool, what: &Path) 
     if recursive {
         flags |= m::AT_RECURSIVE;
     }
-    m::mount_setattr(fd.as_fd(), c"", flags, attr).ctx(|| format!("setting mount attributes on {}", what.display()))
+    m::mount_setattr(fd.as_fd(), c"", flags, attr)
+        .ctx(|| format!("setting mount attributes on {}", what.display()))
 }
 
 /// Makes a new filesystem mount (detached) of `fstype` with `data` options.
-pub fn new_fs(fstype: &str, source: Option<&Path>, data: &[&str], sb_flags: &[&str], attrs: u64, what: &Path) -> Result<OwnedFd> {
-    let fs = m::fsopen(&cstr(fstype)?).ctx(|| format!("mount {}: filesystem type {fstype:?}", what.display()))?;
+pub fn new_fs(
+    fstype: &str,
+    source: Option<&Path>,
+    data: &[&str],
+    sb_flags: &[&str],
+    attrs: u64,
+    what: &Path,
+) -> Result<OwnedFd> {
+    let fs =
+        m::fsopen(&cstr(fstype)?).ctx(|| format!("mount {}: filesystem type {fstype:?}", what.display()))?;
     let fail = |e: karton_sys::SysError, key: &str| {
         let log = m::fs_context_log(fs.as_fd());
         let detail = if log.is_empty() { String::new() } else { format!(" ({log})") };
@@ -440,7 +541,9 @@ pub fn new_fs(fstype: &str, source: Option<&Path>, data: &[&str], sb_flags: &[&s
     for d in data {
         for part in d.split(',').filter(|p| !p.is_empty()) {
             match part.split_once('=') {
-                Some((k, v)) => m::fsconfig_set_string(fs.as_fd(), &cstr(k)?, &cstr(v)?).map_err(|e| fail(e, part))?,
+                Some((k, v)) => {
+                    m::fsconfig_set_string(fs.as_fd(), &cstr(k)?, &cstr(v)?).map_err(|e| fail(e, part))?
+                }
                 None => m::fsconfig_set_flag(fs.as_fd(), &cstr(part)?).map_err(|e| fail(e, part))?,
             }
         }
@@ -473,7 +576,9 @@ impl Mounter<'_> {
                 Error::Config(format!("mount {}: a bind mount needs a source", dest.display()))
             })?;
             let is_file = std::fs::metadata(src)
-                .map_err(|e| Error::Config(format!("mount {}: source {}: {e}", dest.display(), src.display())))?
+                .map_err(|e| {
+                    Error::Config(format!("mount {}: source {}: {e}", dest.display(), src.display()))
+                })?
                 .is_file();
             let target = make_target(self.root.as_fd(), dest, is_file)?;
             let tree = clone_tree(src, recursive)?;
@@ -486,8 +591,16 @@ impl Mounter<'_> {
         } else {
             let target = make_target(self.root.as_fd(), dest, false)?;
             let copy_up = ms.options.contains(&MountOpt::TmpCopyUp);
-            let data: Vec<&str> = ms.options.iter().filter_map(|o| if let MountOpt::Data(d) = o { Some(d.as_str()) } else { None }).collect();
-            let sb: Vec<&str> = ms.options.iter().filter_map(|o| if let MountOpt::SbFlag(f) = o { Some(*f) } else { None }).collect();
+            let data: Vec<&str> = ms
+                .options
+                .iter()
+                .filter_map(|o| if let MountOpt::Data(d) = o { Some(d.as_str()) } else { None })
+                .collect();
+            let sb: Vec<&str> = ms
+                .options
+                .iter()
+                .filter_map(|o| if let MountOpt::SbFlag(f) = o { Some(*f) } else { None })
+                .collect();
             let src = ms.source.as_deref().filter(|s| !s.as_os_str().is_empty());
             let tree = match new_fs(&ms.fstype, src, &data, &sb, set & !clr_only(clr), dest) {
                 Ok(t) => t,
@@ -495,7 +608,8 @@ impl Mounter<'_> {
                     // Without a new network namespace a user namespace may not mount sysfs
                     // (likewise mqueue without ipc): bind the host's read-only instead, as runc does.
                     tracing::debug!("{e}; falling back to a read-only bind of the host's");
-                    let host = if ms.fstype == "sysfs" { Path::new("/sys") } else { Path::new("/dev/mqueue") };
+                    let host =
+                        if ms.fstype == "sysfs" { Path::new("/sys") } else { Path::new("/dev/mqueue") };
                     let tree = clone_tree(host, true)?;
                     let attr = m::MountAttr { attr_set: set | m::MOUNT_ATTR_RDONLY, ..Default::default() };
                     setattr(&tree, &attr, true, dest)?;
@@ -540,7 +654,14 @@ impl Mounter<'_> {
             };
             return attach(&tree, &target, dest);
         }
-        let tmpfs = new_fs("tmpfs", None, &["mode=755"], &[], m::MOUNT_ATTR_NOSUID | m::MOUNT_ATTR_NODEV | m::MOUNT_ATTR_NOEXEC, dest)?;
+        let tmpfs = new_fs(
+            "tmpfs",
+            None,
+            &["mode=755"],
+            &[],
+            m::MOUNT_ATTR_NOSUID | m::MOUNT_ATTR_NODEV | m::MOUNT_ATTR_NOEXEC,
+            dest,
+        )?;
         attach(&tmpfs, &target, dest)?;
         for h in &hier {
             let name = h.mount_point.file_name().map(PathBuf::from).unwrap_or_default();
@@ -573,11 +694,9 @@ impl Mounter<'_> {
                 return Ok(d);
             }
         }
-        self.cgroup_dirs
-            .iter()
-            .find(|(mp, _)| mp == mount_point)
-            .map(|(_, d)| d.clone())
-            .ok_or_else(|| Error::Unsupported(format!("no container cgroup in the hierarchy at {}", mount_point.display())))
+        self.cgroup_dirs.iter().find(|(mp, _)| mp == mount_point).map(|(_, d)| d.clone()).ok_or_else(|| {
+            Error::Unsupported(format!("no container cgroup in the hierarchy at {}", mount_point.display()))
+        })
     }
 }
 
@@ -631,7 +750,9 @@ pub fn host_cgroup_mounts() -> Result<Vec<HostCgroupMount>> {
 fn cgroup_mounts_in(mounts: &[karton_sys::mountinfo::MountInfo]) -> Vec<HostCgroupMount> {
     mounts
         .iter()
-        .filter(|m| (m.fstype == "cgroup" || m.fstype == "cgroup2") && m.mount_point.starts_with("/sys/fs/cgroup"))
+        .filter(|m| {
+            (m.fstype == "cgroup" || m.fstype == "cgroup2") && m.mount_point.starts_with("/sys/fs/cgroup")
+        })
         .map(|m| HostCgroupMount {
             mount_point: m.mount_point.clone(),
             fstype: m.fstype.clone(),
@@ -657,13 +778,26 @@ fn copy_tree(mut src: nix::dir::Dir, dst: &OwnedFd, what: &Path) -> Result<()> {
     let srcb = src.as_fd();
     for (name, ty) in entries {
         let ctx = || format!("tmpcopyup of {}/{}", what.display(), name.to_string_lossy());
-        let st = nix::sys::stat::fstatat(srcb, name.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ctx(ctx)?;
+        let st = nix::sys::stat::fstatat(srcb, name.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .ctx(ctx)?;
         let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
         match ty {
             Some(nix::dir::Type::Directory) => {
                 nix::sys::stat::mkdirat(dst.as_fd(), name.as_c_str(), mode).ctx(ctx)?;
-                let sub_src = nix::dir::Dir::openat(srcb, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW, Mode::empty()).ctx(ctx)?;
-                let sub_dst = nix::fcntl::openat(dst.as_fd(), name.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ctx(ctx)?;
+                let sub_src = nix::dir::Dir::openat(
+                    srcb,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )
+                .ctx(ctx)?;
+                let sub_dst = nix::fcntl::openat(
+                    dst.as_fd(),
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(ctx)?;
                 copy_tree(sub_src, &sub_dst, what)?;
             }
             Some(nix::dir::Type::Symlink) => {
@@ -671,15 +805,33 @@ fn copy_tree(mut src: nix::dir::Dir, dst: &OwnedFd, what: &Path) -> Result<()> {
                 nix::unistd::symlinkat(t.as_os_str(), dst.as_fd(), name.as_c_str()).ctx(ctx)?;
             }
             Some(nix::dir::Type::File) => {
-                let inf = nix::fcntl::openat(srcb, name.as_c_str(), OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).ctx(ctx)?;
-                let outf = nix::fcntl::openat(dst.as_fd(), name.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, mode).ctx(ctx)?;
+                let inf = nix::fcntl::openat(
+                    srcb,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(ctx)?;
+                let outf = nix::fcntl::openat(
+                    dst.as_fd(),
+                    name.as_c_str(),
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                    mode,
+                )
+                .ctx(ctx)?;
                 let mut i = std::fs::File::from(inf);
                 let mut o = std::fs::File::from(outf);
                 std::io::copy(&mut i, &mut o).ctx(ctx)?;
             }
             _ => {}
         }
-        let _ = nix::unistd::fchownat(dst.as_fd(), name.as_c_str(), Some(st.st_uid.into()), Some(st.st_gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
+        let _ = nix::unistd::fchownat(
+            dst.as_fd(),
+            name.as_c_str(),
+            Some(st.st_uid.into()),
+            Some(st.st_gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
     }
     Ok(())
 }

@@ -189,7 +189,11 @@ mod tests {
             }
             assert_eq!(p.userns, k == NsType::User, "{k}");
             assert!(!p.maps_from_parent, "{k}: nobody writes maps of a joined user namespace");
-            assert_eq!(p.mounts, if k == NsType::Mnt { MountMode::Joined } else { MountMode::Inherited }, "{k}");
+            assert_eq!(
+                p.mounts,
+                if k == NsType::Mnt { MountMode::Joined } else { MountMode::Inherited },
+                "{k}"
+            );
         }
     }
 
@@ -232,7 +236,16 @@ mod tests {
 
     #[test]
     fn joined_user_namespace_owns_everything_new() {
-        let p = plan(&[joined(NsType::User), new(NsType::Pid), new(NsType::Mnt), new(NsType::Net), new(NsType::Cgroup)], false);
+        let p = plan(
+            &[
+                joined(NsType::User),
+                new(NsType::Pid),
+                new(NsType::Mnt),
+                new(NsType::Net),
+                new(NsType::Cgroup),
+            ],
+            false,
+        );
         assert_eq!(p.clone_flags, 0);
         assert_eq!(p.join_in_child, vec![NsType::User]);
         assert_eq!(p.unshare_in_child, PID | MNT | NET | CGROUP);
@@ -266,12 +279,20 @@ mod tests {
     fn without_a_user_namespace_the_init_joins_net_ipc_uts_cgroup_itself() {
         // Rootless podman: karton is root of podman's user namespace and joins the netns
         // podman made there; leaving it again for the host's would need privilege it lacks.
-        let p = plan(&[new(NsType::Pid), joined(NsType::Net), new(NsType::Ipc), joined(NsType::Uts), new(NsType::Mnt)], false);
+        let p = plan(
+            &[new(NsType::Pid), joined(NsType::Net), new(NsType::Ipc), joined(NsType::Uts), new(NsType::Mnt)],
+            false,
+        );
         assert!(p.join_in_parent.is_empty());
         assert_eq!(p.join_in_child, vec![NsType::Net, NsType::Uts]);
-        let all: Vec<NsRequest> = NsType::ALL.into_iter().filter(|k| *k != NsType::User).map(joined).collect();
+        let all: Vec<NsRequest> =
+            NsType::ALL.into_iter().filter(|k| *k != NsType::User).map(joined).collect();
         let p = plan(&all, false);
-        assert_eq!(p.join_in_parent, vec![NsType::Pid, NsType::Time], "pid/time apply to children: joined before clone3");
+        assert_eq!(
+            p.join_in_parent,
+            vec![NsType::Pid, NsType::Time],
+            "pid/time apply to children: joined before clone3"
+        );
         assert_eq!(p.join_in_child, vec![NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Mnt]);
     }
 

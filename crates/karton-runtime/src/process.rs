@@ -57,7 +57,11 @@ impl LaunchError {
                 *errno
             }
         };
-        if matches!(errno, nix::errno::Errno::EPERM | nix::errno::Errno::EACCES) { 126 } else { 127 }
+        if matches!(errno, nix::errno::Errno::EPERM | nix::errno::Errno::EACCES) {
+            126
+        } else {
+            127
+        }
     }
 }
 
@@ -89,10 +93,15 @@ impl Prepared {
                 if filtered {
                     return LaunchError::AfterFilter { step: "capset", errno: e.errno };
                 }
-                return LaunchError::Setup(Error::Sys { context: "setting process.capabilities".into(), err: e });
+                return LaunchError::Setup(Error::Sys {
+                    context: "setting process.capabilities".into(),
+                    err: e,
+                });
             }
         }
-        let errno = nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env).err().unwrap_or(nix::errno::Errno::EINVAL);
+        let errno = nix::unistd::execve(&self.c_exe, &self.c_args, &self.c_env)
+            .err()
+            .unwrap_or(nix::errno::Errno::EINVAL);
         if filtered {
             return LaunchError::AfterFilter { step: "execve", errno };
         }
@@ -107,7 +116,8 @@ impl Prepared {
 pub fn prepare(process: &Process, preserve_fds: u32, filter_pending: bool) -> Result<Prepared> {
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
-    let arg0 = args.first().ok_or_else(|| Error::Config("process.args is empty: set the command to run".into()))?;
+    let arg0 =
+        args.first().ok_or_else(|| Error::Config("process.args is empty: set the command to run".into()))?;
     let cwd = process.cwd();
     enter_cwd(cwd)?;
     let exe = find_executable(arg0, &env, cwd)?;
@@ -163,16 +173,26 @@ fn cstring(s: impl AsRef<std::ffi::OsStr>) -> Result<CString> {
 /// kernel sees the new cwd as reachable from the root.
 fn enter_cwd(cwd: &Path) -> Result<()> {
     use std::os::fd::AsFd;
-    let root = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "opening the container root".into())?;
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "opening the container root".into())?;
     let dir = crate::mounts::make_target(root.as_fd(), cwd, false).map_err(|e| {
-        Error::Config(format!("process.cwd {}: {e}: it must be a directory inside the container (no /proc magic links)", cwd.display()))
+        Error::Config(format!(
+            "process.cwd {}: {e}: it must be a directory inside the container (no /proc magic links)",
+            cwd.display()
+        ))
     })?;
     nix::unistd::fchdir(&dir).ctx(|| format!("process.cwd {}", cwd.display()))?;
     // getcwd fails (the kernel says "(unreachable)") when the cwd is outside the root.
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(Error::Config(format!("process.cwd {}: resolves outside the container's root: refused", cwd.display()))),
+        _ => Err(Error::Config(format!(
+            "process.cwd {}: resolves outside the container's root: refused",
+            cwd.display()
+        ))),
     }
 }
 
@@ -180,13 +200,18 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
 /// reported by `create` rather than lost after the runtime has gone.
 fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    };
     if arg0.contains('/') {
         let p = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { cwd.join(arg0) };
         if is_exec(&p) {
             return Ok(p);
         }
-        return Err(Error::Config(format!("process.args[0] {arg0:?}: {}: check the command and the image", not_executable(arg0, &p))));
+        return Err(Error::Config(format!(
+            "process.args[0] {arg0:?}: {}: check the command and the image",
+            not_executable(arg0, &p)
+        )));
     }
     let path = env
         .iter()
@@ -219,7 +244,8 @@ fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
 /// 126, so each case uses the one execve would return, and never both.
 fn not_executable(arg0: &str, p: &Path) -> String {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let errno = |e: &std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).desc().to_lowercase();
+    let errno =
+        |e: &std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).desc().to_lowercase();
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => format!("{arg0} is a directory, not a program: execve would fail with permission denied"),
         Ok(m) if m.is_file() => format!(
@@ -341,7 +367,10 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// needed privileges until the last step. Returns (final sets, sets in force now): with
 /// `keep_sys_admin` CAP_SYS_ADMIN stays effective for a seccomp filter still to come,
 /// and [`Prepared::finish`] drops it.
-pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Result<(caps::CapSets, caps::CapSets)> {
+pub(crate) fn set_user_and_caps(
+    process: &Process,
+    keep_sys_admin: bool,
+) -> Result<(caps::CapSets, caps::CapSets)> {
     let c = process.capabilities().as_ref();
     let bounding = cap_mask(c.and_then(|c| c.bounding().as_ref()));
     let effective = cap_mask(c.and_then(|c| c.effective().as_ref()));
@@ -363,7 +392,10 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
     let warn_missing = |set: &str, wanted: u64, allowed: u64| {
         let missing = wanted & !allowed;
         if missing != 0 {
-            let names: Vec<&str> = (0..=last).filter(|c| missing & (1 << c) != 0).map(|c| caps::NAMES.get(c as usize).copied().unwrap_or("?")).collect();
+            let names: Vec<&str> = (0..=last)
+                .filter(|c| missing & (1 << c) != 0)
+                .map(|c| caps::NAMES.get(c as usize).copied().unwrap_or("?"))
+                .collect();
             tracing::warn!("process.capabilities.{set}: {} cannot be granted here (not held by the runtime or not in this host's bounding set): left out", names.join(", "));
         }
     };
@@ -384,7 +416,14 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
             match caps::drop_bounding(cap) {
                 Ok(()) => {}
                 Err(e) if e.errno == nix::errno::Errno::EINVAL => {}
-                Err(e) => return Err(e).ctx(|| format!("dropping {} from the bounding set", caps::NAMES.get(cap as usize).unwrap_or(&"?"))),
+                Err(e) => {
+                    return Err(e).ctx(|| {
+                        format!(
+                            "dropping {} from the bounding set",
+                            caps::NAMES.get(cap as usize).unwrap_or(&"?")
+                        )
+                    })
+                }
             }
         }
     }
@@ -397,8 +436,10 @@ pub(crate) fn set_user_and_caps(process: &Process, keep_sys_admin: bool) -> Resu
         Err(e) if gids.is_empty() && e.errno == nix::errno::Errno::EPERM => {}
         Err(e) => return Err(e).ctx(|| format!("process.user.additionalGids {gids:?}")),
     }
-    kproc::setresgid(user.gid()).ctx(|| format!("process.user.gid {}: is it mapped in the user namespace?", user.gid()))?;
-    kproc::setresuid(user.uid()).ctx(|| format!("process.user.uid {}: is it mapped in the user namespace?", user.uid()))?;
+    kproc::setresgid(user.gid())
+        .ctx(|| format!("process.user.gid {}: is it mapped in the user namespace?", user.gid()))?;
+    kproc::setresuid(user.uid())
+        .ctx(|| format!("process.user.uid {}: is it mapped in the user namespace?", user.uid()))?;
     kproc::prctl(libc::PR_SET_KEEPCAPS, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
     let wanted = caps::CapSets { effective, permitted, inheritable };
     let mut staged = wanted;
@@ -459,7 +500,10 @@ mod find_executable_tests {
         let path_env = vec![format!("PATH={}", dir.join("bin").display())];
 
         let missing = err("missing");
-        assert!(missing.contains("no such executable file") && missing.contains("no such file or directory"), "{missing}");
+        assert!(
+            missing.contains("no such executable file") && missing.contains("no such file or directory"),
+            "{missing}"
+        );
         assert_eq!(podman_code(&missing), 127, "{missing}");
 
         let dangling = err("dangling");
@@ -478,7 +522,10 @@ mod find_executable_tests {
         assert_eq!(find_executable(&at("prog"), &[], Path::new("/")).unwrap(), dir.join("bin/prog"));
         assert_eq!(find_executable("prog", &path_env, Path::new("/")).unwrap(), dir.join("bin/prog"));
         let p = find_executable("data", &path_env, Path::new("/")).unwrap_err().to_string();
-        assert!(p.contains("executable file not found in $PATH") && p.contains("skipped, not executable files"), "{p}");
+        assert!(
+            p.contains("executable file not found in $PATH") && p.contains("skipped, not executable files"),
+            "{p}"
+        );
         assert_eq!(podman_code(&p), 127, "{p}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -70,8 +70,9 @@ pub fn flock_holders(dev: u64, ino: u64) -> (Option<i32>, Vec<i32>) {
             continue;
         }
         let holds = std::fs::read_dir(e.path().join("fdinfo")).into_iter().flatten().flatten().any(|fd| {
-            std::fs::read_to_string(fd.path())
-                .is_ok_and(|t| t.lines().filter_map(|l| l.strip_prefix("lock:")).any(|l| granted(l.trim()).is_some()))
+            std::fs::read_to_string(fd.path()).is_ok_and(|t| {
+                t.lines().filter_map(|l| l.strip_prefix("lock:")).any(|l| granted(l.trim()).is_some())
+            })
         });
         if holds {
             holders.push(pid);
@@ -118,7 +119,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let meta = std::fs::metadata(&dir).unwrap();
         // A child process takes the lock (this process is left out of the holders).
-        let mut child = std::process::Command::new("flock").arg("-x").arg(&dir).args(["sleep", "10"]).spawn().unwrap();
+        let mut child =
+            std::process::Command::new("flock").arg("-x").arg(&dir).args(["sleep", "10"]).spawn().unwrap();
         let pid = child.id() as i32;
         let mut found = (None, Vec::new());
         for _ in 0..500 {

@@ -148,13 +148,17 @@ const NEED_PRIVILEGE: &str = "linux.seccomp: installing a filter needs process.n
 
 /// The kernel accepts a filter only from a thread with no_new_privs or CAP_SYS_ADMIN.
 fn ensure_privilege() -> Result<()> {
-    let nnp = karton_sys::process::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0)
-        .map_err(|source| Error::Sys { context: "linux.seccomp: reading no_new_privs".into(), err: source })?;
+    let nnp = karton_sys::process::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0).map_err(|source| Error::Sys {
+        context: "linux.seccomp: reading no_new_privs".into(),
+        err: source,
+    })?;
     if nnp == 1 {
         return Ok(());
     }
-    let caps = karton_sys::caps::get()
-        .map_err(|source| Error::Sys { context: "linux.seccomp: reading capabilities".into(), err: source })?;
+    let caps = karton_sys::caps::get().map_err(|source| Error::Sys {
+        context: "linux.seccomp: reading capabilities".into(),
+        err: source,
+    })?;
     if caps.effective & (1u64 << CAP_SYS_ADMIN) != 0 {
         return Ok(());
     }
@@ -164,8 +168,9 @@ fn ensure_privilege() -> Result<()> {
 /// The runtime-spec "container process state" that goes with the listener fd:
 /// `{"ociVersion", "fds": ["seccompFd"], "pid", "metadata", "state"}`.
 pub fn process_state(metadata: Option<&str>, pid: i32, state_json: &str) -> Result<String> {
-    let state: serde_json::Value = serde_json::from_str(state_json)
-        .map_err(|e| Error::Config(format!("linux.seccomp: the container state for the seccomp agent is not JSON: {e}")))?;
+    let state: serde_json::Value = serde_json::from_str(state_json).map_err(|e| {
+        Error::Config(format!("linux.seccomp: the container state for the seccomp agent is not JSON: {e}"))
+    })?;
     let version = state
         .get("ociVersion")
         .and_then(|v| v.as_str())
@@ -205,9 +210,13 @@ fn listener_path(seccomp: &LinuxSeccomp) -> Result<&Path> {
 /// through `tracing::debug!`.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
     validate(seccomp)?;
-    let default = scmp_action(seccomp.default_action(), seccomp.default_errno_ret(), "linux.seccomp.defaultAction")?;
+    let default =
+        scmp_action(seccomp.default_action(), seccomp.default_errno_ret(), "linux.seccomp.defaultAction")?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| {
-        Error::Config(format!("linux.seccomp.defaultAction \"{}\": libseccomp refused it: {e}", seccomp.default_action()))
+        Error::Config(format!(
+            "linux.seccomp.defaultAction \"{}\": libseccomp refused it: {e}",
+            seccomp.default_action()
+        ))
     })?;
 
     for (i, arch) in seccomp.architectures().iter().flatten().enumerate() {
@@ -288,17 +297,24 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
 
 /// Writes the BPF program through a memfd: libseccomp 2.5 exports only to a file descriptor.
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<sys::SockFilter>> {
-    let memfd = nix::sys::memfd::memfd_create(c"karton-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| Error::Io { context: "linux.seccomp: memfd for the BPF program".into(), err: e.into() })?;
-    ctx.export_bpf(&memfd)
-        .map_err(|e| Error::Config(format!("linux.seccomp: libseccomp could not generate the filter: {e}")))?;
+    let memfd =
+        nix::sys::memfd::memfd_create(c"karton-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).map_err(
+            |e| Error::Io { context: "linux.seccomp: memfd for the BPF program".into(), err: e.into() },
+        )?;
+    ctx.export_bpf(&memfd).map_err(|e| {
+        Error::Config(format!("linux.seccomp: libseccomp could not generate the filter: {e}"))
+    })?;
     let mut file = std::fs::File::from(memfd);
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| Error::Io { context: "linux.seccomp: reading the BPF program".into(), err: e })?;
-    let program = sys::parse_program(&bytes)
-        .ok_or_else(|| Error::Config(format!("linux.seccomp: libseccomp produced {} bytes, not whole BPF instructions", bytes.len())))?;
+    let program = sys::parse_program(&bytes).ok_or_else(|| {
+        Error::Config(format!(
+            "linux.seccomp: libseccomp produced {} bytes, not whole BPF instructions",
+            bytes.len()
+        ))
+    })?;
     // The kernel refuses a longer program with EINVAL (seccomp_prepare_filter); the u16
     // length field would allow 65535, which is why this used to pass `create`.
     if program.len() > BPF_MAXINSNS {
@@ -396,7 +412,8 @@ fn scmp_action(action: LinuxSeccompAction, ret: Option<u32>, path: &str) -> Resu
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(value()?),
         LinuxSeccompAction::ScmpActTrace => {
-            let v = u16::try_from(value()?).map_err(|_| Error::Config(format!("{path}: trace value out of range")))?;
+            let v = u16::try_from(value()?)
+                .map_err(|_| Error::Config(format!("{path}: trace value out of range")))?;
             ScmpAction::Trace(v)
         }
         LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
@@ -453,9 +470,13 @@ fn compare(arg: &LinuxSeccompArg) -> ScmpArgCompare {
     match arg.op() {
         LinuxSeccompOperator::ScmpCmpNe => ScmpArgCompare::new(index, ScmpCompareOp::NotEqual, arg.value()),
         LinuxSeccompOperator::ScmpCmpLt => ScmpArgCompare::new(index, ScmpCompareOp::Less, arg.value()),
-        LinuxSeccompOperator::ScmpCmpLe => ScmpArgCompare::new(index, ScmpCompareOp::LessOrEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLe => {
+            ScmpArgCompare::new(index, ScmpCompareOp::LessOrEqual, arg.value())
+        }
         LinuxSeccompOperator::ScmpCmpEq => ScmpArgCompare::new(index, ScmpCompareOp::Equal, arg.value()),
-        LinuxSeccompOperator::ScmpCmpGe => ScmpArgCompare::new(index, ScmpCompareOp::GreaterEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGe => {
+            ScmpArgCompare::new(index, ScmpCompareOp::GreaterEqual, arg.value())
+        }
         LinuxSeccompOperator::ScmpCmpGt => ScmpArgCompare::new(index, ScmpCompareOp::Greater, arg.value()),
         // OCI (like libseccomp): `value` is the mask, `valueTwo` the value the masked
         // argument must equal.
@@ -476,9 +497,9 @@ fn conditions(rule: &LinuxSyscall, path: &str) -> Result<Vec<Vec<ScmpArgCompare>
     let mut seen = [false; MAX_ARG_INDEX + 1];
     let mut repeated = false;
     for arg in args {
-        let slot = seen
-            .get_mut(arg.index())
-            .ok_or_else(|| Error::Config(format!("{path}.args: argument index {} out of range", arg.index())))?;
+        let slot = seen.get_mut(arg.index()).ok_or_else(|| {
+            Error::Config(format!("{path}.args: argument index {} out of range", arg.index()))
+        })?;
         repeated |= *slot;
         *slot = true;
     }
@@ -503,14 +524,20 @@ fn check_kernel(seccomp: &LinuxSeccomp, compiled: &Compiled) -> Result<()> {
             continue;
         }
         probed.push(action);
-        let known = sys::action_available(kernel_action(action))
-            .map_err(|source| Error::Sys { context: format!("{path}: asking the kernel about \"{action}\""), err: source })?;
+        let known = sys::action_available(kernel_action(action)).map_err(|source| Error::Sys {
+            context: format!("{path}: asking the kernel about \"{action}\""),
+            err: source,
+        })?;
         if !known {
-            return Err(Error::Unsupported(format!("{path} \"{action}\": this kernel does not support the action")));
+            return Err(Error::Unsupported(format!(
+                "{path} \"{action}\": this kernel does not support the action"
+            )));
         }
     }
-    let ok = sys::flags_supported(compiled.flags)
-        .map_err(|source| Error::Sys { context: "linux.seccomp.flags: asking the kernel".into(), err: source })?;
+    let ok = sys::flags_supported(compiled.flags).map_err(|source| Error::Sys {
+        context: "linux.seccomp.flags: asking the kernel".into(),
+        err: source,
+    })?;
     if !ok {
         for (k, flag) in seccomp.flags().iter().flatten().enumerate() {
             let bits = match flag {
@@ -530,7 +557,11 @@ fn check_kernel(seccomp: &LinuxSeccomp, compiled: &Compiled) -> Result<()> {
         return Err(Error::Unsupported(format!(
             "linux.seccomp: this kernel refuses the filter flags {:#x}{}",
             compiled.flags,
-            if compiled.notify { " (with SCMP_ACT_NOTIFY: user notification needs Linux 5.0, with TSYNC 5.7)" } else { "" }
+            if compiled.notify {
+                " (with SCMP_ACT_NOTIFY: user notification needs Linux 5.0, with TSYNC 5.7)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(())
@@ -551,12 +582,29 @@ pub fn features() -> serde_json::Value {
         LinuxSeccompAction::ScmpActTrap,
     ];
     const ARCHS: [Arch; 23] = [
-        Arch::ScmpArchX86, Arch::ScmpArchX86_64, Arch::ScmpArchX32, Arch::ScmpArchArm, Arch::ScmpArchAarch64,
-        Arch::ScmpArchMips, Arch::ScmpArchMips64, Arch::ScmpArchMips64n32, Arch::ScmpArchMipsel,
-        Arch::ScmpArchMipsel64, Arch::ScmpArchMipsel64n32, Arch::ScmpArchPpc, Arch::ScmpArchPpc64,
-        Arch::ScmpArchPpc64le, Arch::ScmpArchS390, Arch::ScmpArchS390x, Arch::ScmpArchParisc,
-        Arch::ScmpArchParisc64, Arch::ScmpArchRiscv64, Arch::ScmpArchLoongarch64, Arch::ScmpArchM68k,
-        Arch::ScmpArchSh, Arch::ScmpArchSheb,
+        Arch::ScmpArchX86,
+        Arch::ScmpArchX86_64,
+        Arch::ScmpArchX32,
+        Arch::ScmpArchArm,
+        Arch::ScmpArchAarch64,
+        Arch::ScmpArchMips,
+        Arch::ScmpArchMips64,
+        Arch::ScmpArchMips64n32,
+        Arch::ScmpArchMipsel,
+        Arch::ScmpArchMipsel64,
+        Arch::ScmpArchMipsel64n32,
+        Arch::ScmpArchPpc,
+        Arch::ScmpArchPpc64,
+        Arch::ScmpArchPpc64le,
+        Arch::ScmpArchS390,
+        Arch::ScmpArchS390x,
+        Arch::ScmpArchParisc,
+        Arch::ScmpArchParisc64,
+        Arch::ScmpArchRiscv64,
+        Arch::ScmpArchLoongarch64,
+        Arch::ScmpArchM68k,
+        Arch::ScmpArchSh,
+        Arch::ScmpArchSheb,
     ];
     const FLAGS: [(LinuxSeccompFilterFlag, u32); 4] = [
         (LinuxSeccompFilterFlag::SeccompFilterFlagTsync, sys::FLAG_TSYNC),
@@ -572,7 +620,15 @@ pub fn features() -> serde_json::Value {
         .filter(|a| sys::action_available(kernel_action(**a)).unwrap_or(false))
         .map(|a| a.to_string())
         .collect();
-    let operators = ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"];
+    let operators = [
+        "SCMP_CMP_NE",
+        "SCMP_CMP_LT",
+        "SCMP_CMP_LE",
+        "SCMP_CMP_EQ",
+        "SCMP_CMP_GE",
+        "SCMP_CMP_GT",
+        "SCMP_CMP_MASKED_EQ",
+    ];
     // An architecture counts if libseccomp can put it in a filter.
     let archs: Vec<String> = match ScmpFilterContext::new(ScmpAction::Allow) {
         Ok(mut ctx) => ARCHS
@@ -617,7 +673,12 @@ pub fn default_profile() -> LinuxSeccomp {
     allow.extend(arch_specific_allow());
     syscalls.push(rule(&allow, LinuxSeccompAction::ScmpActAllow, None, vec![]));
     // Every address family but AF_VSOCK (40).
-    syscalls.push(rule(&["socket"], LinuxSeccompAction::ScmpActAllow, None, vec![arg(0, 40, None, LinuxSeccompOperator::ScmpCmpNe)]));
+    syscalls.push(rule(
+        &["socket"],
+        LinuxSeccompAction::ScmpActAllow,
+        None,
+        vec![arg(0, 40, None, LinuxSeccompOperator::ScmpCmpNe)],
+    ));
     // personality: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, and the query.
     for persona in [0u64, 8, 0x20000, 0x20008, 0xffff_ffff] {
         syscalls.push(rule(
@@ -647,7 +708,12 @@ pub fn default_profile() -> LinuxSeccomp {
     profile
 }
 
-fn rule(names: &[&str], action: LinuxSeccompAction, errno_ret: Option<u32>, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+fn rule(
+    names: &[&str],
+    action: LinuxSeccompAction,
+    errno_ret: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+) -> LinuxSyscall {
     let mut r = LinuxSyscall::default();
     r.set_names(names.iter().map(|s| s.to_string()).collect())
         .set_action(action)
@@ -688,7 +754,14 @@ fn arch_specific_allow() -> Vec<&'static str> {
     if cfg!(target_arch = "x86_64") || cfg!(target_arch = "x86") {
         vec!["arch_prctl", "modify_ldt"]
     } else if cfg!(target_arch = "aarch64") || cfg!(target_arch = "arm") {
-        vec!["arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint", "cacheflush", "set_tls"]
+        vec![
+            "arm_fadvise64_64",
+            "arm_sync_file_range",
+            "sync_file_range2",
+            "breakpoint",
+            "cacheflush",
+            "set_tls",
+        ]
     } else if cfg!(target_arch = "s390x") {
         vec!["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"]
     } else if cfg!(target_arch = "riscv64") {
@@ -704,52 +777,355 @@ fn arch_specific_allow() -> Vec<&'static str> {
 /// other architectures (the *32 and *64 variants, socketcall, ...) are kept: libseccomp
 /// places them on the sub-architectures (x86, x32) the profile also lists.
 const DEFAULT_ALLOW: &[&str] = &[
-    "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "capget", "capset", "chdir", "chmod",
-    "chown", "chown32", "clock_adjtime", "clock_adjtime64", "clock_getres", "clock_getres_time64",
-    "clock_gettime", "clock_gettime64", "clock_nanosleep", "clock_nanosleep_time64", "close", "close_range",
-    "connect", "copy_file_range", "creat", "dup", "dup2", "dup3", "epoll_create", "epoll_create1", "epoll_ctl",
-    "epoll_ctl_old", "epoll_pwait", "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd", "eventfd2",
-    "execve", "execveat", "exit", "exit_group", "faccessat", "faccessat2", "fadvise64", "fadvise64_64",
-    "fallocate", "fanotify_mark", "fchdir", "fchmod", "fchmodat", "fchown", "fchown32", "fchownat", "fcntl",
-    "fcntl64", "fdatasync", "fgetxattr", "flistxattr", "flock", "fork", "fremovexattr", "fsetxattr", "fstat",
-    "fstat64", "fstatat64", "fstatfs", "fstatfs64", "fsync", "ftruncate", "ftruncate64", "futex", "futex_time64",
-    "futex_waitv", "futimesat", "getcpu", "getcwd", "getdents", "getdents64", "getegid", "getegid32", "geteuid",
-    "geteuid32", "getgid", "getgid32", "getgroups", "getgroups32", "getitimer", "getpeername", "getpgid",
-    "getpgrp", "getpid", "getppid", "getpriority", "getrandom", "getresgid", "getresgid32", "getresuid",
-    "getresuid32", "getrlimit", "get_robust_list", "getrusage", "getsid", "getsockname", "getsockopt",
-    "get_thread_area", "gettid", "gettimeofday", "getuid", "getuid32", "getxattr", "inotify_add_watch",
-    "inotify_init", "inotify_init1", "inotify_rm_watch", "io_cancel", "ioctl", "io_destroy", "io_getevents",
-    "io_pgetevents", "io_pgetevents_time64", "ioprio_get", "ioprio_set", "io_setup", "io_submit",
-    "io_uring_enter", "io_uring_register", "io_uring_setup", "ipc", "kill", "landlock_add_rule",
-    "landlock_create_ruleset", "landlock_restrict_self", "lchown", "lchown32", "lgetxattr", "link", "linkat",
-    "listen", "listxattr", "llistxattr", "_llseek", "lremovexattr", "lseek", "lsetxattr", "lstat", "lstat64",
-    "madvise", "membarrier", "memfd_create", "memfd_secret", "mincore", "mkdir", "mkdirat", "mknod", "mknodat",
-    "mlock", "mlock2", "mlockall", "mmap", "mmap2", "mprotect", "mq_getsetattr", "mq_notify", "mq_open",
-    "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend", "mq_timedsend_time64", "mq_unlink", "mremap",
-    "msgctl", "msgget", "msgrcv", "msgsnd", "msync", "munlock", "munlockall", "munmap", "name_to_handle_at",
-    "nanosleep", "newfstatat", "_newselect", "open", "openat", "openat2", "pause", "pidfd_open",
-    "pidfd_send_signal", "pipe", "pipe2", "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll",
-    "ppoll_time64", "prctl", "pread64", "preadv", "preadv2", "prlimit64", "process_mrelease", "pselect6",
-    "pselect6_time64", "pwrite64", "pwritev", "pwritev2", "read", "readahead", "readlink", "readlinkat", "readv",
-    "recv", "recvfrom", "recvmmsg", "recvmmsg_time64", "recvmsg", "remap_file_pages", "removexattr", "rename",
-    "renameat", "renameat2", "restart_syscall", "rmdir", "rseq", "rt_sigaction", "rt_sigpending",
-    "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait",
-    "rt_sigtimedwait_time64", "rt_tgsigqueueinfo", "sched_getaffinity", "sched_getattr", "sched_getparam",
-    "sched_get_priority_max", "sched_get_priority_min", "sched_getscheduler", "sched_rr_get_interval",
-    "sched_rr_get_interval_time64", "sched_setaffinity", "sched_setattr", "sched_setparam",
-    "sched_setscheduler", "sched_yield", "seccomp", "select", "semctl", "semget", "semop", "semtimedop",
-    "semtimedop_time64", "send", "sendfile", "sendfile64", "sendmmsg", "sendmsg", "sendto", "setfsgid",
-    "setfsgid32", "setfsuid", "setfsuid32", "setgid", "setgid32", "setgroups", "setgroups32", "setitimer",
-    "setpgid", "setpriority", "setregid", "setregid32", "setresgid", "setresgid32", "setresuid", "setresuid32",
-    "setreuid", "setreuid32", "setrlimit", "set_robust_list", "setsid", "setsockopt", "set_thread_area",
-    "set_tid_address", "setuid", "setuid32", "setxattr", "shmat", "shmctl", "shmdt", "shmget", "shutdown",
-    "sigaltstack", "signalfd", "signalfd4", "sigprocmask", "sigreturn", "socketcall", "socketpair", "splice",
-    "stat", "stat64", "statfs", "statfs64", "statx", "symlink", "symlinkat", "sync", "sync_file_range", "syncfs",
-    "sysinfo", "tee", "tgkill", "time", "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime",
-    "timer_gettime64", "timer_settime", "timer_settime64", "timerfd_create", "timerfd_gettime",
-    "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate", "truncate64",
-    "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat", "utimensat_time64", "utimes",
-    "vfork", "vmsplice", "wait4", "waitid", "waitpid", "write", "writev",
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_time64",
+    "futex_waitv",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
 ];
 
 #[cfg(test)]
@@ -782,7 +1158,9 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("syscalls[1].action") && e.contains("SCMP_ACT_FOO"), "{e}");
-        let e = parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#).err().unwrap_or_default();
+        let e = parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#)
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("architectures[0]") && e.contains("SCMP_ARCH_VAX"), "{e}");
         let e = parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_XX"}]}]}"#)
             .err()
@@ -864,7 +1242,11 @@ mod tests {
         assert!(count > BPF_MAXINSNS && count <= usize::from(u16::MAX), "{e}");
         // A profile under the limit still compiles.
         let small = compile(&many_conditional_rules(100)).map_err(|e| e.to_string());
-        assert!(small.as_ref().is_ok_and(|c| c.program.len() <= BPF_MAXINSNS), "{:?}", small.map(|c| c.program.len()));
+        assert!(
+            small.as_ref().is_ok_and(|c| c.program.len() <= BPF_MAXINSNS),
+            "{:?}",
+            small.map(|c| c.program.len())
+        );
     }
 
     #[test]
@@ -924,14 +1306,20 @@ mod tests {
 
     #[test]
     fn rule_equal_to_default_is_skipped() {
-        let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ALLOW"}]}"#);
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
         assert!(compile(&p).is_ok());
     }
 
     #[test]
     fn process_state_wraps_the_oci_state() {
-        let msg = process_state(Some("meta"), 42, r#"{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":42,"bundle":"/b"}"#)
-            .map_err(|e| e.to_string());
+        let msg = process_state(
+            Some("meta"),
+            42,
+            r#"{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":42,"bundle":"/b"}"#,
+        )
+        .map_err(|e| e.to_string());
         let v: serde_json::Value = serde_json::from_str(&msg.unwrap_or_default()).unwrap_or_default();
         assert_eq!(v["ociVersion"], "1.2.0");
         assert_eq!(v["fds"], serde_json::json!(["seccompFd"]));

@@ -32,7 +32,8 @@ pub fn parse(s: &str) -> Result<i32> {
         if rest.is_empty() {
             return Ok(0);
         }
-        let digits = rest.strip_prefix(sign).filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        let digits =
+            rest.strip_prefix(sign).filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
         match digits.map(|d| d.parse::<i32>()) {
             Some(Ok(n)) if n <= span => Ok(n),
             _ => Err(Error::Config(format!(
@@ -51,8 +52,15 @@ pub fn parse(s: &str) -> Result<i32> {
 
 /// The signals `karton run` passes on to the container's process.
 const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2,
-    Signal::SIGWINCH, Signal::SIGCONT, Signal::SIGTSTP,
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
 ];
 
 /// Blocks the forwarded signals (before the container exists, so none is lost) and
@@ -77,7 +85,10 @@ impl Forwarder {
     pub fn forward_until_exit(self, pidfd: &OwnedFd) -> Result<i32> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            let mut fds = [PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).ctx(|| "waiting for the container".into()),
@@ -88,7 +99,8 @@ impl Forwarder {
                 }
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                let status = karton_sys::process::wait_pidfd(pidfd.as_fd()).ctx(|| "reaping the container process".into())?;
+                let status = karton_sys::process::wait_pidfd(pidfd.as_fd())
+                    .ctx(|| "reaping the container process".into())?;
                 let code = if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) };
                 return Ok(code);
             }
@@ -115,7 +127,15 @@ mod tests {
 
     #[test]
     fn runc_forms_are_accepted() {
-        for (s, n) in [("KILL", 9), ("kill", 9), ("SIGKILL", 9), ("sigkill", 9), ("Kill", 9), ("9", 9), ("64", libc::SIGRTMAX())] {
+        for (s, n) in [
+            ("KILL", 9),
+            ("kill", 9),
+            ("SIGKILL", 9),
+            ("sigkill", 9),
+            ("Kill", 9),
+            ("9", 9),
+            ("64", libc::SIGRTMAX()),
+        ] {
             assert_eq!(parse(s).unwrap(), n, "{s}");
         }
         let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());

@@ -23,11 +23,13 @@ use crate::container::{CreateOpts, Runtime, OCI_VERSION};
 use crate::error::{Context, Error, Result};
 
 /// The namespaces made when none are asked for: all but user and time.
-pub const DEFAULT_NAMESPACES: [NsType; 6] = [NsType::Pid, NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Mnt];
+pub const DEFAULT_NAMESPACES: [NsType; 6] =
+    [NsType::Pid, NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Mnt];
 
 /// Host directories the default root filesystem shows read-only (those that exist; a
 /// symlink such as Debian's /bin -> usr/bin is copied as a symlink).
-pub const HOST_DIRS: &[&str] = &["bin", "sbin", "usr", "lib", "lib32", "lib64", "libx32", "etc", "opt", "home", "root", "srv", "var"];
+pub const HOST_DIRS: &[&str] =
+    &["bin", "sbin", "usr", "lib", "lib32", "lib64", "libx32", "etc", "opt", "home", "root", "srv", "var"];
 
 /// Name of the root-filesystem skeleton kept in a `persist` directory.
 pub const PERSIST_ROOTFS: &str = ".rootfs";
@@ -161,7 +163,9 @@ pub fn parse_ns_list(s: &str) -> Result<Vec<NsType>> {
         out.push(t);
     }
     if out.is_empty() {
-        return Err(bad(format!("--ns {s:?}: no namespace type given: use a comma list such as pid,net,uts, or --all")));
+        return Err(bad(format!(
+            "--ns {s:?}: no namespace type given: use a comma list such as pid,net,uts, or --all"
+        )));
     }
     Ok(out)
 }
@@ -169,13 +173,18 @@ pub fn parse_ns_list(s: &str) -> Result<Vec<NsType>> {
 /// Parses `INSIDE:OUTSIDE:COUNT` (`flag` names the option in messages).
 pub fn parse_id_range(s: &str, flag: &str) -> Result<IdRange> {
     let parts: Vec<&str> = s.split(':').collect();
-    let err = || bad(format!("{flag} {s:?}: expected INSIDE:OUTSIDE:COUNT with non-negative integers and COUNT > 0, e.g. 0:100000:65536"));
+    let err = || {
+        bad(format!("{flag} {s:?}: expected INSIDE:OUTSIDE:COUNT with non-negative integers and COUNT > 0, e.g. 0:100000:65536"))
+    };
     if parts.len() != 3 {
         return Err(err());
     }
     let n = |p: &str| p.trim().parse::<u32>().map_err(|_| err());
     let r = IdRange { inside: n(parts[0])?, outside: n(parts[1])?, count: n(parts[2])? };
-    if r.count == 0 || r.inside.checked_add(r.count - 1).is_none() || r.outside.checked_add(r.count - 1).is_none() {
+    if r.count == 0
+        || r.inside.checked_add(r.count - 1).is_none()
+        || r.outside.checked_add(r.count - 1).is_none()
+    {
         return Err(err());
     }
     Ok(r)
@@ -188,10 +197,16 @@ pub fn parse_bind(s: &str) -> Result<Bind> {
         [src, dst] => (*src, *dst, false),
         [src, dst, "ro"] => (*src, *dst, true),
         [src, dst, "rw"] => (*src, *dst, false),
-        _ => return Err(bad(format!("--bind {s:?}: expected SRC:DST or SRC:DST:ro (DST an absolute path inside the sandbox)"))),
+        _ => {
+            return Err(bad(format!(
+                "--bind {s:?}: expected SRC:DST or SRC:DST:ro (DST an absolute path inside the sandbox)"
+            )))
+        }
     };
     if src.is_empty() || !dst.starts_with('/') {
-        return Err(bad(format!("--bind {s:?}: expected SRC:DST or SRC:DST:ro (DST an absolute path inside the sandbox)")));
+        return Err(bad(format!(
+            "--bind {s:?}: expected SRC:DST or SRC:DST:ro (DST an absolute path inside the sandbox)"
+        )));
     }
     let source = std::fs::canonicalize(src).map_err(|e| bad(format!("--bind {s:?}: source {src}: {e}")))?;
     Ok(Bind { source, destination: PathBuf::from(dst), readonly: ro })
@@ -199,7 +214,9 @@ pub fn parse_bind(s: &str) -> Result<Bind> {
 
 /// Parses `monotonic=SECS` or `boottime=SECS` (SECS may be negative and have a fraction).
 pub fn parse_time_offset(s: &str) -> Result<TimeOffset> {
-    let err = || bad(format!("--time-offset {s:?}: expected monotonic=SECS or boottime=SECS, e.g. monotonic=86400 or boottime=-1.5"));
+    let err = || {
+        bad(format!("--time-offset {s:?}: expected monotonic=SECS or boottime=SECS, e.g. monotonic=86400 or boottime=-1.5"))
+    };
     let (clock, val) = s.split_once('=').ok_or_else(err)?;
     let clock = match clock.trim() {
         "monotonic" => Clock::Monotonic,
@@ -212,7 +229,10 @@ pub fn parse_time_offset(s: &str) -> Result<TimeOffset> {
         None => (false, val.strip_prefix('+').unwrap_or(val)),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if int.is_empty() && frac.is_empty() || frac.len() > 9 || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+    if int.is_empty() && frac.is_empty()
+        || frac.len() > 9
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
         return Err(err());
     }
     let secs: i64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| err())? };
@@ -228,7 +248,8 @@ pub fn parse_time_offset(s: &str) -> Result<TimeOffset> {
 
 /// Parses a size: bytes, or a number with k, m, g or t (powers of 1024; `b`/`ib` allowed).
 pub fn parse_size(s: &str, flag: &str) -> Result<i64> {
-    let err = || bad(format!("{flag} {s:?}: expected a size in bytes, optionally with k, m, g or t, e.g. 512m"));
+    let err =
+        || bad(format!("{flag} {s:?}: expected a size in bytes, optionally with k, m, g or t, e.g. 512m"));
     let lower = s.trim().to_ascii_lowercase();
     let t = lower.strip_suffix("ib").or_else(|| lower.strip_suffix('b')).unwrap_or(&lower);
     let (num, mult) = match t.chars().last() {
@@ -271,7 +292,10 @@ pub fn parse_cpus(s: &str) -> Result<f64> {
 
 /// A fresh container id for a sandbox.
 pub fn default_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("spawn-{}-{nanos:08x}", std::process::id())
 }
 
@@ -332,7 +356,9 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
         ));
     }
     if wants_maps && !user {
-        return Err(bad("--map-root, --uid-map and --gid-map need a user namespace: add user to --ns".into()));
+        return Err(
+            bad("--map-root, --uid-map and --gid-map need a user namespace: add user to --ns".into()),
+        );
     }
     if o.map_root && (!o.uid_map.is_empty() || !o.gid_map.is_empty()) {
         return Err(bad("--map-root and --uid-map/--gid-map exclude each other: use one".into()));
@@ -347,7 +373,10 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
         // --map-root, and the default for a user namespace: sandbox root is the caller.
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        (vec![IdRange { inside: 0, outside: uid, count: 1 }], vec![IdRange { inside: 0, outside: gid, count: 1 }])
+        (
+            vec![IdRange { inside: 0, outside: uid, count: 1 }],
+            vec![IdRange { inside: 0, outside: gid, count: 1 }],
+        )
     } else {
         (o.uid_map.clone(), o.gid_map.clone())
     };
@@ -365,7 +394,10 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
     let mut clocks = BTreeSet::new();
     for t in &o.time_offsets {
         if !clocks.insert(t.clock.name()) {
-            return Err(bad(format!("--time-offset {} is given twice: give each clock once", t.clock.name())));
+            return Err(bad(format!(
+                "--time-offset {} is given twice: give each clock once",
+                t.clock.name()
+            )));
         }
     }
     if o.persist.is_some() && !root {
@@ -380,7 +412,10 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
     }
     for b in &o.binds {
         if !b.destination.is_absolute() {
-            return Err(bad(format!("--bind destination {}: must be an absolute path", b.destination.display())));
+            return Err(bad(format!(
+                "--bind destination {}: must be an absolute path",
+                b.destination.display()
+            )));
         }
     }
     let namespaces: Vec<NsType> = set.into_iter().collect();
@@ -441,7 +476,9 @@ fn bounding_caps() -> Vec<String> {
 }
 
 fn id_maps(maps: &[IdRange]) -> Value {
-    Value::Array(maps.iter().map(|m| json!({"containerID": m.inside, "hostID": m.outside, "size": m.count})).collect())
+    Value::Array(
+        maps.iter().map(|m| json!({"containerID": m.inside, "hostID": m.outside, "size": m.count})).collect(),
+    )
 }
 
 fn mounts(o: &SpawnOptions, p: &Plan, host_dirs: &[String]) -> Vec<Value> {
@@ -493,11 +530,19 @@ fn mounts(o: &SpawnOptions, p: &Plan, host_dirs: &[String]) -> Vec<Value> {
 
 /// The OCI spec of a sandbox whose root filesystem is `rootfs` (for the host-ro root, the
 /// skeleton made by [`make_skeleton`], whose directories are listed in `host_dirs`).
-pub fn build_spec(o: &SpawnOptions, p: &Plan, rootfs: &Path, host_dirs: &[String]) -> Result<oci_spec::runtime::Spec> {
+pub fn build_spec(
+    o: &SpawnOptions,
+    p: &Plan,
+    rootfs: &Path,
+    host_dirs: &[String],
+) -> Result<oci_spec::runtime::Spec> {
     let defaults = crate::defaults::default_spec(false, 0, 0);
     let caps = bounding_caps();
     let mut linux = Map::new();
-    linux.insert("namespaces".into(), Value::Array(p.namespaces.iter().map(|t| json!({"type": t.oci_name()})).collect()));
+    linux.insert(
+        "namespaces".into(),
+        Value::Array(p.namespaces.iter().map(|t| json!({"type": t.oci_name()})).collect()),
+    );
     if p.has(NsType::User) {
         linux.insert("uidMappings".into(), id_maps(&p.uid_map));
         linux.insert("gidMappings".into(), id_maps(&p.gid_map));
@@ -566,17 +611,21 @@ pub fn make_skeleton(dir: &Path) -> Result<Vec<String>> {
     };
     mkdir(dir)?;
     // The umask may have narrowed it; users inside must be able to traverse it.
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ctx(|| format!("chmod {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .ctx(|| format!("chmod {}", dir.display()))?;
     let mut binds = Vec::new();
     for d in HOST_DIRS {
         let host = Path::new("/").join(d);
         let Ok(meta) = std::fs::symlink_metadata(&host) else { continue };
         let here = dir.join(d);
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&host).ctx(|| format!("reading the symlink {}", host.display()))?;
+            let target =
+                std::fs::read_link(&host).ctx(|| format!("reading the symlink {}", host.display()))?;
             match std::os::unix::fs::symlink(&target, &here) {
                 Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && std::fs::read_link(&here).ok().as_ref() == Some(&target) => {}
+                Err(e)
+                    if e.kind() == ErrorKind::AlreadyExists
+                        && std::fs::read_link(&here).ok().as_ref() == Some(&target) => {}
                 Err(e) => return Err(e).ctx(|| format!("creating the symlink {}", here.display())),
             }
         } else if meta.is_dir() {
@@ -601,7 +650,11 @@ impl Persist {
     fn prepare(dir: &Path, types: &[NsType]) -> Result<Persist> {
         let created_dir = !dir.exists();
         if created_dir {
-            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).ctx(|| format!("--persist: creating {}", dir.display()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .ctx(|| format!("--persist: creating {}", dir.display()))?;
         }
         let p = Persist { dir: dir.to_path_buf(), types: types.to_vec(), mounted: Vec::new(), created_dir };
         let dmeta = std::fs::metadata(dir).ctx(|| format!("--persist {}", dir.display()))?;
@@ -641,7 +694,8 @@ impl Persist {
                 // A leftover empty file from an earlier run would look like a namespace
                 // that `ns enter` cannot open.
                 if f.exists() {
-                    std::fs::remove_file(&f).ctx(|| format!("--persist: removing the stale {}", f.display()))?;
+                    std::fs::remove_file(&f)
+                        .ctx(|| format!("--persist: removing the stale {}", f.display()))?;
                 }
                 continue;
             }
@@ -654,8 +708,9 @@ impl Persist {
                 .open(&f)
                 .ctx(|| format!("--persist: creating {}", f.display()))?;
             drop(file);
-            let target: OwnedFd = nix::fcntl::open(&f, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| format!("--persist: opening {}", f.display()))?;
+            let target: OwnedFd =
+                nix::fcntl::open(&f, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                    .ctx(|| format!("--persist: opening {}", f.display()))?;
             let tree = crate::mounts::clone_tree(&t.proc_path(pid), false)?;
             crate::mounts::attach(&tree, &target, &f)?;
             self.mounted.push(f);
@@ -666,7 +721,10 @@ impl Persist {
     /// Undoes everything (after a failure).
     fn undo(&mut self) {
         for f in self.mounted.drain(..) {
-            let _ = nix::mount::umount2(&f, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
+            let _ = nix::mount::umount2(
+                &f,
+                nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+            );
         }
         for t in &self.types {
             let f = self.dir.join(t.proc_name());
@@ -731,7 +789,10 @@ impl Relay {
         use std::os::fd::AsFd;
         let mut terminating = 0;
         loop {
-            let mut fds = [PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).ctx(|| "waiting for the sandbox".into()),
@@ -740,7 +801,9 @@ impl Relay {
                 if let Ok(Some(info)) = self.sfd.read_signal() {
                     let sig = info.ssi_signo as i32;
                     let mut send = sig;
-                    if pid_ns_init && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT].contains(&sig) {
+                    if pid_ns_init
+                        && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT].contains(&sig)
+                    {
                         terminating += 1;
                         if terminating > 1 {
                             send = libc::SIGKILL;
@@ -750,7 +813,8 @@ impl Relay {
                 }
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                let status = karton_sys::process::wait_pidfd(pidfd.as_fd()).ctx(|| "reaping the sandbox's process".into())?;
+                let status = karton_sys::process::wait_pidfd(pidfd.as_fd())
+                    .ctx(|| "reaping the sandbox's process".into())?;
                 return Ok(if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) });
             }
         }
@@ -783,11 +847,19 @@ pub fn run(rt: &Runtime, id: &str, o: &SpawnOptions) -> Result<i32> {
     result
 }
 
-fn run_planned(rt: &Runtime, id: &str, o: &SpawnOptions, p: &Plan, persist: Option<&mut Persist>) -> Result<i32> {
+fn run_planned(
+    rt: &Runtime,
+    id: &str,
+    o: &SpawnOptions,
+    p: &Plan,
+    persist: Option<&mut Persist>,
+) -> Result<i32> {
     // The host-ro skeleton; kept with --persist, as the persisted mount namespace has its
     // mounts on these directories (removing one would detach them there).
     let (rootfs, host_dirs, mut temp) = match &o.rootfs {
-        Rootfs::Dir(d) => (std::fs::canonicalize(d).ctx(|| format!("--rootfs {}", d.display()))?, Vec::new(), None),
+        Rootfs::Dir(d) => {
+            (std::fs::canonicalize(d).ctx(|| format!("--rootfs {}", d.display()))?, Vec::new(), None)
+        }
         Rootfs::HostRo => {
             let path = match persist.as_ref() {
                 Some(pe) => pe.dir.join(PERSIST_ROOTFS),
@@ -823,7 +895,10 @@ fn run_planned(rt: &Runtime, id: &str, o: &SpawnOptions, p: &Plan, persist: Opti
             if let Err(d) = rt.delete(id, true) {
                 tracing::warn!("removing sandbox {id} after a failed start: {d}");
             }
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
             return Err(e);
         }
     };
@@ -854,7 +929,10 @@ mod tests {
 
     #[test]
     fn id_ranges() {
-        assert_eq!(parse_id_range("0:1000:1", "--uid-map").expect("test value"), IdRange { inside: 0, outside: 1000, count: 1 });
+        assert_eq!(
+            parse_id_range("0:1000:1", "--uid-map").expect("test value"),
+            IdRange { inside: 0, outside: 1000, count: 1 }
+        );
         for b in ["0:1000", "a:b:c", "0:1:0", "0:1:1:1", "4294967295:0:2"] {
             assert!(parse_id_range(b, "--uid-map").is_err(), "{b}");
         }
@@ -867,9 +945,18 @@ mod tests {
 
     #[test]
     fn time_offsets() {
-        assert_eq!(parse_time_offset("monotonic=10").expect("test value"), TimeOffset { clock: Clock::Monotonic, secs: 10, nanos: 0 });
-        assert_eq!(parse_time_offset("boottime=-1.5").expect("test value"), TimeOffset { clock: Clock::Boottime, secs: -2, nanos: 500_000_000 });
-        assert_eq!(parse_time_offset("boottime=-3").expect("test value"), TimeOffset { clock: Clock::Boottime, secs: -3, nanos: 0 });
+        assert_eq!(
+            parse_time_offset("monotonic=10").expect("test value"),
+            TimeOffset { clock: Clock::Monotonic, secs: 10, nanos: 0 }
+        );
+        assert_eq!(
+            parse_time_offset("boottime=-1.5").expect("test value"),
+            TimeOffset { clock: Clock::Boottime, secs: -2, nanos: 500_000_000 }
+        );
+        assert_eq!(
+            parse_time_offset("boottime=-3").expect("test value"),
+            TimeOffset { clock: Clock::Boottime, secs: -3, nanos: 0 }
+        );
         for b in ["realtime=1", "monotonic", "monotonic=x", "monotonic=1.0000000001", "monotonic="] {
             assert!(parse_time_offset(b).is_err(), "{b}");
         }
@@ -906,7 +993,10 @@ mod tests {
         let root = nix::unistd::geteuid().is_root();
         let p = plan(&o).expect("test value");
         if root {
-            assert_eq!(p.namespaces, vec![NsType::Pid, NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Mnt]);
+            assert_eq!(
+                p.namespaces,
+                vec![NsType::Pid, NsType::Net, NsType::Ipc, NsType::Uts, NsType::Cgroup, NsType::Mnt]
+            );
         }
         assert!(!p.persist_types.contains(&NsType::Pid));
         o.namespaces = NsChoice::List(vec![NsType::Pid]);

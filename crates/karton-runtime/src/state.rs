@@ -156,7 +156,9 @@ impl Store {
     pub fn default_root() -> PathBuf {
         let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty());
         let real_root = nix::unistd::geteuid().is_root()
-            && (xdg.is_none() || !in_user_namespace() || std::env::var_os("USER").is_some_and(|u| u == "root"));
+            && (xdg.is_none()
+                || !in_user_namespace()
+                || std::env::var_os("USER").is_some_and(|u| u == "root"));
         if real_root {
             PathBuf::from("/run/karton")
         } else if let Some(x) = xdg {
@@ -206,7 +208,9 @@ impl Store {
             return Err(Error::NotFound(id.into()));
         }
         let lock = lock_dir(&dir).map_err(|e| match e {
-            Error::Io { ref err, .. } if err.kind() == std::io::ErrorKind::NotFound => Error::NotFound(id.into()),
+            Error::Io { ref err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
+                Error::NotFound(id.into())
+            }
             other => other,
         })?;
         Ok(Locked { dir, id: id.to_string(), _lock: lock })
@@ -236,7 +240,9 @@ impl Store {
             match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(Locked { dir, id: id.to_string(), _lock: lock }),
                 Err((back, nix::errno::Errno::EWOULDBLOCK)) => f = back,
-                Err((_, e)) => return Err(Error::Io { context: format!("locking {}", dir.display()), err: e.into() }),
+                Err((_, e)) => {
+                    return Err(Error::Io { context: format!("locking {}", dir.display()), err: e.into() })
+                }
             }
             if start.elapsed() >= next_check {
                 // Scanning /proc is not free: look only now and then.
@@ -250,7 +256,10 @@ impl Store {
                             dir.display(),
                             String::from_utf8_lossy(&cmd).replace('\0', " ").trim()
                         );
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
                     }
                     next_check = start.elapsed() + std::time::Duration::from_millis(50);
                 }
@@ -288,7 +297,8 @@ impl Locked {
     }
 
     pub fn save(&self, rec: &Record) -> Result<()> {
-        let json = serde_json::to_vec_pretty(rec).map_err(|e| Error::Config(format!("serializing state: {e}")))?;
+        let json =
+            serde_json::to_vec_pretty(rec).map_err(|e| Error::Config(format!("serializing state: {e}")))?;
         let path = self.dir.join(STATE_FILE);
         write_atomic(&path, &json).ctx(|| format!("writing {}", path.display()))
     }
@@ -383,7 +393,11 @@ mod tests {
             assert!(validate_id(good).is_ok(), "{good:?}");
         }
         for bad in ["a/b", "a b", "$(id)", "*", "a:b", "caf\u{e9}", "x\ny", "a,b", "a\\b", "\u{41f}"] {
-            assert!(reason(bad).contains("which is not allowed: use only letters"), "{bad:?}: {}", reason(bad));
+            assert!(
+                reason(bad).contains("which is not allowed: use only letters"),
+                "{bad:?}: {}",
+                reason(bad)
+            );
         }
         assert!(reason("").contains("is empty"));
         for dots in [".", ".."] {

@@ -92,7 +92,8 @@ pub(crate) fn require_single_thread(what: &str) -> crate::error::Result<()> {
     match karton_sys::clone::ensure_single_threaded() {
         Ok(()) => Ok(()),
         Err(_) => {
-            let n = karton_sys::clone::thread_count().map_or_else(|| "several".to_string(), |n| n.to_string());
+            let n =
+                karton_sys::clone::thread_count().map_or_else(|| "several".to_string(), |n| n.to_string());
             Err(crate::error::Error::Unsupported(format!(
                 "{what} needs a single-threaded caller: {n} threads are running: call it from a process that has not \
                  started threads (karton's CLI does)"
@@ -106,14 +107,19 @@ mod thread_tests {
     #[test]
     fn entry_points_refuse_a_threaded_caller_with_the_count() {
         // libtest runs this on a thread of its own: the process has at least two.
-        let rt = crate::Runtime::new(std::env::temp_dir().join(format!("karton-threads-{}", std::process::id())));
+        let rt =
+            crate::Runtime::new(std::env::temp_dir().join(format!("karton-threads-{}", std::process::id())));
         let cfg = crate::config::Config::from_spec(oci_spec::runtime::Spec::default(), "test");
         let opts = crate::container::CreateOpts { bundle: std::env::temp_dir(), ..Default::default() };
         let err = match rt.create_from("threads", cfg, &opts) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("create_from forked from a threaded process"),
         };
-        assert!(err.starts_with("create needs a single-threaded caller: ") && err.contains(" threads are running"), "{err}");
+        assert!(
+            err.starts_with("create needs a single-threaded caller: ")
+                && err.contains(" threads are running"),
+            "{err}"
+        );
         assert!(!rt.store().dir("threads").exists());
     }
 }

@@ -26,7 +26,8 @@ use oci_spec::runtime::LinuxSeccomp;
 /// in the middle of something the child would inherit half-done: fork one at a time.
 static FORK: Mutex<()> = Mutex::new(());
 
-const STATE: &str = r#"{"ociVersion":"1.2.0","id":"seccomp-test","status":"creating","pid":1,"bundle":"/tmp"}"#;
+const STATE: &str =
+    r#"{"ociVersion":"1.2.0","id":"seccomp-test","status":"creating","pid":1,"bundle":"/tmp"}"#;
 
 fn profile(json: &str) -> LinuxSeccomp {
     match serde_json::from_str(json) {
@@ -168,7 +169,9 @@ impl Child {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 Ok(WaitStatus::StillAlive) => {
                     let _ = kill(self.pid, Signal::SIGKILL);
                     let _ = waitpid(self.pid, None);
@@ -237,7 +240,9 @@ fn default_errno_ret_answers_unlisted_syscalls() {
 }
 
 fn kill_process_kills_with_sigsys() {
-    let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#);
+    let p = profile(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
+    );
     match run(&p, &|| vec![uname()]) {
         Outcome::Killed(sig) => assert_eq!(sig, Signal::SIGSYS),
         other => panic!("expected death by SIGSYS, got {other:?}"),
@@ -257,7 +262,9 @@ fn kill_thread_and_kill_end_a_single_threaded_child_with_sigsys() {
 }
 
 fn trap_raises_sigsys() {
-    let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_TRAP"}]}"#);
+    let p = profile(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_TRAP"}]}"#,
+    );
     match run(&p, &|| vec![uname()]) {
         Outcome::Killed(sig) => assert_eq!(sig, Signal::SIGSYS),
         other => panic!("expected SIGSYS, got {other:?}"),
@@ -266,7 +273,9 @@ fn trap_raises_sigsys() {
 
 fn trace_without_a_tracer_fails_with_enosys() {
     // seccomp(2): with no tracer attached, SECCOMP_RET_TRACE makes the call fail with ENOSYS.
-    let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_TRACE","errnoRet":5}]}"#);
+    let p = profile(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_TRACE","errnoRet":5}]}"#,
+    );
     assert_eq!(ran(run(&p, &|| vec![uname()])), vec![libc::ENOSYS]);
 }
 
@@ -314,7 +323,9 @@ fn log_lets_the_call_through_and_the_log_flag_logs_errno() {
 fn kernel_log() -> String {
     use std::os::unix::fs::OpenOptionsExt;
     let mut out = String::new();
-    let Ok(mut kmsg) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg") else {
+    let Ok(mut kmsg) =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg")
+    else {
         return out;
     };
     let mut buf = vec![0u8; 16384];
@@ -385,10 +396,14 @@ fn unknown_syscall_name_is_skipped() {
 }
 
 fn install_needs_no_new_privs_or_cap_sys_admin() {
-    let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#);
+    let p = profile(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#,
+    );
     assert_eq!(ran(spawn(&p, Privilege::CapSysAdmin, &|| vec![uname()]).wait()), vec![95]);
     match spawn(&p, Privilege::Neither, &|| vec![uname()]).wait() {
-        Outcome::InstallFailed(msg) => assert!(msg.contains("noNewPrivileges") && msg.contains("CAP_SYS_ADMIN"), "{msg}"),
+        Outcome::InstallFailed(msg) => {
+            assert!(msg.contains("noNewPrivileges") && msg.contains("CAP_SYS_ADMIN"), "{msg}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -563,22 +578,40 @@ fn overlapping_rules_resolve_as_in_runc() {
 
 fn main() {
     harness::run(&[
-        ("errno_rule_returns_its_errno_and_leaves_other_calls_alone", errno_rule_returns_its_errno_and_leaves_other_calls_alone),
+        (
+            "errno_rule_returns_its_errno_and_leaves_other_calls_alone",
+            errno_rule_returns_its_errno_and_leaves_other_calls_alone,
+        ),
         ("default_errno_ret_answers_unlisted_syscalls", default_errno_ret_answers_unlisted_syscalls),
         ("kill_process_kills_with_sigsys", kill_process_kills_with_sigsys),
-        ("kill_thread_and_kill_end_a_single_threaded_child_with_sigsys", kill_thread_and_kill_end_a_single_threaded_child_with_sigsys),
+        (
+            "kill_thread_and_kill_end_a_single_threaded_child_with_sigsys",
+            kill_thread_and_kill_end_a_single_threaded_child_with_sigsys,
+        ),
         ("trap_raises_sigsys", trap_raises_sigsys),
         ("trace_without_a_tracer_fails_with_enosys", trace_without_a_tracer_fails_with_enosys),
-        ("log_lets_the_call_through_and_the_log_flag_logs_errno", log_lets_the_call_through_and_the_log_flag_logs_errno),
+        (
+            "log_lets_the_call_through_and_the_log_flag_logs_errno",
+            log_lets_the_call_through_and_the_log_flag_logs_errno,
+        ),
         ("masked_eq_matches_by_mask", masked_eq_matches_by_mask),
         ("every_operator_compares_the_argument", every_operator_compares_the_argument),
         ("conditions_on_one_argument_twice_match_either", conditions_on_one_argument_twice_match_either),
         ("unknown_syscall_name_is_skipped", unknown_syscall_name_is_skipped),
         ("install_needs_no_new_privs_or_cap_sys_admin", install_needs_no_new_privs_or_cap_sys_admin),
         ("tsync_puts_the_filter_on_every_thread", tsync_puts_the_filter_on_every_thread),
-        ("default_profile_allows_ordinary_calls_and_denies_the_rest", default_profile_allows_ordinary_calls_and_denies_the_rest),
-        ("notify_sends_the_listener_fd_and_state_and_the_agent_answers", notify_sends_the_listener_fd_and_state_and_the_agent_answers),
-        ("notify_works_when_prepared_before_the_root_changes", notify_works_when_prepared_before_the_root_changes),
+        (
+            "default_profile_allows_ordinary_calls_and_denies_the_rest",
+            default_profile_allows_ordinary_calls_and_denies_the_rest,
+        ),
+        (
+            "notify_sends_the_listener_fd_and_state_and_the_agent_answers",
+            notify_sends_the_listener_fd_and_state_and_the_agent_answers,
+        ),
+        (
+            "notify_works_when_prepared_before_the_root_changes",
+            notify_works_when_prepared_before_the_root_changes,
+        ),
         ("overlapping_rules_resolve_as_in_runc", overlapping_rules_resolve_as_in_runc),
     ]);
 }

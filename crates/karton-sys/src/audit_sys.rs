@@ -142,7 +142,14 @@ pub fn add_user_key(desc: &std::ffi::CStr, payload: &[u8], keyring: i32) -> Resu
 pub fn search_user_key(keyring: i32, desc: &std::ffi::CStr) -> Result<i32> {
     // SAFETY: strings are NUL-terminated; destination keyring 0 means "do not link".
     let ret = unsafe {
-        libc::syscall(libc::SYS_keyctl, KEYCTL_SEARCH, keyring as libc::c_long, c"user".as_ptr(), desc.as_ptr(), 0 as libc::c_long)
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SEARCH,
+            keyring as libc::c_long,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            0 as libc::c_long,
+        )
     };
     check("keyctl(SEARCH)", ret).map(|r| r as i32)
 }
@@ -151,7 +158,9 @@ pub fn search_user_key(keyring: i32, desc: &std::ffi::CStr) -> Result<i32> {
 pub fn read_key(serial: i32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     // SAFETY: the buffer is writable for its whole length, which we pass.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_READ, serial as libc::c_long, buf.as_mut_ptr(), buf.len()) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_READ, serial as libc::c_long, buf.as_mut_ptr(), buf.len())
+    };
     let n = check("keyctl(READ)", ret)? as usize;
     buf.truncate(n.min(256));
     Ok(buf)
@@ -161,14 +170,18 @@ pub fn read_key(serial: i32) -> Result<Vec<u8>> {
 pub fn set_key_perm(serial: i32, perm: u32) -> Result<()> {
     const KEYCTL_SETPERM: libc::c_long = 5;
     // SAFETY: integers only.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, serial as libc::c_long, perm as libc::c_long) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, serial as libc::c_long, perm as libc::c_long)
+    };
     check("keyctl(SETPERM)", ret).map(drop)
 }
 
 /// keyctl(KEYCTL_UNLINK, key, keyring).
 pub fn unlink_key(serial: i32, keyring: i32) -> Result<()> {
     // SAFETY: integers only.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_UNLINK, serial as libc::c_long, keyring as libc::c_long) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_UNLINK, serial as libc::c_long, keyring as libc::c_long)
+    };
     check("keyctl(UNLINK)", ret).map(drop)
 }
 

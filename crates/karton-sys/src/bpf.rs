@@ -93,7 +93,10 @@ pub fn prog_detach(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>, attach_type: u3
 pub fn prog_query(cgroup: BorrowedFd<'_>, attach_type: u32) -> Result<Vec<u32>> {
     let mut ids = vec![0u32; 64];
     let mut a = Attr::new();
-    a.u32(0, cgroup.as_raw_fd() as u32).u32(4, attach_type).u64(16, ids.as_mut_ptr() as u64).u32(24, ids.len() as u32);
+    a.u32(0, cgroup.as_raw_fd() as u32)
+        .u32(4, attach_type)
+        .u64(16, ids.as_mut_ptr() as u64)
+        .u32(24, ids.len() as u32);
     bpf(BPF_PROG_QUERY, &mut a, "bpf(BPF_PROG_QUERY)")?;
     let n = (a.get_u32(24) as usize).min(ids.len());
     ids.truncate(n);

@@ -71,11 +71,7 @@ pub unsafe fn clone3(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Fo
     // gives fork semantics (the child continues on a copy of this stack), and `pidfd`
     // outlives the call. The caller guarantees the process is single-threaded.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
     };
     match ret {
         r if r < 0 => Err(SysError::last("clone3")),
@@ -125,7 +121,10 @@ pub fn ensure_single_threaded() -> Result<()> {
             e => match thread_count() {
                 Some(1) => Ok(()),
                 Some(_) => Err(SysError::new(MULTI_THREADED, crate::Errno::EINVAL)),
-                None => Err(SysError::new("unshare(CLONE_THREAD|CLONE_VM) (single-thread check), and no /proc/self/task", e)),
+                None => Err(SysError::new(
+                    "unshare(CLONE_THREAD|CLONE_VM) (single-thread check), and no /proc/self/task",
+                    e,
+                )),
             },
         },
     }

@@ -42,7 +42,9 @@ impl MsgQueue {
         let mut buf = MsgBuf { mtype: 0, mtext: [0; MSG_MAX] };
         // SAFETY: buf has room for sizeof(long) + MSG_MAX bytes, the size we pass; the
         // kernel writes at most that much.
-        let r = unsafe { libc::msgrcv(self.id, std::ptr::addr_of_mut!(buf).cast(), MSG_MAX, mtype as libc::c_long, 0) };
+        let r = unsafe {
+            libc::msgrcv(self.id, std::ptr::addr_of_mut!(buf).cast(), MSG_MAX, mtype as libc::c_long, 0)
+        };
         let n = check("msgrcv", r as libc::c_long)? as usize;
         let k = n.min(out.len());
         out[..k].copy_from_slice(&buf.mtext[..k]);

@@ -96,7 +96,16 @@ pub fn fsopen(fstype: &CStr) -> Result<OwnedFd> {
 /// fsconfig(FSCONFIG_SET_STRING, key, value).
 pub fn fsconfig_set_string(fs: BorrowedFd<'_>, key: &CStr, value: &CStr) -> Result<()> {
     // SAFETY: key and value are NUL-terminated strings valid for the call.
-    let ret = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
     check("fsconfig", ret).map(drop)
 }
 
@@ -104,7 +113,14 @@ pub fn fsconfig_set_string(fs: BorrowedFd<'_>, key: &CStr, value: &CStr) -> Resu
 pub fn fsconfig_set_flag(fs: BorrowedFd<'_>, key: &CStr) -> Result<()> {
     // SAFETY: key is NUL-terminated; value must be NULL for flags.
     let ret = unsafe {
-        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_FLAG, key.as_ptr(), std::ptr::null::<libc::c_char>(), 0)
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            key.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
     };
     check("fsconfig", ret).map(drop)
 }
@@ -113,7 +129,14 @@ pub fn fsconfig_set_flag(fs: BorrowedFd<'_>, key: &CStr) -> Result<()> {
 pub fn fsconfig_create(fs: BorrowedFd<'_>) -> Result<()> {
     // SAFETY: no pointers are passed for this command.
     let ret = unsafe {
-        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_char>(), 0)
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
     };
     check("fsconfig(CREATE)", ret).map(drop)
 }

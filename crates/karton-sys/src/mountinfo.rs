@@ -63,7 +63,8 @@ pub enum MountInfoError {
 
 /// Reads and parses a mountinfo file (e.g. `/proc/self/mountinfo`).
 pub fn read(path: &Path) -> Result<Vec<MountInfo>, MountInfoError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MountInfoError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| MountInfoError::Read { path: path.to_path_buf(), source })?;
     parse_from(path, &text)
 }
 
@@ -97,7 +98,12 @@ pub fn parse(text: &str) -> Result<Vec<MountInfo>, MountInfoError> {
 pub fn parse_line(line: &str) -> Result<MountInfo, &'static str> {
     // Fields are separated by single spaces; escaping guarantees no field holds one.
     let f: Vec<&str> = line.split(' ').collect();
-    let sep = f.iter().skip(6).position(|x| *x == "-").map(|p| p + 6).ok_or("no \" - \" separator after the optional fields")?;
+    let sep = f
+        .iter()
+        .skip(6)
+        .position(|x| *x == "-")
+        .map(|p| p + 6)
+        .ok_or("no \" - \" separator after the optional fields")?;
     if f.len() < 6 || f.len() < sep + 4 {
         return Err("too few fields");
     }
@@ -127,7 +133,8 @@ pub fn unescape_bytes(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && is_octal_escape(&b[i + 1..]) {
-            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+            let v =
+                u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
             // \400 and above is not a byte: keep it as text.
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
@@ -204,7 +211,9 @@ mod tests {
     fn malformed_lines_are_errors() {
         let e = parse("1 2 0:3 / /x rw ext4 /dev/x rw\n").unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("separator"), "{e}");
-        let e = parse("22 1 8:1 / / rw - ext4 /dev/vda1 rw\nx 1 8:1 / / rw - ext4 /dev/vda1 rw\n").unwrap_err().to_string();
+        let e = parse("22 1 8:1 / / rw - ext4 /dev/vda1 rw\nx 1 8:1 / / rw - ext4 /dev/vda1 rw\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("mount id"), "{e}");
         assert!(parse("1 2 0:3 / /x rw -\n").is_err());
         assert!(parse("1 2 03 / /x rw - ext4 s rw\n").is_err());
@@ -214,7 +223,10 @@ mod tests {
     #[test]
     fn read_errors_are_typed() {
         let e = read(Path::new("/nonexistent/mountinfo")).unwrap_err();
-        assert!(matches!(e, MountInfoError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound), "{e}");
+        assert!(
+            matches!(e, MountInfoError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{e}"
+        );
     }
 
     #[test]

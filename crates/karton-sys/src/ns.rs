@@ -23,8 +23,7 @@ pub fn unshare(flags: u64) -> Result<()> {
 /// `nstype` is 0 (any) or the CLONE_NEW* flag(s) expected.
 pub fn setns(fd: BorrowedFd<'_>, nstype: u64) -> Result<()> {
     // SAFETY: the fd is valid for the duration of the call; setns reads no memory of ours.
-    check("setns", unsafe { libc::setns(fd.as_raw_fd(), nstype as libc::c_int) } as libc::c_long)
-        .map(drop)
+    check("setns", unsafe { libc::setns(fd.as_raw_fd(), nstype as libc::c_int) } as libc::c_long).map(drop)
 }
 
 fn ns_ioctl_fd(fd: BorrowedFd<'_>, req: libc::c_ulong, call: &'static str) -> Result<OwnedFd> {

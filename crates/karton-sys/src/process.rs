@@ -18,7 +18,13 @@ pub fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd> {
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<()> {
     // SAFETY: a null siginfo means "as kill(2)"; the fd is valid for the call.
     let ret = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
     };
     check("pidfd_send_signal", ret).map(drop)
 }
@@ -38,7 +44,9 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> Result<()> {
 pub fn join_new_session_keyring() -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: a null name asks for a new anonymous keyring; no memory is written.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>())
+    };
     check("keyctl(JOIN_SESSION_KEYRING)", ret).map(drop)
 }
 
@@ -191,7 +199,8 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<i32> {
         // SAFETY: siginfo_t is plain data; zeroed is a valid initial value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is valid for writing; P_PIDFD takes the fd as the id.
-        let ret = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
+        let ret =
+            unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
         if ret < 0 {
             let e = crate::SysError::last("waitid");
             if e.errno == nix::errno::Errno::EINTR {
@@ -266,7 +275,14 @@ pub fn get_mempolicy() -> Result<(i32, i32, Vec<u64>)> {
     // SAFETY: `mode` and `mask` are valid for writing and `mask` holds `maxnode` bits; a
     // null address with flags 0 asks for the thread's policy and reads no memory.
     let ret = unsafe {
-        libc::syscall(libc::SYS_get_mempolicy, &mut mode as *mut libc::c_int, mask.as_mut_ptr(), maxnode, std::ptr::null::<libc::c_void>(), 0)
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut mode as *mut libc::c_int,
+            mask.as_mut_ptr(),
+            maxnode,
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
     };
     check("get_mempolicy", ret)?;
     while mask.last() == Some(&0) {

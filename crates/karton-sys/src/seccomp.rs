@@ -72,7 +72,8 @@ struct SockFprog {
 /// The kernel demands no_new_privs or CAP_SYS_ADMIN in the caller's user namespace and
 /// answers EACCES otherwise.
 pub fn set_mode_filter(prog: &[SockFilter], flags: u32) -> Result<Option<OwnedFd>> {
-    let len = libc::c_ushort::try_from(prog.len()).map_err(|_| SysError::new("seccomp(SET_MODE_FILTER)", Errno::E2BIG))?;
+    let len = libc::c_ushort::try_from(prog.len())
+        .map_err(|_| SysError::new("seccomp(SET_MODE_FILTER)", Errno::E2BIG))?;
     if len == 0 {
         return Err(SysError::new("seccomp(SET_MODE_FILTER)", Errno::EINVAL));
     }
@@ -80,7 +81,12 @@ pub fn set_mode_filter(prog: &[SockFilter], flags: u32) -> Result<Option<OwnedFd
     // SAFETY: `fprog` points at `len` valid instructions that outlive the call; the kernel
     // copies the program and keeps no pointer into our memory.
     let ret = unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &fprog as *const SockFprog)
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            &fprog as *const SockFprog,
+        )
     };
     let ret = check("seccomp(SET_MODE_FILTER)", ret)?;
     if flags & FLAG_NEW_LISTENER != 0 {
@@ -91,7 +97,10 @@ pub fn set_mode_filter(prog: &[SockFilter], flags: u32) -> Result<Option<OwnedFd
     if ret > 0 {
         // With TSYNC (and without TSYNC_ESRCH) a positive return value is the id of a thread
         // that could not be synchronized; the filter was not installed.
-        return Err(SysError::new("seccomp(SET_MODE_FILTER, TSYNC): a thread could not be synchronized", Errno::ESRCH));
+        return Err(SysError::new(
+            "seccomp(SET_MODE_FILTER, TSYNC): a thread could not be synchronized",
+            Errno::ESRCH,
+        ));
     }
     Ok(None)
 }
@@ -99,7 +108,9 @@ pub fn set_mode_filter(prog: &[SockFilter], flags: u32) -> Result<Option<OwnedFd
 /// seccomp(SECCOMP_GET_ACTION_AVAIL): whether the kernel knows the filter return `action`.
 pub fn action_available(action: u32) -> Result<bool> {
     // SAFETY: the kernel reads one u32 from a pointer that is valid for the call.
-    let ret = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0 as libc::c_ulong, &action as *const u32) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0 as libc::c_ulong, &action as *const u32)
+    };
     match check("seccomp(GET_ACTION_AVAIL)", ret) {
         Ok(_) => Ok(true),
         Err(e) if e.errno == Errno::EOPNOTSUPP => Ok(false),
@@ -115,7 +126,12 @@ pub fn flags_supported(flags: u32) -> Result<bool> {
     // SAFETY: a null program pointer is never dereferenced by us; the kernel's
     // copy_from_user fails with EFAULT, which is the answer we are after.
     let ret = unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, std::ptr::null::<SockFprog>())
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            std::ptr::null::<SockFprog>(),
+        )
     };
     match check("seccomp(SET_MODE_FILTER) flag probe", ret) {
         Err(e) if e.errno == Errno::EFAULT => Ok(true),
@@ -211,7 +227,8 @@ pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<Ow
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg);
                 let header = libc::CMSG_LEN(0) as usize;
-                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+                let count =
+                    ((*cmsg).cmsg_len as usize).saturating_sub(header) / std::mem::size_of::<libc::c_int>();
                 for i in 0..count {
                     let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
                     fds.push(OwnedFd::from_raw_fd(fd));

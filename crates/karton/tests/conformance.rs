@@ -28,7 +28,8 @@ impl NsHolder {
         // Wait until unshare has set up and exec'd (sleep, or with --fork, waits for it).
         loop {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
             if comm.trim() == "sleep" || (flags.contains(&"--fork") && !children.trim().is_empty()) {
                 break;
             }
@@ -82,7 +83,10 @@ fn wait_stopped(k: &Karton, id: &str) {
 fn run_fails(k: &Karton, b: &Bundle) -> String {
     let (code, out, err) = k.run_bundle(b);
     assert_ne!(code, 0, "should have been refused: stdout={out}");
-    assert!(std::fs::read_dir(k.root.path()).map(|d| d.count()).unwrap_or(0) == 0, "a refused container left state behind: {err}");
+    assert!(
+        std::fs::read_dir(k.root.path()).map(|d| d.count()).unwrap_or(0) == 0,
+        "a refused container left state behind: {err}"
+    );
     err
 }
 
@@ -91,7 +95,9 @@ fn share(b: &mut Bundle) -> TempDir {
     let dir = TempDir::new("karton-conf-shared");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/shared", "type": "bind", "source": dir.path(), "options": ["rbind", "rw"]}));
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/shared", "type": "bind", "source": dir.path(), "options": ["rbind", "rw"]}),
+    );
     dir
 }
 
@@ -149,7 +155,8 @@ fn mounts_in_listed_order() {
     let k = Karton::new();
     let src = TempDir::new("karton-conf-order");
     std::fs::write(src.path().join("marker"), "bound").unwrap();
-    let bind = json!({"destination": "/a/b", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]});
+    let bind =
+        json!({"destination": "/a/b", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]});
     let tmpfs = json!({"destination": "/a", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]});
     let mut b = Bundle::new();
     b.sh("cat /a/b/marker 2>/dev/null || echo hidden");
@@ -173,7 +180,10 @@ fn mount_relative_destination_is_relative_to_root() {
     }
     let k = Karton::new();
     let mut b = Bundle::new();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "rel/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "rel/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
     b.sh("grep -c ' /rel/mnt ' /proc/self/mountinfo");
     assert_eq!(k.stdout_of(&b).trim(), "1");
 }
@@ -189,7 +199,10 @@ fn bind_source_relative_to_bundle() {
     let mut b = Bundle::new();
     std::fs::create_dir_all(b.path().join("data")).unwrap();
     std::fs::write(b.path().join("data/f"), "in-bundle").unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "data", "options": ["bind", "ro"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/data", "type": "bind", "source": "data", "options": ["bind", "ro"]}));
     b.sh("cat /data/f");
     assert_eq!(k.stdout_of(&b).trim(), "in-bundle");
 }
@@ -211,21 +224,37 @@ fn mount_options_must_and_fs_specific() {
     m.push(json!({"destination": "/m3", "type": "tmpfs", "source": "tmpfs", "options": ["relatime", "rw", "exec", "suid", "dev"]}));
     b.sh("grep -E ' /m[123] ' /proc/self/mountinfo; stat -c mode=%a /m1; df -i /m1 | tail -1");
     let out = k.stdout_of(&b);
-    let line = |p: &str| out.lines().find(|l| l.split(' ').nth(4) == Some(p)).unwrap_or_else(|| panic!("{p}: {out}")).to_string();
+    let line = |p: &str| {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some(p))
+            .unwrap_or_else(|| panic!("{p}: {out}"))
+            .to_string()
+    };
     let m1 = line("/m1");
     let opts1: Vec<&str> = m1.split(' ').nth(5).unwrap().split(',').collect();
     for o in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
         assert!(opts1.contains(&o), "/m1 lacks {o}: {m1}");
     }
     assert!(out.contains("mode=711"), "{out}");
-    assert!(out.lines().any(|l| l.split_whitespace().nth(1) == Some("77")), "nr_inodes=77 reached tmpfs: {out}");
+    assert!(
+        out.lines().any(|l| l.split_whitespace().nth(1) == Some("77")),
+        "nr_inodes=77 reached tmpfs: {out}"
+    );
     let m2 = line("/m2");
     let opts2: Vec<&str> = m2.split(' ').nth(5).unwrap().split(',').collect();
-    assert!(opts2.contains(&"nodiratime") && !opts2.contains(&"relatime") && !opts2.contains(&"noatime"), "strictatime,nodiratime: {m2}");
+    assert!(
+        opts2.contains(&"nodiratime") && !opts2.contains(&"relatime") && !opts2.contains(&"noatime"),
+        "strictatime,nodiratime: {m2}"
+    );
     assert!(m2.contains("sync") && m2.contains("dirsync"), "sync,dirsync: {m2}");
     let m3 = line("/m3");
     let opts3: Vec<&str> = m3.split(' ').nth(5).unwrap().split(',').collect();
-    assert!(opts3.contains(&"rw") && opts3.contains(&"relatime") && !opts3.iter().any(|o| ["nosuid", "nodev", "noexec"].contains(o)), "{m3}");
+    assert!(
+        opts3.contains(&"rw")
+            && opts3.contains(&"relatime")
+            && !opts3.iter().any(|o| ["nosuid", "nodev", "noexec"].contains(o)),
+        "{m3}"
+    );
 }
 
 /// config.md, root.path: "A directory MUST exist at the path declared by the field."
@@ -251,7 +280,9 @@ fn idmap_mount_without_mappings_or_user_namespace_is_an_error() {
     let k = Karton::new();
     let src = TempDir::new("karton-conf-idmap");
     let mut b = Bundle::new();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/idm", "type": "bind", "source": src.path(), "options": ["bind", "idmap"]}));
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/idm", "type": "bind", "source": src.path(), "options": ["bind", "idmap"]}),
+    );
     run_fails(&k, &b);
 }
 
@@ -265,8 +296,10 @@ fn mount_uid_mappings_without_gid_mappings_is_an_error() {
     let k = Karton::new();
     let src = TempDir::new("karton-conf-idmap");
     let mut b = Bundle::new();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/idm", "type": "bind", "source": src.path(), "options": ["bind", "idmap"],
-        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}));
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/idm", "type": "bind", "source": src.path(), "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}),
+    );
     run_fails(&k, &b);
 }
 
@@ -535,7 +568,11 @@ fn oom_score_adj_unset_is_inherited() {
     b.sh("cat /proc/self/oom_score_adj");
     b.write();
     let id = unique("oom");
-    let script = format!("echo 123 > /proc/self/oom_score_adj && exec {KARTON} --root {} run --bundle {} {id}", k.root.path().display(), b.path().display());
+    let script = format!(
+        "echo 123 > /proc/self/oom_score_adj && exec {KARTON} --root {} run --bundle {} {id}",
+        k.root.path().display(),
+        b.path().display()
+    );
     let out = k.run_cmd(Command::new("sh").args(["-c", &script]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "123");
@@ -579,7 +616,10 @@ fn hostname_with_joined_uts_namespace() {
     b.sh("hostname; readlink /proc/self/ns/uts");
     let out = k.stdout_of(&b);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["joined-host", holder.link("uts").as_str()]);
-    let seen = Command::new("nsenter").args(["--uts", "-t", &holder.child.id().to_string(), "hostname"]).output().unwrap();
+    let seen = Command::new("nsenter")
+        .args(["--uts", "-t", &holder.child.id().to_string(), "hostname"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "joined-host", "set in the joined namespace");
 }
 
@@ -629,7 +669,9 @@ fn invalid_values_are_errors() {
     let k = Karton::new();
     type Edit = fn(&mut Value);
     let cases: [(&str, Edit); 4] = [
-        ("namespace type", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))),
+        ("namespace type", |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))
+        }),
         ("ociVersion", |c| c["ociVersion"] = json!("not-semver")),
         ("user.uid", |c| c["process"]["user"]["uid"] = json!(-1)),
         ("mount propagation", |c| c["linux"]["rootfsPropagation"] = json!("sideways")),
@@ -665,8 +707,10 @@ fn hook_bundle(b: &mut Bundle, shared: &Path, per_kind: usize) {
 }
 
 fn hook_state(shared: &Path, kind: &str) -> Value {
-    let text = std::fs::read_to_string(shared.join(format!("{kind}-0.json"))).unwrap_or_else(|_| panic!("the {kind} hook did not run"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind}: stdin is not the state JSON ({e}): {text:?}"))
+    let text = std::fs::read_to_string(shared.join(format!("{kind}-0.json")))
+        .unwrap_or_else(|_| panic!("the {kind} hook did not run"));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{kind}: stdin is not the state JSON ({e}): {text:?}"))
 }
 
 /// Runs a hooked container through create, start, wait, delete; returns (id, shared dir).
@@ -699,7 +743,16 @@ fn hooks_called_in_listed_and_lifecycle_order() {
     for kind in ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"] {
         assert!(pos(&format!("{kind}-0")) < pos(&format!("{kind}-1")), "listed order within {kind}: {got:?}");
     }
-    let seq = ["prestart-1", "createRuntime-0", "createRuntime-1", "createContainer-0", "createContainer-1", "startContainer-0", "startContainer-1", "poststop-0"];
+    let seq = [
+        "prestart-1",
+        "createRuntime-0",
+        "createRuntime-1",
+        "createContainer-0",
+        "createContainer-1",
+        "startContainer-0",
+        "startContainer-1",
+        "poststop-0",
+    ];
     for w in seq.windows(2) {
         assert!(pos(w[0]) < pos(w[1]), "{} before {}: {got:?}", w[0], w[1]);
     }
@@ -749,7 +802,14 @@ fn hook_state_create_container() {
     }
     let k = Karton::new();
     let (id, shared, b) = hooked_lifecycle(&k, 1);
-    check_state("createContainer", &hook_state(shared.path(), "createContainer"), &id, b.path(), "creating", true);
+    check_state(
+        "createContainer",
+        &hook_state(shared.path(), "createContainer"),
+        &id,
+        b.path(),
+        "creating",
+        true,
+    );
     let uts = std::fs::read_to_string(shared.path().join("createContainer-0.uts")).unwrap();
     let proc_uts = std::fs::read_to_string(shared.path().join("process.uts")).unwrap();
     assert_eq!(uts, proc_uts, "createContainer runs in the container's namespaces");
@@ -765,7 +825,14 @@ fn hook_state_start_container() {
     }
     let k = Karton::new();
     let (id, shared, b) = hooked_lifecycle(&k, 1);
-    check_state("startContainer", &hook_state(shared.path(), "startContainer"), &id, b.path(), "created", true);
+    check_state(
+        "startContainer",
+        &hook_state(shared.path(), "startContainer"),
+        &id,
+        b.path(),
+        "created",
+        true,
+    );
     let uts = std::fs::read_to_string(shared.path().join("startContainer-0.uts")).unwrap();
     let proc_uts = std::fs::read_to_string(shared.path().join("process.uts")).unwrap();
     assert_eq!(uts, proc_uts, "startContainer runs in the container's namespaces");
@@ -801,7 +868,8 @@ fn poststart_runs_after_exec_before_start_returns() {
     b.config["process"]["args"] = json!(["sleep", "300"]);
     let id = create(&k, &b);
     ok(&k, &["start", &id]);
-    let cmdline = std::fs::read_to_string(shared.path().join("cmdline")).expect("poststart ran before start returned");
+    let cmdline =
+        std::fs::read_to_string(shared.path().join("cmdline")).expect("poststart ran before start returned");
     assert_eq!(cmdline.trim(), "sleep 300", "the user program was already executing");
     ok(&k, &["delete", "--force", &id]);
 }
@@ -854,7 +922,8 @@ fn failing_create_container_hook_leaves_nothing() {
     let cg = TestCgroup::new("karton-test-conf");
     let mut b = Bundle::new();
     b.config["linux"]["cgroupsPath"] = json!(cg.path());
-    b.config["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo refused >&2; exit 5"]}]});
+    b.config["hooks"] =
+        json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo refused >&2; exit 5"]}]});
     b.write();
     let id = unique("cchook");
     let out = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
@@ -876,7 +945,8 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
     let shared = share(&mut b);
     let fail = json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 9"]});
     let mark = |n: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}/{n}", shared.path().display())]});
-    b.config["hooks"] = json!({"poststart": [fail.clone(), mark("poststart-2")], "poststop": [fail, mark("poststop-2")]});
+    b.config["hooks"] =
+        json!({"poststart": [fail.clone(), mark("poststart-2")], "poststop": [fail, mark("poststop-2")]});
     b.sh("touch /shared/ran");
     let id = create(&k, &b);
     let start = k.run(&["start", &id]);
@@ -886,7 +956,8 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
     let del = k.run(&["delete", &id]);
     assert!(del.status.success(), "delete continues: {}", String::from_utf8_lossy(&del.stderr));
     assert!(!del.stderr.is_empty(), "a warning is logged for the failed poststop hook");
-    let present: Vec<&str> = ["ran", "poststart-2", "poststop-2"].into_iter().filter(|f| shared.path().join(f).exists()).collect();
+    let present: Vec<&str> =
+        ["ran", "poststart-2", "poststop-2"].into_iter().filter(|f| shared.path().join(f).exists()).collect();
     assert_eq!(present, ["ran", "poststart-2", "poststop-2"], "the remaining hooks and lifecycle continue");
 }
 
@@ -920,8 +991,16 @@ fn hook_path_must_be_absolute() {
 // ---------------------------------------------------------------------------------------
 // config-linux.md: namespaces
 
-const KINDS: [(&str, &str); 8] =
-    [("pid", "pid"), ("network", "net"), ("mount", "mnt"), ("ipc", "ipc"), ("uts", "uts"), ("user", "user"), ("cgroup", "cgroup"), ("time", "time")];
+const KINDS: [(&str, &str); 8] = [
+    ("pid", "pid"),
+    ("network", "net"),
+    ("mount", "mnt"),
+    ("ipc", "ipc"),
+    ("uts", "uts"),
+    ("user", "user"),
+    ("cgroup", "cgroup"),
+    ("time", "time"),
+];
 
 /// config-linux.md, namespaces: "If `path` is not specified, the runtime MUST create a new
 /// container namespace of type `type`."
@@ -978,11 +1057,23 @@ fn namespace_absent_mount_is_inherited() {
     let out = k.run(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     let after = mountinfo_count();
     // Clean up anything a runtime mounted on the host under the bundle before asserting.
-    let _ = Command::new("sh").args(["-c", &format!("grep -o ' {}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l", b.path().display())]).status();
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "grep -o ' {}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l",
+                b.path().display()
+            ),
+        ])
+        .status();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // No /proc inside (no mounts): look from the host.
     let pid = k.state(&id)["pid"].as_i64().unwrap();
-    assert_eq!(std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap().to_str().unwrap(), host_ns("mnt"), "the runtime's mount namespace");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap().to_str().unwrap(),
+        host_ns("mnt"),
+        "the runtime's mount namespace"
+    );
     assert_eq!(before, after, "no mounts left on the host");
     ok(&k, &["delete", "--force", &id]);
 }
@@ -1035,7 +1126,8 @@ fn joined(t: &str, proc_name: &str, flags: &[&str], holder_ns: &str) {
         let id = unique("joinmnt");
         ok(&k, &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
         let pid = k.state(&id)["pid"].as_i64().unwrap();
-        let link = std::fs::read_link(format!("/proc/{pid}/ns/{proc_name}")).unwrap().to_string_lossy().into_owned();
+        let link =
+            std::fs::read_link(format!("/proc/{pid}/ns/{proc_name}")).unwrap().to_string_lossy().into_owned();
         ok(&k, &["delete", "--force", &id]);
         assert_eq!(link, holder.link(holder_ns), "{t}: the process is in the namespace at the path");
         return;
@@ -1128,7 +1220,8 @@ fn namespace_path_of_wrong_type_is_an_error() {
     }
     let k = Karton::new();
     let mut b = Bundle::new();
-    b.config["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "ipc", "path": "/proc/self/ns/uts"}]);
+    b.config["linux"]["namespaces"] =
+        json!([{"type": "mount"}, {"type": "ipc", "path": "/proc/self/ns/uts"}]);
     b.namespaces_fixup();
     run_fails(&k, &b);
 }
@@ -1180,7 +1273,11 @@ fn user_namespace_mappings_without_chown() {
     let before = (owner(&b.rootfs()), owner(&b.rootfs().join("bin/busybox")));
     let out = k.stdout_of(&b);
     let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows, [vec!["0", "200000", "1000"], vec!["1000", "300000", "10"], vec!["0", "210000", "500"]], "{out}");
+    assert_eq!(
+        rows,
+        [vec!["0", "200000", "1000"], vec!["1000", "300000", "10"], vec!["0", "210000", "500"]],
+        "{out}"
+    );
     assert_eq!((owner(&b.rootfs()), owner(&b.rootfs().join("bin/busybox"))), before, "ownership untouched");
 }
 
@@ -1268,7 +1365,8 @@ fn device_cgroup_rules_in_listed_order() {
     }
     let k = Karton::new();
     // In /dev: the test bundle's /tmp is nodev.
-    let probe = "mknod /dev/probe-fuse c 10 229 && (exec 3</dev/probe-fuse) 2>/dev/null && echo open || echo denied";
+    let probe =
+        "mknod /dev/probe-fuse c 10 229 && (exec 3</dev/probe-fuse) 2>/dev/null && echo open || echo denied";
     let allow = json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"});
     let deny = json!({"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rw"});
     let mut b = Bundle::new();
@@ -1320,12 +1418,18 @@ fn resources_are_applied() {
     let cg = TestCgroup::new("karton-test-conf");
     let mut b = Bundle::new();
     b.config["linux"]["cgroupsPath"] = json!(cg.path());
-    b.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 33}, "cpu": {"shares": 512}});
+    b.config["linux"]["resources"] =
+        json!({"memory": {"limit": 67108864}, "pids": {"limit": 33}, "cpu": {"shares": 512}});
     b.config["process"]["args"] = json!(["sleep", "300"]);
     b.write();
     let id = unique("res");
     ok(&k, &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
-    let read = |h: &str, f: &str| std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(h).join(&cg.parent).join(&cg.name).join(f)).unwrap_or_default().trim().to_string();
+    let read = |h: &str, f: &str| {
+        std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(h).join(&cg.parent).join(&cg.name).join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(read("pids", "pids.max"), "33");
     assert_eq!(read("cpu", "cpu.shares"), "512");
@@ -1347,7 +1451,8 @@ fn sysctl_applied_with_readonly_proc_sys() {
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1", "net.ipv4.ping_group_range": "0 0"});
     b.sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ping_group_range; (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo procsys=rw || echo procsys=ro");
     let out = k.stdout_of(&b);
-    let lines: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let lines: Vec<String> =
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     assert_eq!(lines, ["1", "1", "0 0", "procsys=ro"], "{out}");
 }
 
@@ -1395,7 +1500,8 @@ fn seccomp_empty_names_is_an_error() {
     }
     let k = Karton::new();
     let mut b = Bundle::new();
-    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]});
+    b.config["linux"]["seccomp"] =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]});
     run_fails(&k, &b);
 }
 
@@ -1422,7 +1528,13 @@ fn seccomp_notify_listener_gets_state_and_fd() {
         let mut buf = vec![0u8; 65536];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
         let mut fds = 0;
         for c in msg.cmsgs().unwrap() {
             if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
@@ -1504,7 +1616,10 @@ fn default_filesystems() {
     let k = Karton::new();
     let mut b = Bundle::new();
     b.sh("for p in /proc /sys /dev/pts /dev/shm; do awk -v p=$p '$2==p {t=$3} END {print p, t}' /proc/self/mounts; done");
-    assert_eq!(k.stdout_of(&b).lines().collect::<Vec<_>>(), ["/proc proc", "/sys sysfs", "/dev/pts devpts", "/dev/shm tmpfs"]);
+    assert_eq!(
+        k.stdout_of(&b).lines().collect::<Vec<_>>(),
+        ["/proc proc", "/sys sysfs", "/dev/pts devpts", "/dev/shm tmpfs"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1621,7 +1736,10 @@ fn failed_create_leaves_nothing() {
     assert!(!k.root.path().join(&id).exists(), "state left");
     assert!(cg.dirs().is_empty(), "cgroups left: {:?}", cg.dirs());
     assert_eq!(mountinfo_count(), before, "mounts left");
-    assert!(!std::fs::read_dir(b.rootfs()).unwrap().flatten().any(|e| e.file_name() == "missing"), "the mount point it made is left");
+    assert!(
+        !std::fs::read_dir(b.rootfs()).unwrap().flatten().any(|e| e.file_name() == "missing"),
+        "the mount point it made is left"
+    );
 }
 
 /// runtime.md, start: "Attempting to `start` a container that is not `created` MUST have no
@@ -1645,7 +1763,11 @@ fn start_of_a_running_or_stopped_container_is_an_error() {
     wait_stopped(&k, &id);
     assert!(!k.run(&["start", &id]).status.success(), "start of a stopped container");
     assert_eq!(k.status(&id), "stopped");
-    assert_eq!(std::fs::read_to_string(shared.path().join("starts")).unwrap().lines().count(), 1, "the program ran once");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("starts")).unwrap().lines().count(),
+        1,
+        "the program ran once"
+    );
 }
 
 /// runtime.md, kill: "Attempting to send a signal to a container that is neither `created`
@@ -1701,7 +1823,8 @@ fn delete_removes_what_create_made_only() {
     let ns = NetNs::new();
     let parent = format!("karton-test-conf-{}", unique("own"));
     let cg = TestCgroup::new(&parent);
-    let made: Vec<std::path::PathBuf> = ["memory", "pids"].iter().map(|h| Path::new("/sys/fs/cgroup").join(h).join(&parent)).collect();
+    let made: Vec<std::path::PathBuf> =
+        ["memory", "pids"].iter().map(|h| Path::new("/sys/fs/cgroup").join(h).join(&parent)).collect();
     for d in &made {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -1721,7 +1844,16 @@ fn delete_removes_what_create_made_only() {
     for d in &made {
         assert!(d.exists(), "{} was the test's, not the container's", d.display());
     }
-    assert!(std::fs::metadata(&ns.path).is_ok() && Command::new("nsenter").arg(format!("--net={}", ns.path.display())).arg("true").status().unwrap().success(), "the joined netns lives on");
+    assert!(
+        std::fs::metadata(&ns.path).is_ok()
+            && Command::new("nsenter")
+                .arg(format!("--net={}", ns.path.display()))
+                .arg("true")
+                .status()
+                .unwrap()
+                .success(),
+        "the joined netns lives on"
+    );
     for d in &made {
         let _ = std::fs::remove_dir(d);
     }
@@ -1753,7 +1885,16 @@ fn operations_on_missing_containers_are_errors() {
         return;
     }
     let k = Karton::new();
-    for op in [vec!["state", "nosuch"], vec!["start", "nosuch"], vec!["kill", "nosuch", "KILL"], vec!["delete", "nosuch"], vec!["state"], vec!["start"], vec!["kill"], vec!["delete"]] {
+    for op in [
+        vec!["state", "nosuch"],
+        vec!["start", "nosuch"],
+        vec!["kill", "nosuch", "KILL"],
+        vec!["delete", "nosuch"],
+        vec!["state"],
+        vec!["start"],
+        vec!["kill"],
+        vec!["delete"],
+    ] {
         assert!(!k.run(&op).status.success(), "{op:?} must be an error");
     }
 }

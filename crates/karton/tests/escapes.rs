@@ -41,8 +41,10 @@ impl HostDir {
     }
     /// The directory holds exactly the marker, and nothing is mounted on it in `mountinfo`.
     fn assert_untouched(&self, mountinfo: &str, what: &str) {
-        let names: Vec<String> =
-            std::fs::read_dir(self.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["MARKER"], "{what}: host dir {} was changed", self.path().display());
         assert_eq!(std::fs::read_to_string(self.path().join("MARKER")).unwrap(), "host", "{what}");
         let p = self.path().to_str().unwrap();
@@ -66,7 +68,10 @@ fn add_mountinfo_hook(b: &mut Bundle, report: &Path) {
 
 /// Unshares a private mount namespace and runs `script` with sh (for controls).
 fn in_private_mntns(script: &str) -> std::process::Output {
-    Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", script]).output().expect("unshare")
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .output()
+        .expect("unshare")
 }
 
 fn sha(path: &Path) -> Vec<u8> {
@@ -114,8 +119,16 @@ fn cve_2019_5736_runtime_exe_unreachable_during_create() {
     assert!(o.status.success(), "start: {}", err(&o));
     let o = k.run(&["exec", &id, "sh", "-c", "readlink /proc/1/exe; ls /proc/1/fd | sort -n | tr '\\n' ' '"]);
     let text = out(&o);
-    assert!(text.contains("busybox"), "control: /proc/1/exe of the started init must be readable: {text} {}", err(&o));
-    assert_eq!(text.lines().nth(1).unwrap_or("").trim(), "0 1 2", "the started init holds only fds 0-2: {text}");
+    assert!(
+        text.contains("busybox"),
+        "control: /proc/1/exe of the started init must be readable: {text} {}",
+        err(&o)
+    );
+    assert_eq!(
+        text.lines().nth(1).unwrap_or("").trim(),
+        "0 1 2",
+        "the started init holds only fds 0-2: {text}"
+    );
     assert_eq!(bin_before, sha(Path::new(KARTON)), "karton's binary changed");
 }
 
@@ -154,7 +167,10 @@ fn cve_2019_5736_runtime_exe_unreachable_during_exec() {
     let o = k.run(&["exec", &id, "sh", "-c", "touch /tmp/stop; sleep 1; cat /tmp/leak 2>/dev/null; echo denied=$(wc -l < /tmp/denied 2>/dev/null || echo 0)"]);
     let text = out(&o);
     assert!(text.contains("denied="), "{text} {}", err(&o));
-    assert!(!text.contains("LEAK") && !text.contains("WRITE"), "a karton process was reachable through /proc/PID/exe:\n{text}");
+    assert!(
+        !text.contains("LEAK") && !text.contains("WRITE"),
+        "a karton process was reachable through /proc/PID/exe:\n{text}"
+    );
     eprintln!("{n} execs raced; watcher: {}", text.trim());
 }
 
@@ -191,7 +207,11 @@ fn cve_2016_9962_only_stdio_and_preserved_fds() {
         out(&o)
     };
     let fds = |text: &str| -> Vec<u32> {
-        let mut v: Vec<u32> = text.lines().filter(|l| l.contains(" -> ")).filter_map(|l| l.split(" -> ").next()?.split_whitespace().last()?.parse().ok()).collect();
+        let mut v: Vec<u32> = text
+            .lines()
+            .filter(|l| l.contains(" -> "))
+            .filter_map(|l| l.split(" -> ").next()?.split_whitespace().last()?.parse().ok())
+            .collect();
         v.sort();
         v
     };
@@ -222,12 +242,17 @@ fn cve_2024_21626_cwd_outside_rootfs() {
     }
     // Control: a cwd of /proc/self/fd/N does follow an open directory fd.
     let host = HostDir::new("karton-test-cwd-host");
-    let o = Command::new("sh").args(["-c", &format!("exec 7<{}; cd /proc/self/fd/7 && cat MARKER", host.path().display())]).output().unwrap();
+    let o = Command::new("sh")
+        .args(["-c", &format!("exec 7<{}; cd /proc/self/fd/7 && cat MARKER", host.path().display())])
+        .output()
+        .unwrap();
     assert_eq!(out(&o), "host", "control: /proc/self/fd/N as cwd reaches the fd's directory");
 
     let k = Karton::new();
     let marker = host.path().file_name().unwrap().to_string_lossy().into_owned();
-    let probe = format!("pwd; cd ../../../../../../../../../..; ls tmp/{marker}/MARKER 2>/dev/null && echo ESCAPED; true");
+    let probe = format!(
+        "pwd; cd ../../../../../../../../../..; ls tmp/{marker}/MARKER 2>/dev/null && echo ESCAPED; true"
+    );
     let mut b = Bundle::new();
     b.sh(&probe);
     let mut refused = 0;
@@ -288,14 +313,21 @@ fn cve_2016_9962_init_non_dumpable_until_execve() {
     let o = k.run(&["exec", &id, "sh", "-c", probe]);
     let text = out(&o);
     assert!(text.contains("end"), "{text} {}", err(&o));
-    assert!(!text.contains("ENVIRON-READ") && !text.contains("MAPS-READ"), "the init was dumpable before execve: {text}");
+    assert!(
+        !text.contains("ENVIRON-READ") && !text.contains("MAPS-READ"),
+        "the init was dumpable before execve: {text}"
+    );
     // From the host, the init's /proc/PID/status is root's but /proc/PID/fd as an
     // unprivileged host user is refused (as for any root process); the container side is
     // what matters and is checked above. Control: after start the same reads work.
     assert!(k.run(&["start", &id]).status.success());
     let o = k.run(&["exec", &id, "sh", "-c", probe]);
     let text = out(&o);
-    assert!(text.contains("ENVIRON-READ") && text.contains("MAPS-READ"), "control after execve: {text} {}", err(&o));
+    assert!(
+        text.contains("ENVIRON-READ") && text.contains("MAPS-READ"),
+        "control after execve: {text} {}",
+        err(&o)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -325,12 +357,18 @@ fn cve_2021_30465_symlink_swap_race_on_mount_destination() {
         rootfs.join("vol-link").display(),
         host.path().display()
     ));
-    assert_eq!(out(&o).trim(), "1", "control: path-based mount through the symlink lands on the host: {}", err(&o));
+    assert_eq!(
+        out(&o).trim(),
+        "1",
+        "control: path-based mount through the symlink lands on the host: {}",
+        err(&o)
+    );
 
     let src = TempDir::new("karton-test-swap-src");
     let mounts = b.config["mounts"].as_array_mut().unwrap();
     for i in 0..16 {
-        mounts.push(json!({"destination": "/vol", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+        mounts
+            .push(json!({"destination": "/vol", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
         mounts.push(json!({"destination": format!("/vol/sub{i}"), "type": "bind", "source": src.path(), "options": ["bind"]}));
     }
     let report = TempDir::new("karton-test-swap-report");
@@ -405,7 +443,10 @@ fn cve_2019_16884_proc_sys_destinations_are_symlinks() {
     b.sh("cat /proc/self/comm; ls /sys/kernel >/dev/null && echo sysok");
     let (code, stdout, stderr) = k.run_bundle(&b);
     if code == 0 {
-        assert!(stdout.contains("cat") && stdout.contains("sysok"), "procfs/sysfs usable inside: {stdout} {stderr}");
+        assert!(
+            stdout.contains("cat") && stdout.contains("sysok"),
+            "procfs/sysfs usable inside: {stdout} {stderr}"
+        );
     } else {
         assert!(!stderr.is_empty(), "a refusal says why");
     }
@@ -469,7 +510,9 @@ fn cve_2025_31133_masked_path_dev_null_symlink() {
     struct Restore(String);
     impl Drop for Restore {
         fn drop(&mut self) {
-            if std::fs::read_to_string("/proc/sys/kernel/core_pattern").ok().as_deref() != Some(self.0.as_str()) {
+            if std::fs::read_to_string("/proc/sys/kernel/core_pattern").ok().as_deref()
+                != Some(self.0.as_str())
+            {
                 let _ = std::fs::write("/proc/sys/kernel/core_pattern", self.0.trim_end());
             }
         }
@@ -483,12 +526,23 @@ fn cve_2025_31133_masked_path_dev_null_symlink() {
     // Control: a path-based bind of this /dev/null binds core_pattern (a procfs file).
     let tgt = TempDir::new("karton-test-null-ctl");
     std::fs::write(tgt.path().join("f"), "").unwrap();
-    let o = in_private_mntns(&format!("mount --bind {} {f} && stat -c %i {f}", null.display(), f = tgt.path().join("f").display()));
+    let o = in_private_mntns(&format!(
+        "mount --bind {} {f} && stat -c %i {f}",
+        null.display(),
+        f = tgt.path().join("f").display()
+    ));
     let core_ino = std::fs::metadata(&core).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
-    assert_eq!(out(&o).trim(), core_ino.to_string(), "control: bind through the symlink reaches core_pattern {}", err(&o));
+    assert_eq!(
+        out(&o).trim(),
+        core_ino.to_string(),
+        "control: bind through the symlink reaches core_pattern {}",
+        err(&o)
+    );
 
     // The image's /dev, not a tmpfs: the symlink is what karton finds.
-    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev" && !m["destination"].as_str().unwrap_or("").starts_with("/dev/"));
+    b.config["mounts"].as_array_mut().unwrap().retain(|m| {
+        m["destination"] != "/dev" && !m["destination"].as_str().unwrap_or("").starts_with("/dev/")
+    });
     b.config["linux"]["maskedPaths"] = json!(["/proc/kcore", "/proc/timer_list", "/proc/keys"]);
     b.config["root"]["readonly"] = json!(false);
     b.sh("for f in /proc/kcore /proc/timer_list /proc/keys; do echo '|/tmp/pwned %p' > $f 2>/dev/null; stat -L -c \"$f %F %t:%T\" $f; done; true");
@@ -507,10 +561,17 @@ fn cve_2025_31133_masked_path_dev_null_symlink() {
     let (mut ok, mut refused) = (0, 0);
     for _ in 0..15 {
         let (code, stdout, stderr) = k.run_bundle(&b);
-        assert_eq!(std::fs::read_to_string(&core).unwrap(), before, "core_pattern was written through a masked path: {stdout}");
+        assert_eq!(
+            std::fs::read_to_string(&core).unwrap(),
+            before,
+            "core_pattern was written through a masked path: {stdout}"
+        );
         if code == 0 {
             for line in stdout.lines().filter(|l| l.starts_with("/proc/")) {
-                assert!(line.ends_with("character special file 1:3"), "masked with something other than /dev/null: {line}");
+                assert!(
+                    line.ends_with("character special file 1:3"),
+                    "masked with something other than /dev/null: {line}"
+                );
             }
             ok += 1;
         } else {
@@ -559,7 +620,15 @@ fn cve_2025_52565_console_bind_cannot_be_redirected() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let id = unique("console");
     let mut c = k.cmd();
-    c.args(["run", "-d", "--console-socket", sock.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]);
+    c.args([
+        "run",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
     let child = std::thread::spawn(move || {
         listener.set_nonblocking(false).unwrap();
         // Accept (and drop) the console connection so karton never blocks on it.
@@ -590,7 +659,10 @@ fn cve_2025_52881_sysctl_write_redirected_by_mount_is_refused() {
     let fake = b.path().join("fakesys");
     std::fs::create_dir_all(fake.join("kernel")).unwrap();
     std::fs::write(fake.join("kernel/domainname"), "untouched").unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/proc/sys", "type": "bind", "source": fake, "options": ["bind"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/proc/sys", "type": "bind", "source": fake, "options": ["bind"]}));
     b.config["linux"]["readonlyPaths"] = json!([]);
     b.config["linux"]["sysctl"] = json!({"kernel.domainname": "redirected"});
     // Sysctls are written before the container's mounts exist: the bind cannot take the
@@ -672,15 +744,13 @@ fn hostile_rootfs_device_nodes_are_unusable() {
     if !can_run() {
         return;
     }
-    let disk = std::fs::read_to_string("/proc/partitions")
-        .unwrap()
-        .lines()
-        .skip(2)
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() != 4 { return None; }
-            Some((f[0].parse::<u64>().ok()?, f[1].parse::<u64>().ok()?))
-        });
+    let disk = std::fs::read_to_string("/proc/partitions").unwrap().lines().skip(2).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() != 4 {
+            return None;
+        }
+        Some((f[0].parse::<u64>().ok()?, f[1].parse::<u64>().ok()?))
+    });
     let Some((major, minor)) = disk else {
         eprintln!("SKIP: no block device in /proc/partitions");
         return;
@@ -689,7 +759,13 @@ fn hostile_rootfs_device_nodes_are_unusable() {
     let mut b = Bundle::new();
     let rootfs = b.rootfs();
     let mk = |name: &str, kind: nix::sys::stat::SFlag, ma: u64, mi: u64| {
-        nix::sys::stat::mknod(&rootfs.join(name), kind, nix::sys::stat::Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(ma, mi)).unwrap();
+        nix::sys::stat::mknod(
+            &rootfs.join(name),
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(ma, mi),
+        )
+        .unwrap();
     };
     mk("hostdisk", nix::sys::stat::SFlag::S_IFBLK, major, minor);
     mk("mem", nix::sys::stat::SFlag::S_IFCHR, 1, 1);
@@ -699,7 +775,10 @@ fn hostile_rootfs_device_nodes_are_unusable() {
     // The default config: linux.resources.devices = deny all (+ the standard devices).
     assert_eq!(b.config["linux"]["resources"]["devices"][0]["allow"], json!(false));
     let stdout = k.stdout_of(&b);
-    assert!(!stdout.contains("READ") && !stdout.contains("WROTE"), "a device node from the image was usable: {stdout}");
+    assert!(
+        !stdout.contains("READ") && !stdout.contains("WROTE"),
+        "a device node from the image was usable: {stdout}"
+    );
     for d in ["/hostdisk", "/mem", "/kmsg", "/kmsg-w"] {
         let line = stdout.lines().find(|l| l.starts_with(&format!("{d} "))).unwrap_or("");
         assert!(line.contains("Operation not permitted"), "{d} must fail with EPERM: {stdout}");
@@ -708,7 +787,13 @@ fn hostile_rootfs_device_nodes_are_unusable() {
     // the host's kernel log): the cgroup rule is what stops it above.
     let mut c = Bundle::new();
     let crootfs = c.rootfs();
-    nix::sys::stat::mknod(&crootfs.join("kmsg"), nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(1, 11)).unwrap();
+    nix::sys::stat::mknod(
+        &crootfs.join("kmsg"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 11),
+    )
+    .unwrap();
     if let Some(o) = c.config["linux"].as_object_mut() {
         o.remove("resources");
     }

@@ -143,7 +143,10 @@ const PROBE: &str = "grep -E '^(Cap(Eff|Prm|Bnd|Inh|Amb)|NoNewPrivs|Seccomp):' /
     echo timerlist=$(wc -c < /proc/timer_list 2>/dev/null); echo firmware=$(ls /sys/firmware 2>/dev/null | wc -l); echo pid1=$(cat /proc/1/comm)";
 
 fn kv(out: &str, key: &str) -> String {
-    out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key}= in {out}")).to_string()
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {out}"))
+        .to_string()
 }
 
 /// The caps a config asks for, limited to what the host's bounding set can give.
@@ -167,7 +170,11 @@ fn check_common(name: &str, cfg: &Value, out: &str) {
     let ro_root = cfg["root"]["readonly"].as_bool().unwrap_or(false);
     assert_eq!(kv(out, "root"), if ro_root { "ro" } else { "rw" }, "{name}: root.readonly: {out}");
     let ro_sys = cfg["linux"]["readonlyPaths"].as_array().is_some_and(|a| a.iter().any(|p| p == "/proc/sys"));
-    assert_eq!(kv(out, "procsys"), if ro_sys { "ro" } else { "rw" }, "{name}: readonlyPaths /proc/sys: {out}");
+    assert_eq!(
+        kv(out, "procsys"),
+        if ro_sys { "ro" } else { "rw" },
+        "{name}: readonlyPaths /proc/sys: {out}"
+    );
     // (/proc/kcore, also in every list, does not exist on this kernel.)
     let masked = |p: &str| cfg["linux"]["maskedPaths"].as_array().is_some_and(|a| a.iter().any(|m| m == p));
     if masked("/proc/timer_list") {
@@ -176,11 +183,16 @@ fn check_common(name: &str, cfg: &Value, out: &str) {
     if masked("/sys/firmware") {
         assert_eq!(kv(out, "firmware"), "0", "{name}: masked directory /sys/firmware is empty: {out}");
     }
-    let has = |t: &str| cfg["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == t).cloned();
+    let has =
+        |t: &str| cfg["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == t).cloned();
     for (t, proc_name) in [("network", "net"), ("uts", "uts"), ("user", "user")] {
         let inside = kv(out, proc_name);
         match has(t) {
-            None => assert_eq!(inside, host_ns(proc_name), "{name}: no {t} namespace in the config: the host's is inherited"),
+            None => assert_eq!(
+                inside,
+                host_ns(proc_name),
+                "{name}: no {t} namespace in the config: the host's is inherited"
+            ),
             Some(ns) if ns["path"].is_string() => {}
             Some(_) => assert_ne!(inside, host_ns(proc_name), "{name}: a new {t} namespace"),
         }
@@ -192,11 +204,17 @@ fn check_common(name: &str, cfg: &Value, out: &str) {
         assert_eq!(kv(out, "hostname"), h, "{name}: hostname");
     }
     let user = &cfg["process"]["user"];
-    assert_eq!(kv(out, "uid").split_whitespace().next().unwrap(), user["uid"].as_u64().unwrap().to_string(), "{name}: {out}");
+    assert_eq!(
+        kv(out, "uid").split_whitespace().next().unwrap(),
+        user["uid"].as_u64().unwrap().to_string(),
+        "{name}: {out}"
+    );
     if let Some(umask) = user["umask"].as_u64() {
         assert_eq!(kv(out, "umask"), format!("{umask:04o}"), "{name}: {out}");
     }
-    if let Some(nofile) = cfg["process"]["rlimits"].as_array().and_then(|a| a.iter().find(|r| r["type"] == "RLIMIT_NOFILE")) {
+    if let Some(nofile) =
+        cfg["process"]["rlimits"].as_array().and_then(|a| a.iter().find(|r| r["type"] == "RLIMIT_NOFILE"))
+    {
         assert_eq!(kv(out, "nofile"), format!("{}/{}", nofile["soft"], nofile["hard"]), "{name}: {out}");
     }
 }
@@ -213,7 +231,10 @@ fn runc_spec() {
     if !can_run() {
         return;
     }
-    let (_f, out) = run_fixture("runc-spec", "echo acpi=$(ls /proc/acpi 2>/dev/null | wc -l); ls /sys/class/net | tr '\\n' ' '");
+    let (_f, out) = run_fixture(
+        "runc-spec",
+        "echo acpi=$(ls /proc/acpi 2>/dev/null | wc -l); ls /sys/class/net | tr '\\n' ' '",
+    );
     assert_eq!(kv(&out, "acpi"), "0", "masked directory /proc/acpi is empty: {out}");
     assert!(out.trim_end().ends_with("lo"), "a new network namespace has only lo: {out}");
 }
@@ -304,7 +325,13 @@ fn podman_privileged() {
     }
     let cfg = fixture("podman-privileged");
     // A device podman copied from the host's /dev into the config.
-    let dev = cfg["linux"]["devices"].as_array().unwrap().iter().find(|d| d["path"] == "/dev/net/tun" || d["path"] == "/dev/loop0").cloned().unwrap();
+    let dev = cfg["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "/dev/net/tun" || d["path"] == "/dev/loop0")
+        .cloned()
+        .unwrap();
     let path = dev["path"].as_str().unwrap().to_string();
     let (f, out) = run_fixture(
         "podman-privileged",
@@ -365,7 +392,11 @@ fn podman_sysctl() {
     assert_eq!(kv(&out, "range"), "1024 65000", "{out}");
     assert_eq!(kv(&out, "net"), f.netns.as_ref().unwrap().link(), "{out}");
     let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
-    assert_ne!(host.split_whitespace().collect::<Vec<_>>(), ["1024", "65000"], "the host's value is untouched");
+    assert_ne!(
+        host.split_whitespace().collect::<Vec<_>>(),
+        ["1024", "65000"],
+        "the host's value is untouched"
+    );
 }
 
 /// Rootless podman's keep-id: the container user is the invoking user's uid, mapped back.
@@ -378,7 +409,10 @@ fn podman_userns_keep_id() {
     // 0 = that user, 1.. = its subordinate range. Here: 0 → host uid/gid 165536 (a stand-in
     // for the user), n ≥ 1 → 100000 + n - 1 (a 65536-id subordinate range).
     let f = {
-        let mut f = adapt("podman-userns-keep-id", &format!("{PROBE}; echo uidmap=$(cat /proc/self/uid_map | tr -s ' \\n' ' ')"));
+        let mut f = adapt(
+            "podman-userns-keep-id",
+            &format!("{PROBE}; echo uidmap=$(cat /proc/self/uid_map | tr -s ' \\n' ' ')"),
+        );
         for key in ["uidMappings", "gidMappings"] {
             for m in f.b.config["linux"][key].as_array_mut().unwrap() {
                 let h = m["hostID"].as_u64().unwrap();
@@ -395,6 +429,13 @@ fn podman_userns_keep_id() {
     check_common("podman-userns-keep-id", &f.b.config, &out);
     assert_eq!(kv(&out, "uid"), "999 gid=995 groups=995", "process.user uid, gid, additionalGids: {out}");
     let words: Vec<String> = kv(&out, "uidmap").split_whitespace().map(String::from).collect();
-    assert!(words.windows(3).any(|w| w == ["999", "165536", "1"]), "the user maps back to the stand-in: {out}");
-    assert_eq!(status_field(&out, "CapEff").unwrap(), "0000000000000000", "uid 999 has no effective caps: {out}");
+    assert!(
+        words.windows(3).any(|w| w == ["999", "165536", "1"]),
+        "the user maps back to the stand-in: {out}"
+    );
+    assert_eq!(
+        status_field(&out, "CapEff").unwrap(),
+        "0000000000000000",
+        "uid 999 has no effective caps: {out}"
+    );
 }

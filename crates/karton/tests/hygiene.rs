@@ -63,7 +63,12 @@ fn relative_hook_path_is_refused_not_run_from_the_callers_cwd() {
     b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}, {"path": "bin/hook"}]});
     b.write();
     let id = unique("relhook");
-    let out = k.run_cmd(k.cmd().current_dir(cwd.path()).args(["create", "--bundle", b.path().to_str().unwrap(), &id]));
+    let out = k.run_cmd(k.cmd().current_dir(cwd.path()).args([
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]));
     let e = err(&out);
     assert!(!out.status.success(), "{e}");
     assert!(e.contains("hooks.createRuntime[1].path \"bin/hook\" is not absolute"), "{e}");
@@ -81,7 +86,10 @@ fn container_ids_outside_runcs_alphabet_or_over_name_max_are_refused() {
     for bad in ["a b", "$(id)", "*", "a:b", "caf\u{e9}"] {
         let out = create(&k, &b, bad);
         let e = err(&out);
-        assert!(!out.status.success() && e.contains("which is not allowed: use only letters"), "{bad:?}: {e}");
+        assert!(
+            !out.status.success() && e.contains("which is not allowed: use only letters"),
+            "{bad:?}: {e}"
+        );
     }
     let out = create(&k, &b, ".");
     let e = err(&out);
@@ -89,7 +97,10 @@ fn container_ids_outside_runcs_alphabet_or_over_name_max_are_refused() {
     // 256 bytes: refused by the check, not by the kernel's "File name too long".
     let out = create(&k, &b, &"a".repeat(256));
     let e = err(&out);
-    assert!(!out.status.success() && e.contains("256 bytes long") && !e.contains("File name too long"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("256 bytes long") && !e.contains("File name too long"),
+        "{e}"
+    );
     let entries = std::fs::read_dir(k.root.path()).map(|d| d.count()).unwrap_or(0);
     assert_eq!(entries, 0, "nothing may be left under --root");
     // The longest ID and an engine's 64-hex ID work end to end.
@@ -140,7 +151,10 @@ fn kill_while_creating_says_creating_and_what_to_do() {
     let out = k.run(&["kill", &id, "KILL"]);
     let e = err(&out);
     assert!(!out.status.success(), "{e}");
-    assert!(e.contains("is creating") && e.contains("still being set up") && e.contains("delete --force"), "{e}");
+    assert!(
+        e.contains("is creating") && e.contains("still being set up") && e.contains("delete --force"),
+        "{e}"
+    );
     assert!(!e.contains("stopped"), "{e}");
     let out = k.run(&["delete", "--force", &id]);
     assert!(out.status.success(), "{}", err(&out));
@@ -159,7 +173,12 @@ fn invalid_utf8_config_is_not_blamed_on_permissions() {
     std::fs::write(b.path().join("config.json"), text).unwrap();
     let out = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &unique("utf8")]);
     let e = err(&out);
-    assert!(!out.status.success() && e.contains("is not valid UTF-8 (byte 2, line 1)") && !e.contains("permission"), "{e}");
+    assert!(
+        !out.status.success()
+            && e.contains("is not valid UTF-8 (byte 2, line 1)")
+            && !e.contains("permission"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -31,12 +31,21 @@ fn force_delete(k: &Karton, id: &str) -> Vec<(&'static str, String)> {
     match run_watched(k.cmd().args(["delete", "--force", id]), HANG) {
         Watched::Done(o) if o.status.success() => vec![],
         Watched::Done(o) => vec![("delete failed", String::from_utf8_lossy(&o.stderr).trim().to_string())],
-        Watched::Hung { after, stderr } => vec![("delete hung", format!("killed after {after:?}; stderr: {}", stderr.trim()))],
+        Watched::Hung { after, stderr } => {
+            vec![("delete hung", format!("killed after {after:?}; stderr: {}", stderr.trim()))]
+        }
     }
 }
 
 /// Counts an attempt; a leaky one is scrubbed so that the next starts clean.
-fn finish(k: &Karton, b: &Bundle, id: &str, label: String, mut found: Vec<(&'static str, String)>, tally: &mut Tally) {
+fn finish(
+    k: &Karton,
+    b: &Bundle,
+    id: &str,
+    label: String,
+    mut found: Vec<(&'static str, String)>,
+    tally: &mut Tally,
+) {
     found.extend(leaks(k, id, b.path()));
     let leaky = !found.is_empty();
     tally.record(&label, found);
@@ -120,7 +129,12 @@ fn exec_remains(id: &str) -> Vec<ProcInfo> {
     processes()
         .into_iter()
         .filter(|p| p.state != 'Z' && p.state != 'X')
-        .filter(|p| p.cmdline == EXEC_ARGS || (p.cmdline.first().is_some_and(|a| a == KARTON) && p.cmdline.iter().any(|a| a == "exec") && p.cmdline.iter().any(|a| a == id)))
+        .filter(|p| {
+            p.cmdline == EXEC_ARGS
+                || (p.cmdline.first().is_some_and(|a| a == KARTON)
+                    && p.cmdline.iter().any(|a| a == "exec")
+                    && p.cmdline.iter().any(|a| a == id))
+        })
         .collect()
 }
 
@@ -153,7 +167,9 @@ fn exec_killed_at_any_moment() {
         // run on, but only inside the container.
         let mut stuck = exec_remains(&id);
         for _ in 0..200 {
-            stuck.retain(|p| p.cmdline.first().is_some_and(|a| a == KARTON) || !in_container_cgroup(&p.cgroups, &id));
+            stuck.retain(|p| {
+                p.cmdline.first().is_some_and(|a| a == KARTON) || !in_container_cgroup(&p.cgroups, &id)
+            });
             if stuck.is_empty() {
                 break;
             }
@@ -164,9 +180,14 @@ fn exec_killed_at_any_moment() {
             found.push(("exec leftover", p.to_string()));
         }
         let state = k.run(&["state", &id]);
-        let status = serde_json::from_slice::<serde_json::Value>(&state.stdout).ok().and_then(|v| v["status"].as_str().map(str::to_string));
+        let status = serde_json::from_slice::<serde_json::Value>(&state.stdout)
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_string));
         if status.as_deref() != Some("running") {
-            found.push(("container not running", format!("{status:?} {}", String::from_utf8_lossy(&state.stderr).trim())));
+            found.push((
+                "container not running",
+                format!("{status:?} {}", String::from_utf8_lossy(&state.stderr).trim()),
+            ));
         }
         found.extend(force_delete(&k, &id));
         // The exec'd command dies with the container, wherever it ran.
@@ -175,7 +196,8 @@ fn exec_killed_at_any_moment() {
         }
         finish(&k, &b, &id, format!("exec killed at {t} ms (#{rep})"), found, tally);
         for p in exec_remains(&id) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
         }
     });
     conclude(&tally);
@@ -224,7 +246,11 @@ fn delete_force_breaks_a_lock_held_by_an_orphan() {
     // flock(1) takes the lock on the shell's fd 9 and exits; the shell forks the holder
     // (which inherits fd 9) and exits too.
     let pidfile = k.root.path().join("holder.pid");
-    let script = format!("exec 9<'{}'; flock -x 9 || exit 1; sleep 1000 & echo $! > '{}'", dir.display(), pidfile.display());
+    let script = format!(
+        "exec 9<'{}'; flock -x 9 || exit 1; sleep 1000 & echo $! > '{}'",
+        dir.display(),
+        pidfile.display()
+    );
     let st = std::process::Command::new("sh")
         .args(["-c", &script])
         .stdout(std::process::Stdio::null())
@@ -237,7 +263,8 @@ fn delete_force_breaks_a_lock_held_by_an_orphan() {
     struct Reap(i32);
     impl Drop for Reap {
         fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), nix::sys::signal::Signal::SIGKILL);
         }
     }
     let _reap = Reap(holder);
@@ -264,9 +291,13 @@ fn delete_force_waits_for_a_live_lock_holder() {
     let out = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
     let dir = k.root.path().join(&id);
-    let mut holder = std::process::Command::new("flock").arg("-x").arg(&dir).args(["sleep", "1"]).spawn().unwrap();
+    let mut holder =
+        std::process::Command::new("flock").arg("-x").arg(&dir).args(["sleep", "1"]).spawn().unwrap();
     // Wait until it holds the lock.
-    while let Ok(l) = nix::fcntl::Flock::lock(std::fs::File::open(&dir).unwrap(), nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    while let Ok(l) = nix::fcntl::Flock::lock(
+        std::fs::File::open(&dir).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    ) {
         drop(l);
         std::thread::sleep(ms(5));
     }

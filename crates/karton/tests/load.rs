@@ -22,8 +22,15 @@ const HANG: Duration = Duration::from_secs(60);
 fn step(k: &Karton, id: &str, args: &[&str]) -> Result<String, String> {
     match run_watched(k.cmd().args(args), HANG) {
         Watched::Done(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-        Watched::Done(o) => Err(format!("{id}: `{}` failed ({}): {}", args.join(" "), o.status, String::from_utf8_lossy(&o.stderr).trim())),
-        Watched::Hung { after, stderr } => Err(format!("{id}: `{}` hung (killed after {after:?}): {}", args.join(" "), stderr.trim())),
+        Watched::Done(o) => Err(format!(
+            "{id}: `{}` failed ({}): {}",
+            args.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Watched::Hung { after, stderr } => {
+            Err(format!("{id}: `{}` hung (killed after {after:?}): {}", args.join(" "), stderr.trim()))
+        }
     }
 }
 
@@ -35,7 +42,10 @@ fn lifecycle(k: &Karton, bundle: &str, id: &str) -> Result<(), String> {
     let mut status = String::new();
     for _ in 0..1000 {
         let out = step(k, id, &["state", id])?;
-        status = serde_json::from_str::<serde_json::Value>(&out).ok().and_then(|v| v["status"].as_str().map(str::to_string)).unwrap_or_default();
+        status = serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_string))
+            .unwrap_or_default();
         if status == "stopped" {
             break;
         }
@@ -96,12 +106,20 @@ fn two_hundred_containers_eight_at_a_time() {
         leaked.leaky
     );
     let kinds: Vec<String> = leaked.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
-    eprintln!("load: leaky containers by kind: {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(" ") });
+    eprintln!(
+        "load: leaky containers by kind: {}",
+        if kinds.is_empty() { "none".to_string() } else { kinds.join(" ") }
+    );
     for f in failures.iter().take(50) {
         eprintln!("  failure: {f}");
     }
     for d in leaked.details.iter().take(50) {
         eprintln!("  leak: {d}");
     }
-    assert!(failures.is_empty() && leaked.leaky == 0, "{} failures, {} leaky containers", failures.len(), leaked.leaky);
+    assert!(
+        failures.is_empty() && leaked.leaky == 0,
+        "{} failures, {} leaky containers",
+        failures.len(),
+        leaked.leaky
+    );
 }

@@ -46,7 +46,9 @@ fn exec_joins_the_container() {
     let src = TempDir::new("karton-test-execmnt");
     std::fs::write(src.path().join("marker"), "mounted").unwrap();
     let mut b = sleeper();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/x", "type": "bind", "source": src.path(), "options": ["bind", "ro"]}));
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/mnt/x", "type": "bind", "source": src.path(), "options": ["bind", "ro"]}),
+    );
     let id = start(&k, &b);
     let init = k.state(&id)["pid"].as_i64().unwrap();
     let o = k.run(&["exec", &id, "sh", "-c", "hostname; cat /mnt/x/marker; echo; tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$; pwd; readlink /proc/self/ns/net"]);
@@ -63,15 +65,31 @@ fn exec_joins_the_container() {
 
     // Exit code, env, cwd, user overrides.
     assert_eq!(k.run(&["exec", &id, "sh", "-c", "exit 9"]).status.code(), Some(9));
-    let o = k.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1000", &id, "sh", "-c", "echo $FOO $(pwd) $(id -u) $(id -g)"]);
+    let o = k.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u) $(id -g)",
+    ]);
     assert_eq!(out_str(&o).trim(), "bar /tmp 1000 1000", "{}", String::from_utf8_lossy(&o.stderr));
 
     // The exec'd process is in the container's cgroup.
     let procs = cgroup_dirs_named(&id)[0].join("cgroup.procs");
-    let o = k.run(&["exec", "-d", "--pid-file", b.path().join("exec.pid").to_str().unwrap(), &id, "sleep", "30"]);
+    let o =
+        k.run(&["exec", "-d", "--pid-file", b.path().join("exec.pid").to_str().unwrap(), &id, "sleep", "30"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pid = std::fs::read_to_string(b.path().join("exec.pid")).unwrap();
-    assert!(std::fs::read_to_string(&procs).unwrap().lines().any(|l| l == pid.trim()), "exec'd pid {pid} in cgroup.procs");
+    assert!(
+        std::fs::read_to_string(&procs).unwrap().lines().any(|l| l == pid.trim()),
+        "exec'd pid {pid} in cgroup.procs"
+    );
 
     // process.json form, as engines pass it.
     let pj = b.path().join("process.json");
@@ -104,7 +122,11 @@ fn exec_refusals() {
     let id = start(&k, &bundle);
     let o = k.run(&["exec", &id, "/no/such/cmd"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/cmd"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/no/such/cmd"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(k.run(&["pause", &id]).status.success());
     let o = k.run(&["exec", &id, "true"]);
     assert!(!o.status.success());
@@ -218,10 +240,16 @@ fn memory_limit_oom_kill_is_reported_by_events() {
     // keeps running. (A fixed sleep before the allocation raced with a slow events start
     // on a loaded machine: the kill landed in the baseline and was never reported.)
     let o = k.run(&["exec", &id, "sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?"]);
-    assert!(out_str(&o).contains("tail=137"), "tail was OOM-killed: {} {}", out_str(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out_str(&o).contains("tail=137"),
+        "tail was OOM-killed: {} {}",
+        out_str(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
     wait_for("an oom event", || events.text().contains("\"type\":\"oom\""));
     drop(events);
-    let stats: serde_json::Value = serde_json::from_slice(&k.run(&["events", "--stats", &id]).stdout).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_slice(&k.run(&["events", "--stats", &id]).stdout).unwrap();
     assert_eq!(stats["type"], "stats");
     assert!(stats["data"]["memory"]["oomKill"].as_u64().unwrap_or(0) >= 1, "{stats}");
     assert_eq!(stats["data"]["memory"]["usage"]["limit"], 32 << 20, "{stats}");
@@ -335,7 +363,11 @@ fn update_is_all_or_nothing() {
     std::fs::write(&bad, r#"{"memory": {"limit": "lots"}}"#).unwrap();
     let o = k.run(&["update", "--resources", bad.to_str().unwrap(), &id]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("memory.limit"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("memory.limit"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // A value the kernel refuses midway (cpuset of a CPU this VM lacks) rolls back the rest.
     let o = k.run(&["update", "--pids-limit", "7", "--cpuset-cpus", "63", &id]);
     assert!(!o.status.success());
@@ -356,17 +388,35 @@ fn kill_all_and_exec_tty() {
     let dir = TempDir::new("karton-test-exectty");
     let sock = dir.path().join("c.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let o = k.run(&["exec", "-d", "--tty", "--console-socket", sock.to_str().unwrap(), &id, "sh", "-c", "tty; sleep 1"]);
+    let o = k.run(&[
+        "exec",
+        "-d",
+        "--tty",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; sleep 1",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (conn, _) = listener.accept().unwrap();
     let mut buf = [0u8; 128];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
     let fd = msg
         .cmsgs()
         .unwrap()
-        .find_map(|c| if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c { Some(f[0]) } else { None })
+        .find_map(
+            |c| if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c { Some(f[0]) } else { None },
+        )
         .expect("pty master");
     // SAFETY: received over SCM_RIGHTS just now; nothing else owns it.
     let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -382,7 +432,8 @@ fn kill_all_and_exec_tty() {
 
     assert!(k.run(&["exec", "-d", &id, "sleep", "600"]).status.success());
     let procs = cgroup_dirs_named(&id)[0].join("cgroup.procs");
-    let before: Vec<i32> = std::fs::read_to_string(&procs).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let before: Vec<i32> =
+        std::fs::read_to_string(&procs).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     assert!(before.len() >= 2);
     assert!(k.run(&["kill", "--all", &id, "KILL"]).status.success());
     wait_for("every process to die", || before.iter().all(|p| !karton_runtime::procfs::is_alive(*p, 0)));
@@ -404,7 +455,11 @@ fn delete_right_after_kill_9_succeeds() {
     for i in 0..120 {
         let id = unique("kd");
         // Even rounds: a created container (its init blocked on exec.fifo); odd: running.
-        let up = if i % 2 == 0 { k.run(&["create", "--bundle", &bundle, &id]) } else { k.run(&["run", "-d", "--bundle", &bundle, &id]) };
+        let up = if i % 2 == 0 {
+            k.run(&["create", "--bundle", &bundle, &id])
+        } else {
+            k.run(&["run", "-d", "--bundle", &bundle, &id])
+        };
         assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
         let o = k.run(&["kill", &id, "9"]);
         assert!(o.status.success(), "kill: {}", String::from_utf8_lossy(&o.stderr));
@@ -416,7 +471,12 @@ fn delete_right_after_kill_9_succeeds() {
         let left = cgroup_dirs_named(&id);
         assert!(left.is_empty() || !o.status.success(), "round {i}: cgroups left after delete: {left:?}");
     }
-    assert!(failures.is_empty(), "{} of 120 deletes right after kill 9 failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 120 deletes right after kill 9 failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// `exec --cgroup [controller:]path` (runc 1.2): the process lands in an existing
@@ -442,7 +502,11 @@ fn exec_into_a_sub_cgroup() {
         }
     }
     let cgroups_of = |pid: &str| -> Vec<String> {
-        std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap().lines().map(str::to_string).collect()
+        std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim()))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     };
     let pid_file = b.path().join("exec.pid");
     let exec = |args: &[&str]| {
@@ -468,7 +532,12 @@ fn exec_into_a_sub_cgroup() {
     let lines = cgroups_of(&std::fs::read_to_string(&pid_file).unwrap());
     assert!(lines.iter().all(|l| l.ends_with(&format!(":{sub}"))), "{lines:?}");
 
-    for (arg, want) in [("../..", "'..'"), ("memory:sub/../../x", "'..'"), ("memory:nosuch", "does not exist"), ("bogus:sub", "no controller")] {
+    for (arg, want) in [
+        ("../..", "'..'"),
+        ("memory:sub/../../x", "'..'"),
+        ("memory:nosuch", "does not exist"),
+        ("bogus:sub", "no controller"),
+    ] {
         let o = exec(&["--cgroup", arg]);
         assert!(!o.status.success(), "--cgroup {arg} was accepted");
         let err = String::from_utf8_lossy(&o.stderr);
@@ -504,7 +573,8 @@ fn memory_policy_is_validated_at_create() {
         eprintln!("SKIP: no NUMA support in this kernel");
         return;
     }
-    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    b.config["linux"]["memoryPolicy"] =
+        json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
     b.write();
     let o = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -568,7 +638,10 @@ fn cgroups_path_with_a_busy_sub_cgroup_is_refused() {
         let _ = k.run(&["delete", "--force", &id]);
     }
     let alive = foreign.sleep.try_wait().unwrap().is_none();
-    assert!(!o.status.success() && alive, "cgroupsPath over a busy sub-cgroup was taken over (sleep alive: {alive})");
+    assert!(
+        !o.status.success() && alive,
+        "cgroupsPath over a busy sub-cgroup was taken over (sleep alive: {alive})"
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("linux.cgroupsPath") && err.contains(&format!("{}/child", foreign.name)), "{err}");
     // Nothing was made in the other hierarchies.

@@ -22,7 +22,11 @@ fn container_mounts(k: &Karton, b: &mut Bundle) -> Vec<MountInfo> {
 
 fn at<'a>(mounts: &'a [MountInfo], path: &str) -> &'a MountInfo {
     // The last mount on a path is the visible one.
-    mounts.iter().rev().find(|m| m.mount_point == Path::new(path)).unwrap_or_else(|| panic!("no mount at {path} in {mounts:#?}"))
+    mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == Path::new(path))
+        .unwrap_or_else(|| panic!("no mount at {path} in {mounts:#?}"))
 }
 
 /// The atime mode mountinfo shows: "noatime", "relatime" or (neither) "strictatime".
@@ -75,13 +79,19 @@ impl Nested {
              mount -t tmpfs -o noatime,nodiratime,size=1m tmpfs '{s}/sub/deep'; \
              exec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\""
         );
-        let out = k.run_cmd(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).args([
-            Path::new(KARTON),
-            k.root.path(),
-            b.path(),
-            Path::new(&id),
-        ]));
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = k.run_cmd(
+            Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).args([
+                Path::new(KARTON),
+                k.root.path(),
+                b.path(),
+                Path::new(&id),
+            ]),
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The container's mounts at /data, /data/sub, /data/sub/deep with `options` on the rbind.
@@ -89,7 +99,10 @@ impl Nested {
         let mut b = Bundle::new();
         let mut opts = vec!["rbind"];
         opts.extend_from_slice(options);
-        push_mount(&mut b, json!({"destination": "/data", "type": "bind", "source": self.src.path(), "options": opts}));
+        push_mount(
+            &mut b,
+            json!({"destination": "/data", "type": "bind", "source": self.src.path(), "options": opts}),
+        );
         b.sh("cat /proc/self/mountinfo");
         let (code, out, err) = self.run(k, &b);
         assert_eq!(code, 0, "{options:?}: stdout={out} stderr={err}");
@@ -109,7 +122,10 @@ fn misspelt_option_is_refused_before_anything_is_created() {
     let k = Karton::new();
     let src = TempDir::new("karton-test-bindsrc");
     let mut b = Bundle::new();
-    let i = push_mount(&mut b, json!({"destination": "/data", "type": "bind", "source": src.path(), "options": ["rbind", "nosiud", "nodev"]}));
+    let i = push_mount(
+        &mut b,
+        json!({"destination": "/data", "type": "bind", "source": src.path(), "options": ["rbind", "nosiud", "nodev"]}),
+    );
     b.write();
     let id = unique("typo");
     let out = k.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
@@ -136,7 +152,10 @@ fn misspelt_option_is_refused_before_anything_is_created() {
     assert!(err.contains(r#""idmap" is not supported"#), "{err}");
     // A bare word a tmpfs does not take.
     let mut b = Bundle::new();
-    let i = push_mount(&mut b, json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["noexce"]}));
+    let i = push_mount(
+        &mut b,
+        json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["noexce"]}),
+    );
     let (code, _, err) = k.run_bundle(&b);
     assert_ne!(code, 0);
     assert!(err.contains(&format!("mounts[{i}] (/t)")) && err.contains(r#"did you mean "noexec""#), "{err}");
@@ -153,13 +172,25 @@ fn flags_take_effect() {
     let k = Karton::new();
     let src = TempDir::new("karton-test-bindsrc");
     let mut b = Bundle::new();
-    push_mount(&mut b, json!({"destination": "/bound", "type": "bind", "source": src.path(), "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
-    push_mount(&mut b, json!({"destination": "/fresh", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nosuid", "nodev", "noexec"]}));
-    push_mount(&mut b, json!({"destination": "/plain", "type": "bind", "source": src.path(), "options": ["bind", "rw", "suid", "dev", "exec"]}));
+    push_mount(
+        &mut b,
+        json!({"destination": "/bound", "type": "bind", "source": src.path(), "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/fresh", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nosuid", "nodev", "noexec"]}),
+    );
+    push_mount(
+        &mut b,
+        json!({"destination": "/plain", "type": "bind", "source": src.path(), "options": ["bind", "rw", "suid", "dev", "exec"]}),
+    );
     // Space, tab and backslash in both paths: mountinfo escapes them, the parser undoes it.
     let odd = src.path().join("a dir\twith\\odd name");
     std::fs::create_dir_all(&odd).unwrap();
-    push_mount(&mut b, json!({"destination": "/odd \t\\dest", "type": "bind", "source": odd, "options": ["bind", "nosuid"]}));
+    push_mount(
+        &mut b,
+        json!({"destination": "/odd \t\\dest", "type": "bind", "source": odd, "options": ["bind", "nosuid"]}),
+    );
     let mi = container_mounts(&k, &mut b);
     let m = at(&mi, "/odd \t\\dest");
     assert!(m.has_mount_opt("nosuid"), "{}", m.options);
@@ -200,12 +231,20 @@ fn atime_options_on_the_mount_itself() {
         assert_eq!(atime(&deep), "noatime", "{opt}: /data/sub/deep changed: {}", deep.options);
     }
     let [top, sub, _] = n.mounts(&k, &["nodiratime"]);
-    assert!(top.has_mount_opt("nodiratime") && !sub.has_mount_opt("nodiratime"), "{} / {}", top.options, sub.options);
+    assert!(
+        top.has_mount_opt("nodiratime") && !sub.has_mount_opt("nodiratime"),
+        "{} / {}",
+        top.options,
+        sub.options
+    );
 
     // A new filesystem gets its atime mode at fsmount.
     let mut b = Bundle::new();
     for (i, o) in ["noatime", "strictatime", "relatime", "nodiratime"].iter().enumerate() {
-        push_mount(&mut b, json!({"destination": format!("/t{i}"), "type": "tmpfs", "source": "tmpfs", "options": [o]}));
+        push_mount(
+            &mut b,
+            json!({"destination": format!("/t{i}"), "type": "tmpfs", "source": "tmpfs", "options": [o]}),
+        );
     }
     let mi = container_mounts(&k, &mut b);
     assert_eq!(atime(at(&mi, "/t0")), "noatime");
@@ -257,7 +296,13 @@ fn recursive_atime_reaches_every_submount() {
     }
     let mounts = n.mounts(&k, &["rnoatime", "rstrictatime"]);
     for m in &mounts {
-        assert_eq!(atime(m), "strictatime", "rnoatime then rstrictatime: {} is {}", m.mount_point.display(), m.options);
+        assert_eq!(
+            atime(m),
+            "strictatime",
+            "rnoatime then rstrictatime: {} is {}",
+            m.mount_point.display(),
+            m.options
+        );
     }
 }
 
@@ -271,7 +316,10 @@ fn filesystem_data_reaches_the_filesystem() {
     }
     let k = Karton::new();
     let mut b = Bundle::new();
-    push_mount(&mut b, json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=710", "nr_inodes=64", "noswap"]}));
+    push_mount(
+        &mut b,
+        json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=710", "nr_inodes=64", "noswap"]}),
+    );
     let mi = container_mounts(&k, &mut b);
     let s = at(&mi, "/scratch");
     for o in ["size=1024k", "mode=710", "nr_inodes=64", "noswap"] {
@@ -282,7 +330,11 @@ fn filesystem_data_reaches_the_filesystem() {
         assert!(pts.super_opts().any(|x| x == o), "/dev/pts: {o} missing in {}", pts.super_options);
     }
     let dev = at(&mi, "/dev");
-    assert!(dev.super_opts().any(|x| x == "size=65536k") && dev.super_opts().any(|x| x == "mode=755"), "{}", dev.super_options);
+    assert!(
+        dev.super_opts().any(|x| x == "size=65536k") && dev.super_opts().any(|x| x == "mode=755"),
+        "{}",
+        dev.super_options
+    );
     assert_eq!(atime(dev), "strictatime", "{}", dev.options);
 }
 
@@ -304,7 +356,8 @@ fn cgroup_hierarchy_with_a_space_in_its_mount_point() {
     let mut b = Bundle::new();
     // Without a cgroup namespace the runtime binds the container's own cgroup directory of
     // each hierarchy, found by matching mountinfo's mount points.
-    b.config["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    b.config["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
     b.config["linux"]["resources"]["memory"] = json!({"limit": 33554432});
     b.sh("ls /sys/fs/cgroup; cat '/sys/fs/cgroup/mem ory/memory.limit_in_bytes'");
     b.write();
@@ -315,13 +368,15 @@ fn cgroup_hierarchy_with_a_space_in_its_mount_point() {
         if mountpoint -q \"$d\"; then mkdir \"$S/$n\"; mount --bind \"$d\" \"$S/$n\"; fi; done; \
         umount -R /sys/fs/cgroup; mount --move \"$S\" /sys/fs/cgroup; \
         exec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\"";
-    let out = k.run_cmd(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", script]).args([
-        PathBuf::from(KARTON),
-        k.root.path().to_path_buf(),
-        b.path().to_path_buf(),
-        PathBuf::from(&id),
-        scratch.path().to_path_buf(),
-    ]));
+    let out = k.run_cmd(
+        Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", script]).args([
+            PathBuf::from(KARTON),
+            k.root.path().to_path_buf(),
+            b.path().to_path_buf(),
+            PathBuf::from(&id),
+            scratch.path().to_path_buf(),
+        ]),
+    );
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "stdout={stdout} stderr={stderr}");
     assert!(stdout.lines().any(|l| l == "mem ory"), "{stdout}");

@@ -30,7 +30,14 @@ struct Group(Child);
 
 impl Group {
     fn spawn(argv: &[&str]) -> Group {
-        Group(Command::new(argv[0]).args(&argv[1..]).process_group(0).stdin(Stdio::null()).spawn().expect("spawn"))
+        Group(
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .process_group(0)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn"),
+        )
     }
     fn pid(&self) -> i32 {
         self.0.id() as i32
@@ -39,7 +46,10 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.0.wait();
     }
 }
@@ -76,7 +86,17 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// and the pid of the sleep (pid 1 inside).
 fn target(hostname: &str) -> (Group, i32) {
     let script = format!("hostname {hostname}; exec sleep 30");
-    let g = Group::spawn(&["unshare", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", &script]);
+    let g = Group::spawn(&[
+        "unshare",
+        "--uts",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "sh",
+        "-c",
+        &script,
+    ]);
     let pid = wait_for("target sleep", || {
         let kids = std::fs::read_to_string(format!("/proc/{}/task/{}/children", g.pid(), g.pid())).ok()?;
         let c: i32 = kids.split_whitespace().next()?.parse().ok()?;
@@ -201,7 +221,8 @@ fn container_id_resolves_through_state_file() {
     let out = karton(&["--root", r, "ns", "list", "--container", "fake1", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let types: Vec<&str> = v["namespaces"].as_array().expect("rows").iter().filter_map(|r| r["type"].as_str()).collect();
+    let types: Vec<&str> =
+        v["namespaces"].as_array().expect("rows").iter().filter_map(|r| r["type"].as_str()).collect();
     let mut sorted = types.clone();
     sorted.sort();
     assert_eq!(sorted, vec!["mnt", "pid", "uts"], "only the namespaces not shared with the host");
@@ -284,11 +305,15 @@ fn enter_a_karton_container() {
         println!("SKIP: `karton start` does not work yet: {}", err.trim());
         return;
     }
-    let out = karton(&["--root", r, "ns", "enter", "--target", id, "--", "sh", "-c", "hostname; ps -o pid,comm"]);
+    let out =
+        karton(&["--root", r, "ns", "enter", "--target", id, "--", "sh", "-c", "hostname; ps -o pid,comm"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let o = text(&out.stdout);
     assert_eq!(o.lines().next(), Some("kns-box"), "{o}");
-    assert!(o.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep"]), "pid 1 is the container's init: {o}");
+    assert!(
+        o.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep"]),
+        "pid 1 is the container's init: {o}"
+    );
     let out = karton(&["--root", r, "ns", "list", "--container", id]);
     assert!(out.status.success());
     assert!(text(&out.stdout).lines().skip(1).all(|l| l.contains(id)), "{}", text(&out.stdout));

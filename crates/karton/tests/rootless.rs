@@ -33,12 +33,20 @@ impl User {
     /// karton run as this user (setpriv), with a clean environment.
     fn karton(&self, args: &[&str]) -> Output {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid", &self.uid.to_string(), "--regid", &self.gid.to_string(), "--clear-groups", "env", "-i"])
-            .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
-            .arg(format!("HOME={}", self.xdg.path().display()))
-            .arg(format!("XDG_RUNTIME_DIR={}", self.xdg.path().display()))
-            .arg(KARTON)
-            .args(args);
+        c.args([
+            "--reuid",
+            &self.uid.to_string(),
+            "--regid",
+            &self.gid.to_string(),
+            "--clear-groups",
+            "env",
+            "-i",
+        ])
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(format!("HOME={}", self.xdg.path().display()))
+        .arg(format!("XDG_RUNTIME_DIR={}", self.xdg.path().display()))
+        .arg(KARTON)
+        .args(args);
         // Output through files: a created container inherits them (a pipe would stay open).
         let dir = TempDir::new("karton-test-rl-out");
         let (op, ep) = (dir.path().join("stdout"), dir.path().join("stderr"));
@@ -48,12 +56,21 @@ impl User {
             .stderr(std::fs::File::create(&ep).unwrap())
             .status()
             .expect("run setpriv karton");
-        Output { status, stdout: std::fs::read(&op).unwrap_or_default(), stderr: std::fs::read(&ep).unwrap_or_default() }
+        Output {
+            status,
+            stdout: std::fs::read(&op).unwrap_or_default(),
+            stderr: std::fs::read(&ep).unwrap_or_default(),
+        }
     }
 
     fn ok(&self, args: &[&str]) -> String {
         let o = self.karton(args);
-        assert!(o.status.success(), "karton {args:?} as uid {}: {}", self.uid, String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "karton {args:?} as uid {}: {}",
+            self.uid,
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -91,8 +108,13 @@ fn rootless_bundle(user: &User, args: Value) -> Bundle {
     nix::unistd::chown(&spec_dir, Some(user.uid.into()), Some(user.gid.into())).unwrap();
     let _ = std::fs::remove_file(spec_dir.join("config.json"));
     user.ok(&["spec", "--rootless", "--bundle", spec_dir.to_str().unwrap()]);
-    let mut config: Value = serde_json::from_slice(&std::fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["linux"]["uidMappings"][0]["hostID"], json!(user.uid), "spec --rootless maps the caller's uid");
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["linux"]["uidMappings"][0]["hostID"],
+        json!(user.uid),
+        "spec --rootless maps the caller's uid"
+    );
     assert_eq!(config["linux"]["gidMappings"][0]["hostID"], json!(user.gid));
     assert!(config["linux"]["resources"].is_null(), "no cgroup limits in a rootless spec");
     config["process"]["terminal"] = json!(false);
@@ -143,7 +165,10 @@ fn rootless_lifecycle_as_nobody() {
     assert_eq!(host_uid_of(pid), 65534, "the init runs as the caller on the host");
     let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
     assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "65534", "1"]);
-    assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(), std::fs::read_link("/proc/self/ns/user").unwrap());
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(),
+        std::fs::read_link("/proc/self/ns/user").unwrap()
+    );
     assert!(cgroup_dirs_named(&id).is_empty(), "rootless without resources makes no cgroup");
 
     user.ok(&["start", &id]);
@@ -165,7 +190,8 @@ fn rootless_lifecycle_as_nobody() {
     // A time namespace with offsets: the init writes them inside its user namespace.
     let mut b3 = rootless_bundle(&user, json!(["sh", "-c", "cut -d. -f1 /proc/uptime"]));
     b3.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
-    b3.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1_000_000}, "monotonic": {"secs": 1_000_000}});
+    b3.config["linux"]["timeOffsets"] =
+        json!({"boottime": {"secs": 1_000_000}, "monotonic": {"secs": 1_000_000}});
     b3.write();
     let o = user.karton(&["run", "--bundle", b3.path().to_str().unwrap(), &unique("rl")]);
     let up: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0);
@@ -189,18 +215,35 @@ fn rootless_refuses_what_needs_privilege() {
     let _cleanup = Cleanup(user.state_root());
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
-        ("memory limit", Box::new(|c: &mut Value| c["linux"]["resources"] = json!({"memory": {"limit": 100_000_000}})), "rootless: linux.resources"),
+        (
+            "memory limit",
+            Box::new(|c: &mut Value| c["linux"]["resources"] = json!({"memory": {"limit": 100_000_000}})),
+            "rootless: linux.resources",
+        ),
         ("cgroupsPath", Box::new(|c: &mut Value| c["linux"]["cgroupsPath"] = json!("/rl-test")), "delegated"),
         (
             "subordinate ids without /etc/subuid",
-            Box::new(|c: &mut Value| c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 65534, "size": 1}, {"containerID": 1, "hostID": 400000, "size": 100}])),
+            Box::new(
+                |c: &mut Value| c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 65534, "size": 1}, {"containerID": 1, "hostID": 400000, "size": 100}]),
+            ),
             "/etc/subuid",
         ),
-        ("oomScoreAdj below 0", Box::new(|c: &mut Value| c["process"]["oomScoreAdj"] = json!(-500)), "process.oomScoreAdj"),
-        ("host sysctl", Box::new(|c: &mut Value| c["linux"]["sysctl"] = json!({"kernel.domainname": "x"})), "linux.sysctl.kernel.domainname"),
+        (
+            "oomScoreAdj below 0",
+            Box::new(|c: &mut Value| c["process"]["oomScoreAdj"] = json!(-500)),
+            "process.oomScoreAdj",
+        ),
+        (
+            "host sysctl",
+            Box::new(|c: &mut Value| c["linux"]["sysctl"] = json!({"kernel.domainname": "x"})),
+            "linux.sysctl.kernel.domainname",
+        ),
         (
             "rlimit above the hard limit",
-            Box::new(|c: &mut Value| c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 4_000_000u64, "soft": 4_000_000u64}])),
+            Box::new(|c: &mut Value| {
+                c["process"]["rlimits"] =
+                    json!([{"type": "RLIMIT_NOFILE", "hard": 4_000_000u64, "soft": 4_000_000u64}])
+            }),
             "process.rlimits",
         ),
         ("systemd cgroup", Box::new(|_c: &mut Value| {}), "systemd"),
@@ -231,7 +274,12 @@ fn rootless_subordinate_ranges_via_newuidmap() {
         return;
     }
     for tool in ["newuidmap", "newgidmap", "useradd", "userdel"] {
-        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
             eprintln!("SKIP: needs {tool} (apt-get install uidmap passwd)");
             return;
         }
@@ -244,13 +292,20 @@ fn rootless_subordinate_ranges_via_newuidmap() {
             let _ = Command::new("userdel").arg(&self.0).output();
             for f in ["/etc/subuid", "/etc/subgid"] {
                 if let Ok(text) = std::fs::read_to_string(f) {
-                    let kept: String = text.lines().filter(|l| !l.starts_with(&format!("{}:", self.0))).map(|l| format!("{l}\n")).collect();
+                    let kept: String = text
+                        .lines()
+                        .filter(|l| !l.starts_with(&format!("{}:", self.0)))
+                        .map(|l| format!("{l}\n"))
+                        .collect();
                     let _ = std::fs::write(f, kept);
                 }
             }
         }
     }
-    let o = Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name]).output().unwrap();
+    let o = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
     let _guard = TestUser(name.clone());
     for f in ["/etc/subuid", "/etc/subgid"] {
@@ -272,6 +327,9 @@ fn rootless_subordinate_ranges_via_newuidmap() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{} {out}", String::from_utf8_lossy(&o.stderr));
     let words: Vec<&str> = out.split_whitespace().collect();
-    assert!(words.windows(3).any(|w| w == ["1", sub_start.to_string().as_str(), "65536"]), "subordinate uid range mapped: {out}");
+    assert!(
+        words.windows(3).any(|w| w == ["1", sub_start.to_string().as_str(), "65536"]),
+        "subordinate uid range mapped: {out}"
+    );
     assert_eq!(out.lines().last().unwrap_or(""), "1000 1000", "chown to a subordinate id inside: {out}");
 }

@@ -60,7 +60,10 @@ fn user_namespace_maps_ids() {
     b.sh("id; cat /proc/self/uid_map /proc/self/gid_map");
     let out = k.stdout_of(&b);
     assert!(out.contains("uid=0(root) gid=0(root)"), "{out}");
-    assert!(out.split_whitespace().collect::<Vec<_>>().windows(3).any(|w| w == ["0", "100000", "65536"]), "{out}");
+    assert!(
+        out.split_whitespace().collect::<Vec<_>>().windows(3).any(|w| w == ["0", "100000", "65536"]),
+        "{out}"
+    );
 
     b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5]});
     b.sh("id -u; id -g; id -G");
@@ -88,12 +91,14 @@ fn capabilities_match_the_config() {
 
     // A non-root user keeps capabilities only through the ambient set.
     b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
-    b.config["process"]["capabilities"] =
-        json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": ["CAP_KILL"]});
+    b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": ["CAP_KILL"]});
     b.sh("grep -E '^Cap(Eff|Amb)' /proc/self/status");
     let out = k.stdout_of(&b);
     let kill = format!("{:016x}", 1u64 << 5);
-    assert!(out.lines().all(|l| l.ends_with(&kill)), "after execve as uid 1000 only the ambient cap remains: {out}");
+    assert!(
+        out.lines().all(|l| l.ends_with(&kill)),
+        "after execve as uid 1000 only the ambient cap remains: {out}"
+    );
 }
 
 #[test]
@@ -144,11 +149,19 @@ fn mounts_and_their_flags() {
     mounts.push(json!({"destination": "/deep/a/b", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]}));
     b.sh("grep -E ' /(data|scratch|deep/a/b) ' /proc/self/mountinfo; cat /data/file; echo; touch /data/x 2>/dev/null && echo data=rw || echo data=ro; stat -c %a /scratch");
     let out = k.stdout_of(&b);
-    let line = |p: &str| out.lines().find(|l| l.split(' ').nth(4) == Some(p)).unwrap_or_else(|| panic!("no {p} in {out}")).to_string();
+    let line = |p: &str| {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some(p))
+            .unwrap_or_else(|| panic!("no {p} in {out}"))
+            .to_string()
+    };
     let data = line("/data");
     assert!(data.contains(" ro,nosuid,nodev"), "{data}");
     let scratch = line("/scratch");
-    assert!(scratch.contains("nosuid") && scratch.contains("noexec") && scratch.contains("size=1024k"), "{scratch}");
+    assert!(
+        scratch.contains("nosuid") && scratch.contains("noexec") && scratch.contains("size=1024k"),
+        "{scratch}"
+    );
     assert!(line("/deep/a/b").contains(" ro"), "{out}");
     assert!(out.contains("from-host"), "{out}");
     assert!(out.contains("data=ro"), "{out}");
@@ -261,7 +274,8 @@ fn delete_force_kills_everything() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let pids: Vec<i32> = std::fs::read_to_string(&procs).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let pids: Vec<i32> =
+        std::fs::read_to_string(&procs).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     assert!(pids.len() >= 3, "{pids:?}");
     assert!(k.run(&["kill", "--all", &id, "KILL"]).status.success());
     let out = k.run(&["delete", "--force", &id]);
@@ -280,9 +294,7 @@ fn hooks_receive_the_state() {
     let k = Karton::new();
     let out = TempDir::new("karton-test-hooks");
     let mut b = Bundle::new();
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}.json; echo $HOOKENV >> {}/{name}.env", out.path().display(), out.path().display())], "env": ["HOOKENV=yes"], "timeout": 10})
-    };
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}.json; echo $HOOKENV >> {}/{name}.env", out.path().display(), out.path().display())], "env": ["HOOKENV=yes"], "timeout": 10});
     b.config["hooks"] = json!({
         "prestart": [hook("prestart")],
         "createRuntime": [hook("createRuntime")],
@@ -293,7 +305,8 @@ fn hooks_receive_the_state() {
     let id_out = k.stdout_of(&b);
     let _ = id_out;
     for name in ["prestart", "createRuntime", "poststart", "poststop"] {
-        let text = std::fs::read_to_string(out.path().join(format!("{name}.json"))).unwrap_or_else(|_| panic!("{name} did not run"));
+        let text = std::fs::read_to_string(out.path().join(format!("{name}.json")))
+            .unwrap_or_else(|_| panic!("{name} did not run"));
         let st: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(st["ociVersion"], "1.2.1", "{name}: {text}");
         assert_eq!(st["bundle"], b.path().to_str().unwrap(), "{name}");
@@ -316,7 +329,8 @@ fn failing_prestart_hook_aborts_and_cleans_up() {
     }
     let k = Karton::new();
     let mut b = Bundle::new();
-    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]});
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]});
     b.write();
     let id = unique("hookfail");
     let out = k.run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
@@ -355,7 +369,8 @@ fn join_namespaces_by_path() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["shared-host", net.to_str().unwrap()]);
 
     // A path of the wrong type is refused before anything is created.
-    b.config["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "network", "path": format!("/proc/{pid}/ns/uts")}]);
+    b.config["linux"]["namespaces"] =
+        json!([{"type": "mount"}, {"type": "network", "path": format!("/proc/{pid}/ns/uts")}]);
     let (code, _, err) = k.run_bundle(&b);
     assert_ne!(code, 0);
     assert!(err.contains("is a uts namespace, not a network namespace"), "{err}");
@@ -369,10 +384,12 @@ fn time_namespace_offsets() {
     let k = Karton::new();
     let mut b = Bundle::new();
     b.namespaces(&["mount", "pid", "time"]);
-    b.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 86400000, "nanosecs": 0}, "boottime": {"secs": 1000000, "nanosecs": 0}});
+    b.config["linux"]["timeOffsets"] =
+        json!({"monotonic": {"secs": 86400000, "nanosecs": 0}, "boottime": {"secs": 1000000, "nanosecs": 0}});
     b.sh("cut -d. -f1 /proc/uptime");
     let inside: u64 = k.stdout_of(&b).trim().parse().unwrap();
-    let host: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let host: f64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(inside >= 1_000_000 + host as u64 - 5, "boottime offset applied: {inside} vs host {host}");
     assert!(inside < 1_000_000 + host as u64 + 60);
 }
@@ -446,13 +463,26 @@ fn console_socket_receives_the_terminal() {
     b.sh("tty; test -t 0 && echo stdin-is-tty");
     b.write();
     let id = unique("tty");
-    let out = k.run(&["create", "--console-socket", sock_path.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = k.run(&[
+        "create",
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (conn, _) = listener.accept().unwrap();
     let mut buf = [0u8; 256];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
     let mut master = None;
     for c in msg.cmsgs().unwrap() {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
@@ -490,11 +520,18 @@ fn bad_input_is_refused_and_leaves_nothing() {
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(err.contains(want), "{args:?}: {err:?} should mention {want:?}");
         assert_eq!(err.trim().lines().count(), 1, "one clear line: {err:?}");
-        assert!(std::fs::read_dir(k.root.path()).map(|d| d.count()).unwrap_or(0) == 0, "{args:?} left state behind");
+        assert!(
+            std::fs::read_dir(k.root.path()).map(|d| d.count()).unwrap_or(0) == 0,
+            "{args:?} left state behind"
+        );
     };
     check(&["create", "--bundle", "/nonexistent-bundle", "x1"], "not a directory");
     // Malformed config: the file, the field and the line.
-    std::fs::write(b.path().join("config.json"), "{\n  \"ociVersion\": \"1.0.0\",\n  \"process\": {\"args\": 5}\n}").unwrap();
+    std::fs::write(
+        b.path().join("config.json"),
+        "{\n  \"ociVersion\": \"1.0.0\",\n  \"process\": {\"args\": 5}\n}",
+    )
+    .unwrap();
     check(&["create", "--bundle", &bundle, "x2"], "process.args");
     check(&["create", "--bundle", &bundle, "x2"], "line 3");
     let mut cfg = b.config.clone();
@@ -513,7 +550,8 @@ fn bad_input_is_refused_and_leaves_nothing() {
     check(&["delete", "nosuch"], "does not exist");
     check(&["kill", "nosuch", "NOTASIGNAL"], "unknown signal");
     let mut cfg = b.config.clone();
-    cfg["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/proc/self/ns/uts"}]);
+    cfg["linux"]["namespaces"] =
+        json!([{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/proc/self/ns/uts"}]);
     std::fs::write(b.path().join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
     check(&["create", "--bundle", &bundle, "x4"], "not a network namespace");
 
@@ -562,7 +600,10 @@ fn concurrent_creates_of_one_id_serialize() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let mut c = k.cmd();
-            c.args(["create", "--bundle", &bundle, &id]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            c.args(["create", "--bundle", &bundle, &id])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
             std::thread::spawn(move || c.status().unwrap().success())
         })
         .collect();
@@ -577,11 +618,13 @@ fn spec_features_and_version() {
     let dir = TempDir::new("karton-test-spec");
     let out = k.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     assert!(out.status.success());
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["root"]["path"], "rootfs");
     assert!(!k.run(&["spec", "--bundle", dir.path().to_str().unwrap()]).status.success(), "no overwrite");
     let f: serde_json::Value = serde_json::from_slice(&k.run(&["features"]).stdout).unwrap();
-    let nss: Vec<&str> = f["linux"]["namespaces"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let nss: Vec<&str> =
+        f["linux"]["namespaces"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(nss.contains(&"time") && nss.len() == 8);
     assert!(String::from_utf8_lossy(&k.run(&["--version"]).stdout).contains(env!("CARGO_PKG_VERSION")));
 }
@@ -600,7 +643,10 @@ fn cgroup_namespace_and_placement() {
     for line in out.lines() {
         assert!(line.ends_with(":/"), "{line}");
     }
-    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/karton-test").exists(), "parents karton made are removed");
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory/karton-test").exists(),
+        "parents karton made are removed"
+    );
 }
 
 #[test]
@@ -655,7 +701,13 @@ fn root_of_a_user_namespace_runs_like_rootless_podman_calls_it() {
     // This test's user namespace maps uid/gid 0 only (podman's maps 65536 ids): no gid=5.
     for m in b.config["mounts"].as_array_mut().unwrap() {
         if m["destination"] == "/dev/pts" {
-            let opts: Vec<Value> = m["options"].as_array().unwrap().iter().filter(|o| !o.as_str().unwrap_or("").starts_with("gid=")).cloned().collect();
+            let opts: Vec<Value> = m["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|o| !o.as_str().unwrap_or("").starts_with("gid="))
+                .cloned()
+                .collect();
             m["options"] = json!(opts);
         }
     }

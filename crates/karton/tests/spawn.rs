@@ -43,7 +43,13 @@ fn spawn(k: &Karton, args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "karton spawn failed: {:?}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "karton spawn failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -67,7 +73,12 @@ fn differing(inside: &BTreeMap<String, String>) -> Vec<String> {
 
 /// Lines of our mountinfo mentioning `needle`.
 fn mounts_with(needle: &str) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.contains(needle)).map(String::from).collect()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect()
 }
 
 /// Unmounts DIR/<type> and removes DIR, also when the test fails.
@@ -76,7 +87,10 @@ struct PersistGuard(PathBuf);
 impl Drop for PersistGuard {
     fn drop(&mut self) {
         for t in TYPES {
-            let _ = nix::mount::umount2(&self.0.join(t), nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
+            let _ = nix::mount::umount2(
+                &self.0.join(t),
+                nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+            );
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -145,8 +159,15 @@ fn host_ro_root_and_binds() {
         if touch /usr/karton-spawn-test 2>/dev/null; then echo usr-writable; else echo usr-refused; fi; \
         touch /tmp/x && echo tmp-ok";
     let out = ok(&spawn(&k, &["--bind", &ro, "--bind", &rw, "--", "sh", "-c", script]));
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["payload", "ro-refused", "rw-ok", "usr-refused", "tmp-ok"], "{out}");
-    assert!(!src.path().join("new").exists() || std::fs::read_to_string(src.path().join("new")).unwrap_or_default() == "y\n");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["payload", "ro-refused", "rw-ok", "usr-refused", "tmp-ok"],
+        "{out}"
+    );
+    assert!(
+        !src.path().join("new").exists()
+            || std::fs::read_to_string(src.path().join("new")).unwrap_or_default() == "y\n"
+    );
     assert!(!Path::new("/usr/karton-spawn-test").exists());
 }
 
@@ -160,9 +181,23 @@ fn time_offsets_apply() {
     // Default namespaces: --time-offset adds the time namespace.
     let out = ok(&spawn(
         &k,
-        &["--time-offset", "monotonic=86400", "--time-offset", "boottime=100000", "--", "sh", "-c", "cat /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime"],
+        &[
+            "--time-offset",
+            "monotonic=86400",
+            "--time-offset",
+            "boottime=100000",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime",
+        ],
     ));
-    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime").unwrap_or_default().split(' ').next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap_or_default()
+        .split(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
     let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     assert!(lines.contains(&vec!["monotonic", "86400", "0"]), "{out}");
     assert!(lines.contains(&vec!["boottime", "100000", "0"]), "{out}");
@@ -205,7 +240,10 @@ fn persist_then_enter() {
     let dir = base.path().join("ns");
     let _guard = PersistGuard(dir.clone());
     let d = dir.to_str().expect("utf-8 path");
-    let out = ok(&spawn(&k, &["--all", "--hostname", "kept-name", "--persist", d, "--", "sh", "-c", "readlink /proc/self/ns/uts"]));
+    let out = ok(&spawn(
+        &k,
+        &["--all", "--hostname", "kept-name", "--persist", d, "--", "sh", "-c", "readlink /proc/self/ns/uts"],
+    ));
     let uts_inside = out.trim().to_string();
     // Every new namespace but pid is a bind mount in DIR.
     for t in TYPES {
@@ -217,13 +255,27 @@ fn persist_then_enter() {
         }
     }
     // Nothing else of the sandbox is mounted on the host.
-    let others: Vec<String> = mounts_with(base.path().to_str().unwrap_or("-")).into_iter().filter(|l| !TYPES.iter().any(|t| l.contains(&format!("{d}/{t} ")))).collect();
+    let others: Vec<String> = mounts_with(base.path().to_str().unwrap_or("-"))
+        .into_iter()
+        .filter(|l| !TYPES.iter().any(|t| l.contains(&format!("{d}/{t} "))))
+        .collect();
     assert!(others.is_empty(), "unexpected mounts: {others:?}");
     // The container itself is gone.
     assert!(std::fs::read_dir(k.root.path()).map(|r| r.count()).unwrap_or(0) == 0);
 
     let mut c = Command::new(KARTON);
-    c.args(["--root", k.root.path().to_str().unwrap_or("-"), "ns", "enter", "--target", d, "--", "sh", "-c", "hostname; id -u"]);
+    c.args([
+        "--root",
+        k.root.path().to_str().unwrap_or("-"),
+        "ns",
+        "enter",
+        "--target",
+        d,
+        "--",
+        "sh",
+        "-c",
+        "hostname; id -u",
+    ]);
     let out = k.run_cmd(&mut c);
     assert_eq!(ok(&out).lines().collect::<Vec<_>>(), ["kept-name", "0"], "stderr: {}", text(&out.stderr));
     // Joining only the uts namespace shows the same one.
@@ -270,11 +322,20 @@ fn bad_input_leaves_nothing() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: want one line, got {err:?}");
         assert!(err.starts_with("karton: ") && err.contains(needle), "{args:?}: {err:?}");
-        let left: Vec<_> = std::fs::read_dir(k.root.path()).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let left: Vec<_> = std::fs::read_dir(k.root.path())
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
         assert!(left.is_empty(), "{args:?}: state left: {left:?}");
-        assert!(common::cgroup_dirs_named(&id).is_empty(), "{args:?}: cgroups left: {:?}", common::cgroup_dirs_named(&id));
+        assert!(
+            common::cgroup_dirs_named(&id).is_empty(),
+            "{args:?}: cgroups left: {:?}",
+            common::cgroup_dirs_named(&id)
+        );
         assert!(mounts_with(&id).is_empty() && mounts_with(p).is_empty(), "{args:?}: mounts left");
-        assert!(!std::env::temp_dir().join(format!("karton-{id}")).exists(), "{args:?}: rootfs skeleton left");
+        assert!(
+            !std::env::temp_dir().join(format!("karton-{id}")).exists(),
+            "{args:?}: rootfs skeleton left"
+        );
         assert!(!pdir.exists(), "{args:?}: --persist dir left");
     }
 }
@@ -322,12 +383,20 @@ fn unprivileged_with_user_namespace() {
     let mut lines = so.lines();
     assert_eq!(lines.next(), Some("0"), "{so}");
     assert_eq!(lines.next(), Some("nobody-box"), "{so}");
-    assert_eq!(lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["0", "65534", "1"]), "{so}");
+    assert_eq!(
+        lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["0", "65534", "1"]),
+        "{so}"
+    );
     let inside = parse_ns(&lines.collect::<Vec<_>>().join("\n"));
     let mut got = differing(&inside);
     got.sort();
     assert_eq!(got, ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"], "{so}");
-    assert!(std::fs::read_dir(&root).map(|r| r.count()).unwrap_or(0) == 0, "state left under {}", root.display());
+    assert!(
+        std::fs::read_dir(&root).map(|r| r.count()).unwrap_or(0) == 0,
+        "state left under {}",
+        root.display()
+    );
 }
 
 #[test]
@@ -373,7 +442,10 @@ fn second_term_kills_a_pid_namespace_init() {
     let started = std::time::Instant::now();
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(child.0.try_wait().ok().flatten().is_none(), "the first SIGTERM should be passed on and ignored by pid 1");
+    assert!(
+        child.0.try_wait().ok().flatten().is_none(),
+        "the first SIGTERM should be passed on and ignored by pid 1"
+    );
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let status = loop {
         if let Ok(Some(st)) = child.0.try_wait() {
@@ -384,7 +456,12 @@ fn second_term_kills_a_pid_namespace_init() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(137), "stderr: {}", std::fs::read_to_string(out_dir.path().join("stderr")).unwrap_or_default());
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "stderr: {}",
+        std::fs::read_to_string(out_dir.path().join("stderr")).unwrap_or_default()
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert!(std::fs::read_dir(k.root.path()).map(|r| r.count()).unwrap_or(0) == 0, "state left");
 }

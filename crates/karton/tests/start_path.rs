@@ -26,7 +26,8 @@ impl Holder {
         // Wait until the namespace exists (the child has exec'd sleep).
         let deadline = Instant::now() + Duration::from_secs(5);
         let me = std::fs::read_link("/proc/self/exe").unwrap();
-        while std::fs::read_link(format!("/proc/{}/exe", child.id())).is_ok_and(|e| e == me || !e.ends_with("sleep"))
+        while std::fs::read_link(format!("/proc/{}/exe", child.id()))
+            .is_ok_and(|e| e == me || !e.ends_with("sleep"))
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(2));
@@ -60,15 +61,91 @@ fn join_by_path(b: &mut Bundle, typ: &str, path: impl serde::Serialize) {
 /// socket sends: what a profile recorded from an application's own calls looks like.
 fn classic_allow_list(extra_denied: &[&str]) -> Value {
     let names = [
-        "read", "write", "open", "openat", "close", "stat", "fstat", "lstat", "newfstatat", "statx", "poll", "lseek", "mmap",
-        "mprotect", "munmap", "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "pread64", "pwrite64",
-        "readv", "writev", "access", "pipe", "pipe2", "select", "sched_yield", "mremap", "madvise", "dup", "dup2", "dup3",
-        "nanosleep", "getpid", "clone", "fork", "vfork", "execve", "exit", "wait4", "kill", "uname", "fcntl", "getdents64",
-        "getcwd", "chdir", "fchdir", "mkdir", "rmdir", "unlink", "readlink", "umask", "gettimeofday", "getrlimit",
-        "getuid", "getgid", "geteuid", "getegid", "setpgid", "getppid", "getpgrp", "setsid", "getgroups", "setgroups",
-        "setresuid", "setresgid", "getresuid", "getresgid", "capget", "capset", "sigaltstack", "arch_prctl",
-        "set_tid_address", "exit_group", "clock_gettime", "futex", "set_robust_list", "rseq", "prlimit64", "getrandom",
-        "tgkill", "faccessat", "faccessat2",
+        "read",
+        "write",
+        "open",
+        "openat",
+        "close",
+        "stat",
+        "fstat",
+        "lstat",
+        "newfstatat",
+        "statx",
+        "poll",
+        "lseek",
+        "mmap",
+        "mprotect",
+        "munmap",
+        "brk",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "rt_sigreturn",
+        "ioctl",
+        "pread64",
+        "pwrite64",
+        "readv",
+        "writev",
+        "access",
+        "pipe",
+        "pipe2",
+        "select",
+        "sched_yield",
+        "mremap",
+        "madvise",
+        "dup",
+        "dup2",
+        "dup3",
+        "nanosleep",
+        "getpid",
+        "clone",
+        "fork",
+        "vfork",
+        "execve",
+        "exit",
+        "wait4",
+        "kill",
+        "uname",
+        "fcntl",
+        "getdents64",
+        "getcwd",
+        "chdir",
+        "fchdir",
+        "mkdir",
+        "rmdir",
+        "unlink",
+        "readlink",
+        "umask",
+        "gettimeofday",
+        "getrlimit",
+        "getuid",
+        "getgid",
+        "geteuid",
+        "getegid",
+        "setpgid",
+        "getppid",
+        "getpgrp",
+        "setsid",
+        "getgroups",
+        "setgroups",
+        "setresuid",
+        "setresgid",
+        "getresuid",
+        "getresgid",
+        "capget",
+        "capset",
+        "sigaltstack",
+        "arch_prctl",
+        "set_tid_address",
+        "exit_group",
+        "clock_gettime",
+        "futex",
+        "set_robust_list",
+        "rseq",
+        "prlimit64",
+        "getrandom",
+        "tgkill",
+        "faccessat",
+        "faccessat2",
     ];
     let allowed: Vec<&str> = names.iter().copied().filter(|n| !extra_denied.contains(n)).collect();
     json!({
@@ -146,9 +223,17 @@ fn network_sysctl_in_a_joined_network_namespace() {
     let out = k.stdout_of(&b);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["0", "2147483647"], "{out}");
-    assert_eq!(lines[1], std::fs::read_link(holder.ns("net")).unwrap().to_str().unwrap(), "the joined namespace");
+    assert_eq!(
+        lines[1],
+        std::fs::read_link(holder.ns("net")).unwrap().to_str().unwrap(),
+        "the joined namespace"
+    );
     let host = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-    assert_ne!(host.split_whitespace().collect::<Vec<_>>(), ["0", "2147483647"], "the host's value is untouched");
+    assert_ne!(
+        host.split_whitespace().collect::<Vec<_>>(),
+        ["0", "2147483647"],
+        "the host's value is untouched"
+    );
 
     // The runtime's own network namespace by path: the kernel would change the host's.
     join_by_path(&mut b, "network", format!("/proc/{}/ns/net", std::process::id()));
@@ -169,7 +254,8 @@ fn hostname_in_a_joined_uts_namespace() {
     b.config["hostname"] = json!("joined-uts");
     b.sh("hostname");
     assert_eq!(k.stdout_of(&b).trim(), "joined-uts");
-    let seen = Command::new("nsenter").args(["-t", &holder.0.id().to_string(), "-u", "hostname"]).output().unwrap();
+    let seen =
+        Command::new("nsenter").args(["-t", &holder.0.id().to_string(), "-u", "hostname"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "joined-uts", "set in the joined namespace");
 }
 
@@ -227,8 +313,13 @@ fn no_mount_namespace_shares_the_runtime_mount_table() {
     let k = Karton::new();
     let mut b = Bundle::new();
     without_mounts(&mut b);
-    let nss: Vec<Value> =
-        b.config["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "mount").cloned().collect();
+    let nss: Vec<Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
     b.config["linux"]["namespaces"] = json!(nss);
     b.sh("exec sleep 1000");
     b.write();
@@ -237,7 +328,10 @@ fn no_mount_namespace_shares_the_runtime_mount_table() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pid = k.state(&id)["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap().to_str().unwrap(), host_ns("mnt"));
-    assert_eq!(std::fs::read_link(format!("/proc/{pid}/root")).unwrap(), std::fs::canonicalize(b.rootfs()).unwrap());
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        std::fs::canonicalize(b.rootfs()).unwrap()
+    );
     assert!(k.run(&["delete", "--force", &id]).status.success());
 
     // maskedPaths need a mount table of the container's own.
@@ -262,7 +356,8 @@ fn seccomp_agent_gets_the_listener_during_create() {
         let r = (|| -> Result<(String, bool), String> {
             let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 8192];
-            let (n, fd) = karton_sys::seccomp::recv_fd(stream.as_fd(), &mut buf).map_err(|e| e.to_string())?;
+            let (n, fd) =
+                karton_sys::seccomp::recv_fd(stream.as_fd(), &mut buf).map_err(|e| e.to_string())?;
             let mut msg = buf[..n].to_vec();
             let mut stream = stream;
             let _ = stream.read_to_end(&mut msg);
@@ -333,7 +428,8 @@ fn hooks_in_the_container_receive_the_full_state() {
     // stdout went to the karton create's stdout file... run the same through `run` instead.
     let mut b2 = Bundle::new();
     b2.config["annotations"] = json!({"org.example.key": "value"});
-    b2.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/start.json"]}]});
+    b2.config["hooks"] =
+        json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/start.json"]}]});
     b2.sh("cat /tmp/start.json");
     let started: Value = serde_json::from_str(k.stdout_of(&b2).trim()).unwrap();
     assert!(started["id"].as_str().is_some_and(|s| s.starts_with("run-")), "{started}");
@@ -383,7 +479,8 @@ fn preserved_fds_are_exactly_the_callers() {
     for fd in 3..(3 + n) {
         assert!(stdout.contains(&format!("{fd}=caller-{fd}")), "{stdout}");
     }
-    let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    let listed: Vec<i32> =
+        stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
     // ls itself opens one directory fd (the lowest free number).
     let expected: Vec<i32> = (0..(3 + n + 1)).collect();
     assert_eq!(listed, expected, "{stdout}");
@@ -441,7 +538,9 @@ fn exec_preserved_fds_are_exactly_the_callers() {
     let raw: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let mut cmd = k.cmd();
     cmd.args(["exec", "--preserve-fds", &n.to_string(), &id, "sh", "-c"]);
-    cmd.arg("for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+    cmd.arg(
+        "for i in 3 4 5; do read -r l <&$i; echo \"$i=$l\"; done; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+    );
     // The caller holds fds 3..3+n and more above the range, which must not reach the
     // container.
     pass_fds(&mut cmd, raw);
@@ -451,7 +550,8 @@ fn exec_preserved_fds_are_exactly_the_callers() {
     for fd in 3..6 {
         assert!(stdout.contains(&format!("{fd}=caller-{fd}")), "{stdout}");
     }
-    let listed: Vec<i32> = stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    let listed: Vec<i32> =
+        stdout.lines().last().unwrap().split_whitespace().filter_map(|s| s.parse().ok()).collect();
     assert_eq!(listed, (0..7).collect::<Vec<i32>>(), "0-2, the 3 preserved, ls's own: {stdout}");
     let out = k.run(&["exec", "--preserve-fds", "4", &id, "true"]);
     assert!(!out.status.success());

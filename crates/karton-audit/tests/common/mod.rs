@@ -1,7 +1,6 @@
 //! Shared test helpers: find the karton binary, skip when the host lacks something.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -12,7 +11,9 @@ pub fn karton_bin() -> Option<PathBuf> {
         return p.is_file().then_some(p);
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../../target"));
     ["debug", "release"].iter().map(|p| target.join(p).join("karton")).find(|p| p.is_file())
 }
 

@@ -92,7 +92,10 @@ impl Drop for Parent {
             let _ = fs::write(d.join("cgroup.freeze"), "0");
             if let Ok(p) = fs::read_to_string(d.join("cgroup.procs")) {
                 for pid in p.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         }

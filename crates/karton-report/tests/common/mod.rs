@@ -40,6 +40,10 @@ pub struct Container<'a> {
 
 impl Drop for Container<'_> {
     fn drop(&mut self) {
-        let _ = Command::new(self.bin).arg("--root").arg(self.root).args(["delete", "--force", &self.id]).output();
+        let _ = Command::new(self.bin)
+            .arg("--root")
+            .arg(self.root)
+            .args(["delete", "--force", &self.id])
+            .output();
     }
 }

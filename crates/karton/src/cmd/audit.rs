@@ -106,7 +106,10 @@ pub fn run(args: AuditArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let mut log = |l: &str| eprintln!("{l}");
     let r = karton_audit::run(&opts, interrupted.clone(), &mut log);
     if interrupted.load(Ordering::Relaxed) {
-        eprintln!("karton audit: interrupted; containers killed and deleted; partial results in {}", args.output.display());
+        eprintln!(
+            "karton audit: interrupted; containers killed and deleted; partial results in {}",
+            args.output.display()
+        );
         return Ok(130);
     }
     let r = r?;

@@ -101,7 +101,9 @@ pub fn run(args: BenchArgs, _g: &crate::Global) -> anyhow::Result<i32> {
         p.instrumented = false;
     }
     if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!("karton bench needs root (containers with every namespace, cgroup limits, unshare of each type)");
+        anyhow::bail!(
+            "karton bench needs root (containers with every namespace, cgroup limits, unshare of each type)"
+        );
     }
     let stop = runner::interrupt_flag()?;
     let opts = runner::Options {

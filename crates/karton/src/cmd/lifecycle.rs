@@ -191,7 +191,14 @@ pub fn list(a: ListArgs, g: &Global) -> anyhow::Result<i32> {
             let rows: Vec<[String; 6]> = recs
                 .iter()
                 .map(|r| {
-                    [r.id.clone(), r.pid.to_string(), r.status.to_string(), r.bundle.display().to_string(), r.created.clone(), owner_name(&r.owner)]
+                    [
+                        r.id.clone(),
+                        r.pid.to_string(),
+                        r.status.to_string(),
+                        r.bundle.display().to_string(),
+                        r.created.clone(),
+                        owner_name(&r.owner),
+                    ]
                 })
                 .collect();
             let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
@@ -202,7 +209,8 @@ pub fn list(a: ListArgs, g: &Global) -> anyhow::Result<i32> {
                 }
             }
             for row in std::iter::once(&head).chain(rows.iter()) {
-                let line: Vec<String> = row.iter().enumerate().map(|(i, c)| format!("{:<width$}", c, width = w[i])).collect();
+                let line: Vec<String> =
+                    row.iter().enumerate().map(|(i, c)| format!("{:<width$}", c, width = w[i])).collect();
                 writeln!(out, "{}", line.join("   ").trim_end())?;
             }
         }

@@ -125,7 +125,8 @@ pub fn exec(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
             if !a.command.is_empty() {
                 bail!("exec: give either --process or a command, not both");
             }
-            let text = std::fs::read_to_string(path).with_context(|| format!("--process {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("--process {}", path.display()))?;
             let mut de = serde_json::Deserializer::from_str(&text);
             serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 anyhow::anyhow!("{}: {}: {} : fix this field", path.display(), e.path(), e.inner())
@@ -171,7 +172,11 @@ pub fn exec(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
                 let mut caps = p.capabilities().clone().unwrap_or_default();
                 for c in &a.caps {
                     let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::json!(c))
-                        .map_err(|_| anyhow::anyhow!("--cap {c:?}: unknown capability: use a name such as CAP_NET_ADMIN"))?;
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "--cap {c:?}: unknown capability: use a name such as CAP_NET_ADMIN"
+                            )
+                        })?;
                     let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                         let mut s = s.clone().unwrap_or_default();
                         s.insert(cap);
@@ -217,18 +222,27 @@ pub fn ps(a: PsArgs, g: &Global) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let args = if a.ps_args.is_empty() { vec!["-ef".to_string()] } else { a.ps_args };
-    let out = std::process::Command::new("ps").args(&args).output().context("running ps(1): is procps installed?")?;
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps(1): is procps installed?")?;
     if !out.status.success() {
         bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    let col = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| anyhow::anyhow!("ps {}: no PID column in its output: include pid in the format", args.join(" ")))?;
+    let col = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| {
+        anyhow::anyhow!("ps {}: no PID column in its output: include pid in the format", args.join(" "))
+    })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{header}")?;
     for l in lines {
-        if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+        if l.split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
             writeln!(stdout, "{l}")?;
         }
     }
@@ -237,7 +251,8 @@ pub fn ps(a: PsArgs, g: &Global) -> anyhow::Result<i32> {
 
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let bad = || anyhow::anyhow!("--interval {s:?}: write a duration such as 5s, 500ms or 1m");
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let (num, unit) =
+        s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "ms" => n / 1000.0,
@@ -300,7 +315,9 @@ pub fn events(a: EventsArgs, g: &Global) -> anyhow::Result<i32> {
 
 /// "512m" → bytes; "-1" → -1 (unlimited).
 fn parse_bytes(flag: &str, s: &str) -> anyhow::Result<i64> {
-    let bad = || anyhow::anyhow!("--{flag} {s:?}: give bytes, optionally with a k, m or g suffix, or -1 for unlimited");
+    let bad = || {
+        anyhow::anyhow!("--{flag} {s:?}: give bytes, optionally with a k, m or g suffix, or -1 for unlimited")
+    };
     if s == "-1" {
         return Ok(-1);
     }
@@ -328,8 +345,9 @@ pub fn update(a: UpdateArgs, g: &Global) -> anyhow::Result<i32> {
                     .with_context(|| format!("--resources {src}: cannot read it: pass a JSON file with linux.resources, or - for stdin"))?
             };
             let mut de = serde_json::Deserializer::from_str(&text);
-            serde_path_to_error::deserialize(&mut de)
-                .map_err(|e| anyhow::anyhow!("--resources {src}: {}: {}: nothing was changed", e.path(), e.inner()))?
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                anyhow::anyhow!("--resources {src}: {}: {}: nothing was changed", e.path(), e.inner())
+            })?
         }
         None => LinuxResources::default(),
     };

@@ -172,7 +172,11 @@ fn scan(rt: &Runtime) -> anyhow::Result<NsList> {
 fn list(a: ListArgs, rt: &Runtime) -> anyhow::Result<i32> {
     if let Some(t) = a.ty {
         if !t.is_supported() {
-            return Err(NsError::Unsupported { ty: t, path: format!("/proc/self/ns/{}", t.proc_name()).into() }.into());
+            return Err(NsError::Unsupported {
+                ty: t,
+                path: format!("/proc/self/ns/{}", t.proc_name()).into(),
+            }
+            .into());
         }
     }
     let of_pid = match a.pid {
@@ -196,7 +200,10 @@ fn list(a: ListArgs, rt: &Runtime) -> anyhow::Result<i32> {
 /// Checks that a container id names a running container (for --container).
 fn resolve_container(id: &str, rt: &Runtime) -> anyhow::Result<i32> {
     if let Err(karton_runtime::Error::NotFound(_)) = rt.state(id) {
-        bail!("no karton container {id:?} under {}: list containers with `karton list`", rt.store().root().display());
+        bail!(
+            "no karton container {id:?} under {}: list containers with `karton list`",
+            rt.store().root().display()
+        );
     }
     resolve(id, rt)
 }
@@ -248,7 +255,11 @@ fn holder_text(n: &Namespace) -> String {
             let fds: Vec<String> = n
                 .open_fds
                 .iter()
-                .map(|f| format!("{}/fd/{} {}", f.pid, f.fd, f.command.as_deref().unwrap_or("")).trim_end().to_string())
+                .map(|f| {
+                    format!("{}/fd/{} {}", f.pid, f.fd, f.command.as_deref().unwrap_or(""))
+                        .trim_end()
+                        .to_string()
+                })
                 .collect();
             format!("(open fd {})", fds.join(", "))
         }
@@ -258,8 +269,23 @@ fn holder_text(n: &Namespace) -> String {
 
 fn print_list(l: &NsList) -> anyhow::Result<()> {
     let users = procfs::user_names();
-    let name = |uid: Option<u32>| uid.map_or("-".to_string(), |u| users.get(&u).cloned().unwrap_or_else(|| u.to_string()));
-    let header = ["NS", "TYPE", "NPROCS", "PID", "USER", "OWNER", "UID", "PARENT", "LVL", "HELD", "CONTAINER", "COMMAND"];
+    let name = |uid: Option<u32>| {
+        uid.map_or("-".to_string(), |u| users.get(&u).cloned().unwrap_or_else(|| u.to_string()))
+    };
+    let header = [
+        "NS",
+        "TYPE",
+        "NPROCS",
+        "PID",
+        "USER",
+        "OWNER",
+        "UID",
+        "PARENT",
+        "LVL",
+        "HELD",
+        "CONTAINER",
+        "COMMAND",
+    ];
     let right = [true, false, true, true, false, true, true, true, true, false, false, false];
     let rows: Vec<Vec<String>> = l
         .namespaces
@@ -443,7 +469,11 @@ fn print_inspection(i: &Inspection) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_table(&["TYPE", "NS", "HOST", "VS-HOST", "FOR-CHILDREN"], &[false, true, true, false, true], &rows)?;
+    print_table(
+        &["TYPE", "NS", "HOST", "VS-HOST", "FOR-CHILDREN"],
+        &[false, true, true, false, true],
+        &rows,
+    )?;
     let mut out = std::io::stdout().lock();
     let chain = |v: &[inspect::Ancestor]| {
         v.iter()
@@ -459,7 +489,12 @@ fn print_inspection(i: &Inspection) -> anyhow::Result<()> {
     writeln!(out, "pid namespace chain:  {}", chain(&i.pid_chain))?;
     let map = |m: &Option<karton_ns::IdMap>| match m {
         None => "?".to_string(),
-        Some(m) => m.0.iter().map(|e| format!("{}→{} ×{}", e.inside, e.outside, e.count)).collect::<Vec<_>>().join(", "),
+        Some(m) => {
+            m.0.iter()
+                .map(|e| format!("{}→{} ×{}", e.inside, e.outside, e.count))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     };
     writeln!(out, "uid map (inside→outside ×count): {}", map(&i.uid_map))?;
     writeln!(out, "gid map (inside→outside ×count): {}", map(&i.gid_map))?;
@@ -491,7 +526,11 @@ fn print_inspection(i: &Inspection) -> anyhow::Result<()> {
                 ]
             })
             .collect();
-        print_table(&["ID", "CONTROLLERS", "CGROUP", "NS-ROOT", "AS-SEEN-INSIDE"], &[true, false, false, false, false], &rows)?;
+        print_table(
+            &["ID", "CONTROLLERS", "CGROUP", "NS-ROOT", "AS-SEEN-INSIDE"],
+            &[true, false, false, false, false],
+            &rows,
+        )?;
     }
     Ok(())
 }
@@ -507,7 +546,11 @@ fn enter_cmd(a: EnterArgs, rt: &Runtime) -> anyhow::Result<i32> {
     };
     for t in &a.types {
         if !t.is_supported() {
-            return Err(NsError::Unsupported { ty: *t, path: format!("/proc/self/ns/{}", t.proc_name()).into() }.into());
+            return Err(NsError::Unsupported {
+                ty: *t,
+                path: format!("/proc/self/ns/{}", t.proc_name()).into(),
+            }
+            .into());
         }
     }
     let types = if a.all || a.types.is_empty() { None } else { Some(a.types) };

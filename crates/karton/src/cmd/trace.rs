@@ -102,8 +102,7 @@ fn secs(v: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
 pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let interval = secs(args.interval, "interval")?;
     let duration = secs(args.duration, "duration")?;
-    let none =
-        !(args.syscalls || args.sched || args.faults || args.ns || args.timeline || args.footprint);
+    let none = !(args.syscalls || args.sched || args.faults || args.ns || args.timeline || args.footprint);
     let syscalls = args.syscalls || none;
 
     // Block SIGINT/SIGTERM before anything else and read them from a signalfd: the summary
@@ -113,8 +112,8 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
     mask.thread_block().context("blocking SIGINT/SIGTERM")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .context("signalfd")?;
+    let sfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
 
     let mut cmd = None;
     let (target, watch_pid, label) = if let Some(id) = &args.container {
@@ -124,32 +123,17 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
         }
         let pid = rec.pid as u32;
         let ns = karton_probe::pidns_of(pid)?;
-        (
-            Target::PidNs(ns),
-            Some(pid),
-            format!("container {id} (init pid {pid}, pid ns {ns})"),
-        )
+        (Target::PidNs(ns), Some(pid), format!("container {id} (init pid {pid}, pid ns {ns})"))
     } else if let Some(pid) = args.pid {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             bail!("no process {pid}");
         }
-        (
-            Target::Tgid(pid),
-            Some(pid),
-            format!("pid {pid} and its descendants"),
-        )
+        (Target::Tgid(pid), Some(pid), format!("pid {pid} and its descendants"))
     } else if !args.cmd.is_empty() {
         let c = StoppedCommand::spawn(&args.cmd)?;
         let pid = c.pid();
         cmd = Some(c);
-        (
-            Target::Tgid(pid),
-            None,
-            format!(
-                "command {:?} (pid {pid}) and its descendants",
-                args.cmd.join(" ")
-            ),
-        )
+        (Target::Tgid(pid), None, format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" ")))
     } else {
         (Target::All, None, "every task on the host".to_string())
     };
@@ -180,10 +164,7 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let mut why = "duration over";
     loop {
         // Wake at most every 100 ms: signals, the end of the target and the clock.
-        let mut fds = [nix::poll::PollFd::new(
-            std::os::fd::AsFd::as_fd(&sfd),
-            nix::poll::PollFlags::POLLIN,
-        )];
+        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
         if let Ok(Some(_)) = sfd.read_signal() {
             why = "interrupted";
@@ -191,9 +172,9 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
         }
         if let Some(c) = cmd.as_mut() {
             if let Some(st) = c.try_wait()? {
-                exit_code = st.code().unwrap_or(
-                    128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0),
-                );
+                exit_code = st
+                    .code()
+                    .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0));
                 why = "command exited";
                 break;
             }
@@ -235,10 +216,7 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     };
     print_snapshot(&snap, &args, "summary", rusage_rss);
     if !args.json {
-        eprintln!(
-            "karton trace: {why} after {:.1} s",
-            start.elapsed().as_secs_f64()
-        );
+        eprintln!("karton trace: {why} after {:.1} s", start.elapsed().as_secs_f64());
     }
     Ok(exit_code)
 }
@@ -255,11 +233,7 @@ fn report_status(p: &Probe, label: &str, json: bool) {
             InstrumentState::Active => {
                 eprintln!("  {:<10} active   {}", s.instrument.name(), s.mechanism)
             }
-            InstrumentState::Failed {
-                stage,
-                error,
-                verifier_log,
-            } => {
+            InstrumentState::Failed { stage, error, verifier_log } => {
                 eprint!("  {:<10} FAILED   {stage}: {error}", s.instrument.name());
                 if let Some(l) = verifier_log {
                     eprint!(" (verifier log: {})", l.display());
@@ -294,10 +268,7 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
         return;
     }
     let host = karton_probe::pidns_of(1).ok();
-    println!(
-        "\n=== {kind} at {:.1} s (cumulative since attach) ===",
-        s.elapsed_s
-    );
+    println!("\n=== {kind} at {:.1} s (cumulative since attach) ===", s.elapsed_s);
     if let Some(sec) = &s.syscalls {
         println!("\nSYSCALLS  [{}]", sec.instrument);
         let mut by_key: BTreeMap<u64, Vec<_>> = BTreeMap::new();
@@ -313,16 +284,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             );
             for r in rows.iter().take(a.top) {
                 let (avg, tot) = match &r.latency {
-                    Some(h) => (
-                        format!("{:.3}", h.mean_ns() / 1e3),
-                        format!("{:.3}", h.sum_ns as f64 / 1e6),
-                    ),
+                    Some(h) => (format!("{:.3}", h.mean_ns() / 1e3), format!("{:.3}", h.sum_ns as f64 / 1e6)),
                     None => ("-".into(), "-".into()),
                 };
-                println!(
-                    "  {:<22} {:>12} {:>9} {:>11} {:>11}",
-                    r.name, r.count, r.errors, avg, tot
-                );
+                println!("  {:<22} {:>12} {:>9} {:>11} {:>11}", r.name, r.count, r.errors, avg, tot);
             }
             for r in rows.iter().take(3) {
                 if let Some(h) = &r.latency {
@@ -365,15 +330,14 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             let mut rows = sec.rows.clone();
             rows.sort_by_key(|r| std::cmp::Reverse(r.peak_rss_kib));
             for r in rows.iter().take(a.top) {
-                println!(
-                    "  pid {:<8} {:<16} {:>10} KiB",
-                    r.pid, r.comm, r.peak_rss_kib
-                );
+                println!("  pid {:<8} {:<16} {:>10} KiB", r.pid, r.comm, r.peak_rss_kib);
             }
         }
     }
     if let Some(r) = rusage_rss_kib {
-        println!("PEAK RSS of the command's largest process: {r} KiB  [getrusage(RUSAGE_CHILDREN).ru_maxrss]");
+        println!(
+            "PEAK RSS of the command's largest process: {r} KiB  [getrusage(RUSAGE_CHILDREN).ru_maxrss]"
+        );
     }
     if let Some(sec) = &s.nsops {
         println!("\nNAMESPACE SYSCALLS  [{}]", sec.instrument);
@@ -382,11 +346,7 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             "KEY", "CALL", "NAMESPACES", "COUNT", "ERRORS", "MIN(us)", "AVG(us)", "MAX(us)"
         );
         for r in &sec.rows {
-            let ns = if r.namespaces.is_empty() {
-                "-".to_string()
-            } else {
-                r.namespaces.join(",")
-            };
+            let ns = if r.namespaces.is_empty() { "-".to_string() } else { r.namespaces.join(",") };
             println!(
                 "  {:<22} {:<8} {:<24} {:>7} {:>7} {:>11.1} {:>11.1} {:>11.1}",
                 key_label(r.key, host),
@@ -403,10 +363,7 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
     if let Some(sec) = &s.timeline {
         println!("\nTIMELINE  [{}]", sec.instrument);
         let t0 = sec.rows.first().map(|e| e.ts_ns).unwrap_or(0);
-        println!(
-            "  {:>12} {:<5} {:>8} {:>8} {:<16} DETAIL",
-            "T+ms", "EVENT", "PID", "PPID", "COMM"
-        );
+        println!("  {:>12} {:<5} {:>8} {:>8} {:<16} DETAIL", "T+ms", "EVENT", "PID", "PPID", "COMM");
         for e in &sec.rows {
             let detail = match e.kind.as_str() {
                 "exec" => e.file.clone(),
@@ -445,10 +402,7 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
 
 fn print_tracepoints(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
     if let Some(sec) = &s.tracepoints {
-        println!(
-            "\nKERNEL FOOTPRINT — APPROXIMATION, tracepoints hit  [{}]",
-            sec.instrument
-        );
+        println!("\nKERNEL FOOTPRINT — APPROXIMATION, tracepoints hit  [{}]", sec.instrument);
         for r in &sec.rows {
             println!(
                 "{}: {} distinct tracepoints hit (of {} attached, {} listed in vmlinux BTF)",
@@ -478,12 +432,6 @@ fn print_hist(h: &Hist, indent: &str) {
         let hi = (1u64 << (i + 1)) - 1;
         let n = h.buckets[i];
         let stars = (n * 40).div_ceil(max) as usize;
-        println!(
-            "{indent}{:>11} -> {:<10} : {:<8} |{:<40}|",
-            lo,
-            hi,
-            n,
-            "*".repeat(stars.min(40))
-        );
+        println!("{indent}{:>11} -> {:<10} : {:<8} |{:<40}|", lo, hi, n, "*".repeat(stars.min(40)));
     }
 }

@@ -43,7 +43,14 @@ fn workload_help() -> String {
 }
 
 pub fn run(args: WorkloadArgs, _g: &crate::Global) -> anyhow::Result<i32> {
-    let p = Params { limit: args.limit, iterations: args.iterations, total_mib: args.total_mib, dir: args.dir, ns: args.ns, workers: args.workers };
+    let p = Params {
+        limit: args.limit,
+        iterations: args.iterations,
+        total_mib: args.total_mib,
+        dir: args.dir,
+        ns: args.ns,
+        workers: args.workers,
+    };
     let out = workloads::run(&args.name, &p)?;
     if args.name == "nop" {
         return Ok(0);

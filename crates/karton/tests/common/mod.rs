@@ -2,7 +2,6 @@
 //! even when a test fails (Drop guards).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -76,7 +75,11 @@ impl Bundle {
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -103,7 +106,8 @@ impl Bundle {
     }
 
     pub fn write(&self) {
-        std::fs::write(self.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(self.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap())
+            .unwrap();
     }
 
     /// Replaces the namespace list.
@@ -111,8 +115,10 @@ impl Bundle {
         let list: Vec<Value> = types.iter().map(|t| json!({"type": t})).collect();
         self.config["linux"]["namespaces"] = json!(list);
         if types.contains(&"user") {
-            self.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            self.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            self.config["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            self.config["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         }
         if !types.contains(&"network") {
             // sysfs needs a network namespace of its own; bind the host's instead.
@@ -180,7 +186,11 @@ impl Karton {
             .stderr(std::fs::File::create(&err_path).expect("stderr file"))
             .status()
             .expect("run karton");
-        Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() }
+        Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap_or_default(),
+            stderr: std::fs::read(&err_path).unwrap_or_default(),
+        }
     }
 
     /// `karton run` of the bundle; returns (exit code, stdout, stderr).
@@ -188,7 +198,11 @@ impl Karton {
         b.write();
         let id = unique("run");
         let out = self.run(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Runs and insists on success; returns stdout.
@@ -273,7 +287,15 @@ pub struct ProcInfo {
 
 impl std::fmt::Display for ProcInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} [{}] {:?} cwd={} root={}", self.pid, self.state, self.cmdline.join(" "), self.cwd, self.root)
+        write!(
+            f,
+            "pid {} [{}] {:?} cwd={} root={}",
+            self.pid,
+            self.state,
+            self.cmdline.join(" "),
+            self.cwd,
+            self.root
+        )
     }
 }
 
@@ -290,9 +312,22 @@ pub fn processes() -> Vec<ProcInfo> {
         let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
         let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()).unwrap_or('?');
         let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
-        let cmdline = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let link = |n: &str| std::fs::read_link(p.join(n)).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
-        out.push(ProcInfo { pid, state, cmdline, cwd: link("cwd"), root: link("root"), cgroups: std::fs::read_to_string(p.join("cgroup")).unwrap_or_default() });
+        let cmdline = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let link = |n: &str| {
+            std::fs::read_link(p.join(n)).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default()
+        };
+        out.push(ProcInfo {
+            pid,
+            state,
+            cmdline,
+            cwd: link("cwd"),
+            root: link("root"),
+            cgroups: std::fs::read_to_string(p.join("cgroup")).unwrap_or_default(),
+        });
     }
     out
 }
@@ -332,7 +367,10 @@ pub fn is_under(path: &str, dir: &Path) -> bool {
 /// live in its mount namespace and must never show here).
 pub fn bundle_mounts(bundle: &Path) -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines().filter(|l| l.split(' ').nth(4).is_some_and(|mp| is_under(mp, bundle))).map(str::to_string).collect()
+    text.lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|mp| is_under(mp, bundle)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Leaks of one container, by kind: ("list", "state dir", "cgroup", "mount", "process").
@@ -344,7 +382,9 @@ pub fn leaks(k: &Karton, id: &str, bundle: &Path) -> Vec<(&'static str, String)>
     }
     let dir = k.root.path().join(id);
     if dir.exists() {
-        let files: Vec<String> = std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let files: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
         out.push(("state dir", format!("{} {files:?}", dir.display())));
     }
     for c in container_cgroups(id) {
@@ -380,12 +420,19 @@ pub fn run_watched(c: &mut Command, limit: std::time::Duration) -> Watched {
     let start = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            return Watched::Done(Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() });
+            return Watched::Done(Output {
+                status,
+                stdout: std::fs::read(&out_path).unwrap_or_default(),
+                stderr: std::fs::read(&err_path).unwrap_or_default(),
+            });
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Watched::Hung { after: start.elapsed(), stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned() };
+            return Watched::Hung {
+                after: start.elapsed(),
+                stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned(),
+            };
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -394,10 +441,20 @@ pub fn run_watched(c: &mut Command, limit: std::time::Duration) -> Watched {
 /// Starts `karton ARGS`, SIGKILLs it `after` later (if still running) and reaps it.
 /// Returns whether it was still running when killed.
 pub fn kill_after(k: &Karton, args: &[&str], after: std::time::Duration) -> bool {
-    let mut child = k.cmd().args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn karton");
+    let mut child = k
+        .cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn karton");
     std::thread::sleep(after);
     let running = child.try_wait().ok().flatten().is_none();
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = child.wait();
     running
 }
@@ -416,7 +473,8 @@ pub fn scrub(k: &Karton, id: &str, bundle: &Path) {
             break;
         }
         for p in procs {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -519,7 +577,9 @@ impl NetNs {
         let host = host_ns("net");
         // Wait until unshare has made the namespace and exec'd sleep.
         loop {
-            let cur = std::fs::read_link(format!("/proc/{pid}/ns/net")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let cur = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if !cur.is_empty() && cur != host && comm.trim() == "sleep" {
                 break;
@@ -529,7 +589,12 @@ impl NetNs {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let st = Command::new("mount").arg("--bind").arg(format!("/proc/{pid}/ns/net")).arg(&ns.path).status().expect("mount --bind");
+        let st = Command::new("mount")
+            .arg("--bind")
+            .arg(format!("/proc/{pid}/ns/net"))
+            .arg(&ns.path)
+            .status()
+            .expect("mount --bind");
         ns.mounted = st.success();
         let _ = child.kill();
         let _ = child.wait();
@@ -575,23 +640,69 @@ pub fn holder_command(flags: &[&str]) -> Command {
 
 /// Capability names in kernel bit order (capability.h), for CapEff/CapBnd masks.
 pub const CAPS: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-    "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
-    "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// The /proc/PID/status mask of a list of capability names.
 pub fn cap_mask(names: &serde_json::Value) -> u64 {
-    names.as_array().map(|a| a.iter().filter_map(|n| CAPS.iter().position(|c| Some(*c) == n.as_str())).fold(0u64, |m, i| m | (1 << i))).unwrap_or(0)
+    names
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| CAPS.iter().position(|c| Some(*c) == n.as_str()))
+                .fold(0u64, |m, i| m | (1 << i))
+        })
+        .unwrap_or(0)
 }
 
 /// The host's capability bounding set (what a container can get at most).
 pub fn host_cap_bounding() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap()).unwrap()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap()
 }
 
 /// The value of a `Key:` line of `grep` output like "CapEff:\t00000000a80425fb".
@@ -628,7 +739,9 @@ impl TestCgroup {
 }
 
 fn cgroup_bases() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup").map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut out: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     out.retain(|p| p.join("cgroup.procs").exists());
     out
 }
