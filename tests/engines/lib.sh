@@ -55,9 +55,13 @@ expect_match() {
     fi
 }
 
-# skip NAME REASON: a case that cannot be meaningful here, printed (never a silent pass).
+# skip NAME REASON: a case that cannot be meaningful here, printed (never a silent pass)
+# and added to $KARTON_SKIP_LOG, which `make test`'s skip summary counts.
 skip() {
     printf 'SKIP %s: %s\n' "$1" "$2"
+    if [ -n "${KARTON_SKIP_LOG:-}" ]; then
+        printf 'engines/%s::%s\t%s\n' "$(basename "$0" .sh)" "$1" "$2" >>"$KARTON_SKIP_LOG"
+    fi
 }
 
 # summary: prints the totals, exits 1 when any case failed.

@@ -197,7 +197,8 @@ expect_match sysctl-host-unchanged '^[0-9]+[[:space:]]+[0-9]+$' "$(cat /proc/sys
 out=$(P run --rm --userns=auto "$IMG" sh -c 'id -u; cat /proc/self/uid_map' 2>&1)
 expect_eq userns-auto-root-inside 0 "$(printf '%s\n' "$out" | head -n 1)"
 expect_match userns-auto-map "^[[:space:]]*0[[:space:]]+$AUTO_START[[:space:]]+[0-9]+" "$(printf '%s\n' "$out" | sed -n 2p)"
-skip userns-keep-id "podman 4.3 refuses keep-id when rootful (\"keep-id is only supported in rootless mode\"): tested in podman-rootless.sh"
+# --userns=keep-id is tested in podman-rootless.sh: podman 4.3 refuses it when rootful
+# ("keep-id is only supported in rootless mode").
 
 # --- exec, top, stats, healthcheck on the bridge container ------------------------------
 out=$(P exec web sh -c 'cat /proc/1/cmdline | tr "\0" " "; echo; grep Seccomp: /proc/self/status' 2>&1)

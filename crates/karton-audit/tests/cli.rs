@@ -20,14 +20,10 @@ impl Drop for RmDir {
 
 #[test]
 fn sigint_stops_the_audit_and_cleans_up() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: sigint: needs root");
-        return;
+    if let Some(why) = karton_testkit::karton_skip_reason() {
+        return karton_testkit::skip(why);
     }
-    let Some(exe) = common::karton_bin() else {
-        println!("SKIP: sigint: no karton binary");
-        return;
-    };
+    let Some(exe) = common::karton_bin() else { return karton_testkit::skip("no karton binary") };
     let work = std::env::temp_dir().join(format!("karton-audit-cli-{}", std::process::id()));
     let out = work.join("out.json");
     let _ = std::fs::create_dir_all(&work);
@@ -83,14 +79,10 @@ fn sigint_stops_the_audit_and_cleans_up() {
 
 #[test]
 fn sigint_during_noninterference_exits_130() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: sigint: needs root");
-        return;
+    if let Some(why) = karton_testkit::karton_skip_reason() {
+        return karton_testkit::skip(why);
     }
-    let Some(exe) = common::karton_bin() else {
-        println!("SKIP: sigint: no karton binary");
-        return;
-    };
+    let Some(exe) = common::karton_bin() else { return karton_testkit::skip("no karton binary") };
     let work = std::env::temp_dir().join(format!("karton-audit-cli2-{}", std::process::id()));
     let out = work.join("out.json");
     let _guard = RmDir(work.clone());

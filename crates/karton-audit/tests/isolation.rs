@@ -11,8 +11,7 @@ use karton_audit::Verdict;
 
 /// Runs the probes of `family` and checks each row.
 fn check_family(family: &str) {
-    let test = format!("{family} probes");
-    let Some(session) = common::session(&test) else { return };
+    let Some(session) = common::session() else { return };
     let mut lines = Vec::new();
     let rows =
         run_all(&session.env, &[family.to_string()], &|| false, &mut |l: &str| lines.push(l.to_string()));
@@ -79,8 +78,7 @@ fn time_probes_show_offsets_only_inside_a_time_namespace() {
 
 #[test]
 fn kernel_rows_leak_without_their_mechanism_and_report_the_default() {
-    let test = "kernel rows";
-    let Some(session) = common::session(test) else { return };
+    let Some(session) = common::session() else { return };
     let rows = run_all(&session.env, &["kernel".to_string()], &|| false, &mut |_: &str| {});
     assert_eq!(rows.len(), 5);
     for r in &rows {

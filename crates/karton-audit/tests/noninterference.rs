@@ -12,7 +12,7 @@ use karton_audit::runner::Config;
 
 #[test]
 fn cpu_hog_beside_victims_yields_rows_with_ci_and_progress() {
-    let Some(session) = common::session("noninterference") else { return };
+    let Some(session) = common::session() else { return };
     let env = &session.env;
     let plan = Plan {
         victim_seconds: 1.0,
@@ -64,7 +64,7 @@ fn cgroup_dirs(run_id: &str) -> Vec<String> {
 
 #[test]
 fn dropping_the_session_kills_and_deletes_containers_and_cgroups() {
-    let Some(session) = common::session("cleanup") else { return };
+    let Some(session) = common::session() else { return };
     let k = session.karton().clone();
     let run_id = k.run_id.clone();
     let state = k.root.clone();

@@ -2,15 +2,14 @@
 //! Every workload runs inside a karton container (all eight namespaces, and the minimal
 //! one) and returns plausible figures; bad input names the valid choices.
 
-mod common;
-
 use std::process::Command;
 
 use karton_bench::matrix;
 use karton_bench::results::WorkloadOutput;
+use karton_testkit as kit;
 
 fn run_in(cfg: &str, workload_args: &[&str]) -> WorkloadOutput {
-    let bin = common::karton_bin().unwrap();
+    let bin = kit::karton_bin().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = matrix::build_rootfs(tmp.path(), &bin).unwrap();
     let c = matrix::select(&matrix::workload_configs(), &[cfg.to_string()]).unwrap().remove(0);
@@ -30,7 +29,7 @@ fn run_in(cfg: &str, workload_args: &[&str]) -> WorkloadOutput {
         workload_args[0],
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     );
-    let _guard = common::Container { bin: &bin, root: &root, id: id.clone() };
+    let _guard = kit::Container { bin: &bin, root: &root, id: id.clone() };
     let out = Command::new(&bin)
         .arg("--root")
         .arg(&root)
@@ -65,9 +64,8 @@ fn check(o: &WorkloadOutput, names: &[&str], lo: f64, hi: f64) {
 
 #[test]
 fn every_workload_runs_in_a_container_with_plausible_figures() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
+    if let Some(why) = kit::karton_skip_reason() {
+        return kit::skip(why);
     }
     for cfg in ["all", "mnt"] {
         check(&run_in(cfg, &["primes", "--limit", "50000"]), &["time", "cpu"], 0.01, 60_000.0);
@@ -120,9 +118,8 @@ fn every_workload_runs_in_a_container_with_plausible_figures() {
 
 #[test]
 fn rootless_and_seccomp_shapes_run_or_say_why() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
+    if let Some(why) = kit::karton_skip_reason() {
+        return kit::skip(why);
     }
     check(&run_in("rootless", &["syscall", "--iterations", "20000"]), &["getppid"], 5.0, 100_000.0);
     check(&run_in("+user", &["primes", "--limit", "20000"]), &["time"], 0.01, 60_000.0);
@@ -130,11 +127,10 @@ fn rootless_and_seccomp_shapes_run_or_say_why() {
 
 #[test]
 fn namespace_creation_of_every_type_is_measured() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
+    if let Some(why) = kit::karton_skip_reason() {
+        return kit::skip(why);
     }
-    let bin = common::karton_bin().unwrap();
+    let bin = kit::karton_bin().unwrap();
     for (ns, _) in karton_bench::workloads::NS_TYPES {
         for w in ["1", "2"] {
             let out = Command::new(&bin)
@@ -152,9 +148,8 @@ fn namespace_creation_of_every_type_is_measured() {
 
 #[test]
 fn unknown_workload_and_namespace_name_the_valid_ones() {
-    let Some(bin) = common::karton_bin() else {
-        eprintln!("skipped: no karton binary");
-        return;
+    let Some(bin) = kit::karton_bin() else {
+        return kit::skip("no karton binary: run `cargo build -p karton` first (or set KARTON_BIN)");
     };
     let out = Command::new(&bin).args(["workload", "nosuch"]).output().unwrap();
     assert!(!out.status.success());

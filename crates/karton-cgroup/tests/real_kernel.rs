@@ -4,8 +4,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
-#[path = "../../../tests/support/single_thread_harness.rs"]
-mod harness;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -187,8 +185,7 @@ fn memory_limit_oom_kills_and_counts() {
     if h.v1_mount("memory").is_none()
         && !h.v2_mount().is_some_and(|m| m.controllers.iter().any(|c| c == "memory"))
     {
-        eprintln!("SKIP: no memory controller");
-        return;
+        return karton_testkit::skip("no memory controller");
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("oom")), "oom").expect("create");
@@ -381,8 +378,7 @@ fn kill_all_on_paused_container() {
 fn update_is_all_or_nothing() {
     let Some(h) = host() else { return };
     if h.v1_mount("memory").is_none() || h.v1_mount("blkio").is_none() {
-        eprintln!("SKIP: needs v1 memory and blkio (this test drives the hybrid/v1 path)");
-        return;
+        return karton_testkit::skip("needs v1 memory and blkio (this test drives the hybrid/v1 path)");
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("upd")), "upd").expect("create");
@@ -444,8 +440,7 @@ fn keys_the_host_cannot_apply_are_named() {
 fn limits_land_in_the_files() {
     let Some(h) = host() else { return };
     if h.layout() != Layout::Hybrid {
-        eprintln!("SKIP: file checks below are for the hybrid layout of the dev VMs");
-        return;
+        return karton_testkit::skip("file checks below are for the hybrid layout of the dev VMs");
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("files")), "files").expect("create");
@@ -538,8 +533,7 @@ fn open_report(mut p: common::Proc) -> String {
 fn devices_v1_rules() {
     let Some(h) = host() else { return };
     if h.v1_mount("devices").is_none() {
-        eprintln!("SKIP: no v1 devices hierarchy");
-        return;
+        return karton_testkit::skip("no v1 devices hierarchy");
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("dev")), "dev").expect("create");
@@ -558,8 +552,7 @@ fn devices_v1_rules() {
 fn devices_v2_bpf_program() {
     let Some(h) = host() else { return };
     if h.v2_mount().is_none() {
-        eprintln!("SKIP: no cgroup2 mount for a device program");
-        return;
+        return karton_testkit::skip("no cgroup2 mount for a device program");
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("bpf")), "bpf").expect("create");
@@ -586,8 +579,7 @@ fn devices_v2_bpf_program() {
 fn clone_into_cgroup_v2_dir() {
     let Some(h) = host() else { return };
     if h.v2_mount().is_none() {
-        eprintln!("SKIP: no cgroup2 mount");
-        return;
+        return karton_testkit::skip("no cgroup2 mount");
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("clone")), "clone").expect("create");
@@ -639,8 +631,9 @@ fn stats_and_oom_events_shape() {
 fn disable_oom_killer_pauses_instead_of_killing() {
     let Some(h) = host() else { return };
     let Some(mem) = h.v1_mount("memory") else {
-        eprintln!("SKIP: disableOOMKiller needs the v1 memory controller (cgroup v2 has no such switch)");
-        return;
+        return karton_testkit::skip(
+            "disableOOMKiller needs the v1 memory controller (cgroup v2 has no such switch)",
+        );
     };
     let _ = mem;
     let parent = Parent::new(&h);
@@ -673,8 +666,7 @@ fn disable_oom_killer_pauses_instead_of_killing() {
 fn blkio_throttle_slows_direct_reads() {
     let Some(h) = host() else { return };
     if h.v1_mount("blkio").is_none() {
-        eprintln!("SKIP: blkio throttling test drives the v1 blkio controller");
-        return;
+        return karton_testkit::skip("blkio throttling test drives the v1 blkio controller");
     }
     let Some((dev, node)) = fs::read_dir("/sys/block").ok().and_then(|rd| {
         rd.flatten()
@@ -683,14 +675,12 @@ fn blkio_throttle_slows_direct_reads() {
             .map(|n| (read(format!("/sys/block/{n}/dev")), format!("/dev/{n}")))
             .next()
     }) else {
-        eprintln!("SKIP: no block device");
-        return;
+        return karton_testkit::skip("no block device");
     };
     if let Err(e) = fs::File::open(&node) {
-        eprintln!(
-            "SKIP: cannot open {node} for reading here ({e}); blkio limits are checked in the files only"
-        );
-        return;
+        return karton_testkit::skip(format!(
+            "cannot open {node} for reading here ({e}); blkio limits are checked in the files only"
+        ));
     }
     let parent = Parent::new(&h);
     let cg = Cgroup::create(&h, Some(&parent.path("bio")), "bio").expect("create");
@@ -716,8 +706,7 @@ fn blkio_throttle_slows_direct_reads() {
 fn v2_paths_on_the_real_cgroup2_mount() {
     let Some(h) = host() else { return };
     let Some(m) = h.v2_mount().cloned() else {
-        eprintln!("SKIP: no cgroup2 mount");
-        return;
+        return karton_testkit::skip("no cgroup2 mount");
     };
     let v2 = karton_cgroup::Host::new(Layout::V2, vec![], Some(m.clone()));
     let parent = Parent::new(&h);
@@ -725,9 +714,8 @@ fn v2_paths_on_the_real_cgroup2_mount() {
     assert_eq!(cg.dirs().len(), 1);
     let d = cg.v2_dir().expect("v2 dir").to_path_buf();
     if !d.join("cgroup.freeze").exists() || !d.join("cgroup.kill").exists() {
-        eprintln!("SKIP: kernel lacks cgroup.freeze or cgroup.kill");
         cg.delete().expect("delete");
-        return;
+        return karton_testkit::skip("kernel lacks cgroup.freeze or cgroup.kill");
     }
     let _serial = cpu_heavy();
     let mut p = tree();
@@ -757,7 +745,7 @@ fn v2_paths_on_the_real_cgroup2_mount() {
 }
 
 fn main() {
-    harness::run(&[
+    karton_testkit::single_thread::run(&[
         ("helper", helper),
         ("create_join_reload_delete_leaves_nothing", create_join_reload_delete_leaves_nothing),
         ("delete_keeps_what_it_did_not_create", delete_keeps_what_it_did_not_create),

@@ -3,8 +3,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
-#[path = "../../../tests/support/single_thread_harness.rs"]
-mod harness;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -189,8 +187,7 @@ fn time_namespace_offsets_inspected_and_entered() {
         return;
     }
     if !NsType::Time.is_supported() {
-        println!("SKIP: this kernel has no time namespaces");
-        return;
+        return karton_testkit::skip("this kernel has no time namespaces");
     }
     let g =
         Group::spawn(&["unshare", "--time", "--boottime", "100000", "--fork", "--kill-child", "sleep", "60"]);
@@ -211,7 +208,7 @@ fn time_namespace_offsets_inspected_and_entered() {
 }
 
 fn main() {
-    harness::run(&[
+    karton_testkit::single_thread::run(&[
         ("enter_sees_hostname_and_pids_pidfd", enter_sees_hostname_and_pids_pidfd),
         ("enter_sees_hostname_and_pids_per_type_fallback", enter_sees_hostname_and_pids_per_type_fallback),
         ("enter_propagates_exit_code_and_signal", enter_propagates_exit_code_and_signal),

@@ -1,5 +1,5 @@
-//! karton-probe on the real kernel. Needs root and BTF; each test prints "SKIP: reason"
-//! and passes when BPF cannot be loaded here.
+//! karton-probe on the real kernel. Needs root and BTF; when BPF cannot be loaded here, each
+//! test returns through `karton_testkit::skip` (printed, and counted by `make test`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -11,7 +11,8 @@ const WL: &str = env!("CARGO_BIN_EXE_karton-probe-workload");
 const NR_GETPPID: u32 = 110;
 
 /// Runs `argv` stopped, attaches `b` to its process tree, lets it run to the end and
-/// returns the snapshot — or None (after printing SKIP) when BPF is unavailable.
+/// returns the snapshot — or None after recording the skip when BPF is unavailable (the
+/// test returns at once).
 fn measure(b: ProbeBuilder, argv: &[&str]) -> Option<(Snapshot, u32)> {
     let mut cmd = match StoppedCommand::spawn(argv) {
         Ok(c) => c,
@@ -21,7 +22,7 @@ fn measure(b: ProbeBuilder, argv: &[&str]) -> Option<(Snapshot, u32)> {
     let mut probe = match b.target(Target::Tgid(pid)).attach() {
         Ok(p) => p,
         Err(e @ (ProbeError::NotRoot(_) | ProbeError::NoBtf)) => {
-            println!("SKIP: {e}");
+            karton_testkit::skip(e);
             return None;
         }
         Err(e) => panic!("attach: {e}"),
@@ -65,7 +66,8 @@ fn getppid_counted_exactly_and_only_under_its_own_key() {
     assert_eq!(outer.errors + inner.errors, 0);
     match strace_getppid_calls(&argv) {
         Some(n) => assert_eq!(n, outer.count + inner.count, "strace -c -f disagrees"),
-        None => println!("SKIP (strace part): strace not usable here"),
+        // The BPF counts above were checked; only the cross-check with strace is skipped.
+        None => karton_testkit::skip("the strace cross-check: strace not usable here"),
     }
 }
 
@@ -104,18 +106,16 @@ fn container_key_counts_exactly_with_latency() {
 fn container_key_counts_exactly(latency: bool) {
     // Creating the pid namespace needs root as much as BPF does.
     if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: needs root (a new pid namespace, eBPF)");
-        return;
+        return karton_testkit::skip("needs root (a new pid namespace, eBPF)");
     }
     let (mut child, ns) = held_in_new_pidns(&format!("exec {WL} getppid 4321"));
     let b = Probe::builder().syscalls(true).syscall_latency(latency).target(Target::PidNs(ns));
     let mut probe = match b.attach() {
         Ok(p) => p,
         Err(e @ (ProbeError::NotRoot(_) | ProbeError::NoBtf)) => {
-            println!("SKIP: {e}");
             let _ = child.kill();
             let _ = child.wait();
-            return;
+            return karton_testkit::skip(e);
         }
         Err(e) => panic!("attach: {e}"),
     };
@@ -195,8 +195,7 @@ fn peak_rss_at_exit_covers_the_touched_pages() {
 #[test]
 fn container_faults_count_the_touched_pages() {
     if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: needs root (a new pid namespace, eBPF)");
-        return;
+        return karton_testkit::skip("needs root (a new pid namespace, eBPF)");
     }
     let (mut child, ns) = held_in_new_pidns(&format!("exec {WL} pages 5000"));
     let mut probe = match Probe::builder().faults(true).target(Target::PidNs(ns)).attach() {
@@ -205,8 +204,7 @@ fn container_faults_count_the_touched_pages() {
             let _ = child.kill();
             let _ = child.wait();
             if matches!(e, ProbeError::NotRoot(_) | ProbeError::NoBtf) {
-                println!("SKIP: {e}");
-                return;
+                return karton_testkit::skip(e);
             }
             panic!("attach: {e}");
         }

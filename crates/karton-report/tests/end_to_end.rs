@@ -2,8 +2,6 @@
 //! A seconds-long bench produces JSON that validates against the schema, and the report
 //! has one `<svg>` per chart.
 
-mod common;
-
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -48,16 +46,15 @@ fn tiny_profile() -> profile::Profile {
 
 #[test]
 fn short_bench_gives_valid_json_and_a_report_with_one_svg_per_chart() {
-    if let Some(why) = common::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
+    if let Some(why) = karton_testkit::karton_skip_reason() {
+        return karton_testkit::skip(why);
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("results");
     let opts = runner::Options {
         profile: tiny_profile(),
         out_dir: out.clone(),
-        exe: common::karton_bin().unwrap(),
+        exe: karton_testkit::karton_bin().unwrap(),
         workdir: Some(tmp.path().join("work")),
         only_benches: vec![],
         only_configs: vec![],

@@ -5,9 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-#[path = "../../../tests/support/single_thread_harness.rs"]
-mod harness;
-
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -577,7 +574,7 @@ fn overlapping_rules_resolve_as_in_runc() {
 }
 
 fn main() {
-    harness::run(&[
+    karton_testkit::single_thread::run(&[
         (
             "errno_rule_returns_its_errno_and_leaves_other_calls_alone",
             errno_rule_returns_its_errno_and_leaves_other_calls_alone,

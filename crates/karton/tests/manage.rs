@@ -570,8 +570,7 @@ fn memory_policy_is_validated_at_create() {
     assert!(k.run(&["state", &id]).status.code() != Some(0), "nothing was created");
 
     if !std::path::Path::new("/sys/devices/system/node/possible").exists() {
-        eprintln!("SKIP: no NUMA support in this kernel");
-        return;
+        return karton_testkit::skip("no NUMA support in this kernel");
     }
     b.config["linux"]["memoryPolicy"] =
         json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
@@ -590,11 +589,12 @@ struct ForeignCgroup {
 }
 
 impl ForeignCgroup {
+    /// None after recording the skip, when the v1 pids hierarchy is missing.
     fn new() -> Option<ForeignCgroup> {
         let name = unique("karton-test-takeover");
         let pids = std::path::Path::new("/sys/fs/cgroup/pids");
         if !pids.join("cgroup.procs").exists() {
-            eprintln!("SKIP: needs the v1 pids hierarchy at /sys/fs/cgroup/pids");
+            karton_testkit::skip("needs the v1 pids hierarchy at /sys/fs/cgroup/pids");
             return None;
         }
         let child = pids.join(&name).join("child");

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 const KARTON: &str = env!("CARGO_BIN_EXE_karton");
 
+/// Records the skip and returns true when not root (the test returns at once).
+#[track_caller]
 fn skip_unless_root() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: needs root (creates namespaces)");
+    if let Some(why) = karton_testkit::needs_root() {
+        karton_testkit::skip(why);
         return true;
     }
     false
@@ -186,16 +188,14 @@ fn unprivileged_list_says_what_it_skipped() {
         return;
     }
     if !Path::new("/usr/bin/setpriv").exists() {
-        println!("SKIP: setpriv (util-linux) is not installed");
-        return;
+        return karton_testkit::skip("setpriv (util-linux) is not installed");
     }
     let out = Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", KARTON, "ns", "list"])
         .output()
         .expect("setpriv");
     if !out.status.success() && text(&out.stderr).contains("Permission denied") {
-        println!("SKIP: nobody cannot execute {KARTON}");
-        return;
+        return karton_testkit::skip(format!("nobody cannot execute {KARTON}"));
     }
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).lines().count() > 1, "still prints what it could read");
@@ -273,15 +273,13 @@ fn enter_a_karton_container() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkbundle.sh");
     if !script.exists() {
-        println!("SKIP: scripts/mkbundle.sh is missing");
-        return;
+        return karton_testkit::skip("scripts/mkbundle.sh is missing");
     }
     let dir = TempDir::new("bundle");
     let bundle = dir.0.join("b");
     let mk = Command::new("bash").arg(&script).arg(&bundle).arg(KARTON).output().expect("mkbundle");
     if !mk.status.success() {
-        println!("SKIP: cannot build a busybox bundle: {}", text(&mk.stderr).trim());
-        return;
+        return karton_testkit::skip(format!("cannot build a busybox bundle: {}", text(&mk.stderr).trim()));
     }
     let cfg_path = bundle.join("config.json");
     let mut cfg: serde_json::Value =
@@ -297,13 +295,11 @@ fn enter_a_karton_container() {
     let log = dir.0.join("karton.log");
     let (ok, err) = karton_detached(&["--root", r, "create", "--bundle", b, id], &log);
     if !ok {
-        println!("SKIP: `karton create` does not work yet: {}", err.trim());
-        return;
+        return karton_testkit::skip(format!("`karton create` does not work yet: {}", err.trim()));
     }
     let (ok, err) = karton_detached(&["--root", r, "start", id], &log);
     if !ok {
-        println!("SKIP: `karton start` does not work yet: {}", err.trim());
-        return;
+        return karton_testkit::skip(format!("`karton start` does not work yet: {}", err.trim()));
     }
     let out =
         karton(&["--root", r, "ns", "enter", "--target", id, "--", "sh", "-c", "hostname; ps -o pid,comm"]);

@@ -93,9 +93,11 @@ impl Drop for Cleanup {
     }
 }
 
+/// Whether setpriv is installed; when not, records the skip and the test returns.
+#[track_caller]
 fn have_setpriv() -> bool {
     if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("SKIP: needs setpriv (util-linux)");
+        karton_testkit::skip("needs setpriv (util-linux)");
         return false;
     }
     true
@@ -280,8 +282,7 @@ fn rootless_subordinate_ranges_via_newuidmap() {
             .map(|o| !o.status.success())
             .unwrap_or(true)
         {
-            eprintln!("SKIP: needs {tool} (apt-get install uidmap passwd)");
-            return;
+            return karton_testkit::skip(format!("needs {tool} (apt-get install uidmap passwd)"));
         }
     }
     let name = format!("krl{}", std::process::id() % 100000);

@@ -23,9 +23,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Whether the test runs as root; when not, records the skip and the test returns.
+#[track_caller]
 fn root_or_skip() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: needs root (real namespaces, cgroups and mounts)");
+    if let Some(why) = karton_testkit::needs_root() {
+        karton_testkit::skip(why);
         return false;
     }
     true
@@ -348,13 +350,13 @@ fn unprivileged_with_user_namespace() {
     let _serial = serial();
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists());
     let Some(setpriv) = setpriv else {
-        eprintln!("SKIP: setpriv (util-linux) is not installed");
-        return;
+        return karton_testkit::skip("setpriv (util-linux) is not installed");
     };
     let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
     if max.trim() == "0" {
-        eprintln!("SKIP: user namespaces are disabled on this host (user.max_user_namespaces = 0)");
-        return;
+        return karton_testkit::skip(
+            "user namespaces are disabled on this host (user.max_user_namespaces = 0)",
+        );
     }
     let base = TempDir::new("karton-spawn-unpriv");
     let _ = std::os::unix::fs::chown(base.path(), Some(65534), Some(65534));

@@ -1,40 +1,30 @@
-//! Shared test helpers: find the karton binary, skip when the host lacks something.
+//! Shared test helpers: a session with the karton binary, or a recorded skip.
+//!
+//! A test that cannot run here returns through `karton_testkit::skip(reason)` (directly or
+//! through `session`), which prints the reason and counts it in `make test`'s summary;
+//! never a bare `return`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+pub use karton_testkit::karton_bin;
 
-/// The karton binary: $KARTON_BIN, else the workspace's target/{debug,release}/karton.
-pub fn karton_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("KARTON_BIN").map(PathBuf::from) {
-        return p.is_file().then_some(p);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../../target"));
-    ["debug", "release"].iter().map(|p| target.join(p).join("karton")).find(|p| p.is_file())
-}
-
-/// A session, or None after printing "SKIP: reason".
-pub fn session(test: &str) -> Option<karton_audit::Session> {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: {test}: needs root");
+/// A session, or None after recording why the test is skipped (the caller returns).
+#[track_caller]
+pub fn session() -> Option<karton_audit::Session> {
+    if let Some(why) = karton_testkit::karton_skip_reason() {
+        karton_testkit::skip(why);
         return None;
     }
-    let Some(exe) = karton_bin() else {
-        println!("SKIP: {test}: no karton binary (build it: cargo build -p karton, or set KARTON_BIN)");
-        return None;
-    };
     if !std::path::Path::new("/bin/busybox").is_file() {
-        println!("SKIP: {test}: no /bin/busybox (apt-get install busybox-static)");
+        karton_testkit::skip("no /bin/busybox (apt-get install busybox-static)");
         return None;
     }
+    let exe = karton_bin()?;
     match karton_audit::Session::new(&exe, None) {
         Ok(s) => Some(s),
         Err(e) => {
-            println!("SKIP: {test}: {e}");
+            karton_testkit::skip(e);
             None
         }
     }

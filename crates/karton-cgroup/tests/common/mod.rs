@@ -1,5 +1,9 @@
 //! Test scaffolding: a private parent cgroup per test, removed on drop (even on panic),
 //! and child processes that are killed and reaped on drop.
+//!
+//! A test that cannot run here returns through `karton_testkit::skip(reason)` (directly or
+//! through `host()`), which prints the reason and counts it in `make test`'s summary; never
+//! a bare `return`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
@@ -23,16 +27,18 @@ pub fn cpu_heavy() -> MutexGuard<'static, ()> {
     CPU_HEAVY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `None` (after printing SKIP) when not root or no cgroups.
+/// The host's cgroups, or `None` after recording the skip (not root, no cgroups): the test
+/// returns at once (`let Some(h) = host() else { return };`).
+#[track_caller]
 pub fn host() -> Option<Host> {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIP: cgroup tests need root");
+    if let Some(why) = karton_testkit::needs_root() {
+        karton_testkit::skip(why);
         return None;
     }
     match Host::detect() {
         Ok(h) => Some(h),
         Err(e) => {
-            eprintln!("SKIP: {e}");
+            karton_testkit::skip(e);
             None
         }
     }

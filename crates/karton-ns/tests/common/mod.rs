@@ -1,6 +1,10 @@
 //! Shared helpers of the karton-ns integration tests: processes in fresh namespaces that
 //! are killed (whole process group) when the guard drops, bind mounts unmounted on drop,
 //! skip checks.
+//!
+//! A test that cannot run here returns through `karton_testkit::skip(reason)` (directly or
+//! through `skip_unless_root_with`), which prints the reason and counts it in `make test`'s
+//! summary; never a bare `return`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
@@ -13,10 +17,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-/// Prints "SKIP: reason" and returns true when the test cannot run here.
+/// Records the skip (karton_testkit::skip) and returns true when the test cannot run here:
+/// not root, or one of `cmds` is not on PATH. The test returns at once.
+#[track_caller]
 pub fn skip_unless_root_with(cmds: &[&str]) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: needs root (creates namespaces and mounts)");
+    if let Some(why) = karton_testkit::needs_root() {
+        karton_testkit::skip(why);
         return true;
     }
     for c in cmds {
@@ -24,7 +30,7 @@ pub fn skip_unless_root_with(cmds: &[&str]) -> bool {
             .map(|p| std::env::split_paths(&p).any(|d| d.join(c).exists()))
             .unwrap_or(false);
         if !found {
-            println!("SKIP: `{c}` is not installed");
+            karton_testkit::skip(format!("`{c}` is not installed"));
             return true;
         }
     }

@@ -1,5 +1,10 @@
 //! Shared test harness: busybox bundles, a private state root, and cleanup that runs
 //! even when a test fails (Drop guards).
+//!
+//! Skips: a test that cannot run here (not root, no busybox, a missing tool or kernel
+//! feature) returns through `karton_testkit::skip(reason)` — `if !can_run() { return; }`
+//! records it inside `can_run`, or `return karton_testkit::skip("no cgroup2 mount");`. The
+//! skip is printed and counted in `make test`'s summary. Never a bare `return` that passes.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
@@ -19,14 +24,16 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
 }
 
-/// Returns false (and says why) when the test cannot run here.
+/// Whether the test can run here (root, a static busybox); when not, records the skip
+/// (karton_testkit::skip) and the test returns at once: `if !can_run() { return; }`.
+#[track_caller]
 pub fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: needs root (real namespaces, cgroups and mounts)");
+    if let Some(why) = karton_testkit::needs_root() {
+        karton_testkit::skip(why);
         return false;
     }
     if busybox().is_none() {
-        eprintln!("SKIP: needs a static busybox (apt-get install busybox-static)");
+        karton_testkit::skip("needs a static busybox (apt-get install busybox-static)");
         return false;
     }
     true

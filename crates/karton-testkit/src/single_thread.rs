@@ -1,13 +1,13 @@
-//! A test runner for test files that fork (shared by karton-cgroup, karton-ns and
-//! karton-runtime through `#[path]`): libtest runs every test on a thread of its
-//! own, and forking a multithreaded process is unsound (the child inherits locks held by
-//! threads that do not exist in it), so `karton_sys::clone::*_single_threaded` refuse it.
-//! These files use `harness = false` and this runner, which runs each test on the main
-//! thread, one after another. It takes libtest's usual arguments: name filters,
-//! `--exact`, and ignores the others (`--nocapture`, `--test-threads`, `-q`).
+//! A test runner for test files that fork (`harness = false`): libtest runs every test on a
+//! thread of its own, and forking a multithreaded process is unsound (the child inherits
+//! locks held by threads that do not exist in it), so `karton_sys::clone::*_single_threaded`
+//! refuse it. This runner runs each test on the main thread, one after another. It takes
+//! libtest's usual arguments: name filters, `--exact`, `--list`, and ignores the others
+//! (`--nocapture`, `--test-threads`, `-q`).
 
-#![allow(dead_code)]
+use crate::CURRENT_TEST;
 
+/// Runs the chosen tests in order and exits 101 when any failed.
 pub fn run(tests: &[(&str, fn())]) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let exact = args.iter().any(|a| a == "--exact");
@@ -30,7 +30,10 @@ pub fn run(tests: &[(&str, fn())]) {
     }
     let mut failed = Vec::new();
     for (name, test) in &chosen {
+        // Names the test for `skip` (this thread is "main", not the test's).
+        CURRENT_TEST.with(|c| *c.borrow_mut() = Some(name.to_string()));
         let ok = std::panic::catch_unwind(*test).is_ok();
+        CURRENT_TEST.with(|c| *c.borrow_mut() = None);
         if !quiet || !ok {
             println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
         }
