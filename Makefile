@@ -1,5 +1,6 @@
 # karton: the two commands of the README, plus benchmarks.
-CARGO ?= cargo
+# scripts/cargo.sh finds cargo also under sudo (whose PATH leaves out ~/.cargo/bin).
+CARGO ?= scripts/cargo.sh
 TARGET := x86_64-unknown-linux-gnu
 # A static, non-PIE binary: no dynamic loader, no relocations to write at start-up,
 # no shared-library pages — it starts faster and stays smaller (docs/architecture.md).
@@ -8,7 +9,7 @@ STATIC := LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-
 KARTON := target/$(TARGET)/release/karton
 OUT ?= build
 
-.PHONY: all build demo test deps bench-lifecycle rss clean
+.PHONY: all build demo test check deps bench-lifecycle rss clean
 
 all: build
 
@@ -27,10 +28,14 @@ demo: build
 	$(KARTON) report $(OUT)/results/*.json -o $(OUT)/report
 	@echo "report: $(OUT)/report/index.html (summary: $(OUT)/report/summary.md)"
 
-# Every test, as root on the real kernel, then a short fuzz run of every target.
+# Every test, as root on the real kernel, then a short fuzz run of every target; ends with
+# `skipped: N` and the reasons of the tests that could not run here (scripts/test.sh).
 test: deps
-	$(CARGO) test --workspace --no-fail-fast
-	scripts/fuzz-smoke.sh
+	scripts/test.sh
+
+# What CI checks before the tests: rustfmt, clippy -D warnings, each crate built alone.
+check: deps
+	scripts/check.sh
 
 # Lifecycle of /bin/true (create + start + wait + delete) against runc and crun.
 bench-lifecycle: build

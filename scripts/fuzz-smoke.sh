@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Short fuzz smoke run of every cargo-fuzz target in fuzz/ (about 8 s each, under 60 s of
 # fuzzing in total; the first build takes longer). Exits non-zero on any crash, leaving the
-# crashing input in fuzz/artifacts/<target>/. Prints SKIP and exits 0 without cargo-fuzz.
+# crashing input in fuzz/artifacts/<target>/. Without cargo-fuzz it prints SKIP, adds the skip
+# to $KARTON_SKIP_LOG (counted in `make test`'s summary) and exits 0.
 # Long runs: RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -O <target> -- -max_total_time=600
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
+. ../scripts/toolchain.sh
 if ! cargo fuzz --version >/dev/null 2>&1; then
     # The test command installs what it needs: cargo-fuzz comes from crates.io.
     echo "fuzz smoke: installing cargo-fuzz"
     if ! cargo install --quiet --locked cargo-fuzz >/tmp/cargo-fuzz-install.log 2>&1; then
-        echo "SKIP: fuzz smoke: cargo-fuzz could not be installed (log: /tmp/cargo-fuzz-install.log)"
+        why="cargo-fuzz could not be installed (log: /tmp/cargo-fuzz-install.log)"
+        echo "SKIP fuzz-smoke: $why"
+        [ -n "${KARTON_SKIP_LOG:-}" ] && printf 'fuzz-smoke\t%s\n' "$why" >>"$KARTON_SKIP_LOG"
         exit 0
     fi
 fi
