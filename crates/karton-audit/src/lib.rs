@@ -217,7 +217,7 @@ pub fn run(
 fn checkpoint(opts: &Options, r: &mut AuditResults, started: Instant) -> Result<(), AuditError> {
     r.duration_s = started.elapsed().as_secs_f64();
     if let Some(p) = &opts.out {
-        results::write_atomic(p, r)?;
+        results::write_json(p, r)?;
     }
     Ok(())
 }
