@@ -382,7 +382,8 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
         .map_err(BenchError::io(format!("writing {}", path.display())))
 }
 
-/// RFC 3339 UTC time of `t`.
+/// RFC 3339 UTC time of `t` (the runner stamps its results with it).
+#[cfg(feature = "runner")]
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     karton_runtime::util::rfc3339_seconds(secs as i64)
@@ -393,6 +394,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "runner")]
     #[test]
     fn rfc3339_known_dates() {
         let t = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
