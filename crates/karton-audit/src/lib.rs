@@ -234,8 +234,3 @@ pub fn probe_main(id: &str, params: &str) -> i32 {
         Err(_) => 1,
     }
 }
-
-/// Convenience for tests and callers: the default path of the committed quick results.
-pub fn default_out(repo: &Path) -> PathBuf {
-    repo.join("docs/results/audit-quick.json")
-}
