@@ -596,22 +596,6 @@ impl Hist {
             self.sum_ns as f64 / self.count as f64
         }
     }
-    /// Upper bound (2^(i+1) ns) of the bucket holding quantile `q` (0..=1).
-    pub fn quantile_upper_ns(&self, q: f64) -> u64 {
-        let total: u64 = self.buckets.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let want = (q * total as f64).ceil().max(1.0) as u64;
-        let mut acc = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b;
-            if acc >= want {
-                return 1u64 << (i + 1);
-            }
-        }
-        1u64 << self.buckets.len()
-    }
     fn merge(&mut self, other: &Hist) {
         self.count += other.count;
         self.sum_ns += other.sum_ns;

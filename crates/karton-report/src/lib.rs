@@ -109,9 +109,9 @@ pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
         page.insert_str(at, &audit_html);
     }
     let html_path = dir.join("index.html");
-    karton_bench::results::write_atomic(&html_path, page.as_bytes())?;
+    karton_bench::results::write_file(&html_path, page.as_bytes())?;
     let md_path = dir.join("summary.md");
-    karton_bench::results::write_atomic(&md_path, md.as_bytes())?;
+    karton_bench::results::write_file(&md_path, md.as_bytes())?;
     let mut csv = Vec::new();
     for i in &inputs.bench {
         let p = dir.join(Path::new(&i.name).with_extension("csv").file_name().unwrap_or_default());
@@ -139,9 +139,9 @@ pub fn write(inputs: &[Input], dir: &Path) -> Result<Written, ReportError> {
         .map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
     let (html, charts) = html(inputs);
     let html_path = dir.join("index.html");
-    karton_bench::results::write_atomic(&html_path, html.as_bytes())?;
+    karton_bench::results::write_file(&html_path, html.as_bytes())?;
     let md_path = dir.join("summary.md");
-    karton_bench::results::write_atomic(&md_path, markdown(inputs).as_bytes())?;
+    karton_bench::results::write_file(&md_path, markdown(inputs).as_bytes())?;
     let mut csv = Vec::new();
     for i in inputs {
         let p = dir.join(Path::new(&i.name).with_extension("csv").file_name().unwrap_or_default());
