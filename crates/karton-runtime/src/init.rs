@@ -401,40 +401,73 @@ pub(crate) fn write_time_offsets(spec: &Spec, path: &Path) -> Result<()> {
     std::fs::write(path, text).ctx(|| format!("writing linux.timeOffsets to {}", path.display()))
 }
 
+/// A new mount table for the container: isolated from the host's, the rootfs with the
+/// config's mounts and devices, the hooks before the root changes, the root change, then
+/// what is done from inside the new root.
 fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &str) -> Result<()> {
-    let spec = &plan.spec;
-    let linux = spec.linux().as_ref();
+    let linux = plan.spec.linux().as_ref();
     let prop = linux.and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
-    // Before the first mount: nothing we mount may propagate to the host.
-    let root_flags = match prop.as_str() {
+    stop_propagation_to_host(&prop)?;
+    let root = bind_rootfs(&plan.rootfs)?;
+    mount_into_rootfs(plan, &root)?;
+    run_hooks_before_root(plan, chan, creating)?;
+    let root = change_root(plan, root)?;
+    if process.terminal().unwrap_or(false) {
+        let sock = plan
+            .console_socket
+            .as_ref()
+            .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
+        crate::console::setup_tty(
+            sock,
+            &root,
+            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            true,
+        )?;
+    }
+    finish_root(&plan.spec, &root, &prop)
+}
+
+/// Before the first mount: nothing we mount may propagate to the host.
+fn stop_propagation_to_host(prop: &str) -> Result<()> {
+    let root_flags = match prop {
         "private" | "rprivate" => MsFlags::MS_PRIVATE,
         _ => MsFlags::MS_SLAVE,
     };
     nix::mount::mount(None::<&str>, "/", None::<&str>, root_flags | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| "making the mount tree private/slave".into())?;
-    let rootfs = &plan.rootfs;
+        .ctx(|| "making the mount tree private/slave".into())
+}
+
+/// The rootfs bound onto itself (pivot_root needs a mount point), opened for the mounts
+/// made by fd beneath it.
+fn bind_rootfs(rootfs: &Path) -> Result<OwnedFd> {
     nix::mount::mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .ctx(|| format!("bind mounting the rootfs {}", rootfs.display()))?;
-    let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("opening the rootfs {}", rootfs.display()))?;
+    nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the rootfs {}", rootfs.display()))
+}
 
+/// The config's mounts, then the devices.
+fn mount_into_rootfs(plan: &InitPlan, root: &OwnedFd) -> Result<()> {
     // Also when the runtime itself runs in one (rootless podman's): no mknod, no new sysfs.
     let in_userns = plan.ns.userns || crate::state::in_user_namespace();
     let mounter = Mounter {
-        root: &root,
-        rootfs,
+        root,
+        rootfs: &plan.rootfs,
         in_userns,
         new_cgroupns: plan.ns.new_flags() & kclone::CLONE_NEWCGROUP != 0,
         cgroup_dirs: &plan.cgroup_dirs,
     };
-    for m in spec.mounts().iter().flatten() {
+    for m in plan.spec.mounts().iter().flatten() {
         let ms = MountSpec::from_oci(m, &plan.bundle)?;
         mounter.mount(&ms)?;
     }
-    create_devices(&root, linux, in_userns)?;
+    create_devices(root, plan.spec.linux().as_ref(), in_userns)
+}
 
-    run_hooks_before_root(plan, chan, creating)?;
-
+/// Makes the rootfs `/` (pivot_root, or with --no-pivot a move and chroot) and returns
+/// the new root, opened.
+fn change_root(plan: &InitPlan, old: OwnedFd) -> Result<OwnedFd> {
+    let rootfs = &plan.rootfs;
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir to {}", rootfs.display()))?;
     if plan.no_pivot {
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
@@ -449,35 +482,26 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
         nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    drop(root);
-    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "opening the new root".into())?;
+    drop(old);
+    nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "opening the new root".into())
+}
 
-    if process.terminal().unwrap_or(false) {
-        let sock = plan
-            .console_socket
-            .as_ref()
-            .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
-        crate::console::setup_tty(
-            sock,
-            &root,
-            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
-            true,
-        )?;
-    }
-
-    if let Some(l) = linux {
+/// From inside the new root: masked and read-only paths, the root's propagation, a
+/// read-only root.
+fn finish_root(spec: &Spec, root: &OwnedFd, prop: &str) -> Result<()> {
+    if let Some(l) = spec.linux() {
         for p in l.masked_paths().iter().flatten() {
-            mask_path(&root, Path::new(p))?;
+            mask_path(root, Path::new(p))?;
         }
         for p in l.readonly_paths().iter().flatten() {
-            readonly_path(&root, Path::new(p))?;
+            readonly_path(root, Path::new(p))?;
         }
     }
-    match prop.as_str() {
+    match prop {
         "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" | "unbindable" | "runbindable" => {
-            if let Some(mounts::MountOpt::Propagation(p)) = mounts::parse_option(&prop) {
-                mounts::set_propagation(&root, p, Path::new("/"))?;
+            if let Some(mounts::MountOpt::Propagation(p)) = mounts::parse_option(prop) {
+                mounts::set_propagation(root, p, Path::new("/"))?;
             }
         }
         "" => {}
@@ -492,7 +516,7 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
             attr_set: karton_sys::mount::MOUNT_ATTR_RDONLY,
             ..Default::default()
         };
-        mounts::setattr(&root, &attr, false, Path::new("/"))?;
+        mounts::setattr(root, &attr, false, Path::new("/"))?;
     }
     Ok(())
 }
