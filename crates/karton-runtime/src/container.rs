@@ -105,54 +105,12 @@ impl Runtime {
     pub fn create_from(&self, id: &str, cfg: Config, opts: &CreateOpts) -> Result<Created> {
         crate::util::require_single_thread("create")?;
         crate::state::validate_id(id)?;
-        config::validate(&cfg, &HostSupport::detect())?;
-        if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            crate::seccomp::check(sc)?;
-        }
-        let bundle =
-            std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
-        let root_path = cfg.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
-        let rootfs = std::fs::canonicalize(bundle.join(&root_path)).map_err(|e| {
-            Error::Config(format!(
-                "{}: root.path {:?}: {e}: point it at the rootfs directory inside the bundle",
-                cfg.path.display(),
-                root_path
-            ))
-        })?;
-        let terminal = cfg.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
-        if terminal && opts.console_socket.is_none() {
-            return Err(Error::Config(format!(
-                "{}: process.terminal is true but no --console-socket was given: pass one, or set terminal to false",
-                cfg.path.display()
-            )));
-        }
-
+        let (bundle, rootfs) = check_request(&cfg, opts)?;
         let lock = self.store.create(id)?;
         let mut cleanup = Cleanup { dir: Some(lock.dir.clone()), cgroup: None, child: None };
-        let owner = nix::unistd::geteuid().as_raw();
-        let mut rec = Record {
-            oci_version: OCI_VERSION.to_string(),
-            id: id.to_string(),
-            status: Status::Creating,
-            pid: 0,
-            bundle: bundle.clone(),
-            rootfs: rootfs.clone(),
-            created: crate::util::rfc3339_now(),
-            owner: owner.to_string(),
-            annotations: cfg.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-            init_start_time: 0,
-            cgroup: None,
-            own_pid_ns: false,
-        };
-        lock.save(&rec)?;
-        std::fs::write(lock.dir.join(CONFIG_FILE), &cfg.text)
-            .ctx(|| "saving config.json in the state directory".into())?;
-        let fifo = lock.dir.join(EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-            .ctx(|| format!("mkfifo {}", fifo.display()))?;
-        let _ = std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622));
-
-        let created = Launch {
+        let mut rec = first_record(id, &cfg, bundle.clone(), rootfs.clone());
+        prepare_state_dir(&lock, &rec, &cfg)?;
+        let (pid, pidfd) = Launch {
             id,
             cfg: &cfg,
             bundle: &bundle,
@@ -166,11 +124,11 @@ impl Runtime {
         rec.status = Status::Created;
         lock.save(&rec)?;
         if let Some(p) = &opts.pid_file {
-            write_atomic(p, created.0.to_string().as_bytes(), Durability::NoFsync)
+            write_atomic(p, pid.to_string().as_bytes(), Durability::NoFsync)
                 .ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
         cleanup.disarm();
-        Ok(Created { pid: created.0, pidfd: created.1, lock })
+        Ok(Created { pid, pidfd, lock })
     }
 
     /// The record with its status checked against the kernel.
@@ -745,6 +703,63 @@ fn clone_init(
         }
         (kclone::Forked::Parent { pid, pidfd }, into_cgroup) => Ok((pid, pidfd, into_cgroup)),
     }
+}
+
+/// Everything about a create request that can be checked before anything exists: the
+/// config, its seccomp profile, the bundle and rootfs (returned canonical), the console.
+fn check_request(cfg: &Config, opts: &CreateOpts) -> Result<(PathBuf, PathBuf)> {
+    config::validate(cfg, &HostSupport::detect())?;
+    if let Some(sc) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        crate::seccomp::check(sc)?;
+    }
+    let bundle = std::fs::canonicalize(&opts.bundle).ctx(|| format!("bundle {}", opts.bundle.display()))?;
+    let root_path = cfg.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+    let rootfs = std::fs::canonicalize(bundle.join(&root_path)).map_err(|e| {
+        Error::Config(format!(
+            "{}: root.path {:?}: {e}: point it at the rootfs directory inside the bundle",
+            cfg.path.display(),
+            root_path
+        ))
+    })?;
+    let terminal = cfg.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(Error::Config(format!(
+            "{}: process.terminal is true but no --console-socket was given: pass one, or set terminal to false",
+            cfg.path.display()
+        )));
+    }
+    Ok((bundle, rootfs))
+}
+
+/// The state record of a container being created: no pid, no cgroup yet.
+fn first_record(id: &str, cfg: &Config, bundle: PathBuf, rootfs: PathBuf) -> Record {
+    Record {
+        oci_version: OCI_VERSION.to_string(),
+        id: id.to_string(),
+        status: Status::Creating,
+        pid: 0,
+        bundle,
+        rootfs,
+        created: crate::util::rfc3339_now(),
+        owner: nix::unistd::geteuid().as_raw().to_string(),
+        annotations: cfg.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        init_start_time: 0,
+        cgroup: None,
+        own_pid_ns: false,
+    }
+}
+
+/// state.json ("creating"), the config as created, and exec.fifo.
+fn prepare_state_dir(lock: &Locked, rec: &Record, cfg: &Config) -> Result<()> {
+    lock.save(rec)?;
+    std::fs::write(lock.dir.join(CONFIG_FILE), &cfg.text)
+        .ctx(|| "saving config.json in the state directory".into())?;
+    let fifo = lock.dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("mkfifo {}", fifo.display()))?;
+    // mkfifo honours the umask; start must be able to open it whatever the umask was.
+    let _ = std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622));
+    Ok(())
 }
 
 /// Namespaces the runtime enters only for the clone3 that makes the init (see

@@ -401,40 +401,73 @@ pub(crate) fn write_time_offsets(spec: &Spec, path: &Path) -> Result<()> {
     std::fs::write(path, text).ctx(|| format!("writing linux.timeOffsets to {}", path.display()))
 }
 
+/// A new mount table for the container: isolated from the host's, the rootfs with the
+/// config's mounts and devices, the hooks before the root changes, the root change, then
+/// what is done from inside the new root.
 fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &str) -> Result<()> {
-    let spec = &plan.spec;
-    let linux = spec.linux().as_ref();
+    let linux = plan.spec.linux().as_ref();
     let prop = linux.and_then(|l| l.rootfs_propagation().clone()).unwrap_or_default();
-    // Before the first mount: nothing we mount may propagate to the host.
-    let root_flags = match prop.as_str() {
+    stop_propagation_to_host(&prop)?;
+    let root = bind_rootfs(&plan.rootfs)?;
+    mount_into_rootfs(plan, &root)?;
+    run_hooks_before_root(plan, chan, creating)?;
+    let root = change_root(plan, root)?;
+    if process.terminal().unwrap_or(false) {
+        let sock = plan
+            .console_socket
+            .as_ref()
+            .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
+        crate::console::setup_tty(
+            sock,
+            &root,
+            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            true,
+        )?;
+    }
+    finish_root(&plan.spec, &root, &prop)
+}
+
+/// Before the first mount: nothing we mount may propagate to the host.
+fn stop_propagation_to_host(prop: &str) -> Result<()> {
+    let root_flags = match prop {
         "private" | "rprivate" => MsFlags::MS_PRIVATE,
         _ => MsFlags::MS_SLAVE,
     };
     nix::mount::mount(None::<&str>, "/", None::<&str>, root_flags | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| "making the mount tree private/slave".into())?;
-    let rootfs = &plan.rootfs;
+        .ctx(|| "making the mount tree private/slave".into())
+}
+
+/// The rootfs bound onto itself (pivot_root needs a mount point), opened for the mounts
+/// made by fd beneath it.
+fn bind_rootfs(rootfs: &Path) -> Result<OwnedFd> {
     nix::mount::mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .ctx(|| format!("bind mounting the rootfs {}", rootfs.display()))?;
-    let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("opening the rootfs {}", rootfs.display()))?;
+    nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the rootfs {}", rootfs.display()))
+}
 
+/// The config's mounts, then the devices.
+fn mount_into_rootfs(plan: &InitPlan, root: &OwnedFd) -> Result<()> {
     // Also when the runtime itself runs in one (rootless podman's): no mknod, no new sysfs.
     let in_userns = plan.ns.userns || crate::state::in_user_namespace();
     let mounter = Mounter {
-        root: &root,
-        rootfs,
+        root,
+        rootfs: &plan.rootfs,
         in_userns,
         new_cgroupns: plan.ns.new_flags() & kclone::CLONE_NEWCGROUP != 0,
         cgroup_dirs: &plan.cgroup_dirs,
     };
-    for m in spec.mounts().iter().flatten() {
+    for m in plan.spec.mounts().iter().flatten() {
         let ms = MountSpec::from_oci(m, &plan.bundle)?;
         mounter.mount(&ms)?;
     }
-    create_devices(&root, linux, in_userns)?;
+    create_devices(root, plan.spec.linux().as_ref(), in_userns)
+}
 
-    run_hooks_before_root(plan, chan, creating)?;
-
+/// Makes the rootfs `/` (pivot_root, or with --no-pivot a move and chroot) and returns
+/// the new root, opened.
+fn change_root(plan: &InitPlan, old: OwnedFd) -> Result<OwnedFd> {
+    let rootfs = &plan.rootfs;
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir to {}", rootfs.display()))?;
     if plan.no_pivot {
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
@@ -449,35 +482,26 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
         nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    drop(root);
-    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "opening the new root".into())?;
+    drop(old);
+    nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "opening the new root".into())
+}
 
-    if process.terminal().unwrap_or(false) {
-        let sock = plan
-            .console_socket
-            .as_ref()
-            .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
-        crate::console::setup_tty(
-            sock,
-            &root,
-            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
-            true,
-        )?;
-    }
-
-    if let Some(l) = linux {
+/// From inside the new root: masked and read-only paths, the root's propagation, a
+/// read-only root.
+fn finish_root(spec: &Spec, root: &OwnedFd, prop: &str) -> Result<()> {
+    if let Some(l) = spec.linux() {
         for p in l.masked_paths().iter().flatten() {
-            mask_path(&root, Path::new(p))?;
+            mask_path(root, Path::new(p))?;
         }
         for p in l.readonly_paths().iter().flatten() {
-            readonly_path(&root, Path::new(p))?;
+            readonly_path(root, Path::new(p))?;
         }
     }
-    match prop.as_str() {
+    match prop {
         "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" | "unbindable" | "runbindable" => {
-            if let Some(mounts::MountOpt::Propagation(p)) = mounts::parse_option(&prop) {
-                mounts::set_propagation(&root, p, Path::new("/"))?;
+            if let Some(mounts::MountOpt::Propagation(p)) = mounts::parse_option(prop) {
+                mounts::set_propagation(root, p, Path::new("/"))?;
             }
         }
         "" => {}
@@ -492,7 +516,7 @@ fn setup_rootfs(plan: &InitPlan, chan: &Channel, process: &Process, creating: &s
             attr_set: karton_sys::mount::MOUNT_ATTR_RDONLY,
             ..Default::default()
         };
-        mounts::setattr(&root, &attr, false, Path::new("/"))?;
+        mounts::setattr(root, &attr, false, Path::new("/"))?;
     }
     Ok(())
 }
@@ -507,36 +531,28 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
+/// The default devices, the config's linux.devices, and the /dev links.
 fn create_devices(root: &OwnedFd, linux: Option<&oci_spec::runtime::Linux>, userns: bool) -> Result<()> {
     for (path, major, minor) in DEFAULT_DEVICES {
-        make_device(root, Path::new(path), SFlagKind::Char, *major, *minor, 0o666, 0, 0, userns, false)?;
+        let dev = Device {
+            path: Path::new(path),
+            kind: SFlagKind::Char,
+            major: *major,
+            minor: *minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        make_device(root, &dev, userns, false)?;
     }
     for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
-        let kind = match d.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::U => SFlagKind::Char,
-            LinuxDeviceType::B => SFlagKind::Block,
-            LinuxDeviceType::P => SFlagKind::Fifo,
-            LinuxDeviceType::A => {
-                return Err(Error::Config(format!(
-                    "linux.devices {}: type \"a\" is for cgroup rules only: use c, b, u or p",
-                    d.path().display()
-                )))
-            }
-        };
-        make_device(
-            root,
-            d.path(),
-            kind,
-            d.major() as u64,
-            d.minor() as u64,
-            d.file_mode().unwrap_or(0o666),
-            d.uid().unwrap_or(0),
-            d.gid().unwrap_or(0),
-            userns,
-            true,
-        )?;
+        make_device(root, &Device::from_oci(d)?, userns, true)?;
     }
-    // The /dev links every program expects.
+    create_dev_links(root)
+}
+
+/// The /dev links every program expects, and /dev/ptmx of the container's own devpts.
+fn create_dev_links(root: &OwnedFd) -> Result<()> {
     let links = [
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
@@ -566,60 +582,71 @@ enum SFlagKind {
     Fifo,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_device(
-    root: &OwnedFd,
-    path: &Path,
+/// A device node to make in the container's /dev (or wherever its path says).
+struct Device<'a> {
+    path: &'a Path,
     kind: SFlagKind,
     major: u64,
     minor: u64,
     mode: u32,
     uid: u32,
     gid: u32,
-    userns: bool,
-    // A config's device: an existing file that is not this very device is an error
-    // (config-linux.md: "If a file already exists at path that does not match the
-    // requested device, the runtime MUST generate an error"). A default device replaces
-    // whatever the image has there: the runtime must supply it.
-    strict: bool,
-) -> Result<()> {
+}
+
+impl<'a> Device<'a> {
+    fn from_oci(d: &'a oci_spec::runtime::LinuxDevice) -> Result<Device<'a>> {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlagKind::Char,
+            LinuxDeviceType::B => SFlagKind::Block,
+            LinuxDeviceType::P => SFlagKind::Fifo,
+            LinuxDeviceType::A => {
+                return Err(Error::Config(format!(
+                    "linux.devices {}: type \"a\" is for cgroup rules only: use c, b, u or p",
+                    d.path().display()
+                )))
+            }
+        };
+        Ok(Device {
+            path: d.path(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        })
+    }
+}
+
+/// Makes `dev` under `root`: bound from the host in a user namespace, else mknod.
+/// `strict`, for a config's device: an existing file that is not this very device is an
+/// error (config-linux.md: "If a file already exists at path that does not match the
+/// requested device, the runtime MUST generate an error"). A default device replaces
+/// whatever the image has there: the runtime must supply it.
+fn make_device(root: &OwnedFd, dev: &Device, userns: bool, strict: bool) -> Result<()> {
     use nix::sys::stat::SFlag;
+    let path = dev.path;
     let parent_path = path.parent().unwrap_or(Path::new("/"));
     let name = path
         .file_name()
         .ok_or_else(|| Error::Config(format!("device path {} has no name", path.display())))?;
     let parent = mounts::make_target(root.as_fd(), parent_path, false)?;
     if userns {
-        // mknod is not allowed in a user namespace: bind the host's node instead.
-        if matches!(kind, SFlagKind::Fifo) {
-            return Err(Error::Unsupported(format!(
-                "linux.devices {}: fifos cannot be created in a user namespace",
-                path.display()
-            )));
-        }
-        let target = mounts::make_target(root.as_fd(), path, true)?;
-        let tree = mounts::clone_tree(path, false).map_err(|_| {
-            Error::Unsupported(format!(
-                "linux.devices {}: in a user namespace devices are bind-mounted from the host, and the host has no {}",
-                path.display(),
-                path.display()
-            ))
-        })?;
-        return mounts::attach(&tree, &target, path);
+        return bind_host_device(root, dev);
     }
-    let sflag = match kind {
+    let sflag = match dev.kind {
         SFlagKind::Char => SFlag::S_IFCHR,
         SFlagKind::Block => SFlag::S_IFBLK,
         SFlagKind::Fifo => SFlag::S_IFIFO,
     };
-    let dev = nix::sys::stat::makedev(major, minor);
+    let rdev = nix::sys::stat::makedev(dev.major, dev.minor);
     if strict {
         if let Ok(st) =
             nix::sys::stat::fstatat(parent.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         {
-            if st.st_mode & libc::S_IFMT == sflag.bits() && (sflag == SFlag::S_IFIFO || st.st_rdev == dev) {
+            if st.st_mode & libc::S_IFMT == sflag.bits() && (sflag == SFlag::S_IFIFO || st.st_rdev == rdev) {
                 // Already this device: only its mode and owner are set below.
-                return set_device_owner(&parent, name, path, mode, uid, gid);
+                return set_device_owner(&parent, name, dev);
             }
             return Err(Error::Config(format!(
                 "linux.devices {}: a file that is not this device ({}) exists there in the rootfs: remove it from the image or change the device's path",
@@ -630,9 +657,29 @@ fn make_device(
     } else {
         let _ = nix::unistd::unlinkat(parent.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
-    nix::sys::stat::mknodat(parent.as_fd(), name, sflag, Mode::from_bits_truncate(mode & 0o7777), dev)
+    nix::sys::stat::mknodat(parent.as_fd(), name, sflag, Mode::from_bits_truncate(dev.mode & 0o7777), rdev)
         .ctx(|| format!("creating device {}", path.display()))?;
-    set_device_owner(&parent, name, path, mode, uid, gid)
+    set_device_owner(&parent, name, dev)
+}
+
+/// mknod is not allowed in a user namespace: bind the host's node instead.
+fn bind_host_device(root: &OwnedFd, dev: &Device) -> Result<()> {
+    let path = dev.path;
+    if matches!(dev.kind, SFlagKind::Fifo) {
+        return Err(Error::Unsupported(format!(
+            "linux.devices {}: fifos cannot be created in a user namespace",
+            path.display()
+        )));
+    }
+    let target = mounts::make_target(root.as_fd(), path, true)?;
+    let tree = mounts::clone_tree(path, false).map_err(|_| {
+        Error::Unsupported(format!(
+            "linux.devices {}: in a user namespace devices are bind-mounted from the host, and the host has no {}",
+            path.display(),
+            path.display()
+        ))
+    })?;
+    mounts::attach(&tree, &target, path)
 }
 
 fn describe_mode(mode: u32) -> &'static str {
@@ -648,19 +695,13 @@ fn describe_mode(mode: u32) -> &'static str {
     }
 }
 
-fn set_device_owner(
-    parent: &OwnedFd,
-    name: &std::ffi::OsStr,
-    path: &Path,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<()> {
+fn set_device_owner(parent: &OwnedFd, name: &std::ffi::OsStr, dev: &Device) -> Result<()> {
+    let path = dev.path;
     // mknod honours the umask; the config's mode is what the user asked for.
     nix::sys::stat::fchmodat(
         parent.as_fd(),
         name,
-        Mode::from_bits_truncate(mode & 0o7777),
+        Mode::from_bits_truncate(dev.mode & 0o7777),
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )
     .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
@@ -668,8 +709,8 @@ fn set_device_owner(
     nix::unistd::fchownat(
         parent.as_fd(),
         name,
-        Some(uid.into()),
-        Some(gid.into()),
+        Some(dev.uid.into()),
+        Some(dev.gid.into()),
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .ctx(|| format!("chown device {}", path.display()))

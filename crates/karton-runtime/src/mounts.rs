@@ -570,59 +570,8 @@ impl Mounter<'_> {
         if ms.fstype == "cgroup" || ms.fstype == "cgroup2" && !self.new_cgroupns {
             return self.mount_cgroup(ms);
         }
-        let (set, clr) = ms.attrs();
-        let tree = if let Some(recursive) = ms.bind() {
-            let src = ms.source.as_deref().ok_or_else(|| {
-                Error::Config(format!("mount {}: a bind mount needs a source", dest.display()))
-            })?;
-            let is_file = std::fs::metadata(src)
-                .map_err(|e| {
-                    Error::Config(format!("mount {}: source {}: {e}", dest.display(), src.display()))
-                })?
-                .is_file();
-            let target = make_target(self.root.as_fd(), dest, is_file)?;
-            let tree = clone_tree(src, recursive)?;
-            if set | clr != 0 {
-                let attr = m::MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
-                setattr(&tree, &attr, false, dest)?;
-            }
-            attach(&tree, &target, dest)?;
-            tree
-        } else {
-            let target = make_target(self.root.as_fd(), dest, false)?;
-            let copy_up = ms.options.contains(&MountOpt::TmpCopyUp);
-            let data: Vec<&str> = ms
-                .options
-                .iter()
-                .filter_map(|o| if let MountOpt::Data(d) = o { Some(d.as_str()) } else { None })
-                .collect();
-            let sb: Vec<&str> = ms
-                .options
-                .iter()
-                .filter_map(|o| if let MountOpt::SbFlag(f) = o { Some(*f) } else { None })
-                .collect();
-            let src = ms.source.as_deref().filter(|s| !s.as_os_str().is_empty());
-            let tree = match new_fs(&ms.fstype, src, &data, &sb, set & !clr_only(clr), dest) {
-                Ok(t) => t,
-                Err(e) if self.in_userns && (ms.fstype == "sysfs" || ms.fstype == "mqueue") => {
-                    // Without a new network namespace a user namespace may not mount sysfs
-                    // (likewise mqueue without ipc): bind the host's read-only instead, as runc does.
-                    tracing::debug!("{e}; falling back to a read-only bind of the host's");
-                    let host =
-                        if ms.fstype == "sysfs" { Path::new("/sys") } else { Path::new("/dev/mqueue") };
-                    let tree = clone_tree(host, true)?;
-                    let attr = m::MountAttr { attr_set: set | m::MOUNT_ATTR_RDONLY, ..Default::default() };
-                    setattr(&tree, &attr, true, dest)?;
-                    tree
-                }
-                Err(e) => return Err(e),
-            };
-            if copy_up {
-                copy_dir_into(&target, &tree, dest)?;
-            }
-            attach(&tree, &target, dest)?;
-            tree
-        };
+        let tree =
+            if let Some(recursive) = ms.bind() { self.bind(ms, recursive)? } else { self.new_mount(ms)? };
         if let Some(attr) = ms.rec_attr() {
             setattr(&tree, &attr, true, dest)?;
         }
@@ -630,6 +579,67 @@ impl Mounter<'_> {
             set_propagation(&tree, p, dest)?;
         }
         Ok(())
+    }
+
+    /// A bind mount: the source's tree cloned, its attributes set, attached at the
+    /// destination.
+    fn bind(&self, ms: &MountSpec, recursive: bool) -> Result<OwnedFd> {
+        let dest = &ms.destination;
+        let (set, clr) = ms.attrs();
+        let src = ms
+            .source
+            .as_deref()
+            .ok_or_else(|| Error::Config(format!("mount {}: a bind mount needs a source", dest.display())))?;
+        let is_file = std::fs::metadata(src)
+            .map_err(|e| Error::Config(format!("mount {}: source {}: {e}", dest.display(), src.display())))?
+            .is_file();
+        let target = make_target(self.root.as_fd(), dest, is_file)?;
+        let tree = clone_tree(src, recursive)?;
+        if set | clr != 0 {
+            let attr = m::MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
+            setattr(&tree, &attr, false, dest)?;
+        }
+        attach(&tree, &target, dest)?;
+        Ok(tree)
+    }
+
+    /// A new filesystem (fsopen/fsmount) attached at the destination, with tmpcopyup's
+    /// copy of what was there.
+    fn new_mount(&self, ms: &MountSpec) -> Result<OwnedFd> {
+        let dest = &ms.destination;
+        let (set, clr) = ms.attrs();
+        let target = make_target(self.root.as_fd(), dest, false)?;
+        let copy_up = ms.options.contains(&MountOpt::TmpCopyUp);
+        let data: Vec<&str> = ms
+            .options
+            .iter()
+            .filter_map(|o| if let MountOpt::Data(d) = o { Some(d.as_str()) } else { None })
+            .collect();
+        let sb: Vec<&str> = ms
+            .options
+            .iter()
+            .filter_map(|o| if let MountOpt::SbFlag(f) = o { Some(*f) } else { None })
+            .collect();
+        let src = ms.source.as_deref().filter(|s| !s.as_os_str().is_empty());
+        let tree = match new_fs(&ms.fstype, src, &data, &sb, set & !clr_only(clr), dest) {
+            Ok(t) => t,
+            Err(e) if self.in_userns && (ms.fstype == "sysfs" || ms.fstype == "mqueue") => {
+                // Without a new network namespace a user namespace may not mount sysfs
+                // (likewise mqueue without ipc): bind the host's read-only instead, as runc does.
+                tracing::debug!("{e}; falling back to a read-only bind of the host's");
+                let host = if ms.fstype == "sysfs" { Path::new("/sys") } else { Path::new("/dev/mqueue") };
+                let tree = clone_tree(host, true)?;
+                let attr = m::MountAttr { attr_set: set | m::MOUNT_ATTR_RDONLY, ..Default::default() };
+                setattr(&tree, &attr, true, dest)?;
+                tree
+            }
+            Err(e) => return Err(e),
+        };
+        if copy_up {
+            copy_dir_into(&target, &tree, dest)?;
+        }
+        attach(&tree, &target, dest)?;
+        Ok(tree)
     }
 
     /// A "cgroup" mount: on a v2 host the container's cgroup (a new cgroup2 mount inside a

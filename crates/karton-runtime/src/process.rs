@@ -372,15 +372,14 @@ pub(crate) fn set_user_and_caps(
     keep_sys_admin: bool,
 ) -> Result<(caps::CapSets, caps::CapSets)> {
     let c = process.capabilities().as_ref();
-    let bounding = cap_mask(c.and_then(|c| c.bounding().as_ref()));
-    let effective = cap_mask(c.and_then(|c| c.effective().as_ref()));
-    let permitted = cap_mask(c.and_then(|c| c.permitted().as_ref()));
-    let inheritable = cap_mask(c.and_then(|c| c.inheritable().as_ref()));
-    let ambient = cap_mask(c.and_then(|c| c.ambient().as_ref()));
+    let wanted = CapRequest {
+        bounding: cap_mask(c.and_then(|c| c.bounding().as_ref())),
+        effective: cap_mask(c.and_then(|c| c.effective().as_ref())),
+        permitted: cap_mask(c.and_then(|c| c.permitted().as_ref())),
+        inheritable: cap_mask(c.and_then(|c| c.inheritable().as_ref())),
+        ambient: cap_mask(c.and_then(|c| c.ambient().as_ref())),
+    };
     let last = caps::last_cap();
-    // What this process can grant at all: capabilities outside it are left out with a
-    // warning, not an error (config.md: "If the runtime cannot grant a capability ...
-    // runtimes SHOULD NOT fail" and "MUST log a warning").
     let held = caps::get().ctx(|| "reading the capabilities".into())?;
     let mut held_bounding = 0u64;
     for cap in 0..=last {
@@ -388,46 +387,78 @@ pub(crate) fn set_user_and_caps(
             held_bounding |= 1 << cap;
         }
     }
-    let grantable = held.permitted & held_bounding;
-    let warn_missing = |set: &str, wanted: u64, allowed: u64| {
-        let missing = wanted & !allowed;
-        if missing != 0 {
-            let names: Vec<&str> = (0..=last)
-                .filter(|c| missing & (1 << c) != 0)
-                .map(|c| caps::NAMES.get(c as usize).copied().unwrap_or("?"))
-                .collect();
-            tracing::warn!("process.capabilities.{set}: {} cannot be granted here (not held by the runtime or not in this host's bounding set): left out", names.join(", "));
-        }
-    };
-    warn_missing("bounding", bounding, held_bounding);
-    warn_missing("permitted", permitted, grantable);
-    warn_missing("effective", effective & permitted, grantable);
-    let (permitted, effective) = (permitted & grantable, effective & permitted & grantable);
-    let inheritable = {
-        let allowed = (held.inheritable | held.permitted) & held_bounding & bounding;
-        warn_missing("inheritable", inheritable, allowed);
-        inheritable & allowed
-    };
-    // Ambient needs each capability in both permitted and inheritable.
-    warn_missing("ambient", ambient, permitted & inheritable);
-    let ambient = ambient & permitted & inheritable;
-    for cap in 0..=last {
-        if bounding & (1 << cap) == 0 {
-            match caps::drop_bounding(cap) {
-                Ok(()) => {}
-                Err(e) if e.errno == nix::errno::Errno::EINVAL => {}
-                Err(e) => {
-                    return Err(e).ctx(|| {
-                        format!(
-                            "dropping {} from the bounding set",
-                            caps::NAMES.get(cap as usize).unwrap_or(&"?")
-                        )
-                    })
-                }
+    let (granted, missing) = wanted.fit(&held, held_bounding);
+    for (set, mask) in missing {
+        let names: Vec<&str> = (0..=last)
+            .filter(|c| mask & (1 << c) != 0)
+            .map(|c| caps::NAMES.get(c as usize).copied().unwrap_or("?"))
+            .collect();
+        tracing::warn!("process.capabilities.{set}: {} cannot be granted here (not held by the runtime or not in this host's bounding set): left out", names.join(", "));
+    }
+    drop_bounding(granted.bounding, last)?;
+    switch_user(process.user())?;
+    set_caps(&granted, &held, keep_sys_admin, last)
+}
+
+/// The capability sets of process.capabilities, as masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CapRequest {
+    bounding: u64,
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+    ambient: u64,
+}
+
+impl CapRequest {
+    /// What of the request this process can grant, given what it holds, and per set what
+    /// is left out: a warning, not an error (config.md: "If the runtime cannot grant a
+    /// capability ... runtimes SHOULD NOT fail" and "MUST log a warning").
+    fn fit(self, held: &caps::CapSets, held_bounding: u64) -> (CapRequest, Vec<(&'static str, u64)>) {
+        let grantable = held.permitted & held_bounding;
+        let mut missing = Vec::new();
+        let mut check = |set: &'static str, wanted: u64, allowed: u64| {
+            if wanted & !allowed != 0 {
+                missing.push((set, wanted & !allowed));
+            }
+        };
+        check("bounding", self.bounding, held_bounding);
+        check("permitted", self.permitted, grantable);
+        check("effective", self.effective & self.permitted, grantable);
+        let permitted = self.permitted & grantable;
+        let effective = self.effective & self.permitted & grantable;
+        let allowed = (held.inheritable | held.permitted) & held_bounding & self.bounding;
+        check("inheritable", self.inheritable, allowed);
+        let inheritable = self.inheritable & allowed;
+        // Ambient needs each capability in both permitted and inheritable.
+        check("ambient", self.ambient, permitted & inheritable);
+        let ambient = self.ambient & permitted & inheritable;
+        (CapRequest { bounding: self.bounding, effective, permitted, inheritable, ambient }, missing)
+    }
+}
+
+/// Drops from the bounding set every capability not in `bounding` (EINVAL: one this
+/// kernel does not have).
+fn drop_bounding(bounding: u64, last: u32) -> Result<()> {
+    for cap in (0..=last).filter(|c| bounding & (1 << c) == 0) {
+        match caps::drop_bounding(cap) {
+            Ok(()) => {}
+            Err(e) if e.errno == nix::errno::Errno::EINVAL => {}
+            Err(e) => {
+                return Err(e).ctx(|| {
+                    format!(
+                        "dropping {} from the bounding set",
+                        caps::NAMES.get(cap as usize).unwrap_or(&"?")
+                    )
+                })
             }
         }
     }
-    let user = process.user();
+    Ok(())
+}
+
+/// process.user: groups, gid, uid, keeping the permitted capabilities across the change.
+fn switch_user(user: &oci_spec::runtime::User) -> Result<()> {
     kproc::prctl(libc::PR_SET_KEEPCAPS, 1, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
     let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
     match kproc::setgroups(&gids) {
@@ -441,26 +472,37 @@ pub(crate) fn set_user_and_caps(
     kproc::setresuid(user.uid())
         .ctx(|| format!("process.user.uid {}: is it mapped in the user namespace?", user.uid()))?;
     kproc::prctl(libc::PR_SET_KEEPCAPS, 0, 0).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
-    let wanted = caps::CapSets { effective, permitted, inheritable };
+    Ok(())
+}
+
+/// Sets the granted sets (with CAP_SYS_ADMIN staged in, for a filter installed later
+/// without noNewPrivileges) and the ambient set. Returns (final sets, staged sets).
+fn set_caps(
+    granted: &CapRequest,
+    held: &caps::CapSets,
+    keep_sys_admin: bool,
+    last: u32,
+) -> Result<(caps::CapSets, caps::CapSets)> {
+    let wanted = caps::CapSets {
+        effective: granted.effective,
+        permitted: granted.permitted,
+        inheritable: granted.inheritable,
+    };
     let mut staged = wanted;
-    if keep_sys_admin {
-        // KEEPCAPS kept the permitted set across setresuid: it is still `held`'s.
-        if held.permitted & (1 << CAP_SYS_ADMIN) != 0 {
-            staged.permitted |= 1 << CAP_SYS_ADMIN;
-            staged.effective |= 1 << CAP_SYS_ADMIN;
-        }
+    // KEEPCAPS kept the permitted set across setresuid: it is still `held`'s.
+    if keep_sys_admin && held.permitted & (1 << CAP_SYS_ADMIN) != 0 {
+        staged.permitted |= 1 << CAP_SYS_ADMIN;
+        staged.effective |= 1 << CAP_SYS_ADMIN;
     }
     caps::set(&staged).ctx(|| "setting process.capabilities (effective must be within permitted)".into())?;
     caps::clear_ambient().ctx(|| "clearing the ambient capabilities".into())?;
-    for cap in 0..=last {
-        if ambient & (1 << cap) != 0 {
-            caps::raise_ambient(cap).ctx(|| {
-                format!(
-                    "raising ambient {}: it must also be in permitted and inheritable",
-                    caps::NAMES.get(cap as usize).unwrap_or(&"?")
-                )
-            })?;
-        }
+    for cap in (0..=last).filter(|c| granted.ambient & (1 << c) != 0) {
+        caps::raise_ambient(cap).ctx(|| {
+            format!(
+                "raising ambient {}: it must also be in permitted and inheritable",
+                caps::NAMES.get(cap as usize).unwrap_or(&"?")
+            )
+        })?;
     }
     Ok((wanted, staged))
 }
@@ -528,5 +570,47 @@ mod find_executable_tests {
         );
         assert_eq!(podman_code(&p), 127, "{p}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_fit_what_the_runtime_holds_and_say_what_is_left_out() {
+        let bit = |c: u32| 1u64 << c;
+        let (chown, kill, net_admin) = (bit(0), bit(5), bit(12));
+        let held = caps::CapSets { effective: chown | kill, permitted: chown | kill, inheritable: 0 };
+        let wanted = CapRequest {
+            bounding: chown | kill | net_admin,
+            effective: chown | net_admin,
+            permitted: chown | net_admin,
+            inheritable: chown,
+            ambient: chown | kill,
+        };
+        let (granted, missing) = wanted.fit(&held, chown | kill);
+        assert_eq!(
+            granted,
+            CapRequest {
+                bounding: chown | kill | net_admin,
+                effective: chown,
+                permitted: chown,
+                inheritable: chown,
+                ambient: chown
+            }
+        );
+        assert_eq!(
+            missing,
+            vec![
+                ("bounding", net_admin),
+                ("permitted", net_admin),
+                ("effective", net_admin),
+                ("ambient", kill)
+            ]
+        );
+        let everything =
+            CapRequest { bounding: chown, effective: chown, permitted: chown, inheritable: 0, ambient: 0 };
+        assert_eq!(everything.fit(&held, chown | kill), (everything, vec![]));
     }
 }
