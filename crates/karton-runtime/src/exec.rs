@@ -9,7 +9,7 @@ use karton_ns::NsType;
 use karton_sys::{clone as kclone, ns as kns, process as kproc};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Capability, Process};
 
 use crate::channel::{self, Msg};
 use crate::container::Runtime;
@@ -30,6 +30,67 @@ pub struct ExecOpts {
     pub cgroup: Vec<String>,
 }
 
+/// A command to exec with the container's own process settings, changed where asked (what
+/// `karton exec CMD` takes besides `--process FILE`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecProcess {
+    pub args: Vec<String>,
+    pub terminal: bool,
+    /// `(NAME, value)` pairs; each replaces a variable of the same name.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub uid: Option<u32>,
+    /// With `uid`: the group; `None` keeps the container's.
+    pub gid: Option<u32>,
+    pub additional_gids: Vec<u32>,
+    /// Added to the bounding, effective and permitted sets.
+    pub caps: Vec<Capability>,
+    pub no_new_privs: bool,
+}
+
+impl ExecProcess {
+    /// The container's `process` (from its config) with these changes applied.
+    pub fn apply_to(&self, base: Option<Process>) -> Process {
+        let mut p = base.unwrap_or_default();
+        p.set_args(Some(self.args.clone()));
+        p.set_terminal(Some(self.terminal));
+        p.set_console_size(None);
+        let mut env = p.env().clone().unwrap_or_default();
+        for (name, value) in &self.env {
+            env.retain(|e| e.split('=').next() != Some(name.as_str()));
+            env.push(format!("{name}={value}"));
+        }
+        p.set_env(Some(env));
+        if let Some(c) = &self.cwd {
+            p.set_cwd(c.clone());
+        }
+        if let Some(uid) = self.uid {
+            let gid = self.gid.unwrap_or(p.user().gid());
+            p.user_mut().set_uid(uid);
+            p.user_mut().set_gid(gid);
+        }
+        if !self.additional_gids.is_empty() {
+            p.user_mut().set_additional_gids(Some(self.additional_gids.clone()));
+        }
+        if !self.caps.is_empty() {
+            let mut caps = p.capabilities().clone().unwrap_or_default();
+            let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = s.clone().unwrap_or_default();
+                s.extend(self.caps.iter().copied());
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            p.set_capabilities(Some(caps));
+        }
+        if self.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        p
+    }
+}
+
 impl Runtime {
     /// The container's saved config.
     pub fn saved_spec(&self, id: &str) -> Result<oci_spec::runtime::Spec> {
@@ -40,6 +101,11 @@ impl Runtime {
         }
         let text = std::fs::read_to_string(&path).ctx(|| format!("reading {}", path.display()))?;
         crate::config::parse_spec(&text, &path)
+    }
+
+    /// The process `exec` runs for `e`: the container's saved `process` with `e`'s changes.
+    pub fn exec_process(&self, id: &str, e: &ExecProcess) -> Result<Process> {
+        Ok(e.apply_to(self.saved_spec(id)?.process().clone()))
     }
 
     /// Runs `process` in the container. Returns the exit status (code, or 128 + signal)
@@ -288,4 +354,30 @@ fn exec_child(
     let _ = chan.send(&Msg::Ready);
     let err = prepared.launch(filter, pid, &state);
     kclone::exit_now(err.report(std::io::stderr().as_fd()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_process_changes_only_what_is_asked() {
+        let mut base = Process::default();
+        base.set_env(Some(vec!["PATH=/bin".into(), "A=1".into()]));
+        let e = ExecProcess {
+            args: vec!["sh".into()],
+            env: vec![("A".into(), "2".into())],
+            uid: Some(7),
+            caps: vec![Capability::NetAdmin],
+            ..Default::default()
+        };
+        let p = e.apply_to(Some(base.clone()));
+        assert_eq!(p.args().as_deref(), Some(&["sh".to_string()][..]));
+        assert_eq!(p.env().as_deref(), Some(&["PATH=/bin".to_string(), "A=2".to_string()][..]));
+        assert_eq!((p.user().uid(), p.user().gid()), (7, base.user().gid()));
+        let caps = p.capabilities().clone().expect("test value");
+        assert!(caps.bounding().as_ref().is_some_and(|s| s.contains(&Capability::NetAdmin)));
+        assert_eq!(p.cwd(), base.cwd());
+        assert_eq!(p.no_new_privileges(), base.no_new_privileges());
+    }
 }

@@ -30,5 +30,5 @@ pub mod util;
 pub use config::Config;
 pub use container::{CreateOpts, Created, Runtime, OCI_VERSION};
 pub use error::{Error, Result};
-pub use exec::ExecOpts;
+pub use exec::{ExecOpts, ExecProcess};
 pub use state::{Record, Status, Store};

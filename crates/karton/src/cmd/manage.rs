@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use karton_runtime::ExecOpts;
-use oci_spec::runtime::{LinuxCpu, LinuxPids, LinuxResources, Process};
+use karton_runtime::{ExecOpts, ExecProcess};
+use oci_spec::runtime::{Capability, LinuxCpu, LinuxPids, LinuxResources, Process};
 
 use super::lifecycle::{runtime, ListFormat};
 use crate::Global;
@@ -136,62 +136,7 @@ pub fn exec(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
             if a.command.is_empty() {
                 bail!("exec: no command given: pass the command after the container ID, or --process FILE");
             }
-            let spec = rt.saved_spec(&a.id)?;
-            let mut p = spec.process().clone().unwrap_or_default();
-            p.set_args(Some(a.command.clone()));
-            p.set_terminal(Some(a.tty));
-            p.set_console_size(None);
-            let mut env = p.env().clone().unwrap_or_default();
-            for kv in &a.env {
-                if !kv.contains('=') {
-                    bail!("--env {kv:?}: write it as NAME=value");
-                }
-                let name = kv.split('=').next().unwrap_or("");
-                env.retain(|e| e.split('=').next() != Some(name));
-                env.push(kv.clone());
-            }
-            p.set_env(Some(env));
-            if let Some(c) = &a.cwd {
-                p.set_cwd(c.clone());
-            }
-            if let Some(u) = &a.user {
-                let (uid, gid) = match u.split_once(':') {
-                    Some((u, g)) => (u.parse::<u32>(), g.parse::<u32>()),
-                    None => (u.parse::<u32>(), Ok(p.user().gid())),
-                };
-                let (Ok(uid), Ok(gid)) = (uid, gid) else {
-                    bail!("--user {u:?}: give numeric UID[:GID]");
-                };
-                p.user_mut().set_uid(uid);
-                p.user_mut().set_gid(gid);
-            }
-            if !a.additional_gids.is_empty() {
-                p.user_mut().set_additional_gids(Some(a.additional_gids.clone()));
-            }
-            if !a.caps.is_empty() {
-                let mut caps = p.capabilities().clone().unwrap_or_default();
-                for c in &a.caps {
-                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::json!(c))
-                        .map_err(|_| {
-                            anyhow::anyhow!(
-                                "--cap {c:?}: unknown capability: use a name such as CAP_NET_ADMIN"
-                            )
-                        })?;
-                    let add = |s: &Option<oci_spec::runtime::Capabilities>| {
-                        let mut s = s.clone().unwrap_or_default();
-                        s.insert(cap);
-                        Some(s)
-                    };
-                    caps.set_bounding(add(caps.bounding()));
-                    caps.set_effective(add(caps.effective()));
-                    caps.set_permitted(add(caps.permitted()));
-                }
-                p.set_capabilities(Some(caps));
-            }
-            if a.no_new_privs {
-                p.set_no_new_privileges(Some(true));
-            }
-            p
+            rt.exec_process(&a.id, &exec_process(&a)?)?
         }
     };
     let opts = ExecOpts {
@@ -203,6 +148,50 @@ pub fn exec(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
         cgroup: a.cgroup,
     };
     Ok(rt.exec(&a.id, &process, &opts)?)
+}
+
+/// The command-line changes to the container's process, typed.
+fn exec_process(a: &ExecArgs) -> anyhow::Result<ExecProcess> {
+    let mut env = Vec::new();
+    for kv in &a.env {
+        let Some((name, value)) = kv.split_once('=') else {
+            bail!("--env {kv:?}: write it as NAME=value");
+        };
+        env.push((name.to_string(), value.to_string()));
+    }
+    let (uid, gid) = match &a.user {
+        None => (None, None),
+        Some(u) => {
+            let (uid, gid) = match u.split_once(':') {
+                Some((u, g)) => (u.parse::<u32>(), g.parse::<u32>().map(Some)),
+                None => (u.parse::<u32>(), Ok(None)),
+            };
+            let (Ok(uid), Ok(gid)) = (uid, gid) else {
+                bail!("--user {u:?}: give numeric UID[:GID]");
+            };
+            (Some(uid), gid)
+        }
+    };
+    let caps = a
+        .caps
+        .iter()
+        .map(|c| {
+            serde_json::from_value::<Capability>(serde_json::json!(c)).map_err(|_| {
+                anyhow::anyhow!("--cap {c:?}: unknown capability: use a name such as CAP_NET_ADMIN")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(ExecProcess {
+        args: a.command.clone(),
+        terminal: a.tty,
+        env,
+        cwd: a.cwd.clone(),
+        uid,
+        gid,
+        additional_gids: a.additional_gids.clone(),
+        caps,
+        no_new_privs: a.no_new_privs,
+    })
 }
 
 pub fn pause(a: super::lifecycle::IdArg, g: &Global) -> anyhow::Result<i32> {
