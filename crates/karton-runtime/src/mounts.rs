@@ -445,9 +445,13 @@ pub fn make_target(root: BorrowedFd<'_>, dest: &Path, file: bool) -> Result<Owne
     for (i, c) in comps.iter().enumerate() {
         prefix.push(c);
         let last = i + 1 == comps.len();
-        match open_in_root(root, &prefix) {
+        // The whole path failed to open just above: for the last component that open
+        // would fail again (every parent exists now), so go straight to creating it; if
+        // it exists after all, mkdirat says EEXIST and the open below reports why.
+        let found = if last { Err(()) } else { open_in_root(root, &prefix).map_err(drop) };
+        match found {
             Ok(fd) => parent = fd,
-            Err(_) => {
+            Err(()) => {
                 let name = c.as_os_str();
                 if last && file {
                     let f = nix::fcntl::openat(
