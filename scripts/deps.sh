@@ -13,6 +13,9 @@ pkgs=(
     # podman's default network (netavark's bridge, port forwarding through iptables), rootless
     # networking (slirp4netns), and the engine tests' tools (curl, ss, python3)
     netavark aardvark-dns iptables slirp4netns curl iproute2 python3
+    # Kubernetes' node path (crates/karton-cri-tests): CNI plugins for containerd's CRI plugin,
+    # protoc for the k8s-cri crate's build, a static libc for the test's pause image
+    containernetworking-plugins protobuf-compiler gcc libc6-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do

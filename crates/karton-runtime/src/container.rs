@@ -935,7 +935,7 @@ fn load_saved_spec(dir: &Path) -> Option<oci_spec::runtime::Spec> {
 /// The device rules the container needs whatever its config says, appended to the
 /// config's as runc does: mknod of anything, the default devices, ptys and the
 /// config's own linux.devices.
-fn with_default_device_rules(
+pub(crate) fn with_default_device_rules(
     res: &oci_spec::runtime::LinuxResources,
     linux: Option<&oci_spec::runtime::Linux>,
 ) -> oci_spec::runtime::LinuxResources {

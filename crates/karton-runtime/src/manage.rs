@@ -79,7 +79,12 @@ impl Runtime {
                 reason: "there is nothing to update".into(),
             });
         }
-        self.cgroup_of(&rec)?.update(res)?;
+        // Device rules replace the cgroup's whole list: keep the defaults every container
+        // needs (ptys, /dev/null, ...), as at create. containerd's CRI plugin sends the
+        // config's full resources, a deny-all rule included, on UpdateContainerResources.
+        let spec = self.saved_spec(id).ok();
+        let linux = spec.as_ref().and_then(|s| s.linux().as_ref());
+        self.cgroup_of(&rec)?.update(&crate::container::with_default_device_rules(res, linux))?;
         let path = lock.dir.join(crate::state::CONFIG_FILE);
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text) {

@@ -375,6 +375,36 @@ fn update_is_all_or_nothing() {
     assert_eq!(read(&mem, "memory.limit_in_bytes"), (128u64 << 20).to_string());
 }
 
+/// containerd's CRI plugin sends the config's whole linux.resources on
+/// UpdateContainerResources, its deny-all device rule included. The update must keep the
+/// default devices as create does: before the fix every device was denied after it and
+/// `exec -t` failed opening /dev/ptmx (EPERM).
+#[test]
+fn update_with_a_deny_all_device_rule_keeps_the_default_devices() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = sleeper();
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    let id = start(&k, &b);
+    let res = b.path().join("res.json");
+    std::fs::write(
+        &res,
+        r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"limit": 100663296}}"#,
+    )
+    .unwrap();
+    let o = k.run(&["update", "--resources", res.to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dev = cgroup_dirs_named(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/devices")).unwrap();
+    let list = std::fs::read_to_string(dev.join("devices.list")).unwrap();
+    for rule in ["c 5:2 rwm", "c 136:* rwm", "c 1:3 rwm"] {
+        assert!(list.lines().any(|l| l == rule), "{rule} missing after update:\n{list}");
+    }
+    let o = k.run(&["exec", &id, "sh", "-c", "echo x > /dev/null && exec 3<>/dev/ptmx && echo opened"]);
+    assert_eq!(out_str(&o).trim(), "opened", "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn kill_all_and_exec_tty() {
     if !can_run() {
