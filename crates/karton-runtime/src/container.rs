@@ -44,6 +44,8 @@ pub struct Created {
 /// The runtime: a state root and how to reach the host's facilities.
 pub struct Runtime {
     store: Store,
+    /// New containers get a systemd scope as their cgroup (`--systemd-cgroup`).
+    systemd_cgroup: bool,
 }
 
 /// Undoes a half-made container when create fails at any point.
@@ -81,7 +83,14 @@ impl Cleanup {
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Runtime {
-        Runtime { store: Store::new(root) }
+        Runtime { store: Store::new(root), systemd_cgroup: false }
+    }
+
+    /// Containers created from now on get a transient systemd scope as their cgroup
+    /// (`--systemd-cgroup`); the others keep the driver recorded in their state.
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Runtime {
+        self.systemd_cgroup = on;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -284,6 +293,9 @@ impl Runtime {
         drop(child_end);
         drop(plan);
         cleanup.child = Some((first, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
+        if rec.cgroup.as_ref().is_some_and(|c| c.systemd_unit().is_some()) {
+            self.start_systemd_scope(first, linux, lock, rec, cleanup)?;
+        }
         if let Some(cg) = &rec.cgroup {
             cg.add_pid(first, into_cgroup)?;
         }
@@ -369,6 +381,11 @@ impl Runtime {
     ) -> Result<()> {
         // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
         let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
+        if rootless && self.systemd_cgroup {
+            return Err(Error::Unsupported(
+                "--systemd-cgroup: rootless containers would need the user's systemd (systemdUser), which karton does not drive: drop --systemd-cgroup".into(),
+            ));
+        }
         if rootless
             && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none()
             && linux.and_then(|l| l.cgroups_path().as_ref()).is_none()
@@ -379,6 +396,14 @@ impl Runtime {
         let host = karton_cgroup::Host::detect()?;
         let cgroups_path =
             linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        if self.systemd_cgroup {
+            // The scope needs the init's pid: recorded now, started after the clone.
+            let cg = Cgroup::plan_systemd(&host, cgroups_path.as_deref(), id)?;
+            rec.cgroup = Some(cg.clone());
+            lock.save(rec)?;
+            cleanup.cgroup = Some(cg);
+            return Ok(());
+        }
         let rootless_hint = |e: karton_cgroup::Error| {
             if rootless {
                 Error::Unsupported(format!(
@@ -396,6 +421,29 @@ impl Runtime {
         rec.cgroup = Some(cg.clone());
         lock.save(rec)?;
         if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+            cg.apply(&with_default_device_rules(res, linux))?;
+        }
+        Ok(())
+    }
+
+    /// The systemd driver's second half: the scope with `pid` in it, then the directories
+    /// systemd leaves to us and every limit through cgroupfs.
+    fn start_systemd_scope(
+        &self,
+        pid: i32,
+        linux: Option<&oci_spec::runtime::Linux>,
+        lock: &Locked,
+        rec: &mut Record,
+        cleanup: &mut Cleanup,
+    ) -> Result<()> {
+        let Some(cg) = rec.cgroup.as_mut() else { return Ok(()) };
+        let res = linux.and_then(|l| l.resources().as_ref());
+        let started = cg.start_unit(pid, res);
+        // Whatever start made (unit, directories) is recorded for delete, even on failure.
+        cleanup.cgroup = Some(cg.clone());
+        lock.save(rec)?;
+        started?;
+        if let (Some(res), Some(cg)) = (res, &rec.cgroup) {
             cg.apply(&with_default_device_rules(res, linux))?;
         }
         Ok(())
