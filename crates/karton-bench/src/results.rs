@@ -302,12 +302,12 @@ impl BenchResults {
     pub fn save_json(&self, path: &Path) -> Result<(), BenchError> {
         let mut text = serde_json::to_string(self).map_err(|e| BenchError::Encode(e.to_string()))?;
         text.push('\n');
-        write_atomic(path, text.as_bytes())
+        write_file(path, text.as_bytes())
     }
 
     /// Writes the CSV form atomically: one line per (series, configuration).
     pub fn save_csv(&self, path: &Path) -> Result<(), BenchError> {
-        write_atomic(path, self.to_csv().as_bytes())
+        write_file(path, self.to_csv().as_bytes())
     }
 
     pub fn to_csv(&self) -> String {
@@ -376,22 +376,14 @@ fn csv(s: &str) -> String {
     }
 }
 
-/// temp file + fsync + rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
-    use std::io::Write as _;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let io = |what: &str, source| BenchError::Io { what: format!("{what} {}", tmp.display()), source };
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating", e))?;
-    f.write_all(bytes).map_err(|e| io("writing", e))?;
-    f.sync_all().map_err(|e| io("syncing", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-        .map_err(|source| BenchError::Io { what: format!("renaming to {}", path.display()), source })
+/// Writes a results or report file atomically and fsynced (the rule: karton_sys::atomic).
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
+    karton_sys::atomic::write_atomic(path, bytes, karton_sys::atomic::Durability::Fsync)
+        .map_err(BenchError::io(format!("writing {}", path.display())))
 }
 
-/// RFC 3339 UTC time of `t`.
+/// RFC 3339 UTC time of `t` (the runner stamps its results with it).
+#[cfg(feature = "runner")]
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     karton_runtime::util::rfc3339_seconds(secs as i64)
@@ -402,6 +394,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "runner")]
     #[test]
     fn rfc3339_known_dates() {
         let t = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);

@@ -274,7 +274,7 @@ impl Runner {
     fn write_bundle(&self, dir: &Path, spec: &serde_json::Value) -> Result<(), BenchError> {
         std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
         let text = serde_json::to_string_pretty(spec).map_err(|e| BenchError::Encode(e.to_string()))?;
-        write_atomic(&dir.join("config.json"), text.as_bytes())
+        write_file(&dir.join("config.json"), text.as_bytes())
     }
 
     /// Runs one measurement of `b` under `c`; Err carries the reason (stderr).

@@ -475,10 +475,9 @@ impl Cgroup {
     /// the directories it made.
     pub fn delete(&self) -> Result<(), Error> {
         if let Some(unit) = &self.systemd {
-            match systemd::Manager::connect() {
-                Ok(m) => m.stop(&unit.name)?,
-                // Without systemd there is no unit left to stop; the directories still go.
-                Err(e) => tracing::debug!("stopping {}: {e}", unit.name),
+            // Without systemd there is no unit left to stop; the directories still go.
+            if let Ok(m) = systemd::Manager::connect() {
+                m.stop(&unit.name)?;
             }
             let deadline = Instant::now() + DELETE_TIMEOUT;
             for dir in self.dirs() {

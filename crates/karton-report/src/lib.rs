@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use karton_bench::compare;
-use karton_bench::results::{fmt_value, BenchResults, RowStatus, Series};
+use karton_bench::results::{fmt_value, BenchResults, Instrumented, RowStatus, Series};
 
 use svg::{esc, Bar, Line};
 
@@ -109,9 +109,9 @@ pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
         page.insert_str(at, &audit_html);
     }
     let html_path = dir.join("index.html");
-    karton_bench::results::write_atomic(&html_path, page.as_bytes())?;
+    karton_bench::results::write_file(&html_path, page.as_bytes())?;
     let md_path = dir.join("summary.md");
-    karton_bench::results::write_atomic(&md_path, md.as_bytes())?;
+    karton_bench::results::write_file(&md_path, md.as_bytes())?;
     let mut csv = Vec::new();
     for i in &inputs.bench {
         let p = dir.join(Path::new(&i.name).with_extension("csv").file_name().unwrap_or_default());
@@ -139,9 +139,9 @@ pub fn write(inputs: &[Input], dir: &Path) -> Result<Written, ReportError> {
         .map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
     let (html, charts) = html(inputs);
     let html_path = dir.join("index.html");
-    karton_bench::results::write_atomic(&html_path, html.as_bytes())?;
+    karton_bench::results::write_file(&html_path, html.as_bytes())?;
     let md_path = dir.join("summary.md");
-    karton_bench::results::write_atomic(&md_path, markdown(inputs).as_bytes())?;
+    karton_bench::results::write_file(&md_path, markdown(inputs).as_bytes())?;
     let mut csv = Vec::new();
     for i in inputs {
         let p = dir.join(Path::new(&i.name).with_extension("csv").file_name().unwrap_or_default());
@@ -293,298 +293,355 @@ fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> 
 pub fn html(inputs: &[Input]) -> (String, usize) {
     let mut h = String::new();
     let mut charts = 0;
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>karton bench report</title><style>");
-    h.push_str("body{font-family:sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1em 0}figcaption{color:#555;font-size:90%}.skip{color:#a00}code{background:#f4f4f4}");
-    h.push_str("</style></head><body>\n<h1>karton bench: how each namespace changes an application's performance</h1>\n");
+    page_head(&mut h);
     if inputs.len() > 1 {
-        let _ = write!(h, "<h2>Run to run</h2><p>{} results files. Changes of every series between the first and each later file (Mann-Whitney U on the raw samples, 95% CI overlap).</p>", inputs.len());
-        for other in &inputs[1..] {
-            let ch = compare::compare(&inputs[0].results, &other.results);
-            let _ = write!(h, "<h3>{} → {}</h3><table><tr><th>series</th><th>config</th><th>A</th><th>B</th><th>change</th><th>p</th><th>verdict</th></tr>", esc(&inputs[0].name), esc(&other.name));
-            for c in ch.iter().filter(|c| c.series.starts_with("primes") || c.significant) {
-                let _ = write!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:+.2}%</td><td>{:.4}</td><td>{}</td></tr>",
-                    esc(&c.series),
-                    esc(&c.config),
-                    fmt_value(c.median_a),
-                    fmt_value(c.median_b),
-                    c.change_pct,
-                    c.p_value,
-                    c.verdict
-                );
-            }
-            h.push_str("</table>");
-        }
+        run_to_run(&mut h, inputs);
     }
     for inp in inputs {
         let r = &inp.results;
         let _ = write!(h, "<h2>{}</h2>", esc(&inp.name));
-        let m = &r.machine;
-        let _ = write!(
-            h,
-            "<table><tr><th>profile</th><td>{}</td></tr><tr><th>run</th><td>{} → {} ({})</td></tr><tr><th>karton</th><td>{}</td></tr><tr><th>kernel</th><td>{} {} ({})</td></tr><tr><th>CPU</th><td>{} × {}</td></tr><tr><th>memory</th><td>{} MiB</td></tr><tr><th>cgroups</th><td>{}</td></tr><tr><th>lockdown</th><td>{}</td></tr><tr><th>instruments</th><td>{}</td></tr><tr><th>other runtimes</th><td>{}</td></tr></table>",
-            esc(&r.profile),
-            esc(&r.started_at),
-            esc(r.finished_at.as_deref().unwrap_or("(unfinished)")),
-            if r.complete { "complete" } else if r.interrupted { "interrupted: finished rows only" } else { "partial" },
-            esc(&r.karton_version),
-            esc(&m.kernel),
-            esc(&m.arch),
-            esc(&m.os),
-            m.cpus,
-            esc(&m.cpu_model),
-            m.mem_total_kib / 1024,
-            esc(&m.cgroup_layout),
-            esc(m.lockdown.as_deref().unwrap_or("unreadable")),
-            esc(&m.instruments.join(", ")),
-            esc(&m.runtimes.join(", "))
-        );
-        h.push_str("<h3>Key figures</h3>");
-        for (title, head, rows) in key_tables(r) {
-            let _ = write!(h, "<table><caption>{}</caption><tr>", esc(&title));
-            for c in &head {
-                let _ = write!(h, "<th>{}</th>", esc(c));
-            }
-            h.push_str("</tr>");
-            for row in rows {
-                h.push_str("<tr>");
-                for c in row {
-                    let _ = write!(h, "<td>{}</td>", esc(&c));
-                }
-                h.push_str("</tr>");
-            }
-            h.push_str("</table>");
-        }
-        let me = &r.method;
-        let _ = write!(
-            h,
-            "<p>Method: {} warm-up(s); {}–{} rounds, {}; stop when every row's 95% bootstrap CI of the median is within ±{}% ({} resamples, seed {}); ratios vs <b>{}</b> pair by pair within a round; outliers: {}.</p>",
-            me.warmups, me.min_rounds, me.max_rounds, esc(&me.interleaving), me.target_ci_pct, me.bootstrap_resamples, me.seed, esc(&me.baseline), esc(&me.outliers)
-        );
-        if !r.notes.is_empty() {
-            h.push_str("<ul>");
-            for n in &r.notes {
-                let _ = write!(h, "<li>{}</li>", esc(n));
-            }
-            h.push_str("</ul>");
-        }
-        h.push_str("<details><summary>Configurations</summary><table><tr><th>name</th><th>runtime</th><th>namespaces</th><th>cgroup limits</th><th>seccomp</th><th>user mapping</th><th>description</th></tr>");
-        for c in &r.configurations {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
-                esc(&c.name),
-                esc(&c.runtime),
-                esc(&c.namespaces.join(" ")),
-                c.cgroup_limits,
-                c.seccomp,
-                esc(c.user_mapping.as_deref().unwrap_or("")),
-                esc(&c.description)
-            );
-        }
-        h.push_str("</table></details>\n<h3>Workloads: per-namespace overhead</h3>");
-        for s in r.series.iter().filter(|s| s.workload != "lifecycle") {
-            let _ = write!(
-                h,
-                "<h4 id=\"{}\">{}</h4><p>{} — <code>karton workload {} {}</code>; {} rounds{}.</p>",
-                esc(&s.id),
-                esc(&s.id),
-                esc(&s.description),
-                esc(&s.workload),
-                esc(&s.args.join(" ")),
-                s.rounds,
-                if s.converged {
-                    ", CI target reached"
-                } else {
-                    ", CI target not reached (cap or time budget)"
-                }
-            );
-            if let Some(c) = ratio_chart(s) {
-                charts += figure(&mut h, c, &format!("{}: {} ({}), ratio to bare", s.id, s.metric, s.unit));
-            }
-            series_table(&mut h, s);
-        }
+        machine_table(&mut h, r);
+        key_figures(&mut h, r);
+        method_and_notes(&mut h, r);
+        configurations(&mut h, r);
+        charts += workload_series(&mut h, r);
         if !r.ns_create.is_empty() {
-            h.push_str("<h3>Namespace creation (unshare in a forked child; destroy = exit + reap)</h3>");
-            let mut cells: Vec<_> = r.ns_create.iter().filter(|c| c.status == RowStatus::Ok).collect();
-            cells.sort_by_key(|c| (ns_order(&c.ns), c.workers));
-            let one: Vec<Bar> = cells
-                .iter()
-                .filter(|c| c.workers == 1)
-                .filter_map(|c| {
-                    let u = c.unshare_us.as_ref()?;
-                    Some(Bar {
-                        label: c.ns.clone(),
-                        value: u.median,
-                        ci: Some((u.ci_low, u.ci_high)),
-                        note: format!("{} µs (n={})", fmt_value(u.median), u.n),
-                        highlight: c.ns == "network",
-                    })
-                })
-                .collect();
-            if !one.is_empty() {
-                charts += figure(
-                    &mut h,
-                    svg::hbars("unshare(CLONE_NEW*) latency, one worker — median, 95% CI", "µs", &one, None),
-                    "Cost of creating one namespace of each type",
-                );
-            }
-            let mut types: Vec<&str> = cells.iter().map(|c| c.ns.as_str()).collect();
-            types.dedup();
-            let lat: Vec<Line> = types
-                .iter()
-                .map(|t| Line {
-                    label: t.to_string(),
-                    points: cells
-                        .iter()
-                        .filter(|c| c.ns == *t)
-                        .filter_map(|c| Some((c.workers as f64, c.unshare_us.as_ref()?.median)))
-                        .collect(),
-                })
-                .collect();
-            let thr: Vec<Line> = types
-                .iter()
-                .map(|t| Line {
-                    label: t.to_string(),
-                    points: cells
-                        .iter()
-                        .filter(|c| c.ns == *t)
-                        .filter_map(|c| Some((c.workers as f64, c.throughput.as_ref()?.median)))
-                        .collect(),
-                })
-                .collect();
-            if lat.iter().any(|l| !l.points.is_empty()) {
-                charts += figure(
-                    &mut h,
-                    svg::lines(
-                        "unshare latency vs concurrent workers (median)",
-                        "concurrent workers",
-                        "µs (log)",
-                        &lat,
-                        true,
-                    ),
-                    "Scaling of namespace creation with concurrency: latency",
-                );
-                charts += figure(
-                    &mut h,
-                    svg::lines(
-                        "namespaces created + destroyed per second, all workers",
-                        "concurrent workers",
-                        "namespaces/s (log)",
-                        &thr,
-                        true,
-                    ),
-                    "Scaling of namespace creation with concurrency: throughput",
-                );
-            }
-            h.push_str("<table><tr><th>namespace</th><th>workers</th><th>unshare µs (median)</th><th>95% CI</th><th>n</th><th>create+destroy µs</th><th>ns/s</th></tr>");
-            for c in &r.ns_create {
-                match (&c.unshare_us, &c.cycle_us, &c.throughput) {
-                    (Some(u), cy, tp) => {
-                        let _ = write!(
-                            h,
-                            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                            esc(&c.ns),
-                            c.workers,
-                            fmt_value(u.median),
-                            fmt_value(u.ci_low),
-                            fmt_value(u.ci_high),
-                            u.n,
-                            cy.as_ref().map(|x| fmt_value(x.median)).unwrap_or_default(),
-                            tp.as_ref().map(|x| fmt_value(x.median)).unwrap_or_default()
-                        );
-                    }
-                    _ => {
-                        let _ = write!(h, "<tr class=\"skip\"><td>{}</td><td>{}</td><td colspan=\"5\">skipped: {}</td></tr>", esc(&c.ns), c.workers, esc(c.reason.as_deref().unwrap_or("")));
-                    }
-                }
-            }
-            h.push_str("</table>");
+            charts += ns_create(&mut h, r);
         }
-        for s in r.series.iter().filter(|s| s.workload == "lifecycle") {
-            h.push_str("<h3>Container lifecycle: create → start → exit → delete</h3>");
-            let _ = write!(h, "<p>{}</p>", esc(&s.description));
-            if let Some(c) = median_chart(s) {
-                charts += figure(&mut h, c, "Lifecycle wall time per runtime (lower is better)");
-            }
-            series_table(&mut h, s);
-        }
+        charts += lifecycle(&mut h, r);
         if let Some(ins) = &r.instrumented {
-            let _ = write!(h, "<h3>Instrumented pass (karton-probe, separate from the timed passes)</h3><p>Workload <code>{} {}</code>; instruments: {}.</p>", esc(&ins.workload), esc(&ins.args.join(" ")), esc(&ins.instruments.join("; ")));
-            for n in &ins.notes {
-                let _ = write!(h, "<p>{}</p>", esc(n));
-            }
-            for run in &ins.runs {
-                let _ = write!(
-                    h,
-                    "<h4>{}</h4><p>context switches {}, page faults {}{}{}</p>",
-                    esc(&run.config),
-                    run.context_switches,
-                    run.page_faults,
-                    if run.peak_rss_kib > 0 {
-                        format!(", peak RSS {} KiB", run.peak_rss_kib)
-                    } else {
-                        String::new()
-                    },
-                    run.footprint_functions
-                        .map(|f| format!(", kernel functions sampled {f} (footprint approximation)"))
-                        .unwrap_or_default()
-                );
-                if let Some(top) = run.syscalls.iter().max_by_key(|s| s.count) {
-                    if top.hist.iter().any(|c| *c > 0) {
-                        charts += figure(
-                            &mut h,
-                            svg::log2_hist(
-                                &format!("{} under {}: syscall latency (log2 buckets)", top.name, run.config),
-                                &top.hist,
-                            ),
-                            &format!("{} calls of {}, mean {:.0} ns", top.count, top.name, top.mean_ns),
-                        );
-                    }
-                }
-                if run.runq_hist.iter().any(|c| *c > 0) {
-                    charts += figure(
-                        &mut h,
-                        svg::log2_hist(&format!("run-queue latency under {}", run.config), &run.runq_hist),
-                        "wakeup → on-CPU",
-                    );
-                }
-                h.push_str("<table><tr><th>syscall</th><th>count</th><th>errors</th><th>mean ns</th></tr>");
-                let mut sc = run.syscalls.clone();
-                sc.sort_by_key(|s| std::cmp::Reverse(s.count));
-                for s in sc.iter().take(10) {
-                    let _ = write!(
-                        h,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
-                        esc(&s.name),
-                        s.count,
-                        s.errors,
-                        s.mean_ns
-                    );
-                }
-                h.push_str("</table>");
-            }
-            if !ins.overhead.is_empty() {
-                h.push_str("<p>Probe overhead (same workload, without and with the probe attached):</p><table><tr><th>config</th><th>metric</th><th>without</th><th>with</th><th>change</th></tr>");
-                for o in &ins.overhead {
-                    let _ = write!(
-                        h,
-                        "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{:+.1}%</td></tr>",
-                        esc(&o.config),
-                        esc(&o.metric),
-                        esc(&o.unit),
-                        fmt_value(o.without_probe),
-                        fmt_value(o.with_probe),
-                        (o.with_probe / o.without_probe - 1.0) * 100.0
-                    );
-                }
-                h.push_str("</table>");
-            }
+            charts += instrumented(&mut h, ins);
         }
     }
     h.push_str("<p><small>Generated by <code>karton report</code>; schema karton.bench/v1 (docs/bench.md).</small></p></body></html>\n");
     (h, charts)
+}
+
+/// The document head, its style sheet and the page title.
+fn page_head(h: &mut String) {
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>karton bench report</title><style>");
+    h.push_str("body{font-family:sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1em 0}figcaption{color:#555;font-size:90%}.skip{color:#a00}code{background:#f4f4f4}");
+    h.push_str("</style></head><body>\n<h1>karton bench: how each namespace changes an application's performance</h1>\n");
+}
+
+/// Changes of every series between the first results file and each later one.
+fn run_to_run(h: &mut String, inputs: &[Input]) {
+    let _ = write!(h, "<h2>Run to run</h2><p>{} results files. Changes of every series between the first and each later file (Mann-Whitney U on the raw samples, 95% CI overlap).</p>", inputs.len());
+    for other in &inputs[1..] {
+        let ch = compare::compare(&inputs[0].results, &other.results);
+        let _ = write!(h, "<h3>{} → {}</h3><table><tr><th>series</th><th>config</th><th>A</th><th>B</th><th>change</th><th>p</th><th>verdict</th></tr>", esc(&inputs[0].name), esc(&other.name));
+        for c in ch.iter().filter(|c| c.series.starts_with("primes") || c.significant) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:+.2}%</td><td>{:.4}</td><td>{}</td></tr>",
+                esc(&c.series),
+                esc(&c.config),
+                fmt_value(c.median_a),
+                fmt_value(c.median_b),
+                c.change_pct,
+                c.p_value,
+                c.verdict
+            );
+        }
+        h.push_str("</table>");
+    }
+}
+
+/// Profile, run times, karton version and the machine the results were measured on.
+fn machine_table(h: &mut String, r: &BenchResults) {
+    let m = &r.machine;
+    let _ = write!(
+        h,
+        "<table><tr><th>profile</th><td>{}</td></tr><tr><th>run</th><td>{} → {} ({})</td></tr><tr><th>karton</th><td>{}</td></tr><tr><th>kernel</th><td>{} {} ({})</td></tr><tr><th>CPU</th><td>{} × {}</td></tr><tr><th>memory</th><td>{} MiB</td></tr><tr><th>cgroups</th><td>{}</td></tr><tr><th>lockdown</th><td>{}</td></tr><tr><th>instruments</th><td>{}</td></tr><tr><th>other runtimes</th><td>{}</td></tr></table>",
+        esc(&r.profile),
+        esc(&r.started_at),
+        esc(r.finished_at.as_deref().unwrap_or("(unfinished)")),
+        if r.complete { "complete" } else if r.interrupted { "interrupted: finished rows only" } else { "partial" },
+        esc(&r.karton_version),
+        esc(&m.kernel),
+        esc(&m.arch),
+        esc(&m.os),
+        m.cpus,
+        esc(&m.cpu_model),
+        m.mem_total_kib / 1024,
+        esc(&m.cgroup_layout),
+        esc(m.lockdown.as_deref().unwrap_or("unreadable")),
+        esc(&m.instruments.join(", ")),
+        esc(&m.runtimes.join(", "))
+    );
+}
+
+/// The key-figure tables of one results file.
+fn key_figures(h: &mut String, r: &BenchResults) {
+    h.push_str("<h3>Key figures</h3>");
+    for (title, head, rows) in key_tables(r) {
+        let _ = write!(h, "<table><caption>{}</caption><tr>", esc(&title));
+        for c in &head {
+            let _ = write!(h, "<th>{}</th>", esc(c));
+        }
+        h.push_str("</tr>");
+        for row in rows {
+            h.push_str("<tr>");
+            for c in row {
+                let _ = write!(h, "<td>{}</td>", esc(&c));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
+}
+
+/// How the rounds were run and stopped, and the run's notes.
+fn method_and_notes(h: &mut String, r: &BenchResults) {
+    let me = &r.method;
+    let _ = write!(
+        h,
+        "<p>Method: {} warm-up(s); {}–{} rounds, {}; stop when every row's 95% bootstrap CI of the median is within ±{}% ({} resamples, seed {}); ratios vs <b>{}</b> pair by pair within a round; outliers: {}.</p>",
+        me.warmups, me.min_rounds, me.max_rounds, esc(&me.interleaving), me.target_ci_pct, me.bootstrap_resamples, me.seed, esc(&me.baseline), esc(&me.outliers)
+    );
+    if !r.notes.is_empty() {
+        h.push_str("<ul>");
+        for n in &r.notes {
+            let _ = write!(h, "<li>{}</li>", esc(n));
+        }
+        h.push_str("</ul>");
+    }
+}
+
+/// The configurations compared, folded.
+fn configurations(h: &mut String, r: &BenchResults) {
+    h.push_str("<details><summary>Configurations</summary><table><tr><th>name</th><th>runtime</th><th>namespaces</th><th>cgroup limits</th><th>seccomp</th><th>user mapping</th><th>description</th></tr>");
+    for c in &r.configurations {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+            esc(&c.name),
+            esc(&c.runtime),
+            esc(&c.namespaces.join(" ")),
+            c.cgroup_limits,
+            c.seccomp,
+            esc(c.user_mapping.as_deref().unwrap_or("")),
+            esc(&c.description)
+        );
+    }
+    h.push_str("</table></details>\n");
+}
+
+/// One chart and table per workload series (lifecycle apart).
+fn workload_series(h: &mut String, r: &BenchResults) -> usize {
+    let mut charts = 0;
+    h.push_str("<h3>Workloads: per-namespace overhead</h3>");
+    for s in r.series.iter().filter(|s| s.workload != "lifecycle") {
+        let _ = write!(
+            h,
+            "<h4 id=\"{}\">{}</h4><p>{} — <code>karton workload {} {}</code>; {} rounds{}.</p>",
+            esc(&s.id),
+            esc(&s.id),
+            esc(&s.description),
+            esc(&s.workload),
+            esc(&s.args.join(" ")),
+            s.rounds,
+            if s.converged { ", CI target reached" } else { ", CI target not reached (cap or time budget)" }
+        );
+        if let Some(c) = ratio_chart(s) {
+            charts += figure(h, c, &format!("{}: {} ({}), ratio to bare", s.id, s.metric, s.unit));
+        }
+        series_table(h, s);
+    }
+    charts
+}
+
+/// Namespace creation: latency per type, scaling with workers, and the table.
+fn ns_create(h: &mut String, r: &BenchResults) -> usize {
+    let mut charts = 0;
+    h.push_str("<h3>Namespace creation (unshare in a forked child; destroy = exit + reap)</h3>");
+    let mut cells: Vec<_> = r.ns_create.iter().filter(|c| c.status == RowStatus::Ok).collect();
+    cells.sort_by_key(|c| (ns_order(&c.ns), c.workers));
+    let one: Vec<Bar> = cells
+        .iter()
+        .filter(|c| c.workers == 1)
+        .filter_map(|c| {
+            let u = c.unshare_us.as_ref()?;
+            Some(Bar {
+                label: c.ns.clone(),
+                value: u.median,
+                ci: Some((u.ci_low, u.ci_high)),
+                note: format!("{} µs (n={})", fmt_value(u.median), u.n),
+                highlight: c.ns == "network",
+            })
+        })
+        .collect();
+    if !one.is_empty() {
+        charts += figure(
+            h,
+            svg::hbars("unshare(CLONE_NEW*) latency, one worker — median, 95% CI", "µs", &one, None),
+            "Cost of creating one namespace of each type",
+        );
+    }
+    let mut types: Vec<&str> = cells.iter().map(|c| c.ns.as_str()).collect();
+    types.dedup();
+    let lat: Vec<Line> = types
+        .iter()
+        .map(|t| Line {
+            label: t.to_string(),
+            points: cells
+                .iter()
+                .filter(|c| c.ns == *t)
+                .filter_map(|c| Some((c.workers as f64, c.unshare_us.as_ref()?.median)))
+                .collect(),
+        })
+        .collect();
+    let thr: Vec<Line> = types
+        .iter()
+        .map(|t| Line {
+            label: t.to_string(),
+            points: cells
+                .iter()
+                .filter(|c| c.ns == *t)
+                .filter_map(|c| Some((c.workers as f64, c.throughput.as_ref()?.median)))
+                .collect(),
+        })
+        .collect();
+    if lat.iter().any(|l| !l.points.is_empty()) {
+        charts += figure(
+            h,
+            svg::lines(
+                "unshare latency vs concurrent workers (median)",
+                "concurrent workers",
+                "µs (log)",
+                &lat,
+                true,
+            ),
+            "Scaling of namespace creation with concurrency: latency",
+        );
+        charts += figure(
+            h,
+            svg::lines(
+                "namespaces created + destroyed per second, all workers",
+                "concurrent workers",
+                "namespaces/s (log)",
+                &thr,
+                true,
+            ),
+            "Scaling of namespace creation with concurrency: throughput",
+        );
+    }
+    h.push_str("<table><tr><th>namespace</th><th>workers</th><th>unshare µs (median)</th><th>95% CI</th><th>n</th><th>create+destroy µs</th><th>ns/s</th></tr>");
+    for c in &r.ns_create {
+        match (&c.unshare_us, &c.cycle_us, &c.throughput) {
+            (Some(u), cy, tp) => {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&c.ns),
+                    c.workers,
+                    fmt_value(u.median),
+                    fmt_value(u.ci_low),
+                    fmt_value(u.ci_high),
+                    u.n,
+                    cy.as_ref().map(|x| fmt_value(x.median)).unwrap_or_default(),
+                    tp.as_ref().map(|x| fmt_value(x.median)).unwrap_or_default()
+                );
+            }
+            _ => {
+                let _ = write!(
+                    h,
+                    "<tr class=\"skip\"><td>{}</td><td>{}</td><td colspan=\"5\">skipped: {}</td></tr>",
+                    esc(&c.ns),
+                    c.workers,
+                    esc(c.reason.as_deref().unwrap_or(""))
+                );
+            }
+        }
+    }
+    h.push_str("</table>");
+    charts
+}
+
+/// Container lifecycle wall time per runtime.
+fn lifecycle(h: &mut String, r: &BenchResults) -> usize {
+    let mut charts = 0;
+    for s in r.series.iter().filter(|s| s.workload == "lifecycle") {
+        h.push_str("<h3>Container lifecycle: create → start → exit → delete</h3>");
+        let _ = write!(h, "<p>{}</p>", esc(&s.description));
+        if let Some(c) = median_chart(s) {
+            charts += figure(h, c, "Lifecycle wall time per runtime (lower is better)");
+        }
+        series_table(h, s);
+    }
+    charts
+}
+
+/// The instrumented pass: per-configuration counters, histograms and probe overhead.
+fn instrumented(h: &mut String, ins: &Instrumented) -> usize {
+    let mut charts = 0;
+    let _ = write!(h, "<h3>Instrumented pass (karton-probe, separate from the timed passes)</h3><p>Workload <code>{} {}</code>; instruments: {}.</p>", esc(&ins.workload), esc(&ins.args.join(" ")), esc(&ins.instruments.join("; ")));
+    for n in &ins.notes {
+        let _ = write!(h, "<p>{}</p>", esc(n));
+    }
+    for run in &ins.runs {
+        let _ = write!(
+            h,
+            "<h4>{}</h4><p>context switches {}, page faults {}{}{}</p>",
+            esc(&run.config),
+            run.context_switches,
+            run.page_faults,
+            if run.peak_rss_kib > 0 { format!(", peak RSS {} KiB", run.peak_rss_kib) } else { String::new() },
+            run.footprint_functions
+                .map(|f| format!(", kernel functions sampled {f} (footprint approximation)"))
+                .unwrap_or_default()
+        );
+        if let Some(top) = run.syscalls.iter().max_by_key(|s| s.count) {
+            if top.hist.iter().any(|c| *c > 0) {
+                charts += figure(
+                    h,
+                    svg::log2_hist(
+                        &format!("{} under {}: syscall latency (log2 buckets)", top.name, run.config),
+                        &top.hist,
+                    ),
+                    &format!("{} calls of {}, mean {:.0} ns", top.count, top.name, top.mean_ns),
+                );
+            }
+        }
+        if run.runq_hist.iter().any(|c| *c > 0) {
+            charts += figure(
+                h,
+                svg::log2_hist(&format!("run-queue latency under {}", run.config), &run.runq_hist),
+                "wakeup → on-CPU",
+            );
+        }
+        h.push_str("<table><tr><th>syscall</th><th>count</th><th>errors</th><th>mean ns</th></tr>");
+        let mut sc = run.syscalls.clone();
+        sc.sort_by_key(|s| std::cmp::Reverse(s.count));
+        for s in sc.iter().take(10) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+                esc(&s.name),
+                s.count,
+                s.errors,
+                s.mean_ns
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !ins.overhead.is_empty() {
+        h.push_str("<p>Probe overhead (same workload, without and with the probe attached):</p><table><tr><th>config</th><th>metric</th><th>without</th><th>with</th><th>change</th></tr>");
+        for o in &ins.overhead {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{:+.1}%</td></tr>",
+                esc(&o.config),
+                esc(&o.metric),
+                esc(&o.unit),
+                fmt_value(o.without_probe),
+                fmt_value(o.with_probe),
+                (o.with_probe / o.without_probe - 1.0) * 100.0
+            );
+        }
+        h.push_str("</table>");
+    }
+    charts
 }
 
 fn series_table(h: &mut String, s: &Series) {

@@ -16,7 +16,7 @@ use crate::config::{self, Config, HostSupport};
 use crate::error::{Context, Error, Result};
 use crate::init::{self, InitPlan};
 use crate::state::{Locked, Record, Status, Store, CONFIG_FILE, EXEC_FIFO};
-use crate::util::write_atomic;
+use karton_sys::atomic::{write_atomic, Durability};
 
 pub const OCI_VERSION: &str = "1.2.1";
 
@@ -164,7 +164,7 @@ impl Runtime {
         rec.status = Status::Created;
         lock.save(&rec)?;
         if let Some(p) = &opts.pid_file {
-            write_atomic(p, created.0.to_string().as_bytes())
+            write_atomic(p, created.0.to_string().as_bytes(), Durability::NoFsync)
                 .ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
         cleanup.disarm();

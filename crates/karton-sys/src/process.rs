@@ -184,14 +184,6 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
     check("ioctl(TIOCSWINSZ)", ret as libc::c_long).map(drop)
 }
 
-/// ioctl(TIOCGWINSZ): a terminal's window size as (rows, cols).
-pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes one winsize struct to a valid pointer.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ as _, &mut ws as *mut libc::winsize) };
-    check("ioctl(TIOCGWINSZ)", ret as libc::c_long).map(|_| (ws.ws_row, ws.ws_col))
-}
-
 /// waitid(P_PIDFD, ..., WEXITED): reaps the child behind `pidfd` and returns its wait
 /// status in the classic encoding (exit code << 8, or the signal number).
 pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<i32> {
