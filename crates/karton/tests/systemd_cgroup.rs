@@ -3,6 +3,8 @@
 //! it through nsenter. Checks the scope unit, its properties, the cgroup files, update
 //! through SetUnitProperties, and that delete removes the unit and its directories.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::path::{Path, PathBuf};
