@@ -34,6 +34,10 @@ pub struct BenchResults {
     pub series: Vec<Series>,
     /// Namespace create + destroy, per type and number of concurrent workers.
     pub ns_create: Vec<NsCreateCell>,
+    /// Many containers at once: start N sleeping containers with P in parallel, per runtime.
+    /// Absent in files written before the density benchmark existed.
+    #[serde(default)]
+    pub density: Vec<DensityCell>,
     /// The separate instrumented pass (karton-probe), when it ran.
     pub instrumented: Option<Instrumented>,
     /// Bench-level notes (what was skipped and why, substitutions).
@@ -179,6 +183,51 @@ pub struct NsCreateCell {
     pub cycle_us: Option<Summary>,
     /// Namespaces created and destroyed per second, all workers together (one per round).
     pub throughput: Option<Summary>,
+}
+
+/// One density measurement: `N` containers of one runtime started with `parallel`
+/// concurrent `run --detach` calls, left idle, then force-deleted with the same parallelism.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DensityCell {
+    /// "karton", "crun", "runc".
+    pub runtime: String,
+    pub n: u32,
+    pub parallel: u32,
+    /// Repetition of this (runtime, n, parallel) cell, from 0.
+    pub rep: u32,
+    pub status: RowStatus,
+    pub reason: Option<String>,
+    /// Seconds from the first start to all N running (every `run --detach` returned).
+    pub start_s: f64,
+    /// Containers started per second (n / start_s).
+    pub start_rate: f64,
+    /// Seconds to force-delete all N.
+    pub delete_s: f64,
+    /// CPU seconds (user + system) of the runtime processes, start phase, all N together.
+    pub start_cpu_s: f64,
+    /// Runs that failed (their containers are not in the figures).
+    pub failures: u32,
+    /// Host memory per idle container, KiB: the kernel's (slab, page tables, kernel
+    /// stacks: deltas of /proc/meminfo over the N containers) and the processes' (PSS of
+    /// every process left behind: the containers' own and any runtime leftovers).
+    pub mem: Option<DensityMem>,
+}
+
+/// Host memory per idle container, KiB (delta over N containers, divided by N).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DensityMem {
+    pub slab_kib: f64,
+    pub page_tables_kib: f64,
+    pub kernel_stack_kib: f64,
+    /// PSS of the processes left running (container processes + runtime leftovers).
+    pub processes_pss_kib: f64,
+    /// Processes left running per container (1 = the container's own process only).
+    pub processes: f64,
+    /// slab + page tables + kernel stacks + processes.
+    pub total_kib: f64,
+    /// MemTotal - MemAvailable delta per container: everything, including page cache
+    /// and noise from other work on the machine (a cross-check, not the headline).
+    pub used_kib: f64,
 }
 
 /// The separate instrumented pass: karton-probe on one run per configuration.

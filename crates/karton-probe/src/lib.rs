@@ -17,7 +17,6 @@
 
 mod kallsyms;
 mod maps;
-mod syscall_names;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap};
@@ -773,11 +772,12 @@ fn hist_from(buckets: &[u64], count: u64, sum: u64) -> Hist {
     Hist { count, sum_ns: sum, buckets: buckets.to_vec() }
 }
 
+/// The name of system call `nr` on this machine's architecture, from libseccomp's tables;
+/// `syscall_NR` for a number libseccomp does not know.
 pub fn syscall_name(nr: u32) -> String {
-    syscall_names::NAMES
-        .iter()
-        .find(|(n, _)| *n == nr)
-        .map(|(_, s)| s.to_string())
+    i32::try_from(nr)
+        .ok()
+        .and_then(|n| libseccomp::ScmpSyscall::from(n).get_name_by_arch(libseccomp::ScmpArch::Native).ok())
         .unwrap_or_else(|| format!("syscall_{nr}"))
 }
 
@@ -1229,4 +1229,17 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
     }
     rows.sort_by(|a, b| a.call.cmp(&b.call).then(a.flags.cmp(&b.flags)).then(a.key.cmp(&b.key)));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_names_come_from_libseccomp_and_unknown_numbers_stay_numbers() {
+        let getppid = libseccomp::ScmpSyscall::from_name("getppid").expect("test value");
+        assert_eq!(syscall_name(getppid.as_raw_syscall() as u32), "getppid");
+        assert_eq!(syscall_name(100_000), "syscall_100000");
+        assert_eq!(syscall_name(u32::MAX), "syscall_4294967295");
+    }
 }

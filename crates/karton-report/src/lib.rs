@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use karton_bench::compare;
-use karton_bench::results::{fmt_value, BenchResults, Instrumented, RowStatus, Series};
+use karton_bench::results::{fmt_value, BenchResults, DensityCell, Instrumented, RowStatus, Series};
 
 use svg::{esc, Bar, Line};
 
@@ -268,25 +268,233 @@ fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> 
             rows,
         ));
     }
-    if let Some(l) = r.series.iter().find(|s| s.id == "lifecycle/run") {
-        let rows = l
-            .rows
-            .iter()
-            .map(|x| match &x.summary {
-                Some(m) => vec![
-                    x.config.clone(),
-                    format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high)),
-                ],
-                None => vec![x.config.clone(), format!("skipped: {}", x.reason.as_deref().unwrap_or(""))],
-            })
-            .collect();
+    if let Some(t) = lifecycle_table(r) {
+        out.push(t);
+    }
+    out.extend(density_tables(r));
+    out
+}
+
+/// The runtimes side by side: wall, CPU and `create` peak RSS, and karton's cost relative
+/// to each (median of the ratios pair by pair within a round; < 1 = karton is cheaper).
+fn lifecycle_table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec<String>>)> {
+    let wall = r.series.iter().find(|s| s.id == "lifecycle/run")?;
+    let cpu = r.series.iter().find(|s| s.id == "lifecycle/cpu");
+    let rss = r.series.iter().find(|s| s.id == "lifecycle/create-rss");
+    let samples = |s: Option<&Series>, cfg: &str| -> Vec<(u32, f64)> {
+        s.and_then(|s| s.rows.iter().find(|x| x.config == cfg))
+            .map(|x| x.samples.iter().map(|p| (p.round, p.value)).collect())
+            .unwrap_or_default()
+    };
+    let median = |s: Option<&Series>, cfg: &str| -> String {
+        s.and_then(|s| s.rows.iter().find(|x| x.config == cfg))
+            .and_then(|x| x.summary.as_ref())
+            .map(|m| format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high)))
+            .unwrap_or_else(|| "—".into())
+    };
+    let ratio = |s: Option<&Series>, cfg: &str| -> String {
+        if cfg == "karton" {
+            return "1".into();
+        }
+        let k = samples(s, "karton");
+        let v = samples(s, cfg);
+        let pairs = karton_bench::stats::paired_ratios(&k, &v, false);
+        if pairs.is_empty() {
+            "—".into()
+        } else {
+            format!("{:.2}", karton_bench::stats::median(&pairs))
+        }
+    };
+    let rows = wall
+        .rows
+        .iter()
+        .map(|x| {
+            if x.status != RowStatus::Ok {
+                let mut v = vec![x.config.clone(), format!("skipped: {}", x.reason.as_deref().unwrap_or(""))];
+                v.extend(vec![String::new(); 5]);
+                return v;
+            }
+            let c = x.config.as_str();
+            vec![
+                c.to_string(),
+                median(Some(wall), c),
+                median(cpu, c),
+                median(rss, c),
+                ratio(Some(wall), c),
+                ratio(cpu, c),
+                ratio(rss, c),
+            ]
+        })
+        .collect();
+    Some((
+        "container lifecycle (run /bin/true: create → start → exit → delete), every runtime in the same wrapper"
+            .to_string(),
+        vec![
+            "runtime".into(),
+            "wall ms, median [95% CI]".into(),
+            "CPU ms".into(),
+            "create peak RSS KiB".into(),
+            "karton ÷ this, wall (pairwise)".into(),
+            "karton ÷ this, CPU".into(),
+            "karton ÷ this, RSS".into(),
+        ],
+        rows,
+    ))
+}
+
+/// Median of a density figure over the repetitions of one (runtime, n, parallel) cell.
+fn density_median(
+    r: &BenchResults,
+    rt: &str,
+    n: u32,
+    par: u32,
+    f: impl Fn(&DensityCell) -> Option<f64>,
+) -> Option<f64> {
+    let xs: Vec<f64> = r
+        .density
+        .iter()
+        .filter(|c| c.runtime == rt && c.n == n && c.parallel == par && c.status == RowStatus::Ok)
+        .filter_map(f)
+        .collect();
+    (!xs.is_empty()).then(|| karton_bench::stats::median(&xs))
+}
+
+fn density_keys(r: &BenchResults) -> (Vec<String>, Vec<(u32, u32)>) {
+    let mut rts: Vec<String> = Vec::new();
+    let mut cells: Vec<(u32, u32)> = Vec::new();
+    for c in &r.density {
+        if !rts.contains(&c.runtime) {
+            rts.push(c.runtime.clone());
+        }
+        if !cells.contains(&(c.n, c.parallel)) {
+            cells.push((c.n, c.parallel));
+        }
+    }
+    cells.sort();
+    (rts, cells)
+}
+
+/// Many containers: time to all running, start rate, delete time, memory per container.
+fn density_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
+    if r.density.is_empty() {
+        return Vec::new();
+    }
+    let (rts, cells) = density_keys(r);
+    let mut rows = Vec::new();
+    for &(n, par) in &cells {
+        for rt in &rts {
+            let f = |g: &dyn Fn(&DensityCell) -> Option<f64>| {
+                density_median(r, rt, n, par, g).map(fmt_value).unwrap_or_else(|| "—".into())
+            };
+            let reps = r.density.iter().filter(|c| &c.runtime == rt && c.n == n && c.parallel == par).count();
+            let skipped = r
+                .density
+                .iter()
+                .find(|c| &c.runtime == rt && c.n == n && c.parallel == par && c.status != RowStatus::Ok);
+            if let (Some(c), true) = (skipped, density_median(r, rt, n, par, |c| Some(c.start_s)).is_none()) {
+                rows.push(vec![
+                    rt.clone(),
+                    n.to_string(),
+                    par.to_string(),
+                    format!("skipped: {}", c.reason.as_deref().unwrap_or("")),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+                continue;
+            }
+            rows.push(vec![
+                rt.clone(),
+                n.to_string(),
+                par.to_string(),
+                f(&|c| Some(c.start_s)),
+                f(&|c| Some(c.start_rate)),
+                f(&|c| Some(c.delete_s)),
+                f(&|c| c.mem.as_ref().map(|m| m.total_kib)),
+                f(&|c| c.mem.as_ref().map(|m| m.slab_kib + m.page_tables_kib + m.kernel_stack_kib)),
+                reps.to_string(),
+            ]);
+        }
+    }
+    let mut out = vec![(
+        "many containers: N sleeping containers started with P in parallel (`run --detach`, in the wrapper), then force-deleted".to_string(),
+        vec![
+            "runtime".into(),
+            "N".into(),
+            "P".into(),
+            "all running, s".into(),
+            "starts/s".into(),
+            "delete all, s".into(),
+            "host KiB per idle container".into(),
+            "of which kernel (slab, page tables, stacks)".into(),
+            "repetitions".into(),
+        ],
+        rows,
+    )];
+    // karton's start rate relative to each other runtime, per cell (> 1 = karton faster).
+    let mut rrows = Vec::new();
+    for &(n, par) in &cells {
+        let Some(k) = density_median(r, "karton", n, par, |c| Some(c.start_rate)) else { continue };
+        for rt in rts.iter().filter(|x| *x != "karton") {
+            if let Some(o) = density_median(r, rt, n, par, |c| Some(c.start_rate)) {
+                rrows.push(vec![n.to_string(), par.to_string(), rt.clone(), format!("{:.2}", k / o)]);
+            }
+        }
+    }
+    if !rrows.is_empty() {
         out.push((
-            "container lifecycle (run /bin/true: create → start → exit → delete)".to_string(),
-            vec!["runtime".into(), "ms, median [95% CI]".into()],
-            rows,
+            "karton's start rate ÷ each runtime's (> 1: karton starts containers faster)".to_string(),
+            vec!["N".into(), "P".into(), "vs".into(), "rate ratio".into()],
+            rrows,
         ));
     }
     out
+}
+
+/// The density curve: time until all N run, per runtime and parallelism (log-log).
+fn density_chart(r: &BenchResults) -> Option<String> {
+    let (rts, cells) = density_keys(r);
+    let mut pars: Vec<u32> = cells.iter().map(|c| c.1).collect();
+    pars.sort();
+    pars.dedup();
+    let mut lines = Vec::new();
+    for rt in &rts {
+        for &par in &pars {
+            let mut ns: Vec<u32> = cells.iter().filter(|c| c.1 == par).map(|c| c.0).collect();
+            ns.sort();
+            ns.dedup();
+            let points: Vec<(f64, f64)> = ns
+                .iter()
+                .filter_map(|&n| density_median(r, rt, n, par, |c| Some(c.start_s)).map(|s| (n as f64, s)))
+                .collect();
+            if points.len() > 1 {
+                lines.push(svg::Line { label: format!("{rt} P={par}"), points });
+            }
+        }
+    }
+    (!lines.is_empty()).then(|| {
+        svg::lines(
+            "Time until all N containers run (lower is better)",
+            "N containers",
+            "seconds",
+            &lines,
+            true,
+        )
+    })
+}
+
+/// The density section: the curve of time until all N run.
+fn density(h: &mut String, r: &BenchResults) -> usize {
+    if r.density.is_empty() {
+        return 0;
+    }
+    h.push_str("<h3>Many containers: start N sleeping containers, P in parallel</h3>");
+    match density_chart(r) {
+        Some(c) => figure(h, c, "Time until all N containers run, per runtime and parallelism (log scales)"),
+        None => 0,
+    }
 }
 
 /// The HTML page and its number of charts (one `<svg>` each).
@@ -309,6 +517,7 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
             charts += ns_create(&mut h, r);
         }
         charts += lifecycle(&mut h, r);
+        charts += density(&mut h, r);
         if let Some(ins) = &r.instrumented {
             charts += instrumented(&mut h, ins);
         }

@@ -206,6 +206,44 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<i32> {
     }
 }
 
+/// What wait4(2) reports about a reaped child: its status and resource usage (its own
+/// and that of the descendants it waited for, as GNU time reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildUsage {
+    /// Wait status in the classic encoding (exit code << 8, or the signal number).
+    pub status: i32,
+    pub user_us: u64,
+    pub sys_us: u64,
+    /// Peak resident set size in KiB (ru_maxrss).
+    pub max_rss_kib: u64,
+}
+
+/// wait4(pid, 0): reaps child `pid` (blocking) and returns its status and rusage.
+pub fn wait4(pid: libc::pid_t) -> Result<ChildUsage> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain data; zeroed is a valid initial value.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for writing for the duration of the call.
+        let ret = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if ret < 0 {
+            let e = crate::SysError::last("wait4");
+            if e.errno == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let status = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) << 8 } else { status & 0x7f };
+        return Ok(ChildUsage {
+            status,
+            user_us: us(ru.ru_utime),
+            sys_us: us(ru.ru_stime),
+            max_rss_kib: ru.ru_maxrss.max(0) as u64,
+        });
+    }
+}
+
 /// Resets signal `sig` to its default action (SIG_DFL).
 ///
 /// Rust programs start with SIGPIPE ignored, and an
