@@ -10,6 +10,9 @@ pkgs=(
     # comparators for the benchmarks
     runc crun hyperfine sysbench time
     podman conmon containerd  # engines driving karton end to end (tests/engines)
+    # the systemd cgroup driver's test boots systemd as pid 1 in namespaces of its own
+    # (nothing is enabled on the host: there systemd is not pid 1); nsenter is util-linux
+    systemd dbus util-linux
     # podman's default network (netavark's bridge, port forwarding through iptables), rootless
     # networking (slirp4netns), and the engine tests' tools (curl, ss, python3)
     netavark aardvark-dns iptables slirp4netns curl iproute2 python3

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::host::dir_in;
-use crate::{fsutil, resources, stats, Error, Host, Layout, Stats};
+use crate::{fsutil, resources, stats, systemd, Error, Host, Layout, Stats};
 
 /// Parent of containers' cgroups when `linux.cgroupsPath` is absent or relative.
 pub const DEFAULT_PARENT: &str = "/karton";
@@ -38,6 +38,9 @@ pub struct Cgroup {
     v2_controllers: Vec<String>,
     /// Directories this cgroup made, in creation order (parents before children).
     created: Vec<PathBuf>,
+    /// With the systemd driver: the transient unit that owns this cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::Unit>,
 }
 
 /// OOM counters for `events` to poll.
@@ -78,7 +81,16 @@ impl Cgroup {
             ),
             None => (None, None, Vec::new()),
         };
-        Cgroup { path, layout: host.layout(), v1, v2, v2_mount, v2_controllers, created: Vec::new() }
+        Cgroup {
+            path,
+            layout: host.layout(),
+            v1,
+            v2,
+            v2_mount,
+            v2_controllers,
+            created: Vec::new(),
+            systemd: None,
+        }
     }
 
     /// The first half of [`Cgroup::create`], touching nothing: resolves the directories,
@@ -165,6 +177,47 @@ impl Cgroup {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The systemd driver's half of create, touching nothing (it checks that the system
+    /// bus's socket exists): `cgroups_path` in runc's
+    /// `slice:prefix:name` form → the unit and its cgroup's directories. Record the
+    /// result, then [`Cgroup::start_unit`] once the init's pid exists.
+    pub fn plan_systemd(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, Error> {
+        let (unit, path) = systemd::Unit::parse(cgroups_path, id)?;
+        systemd::check_reachable()?;
+        let mut cg = Cgroup::at(host, path);
+        cg.systemd = Some(unit);
+        Ok(cg)
+    }
+
+    /// Starts the transient unit with `pid` in it and the limits systemd owns as unit
+    /// properties, then makes the directories systemd does not (v1 hierarchies it leaves
+    /// alone, such as cpuset and freezer), recording those in `created`. The caller then
+    /// applies all of `linux.resources` through cgroupfs ([`apply`](Self::apply)) and
+    /// joins `pid` everywhere ([`add_pid`](Self::add_pid)).
+    pub fn start_unit(
+        &mut self,
+        pid: i32,
+        res: Option<&oci_spec::runtime::LinuxResources>,
+    ) -> Result<(), Error> {
+        let Some(unit) = self.systemd.clone() else { return Ok(()) };
+        let props = match res {
+            Some(r) => systemd::resource_properties(r, self.v1.contains_key("cpu"))?,
+            None => Vec::new(),
+        };
+        systemd::Manager::connect()?.start(&unit, pid, props)?;
+        for dir in self.dirs().into_iter().map(Path::to_path_buf).collect::<Vec<_>>() {
+            if !dir.is_dir() {
+                mkdir_nested(&dir, &mut self.created)?;
+            }
+        }
+        self.init_cpuset()
+    }
+
+    /// The systemd unit that owns this cgroup (systemd driver only).
+    pub fn systemd_unit(&self) -> Option<&systemd::Unit> {
+        self.systemd.as_ref()
     }
 
     /// The cgroup path within each hierarchy, e.g. "/karton/abc".
@@ -303,8 +356,13 @@ impl Cgroup {
 
     /// Like [`apply`](Self::apply), all or nothing: when a write fails, the values read
     /// before the update are written back and the error is returned.
+    /// With the systemd driver the unit's properties change first (SetUnitProperties).
     pub fn update(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
         let ops = resources::plan(self, res, true)?;
+        if let Some(unit) = &self.systemd {
+            let props = systemd::resource_properties(res, self.v1.contains_key("cpu"))?;
+            systemd::Manager::connect()?.set_properties(&unit.name, props)?;
+        }
         let saved = resources::snapshot(&ops)?;
         match resources::execute_upto(&ops) {
             Ok(()) => Ok(()),
@@ -433,7 +491,24 @@ impl Cgroup {
     /// Removes what create made, deepest first. The container's own directories are
     /// retried while the kernel reports them busy (tasks still exiting), up to ~1 s;
     /// parents it made are removed only when empty (other containers may share them).
+    /// With the systemd driver the unit is stopped first (and waited for); systemd removes
+    /// the directories it made.
     pub fn delete(&self) -> Result<(), Error> {
+        if let Some(unit) = &self.systemd {
+            // Without systemd there is no unit left to stop; the directories still go.
+            if let Ok(m) = systemd::Manager::connect() {
+                m.stop(&unit.name)?;
+            }
+            let deadline = Instant::now() + DELETE_TIMEOUT;
+            for dir in self.dirs() {
+                if dir.is_dir() && !self.created.iter().any(|c| c == dir) {
+                    // The container's own leaf (by name), left by a systemd that did not
+                    // trim it: sub-cgroups made inside the container keep it busy.
+                    remove_subtree(dir, deadline)?;
+                    let _ = fs::remove_dir(dir);
+                }
+            }
+        }
         self.remove_created(Instant::now() + DELETE_TIMEOUT)?;
         // The default parent is karton's own, shared by its containers: the last one out
         // removes it, so nothing named karton stays behind on the host. A parent that still
@@ -586,7 +661,7 @@ fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String, Error> {
         Some(p) if p.starts_with('/') => p.to_string(),
         Some(p) => {
             if p.contains(':') {
-                return Err(bad(p, "looks like a systemd slice:prefix:name path; karton has no systemd cgroup driver, use a path such as /karton/<id>"));
+                return Err(bad(p, "looks like a systemd slice:prefix:name path; pass --systemd-cgroup for the systemd driver, or use a path such as /karton/<id>"));
             }
             format!("{DEFAULT_PARENT}/{p}")
         }

@@ -71,6 +71,14 @@ pub enum Error {
     #[error("{key}: {reason}")]
     Device { key: String, reason: String },
 
+    /// --systemd-cgroup, and systemd cannot be reached over D-Bus.
+    #[error("--systemd-cgroup: cannot reach systemd over D-Bus at {socket}: {reason}: start systemd (and dbus), or drop --systemd-cgroup to let karton manage cgroups through cgroupfs")]
+    NoSystemd { socket: String, reason: String },
+
+    /// A D-Bus call to systemd failed.
+    #[error("systemd: {op}: {reason}")]
+    Systemd { op: String, reason: String },
+
     #[error("update failed and was rolled back: {0}")]
     RolledBack(Box<Error>),
 

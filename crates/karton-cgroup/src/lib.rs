@@ -6,6 +6,9 @@
 //! [`Cgroup`] is plain data (paths), so it round-trips through the container's
 //! `state.json` and works in any later `karton` process.
 //!
+//! With `--systemd-cgroup` the cgroup is a transient systemd scope ([`systemd`]): systemd
+//! makes it and owns the limits it knows; the rest goes through the same cgroupfs code.
+//!
 //! On a hybrid host a controller is driven where it is mounted: v1 when a v1 hierarchy has
 //! it, otherwise the cgroup2 (unified) hierarchy. Processes always join both.
 
@@ -16,6 +19,7 @@ mod fsutil;
 mod host;
 mod resources;
 mod stats;
+pub mod systemd;
 
 pub use cgroup::{Cgroup, OomEvents, DEFAULT_PARENT};
 pub use error::Error;

@@ -45,6 +45,8 @@ pub struct Created {
 /// The runtime: a state root and how to reach the host's facilities.
 pub struct Runtime {
     store: Store,
+    /// New containers get a systemd scope as their cgroup (`--systemd-cgroup`).
+    systemd_cgroup: bool,
 }
 
 /// Undoes a half-made container when create fails at any point.
@@ -82,7 +84,14 @@ impl Cleanup {
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Runtime {
-        Runtime { store: Store::new(root) }
+        Runtime { store: Store::new(root), systemd_cgroup: false }
+    }
+
+    /// Containers created from now on get a transient systemd scope as their cgroup
+    /// (`--systemd-cgroup`); the others keep the driver recorded in their state.
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Runtime {
+        self.systemd_cgroup = on;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -119,6 +128,7 @@ impl Runtime {
             lock: &lock,
             rec: &mut rec,
             cleanup: &mut cleanup,
+            systemd_cgroup: self.systemd_cgroup,
         }
         .spawn_init()?;
         rec.status = Status::Created;
@@ -411,6 +421,8 @@ struct Launch<'a> {
     lock: &'a Locked,
     rec: &'a mut Record,
     cleanup: &'a mut Cleanup,
+    /// The cgroup is a systemd scope (`--systemd-cgroup`).
+    systemd_cgroup: bool,
 }
 
 /// The namespace files of linux.namespaces, opened and type-checked before anything runs
@@ -449,6 +461,9 @@ impl Launch<'_> {
         joined.leave()?;
         let (first, pidfd, into_cgroup) = cloned.ctx(|| clone_hint(ns.clone_flags))?;
         self.cleanup.child = Some((first, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
+        if self.rec.cgroup.as_ref().is_some_and(|c| c.systemd_unit().is_some()) {
+            self.start_systemd_scope(first)?;
+        }
 
         self.settle_child(first, into_cgroup, &ns)?;
         chan.send(&Msg::Proceed)?;
@@ -622,6 +637,11 @@ impl Launch<'_> {
         let linux = self.cfg.spec.linux().as_ref();
         // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
         let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
+        if rootless && self.systemd_cgroup {
+            return Err(Error::Unsupported(
+                "--systemd-cgroup: rootless containers would need the user's systemd (systemdUser), which karton does not drive: drop --systemd-cgroup".into(),
+            ));
+        }
         if rootless
             && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none()
             && linux.and_then(|l| l.cgroups_path().as_ref()).is_none()
@@ -641,6 +661,14 @@ impl Launch<'_> {
                 Error::from(e)
             }
         };
+        if self.systemd_cgroup {
+            // The scope needs the init's pid: recorded now, started after the clone.
+            let cg = Cgroup::plan_systemd(&host, cgroups_path.as_deref(), self.id)?;
+            self.rec.cgroup = Some(cg.clone());
+            self.lock.save(self.rec)?;
+            self.cleanup.cgroup = Some(cg);
+            return Ok(());
+        }
         let mut cg = Cgroup::plan(&host, cgroups_path.as_deref(), self.id).map_err(rootless_hint)?;
         self.rec.cgroup = Some(cg.clone());
         self.lock.save(self.rec)?;
@@ -649,6 +677,23 @@ impl Launch<'_> {
         self.rec.cgroup = Some(cg.clone());
         self.lock.save(self.rec)?;
         if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+            cg.apply(&with_default_device_rules(res, linux))?;
+        }
+        Ok(())
+    }
+
+    /// The systemd driver's second half: the scope with `pid` in it, then the directories
+    /// systemd leaves to us and every limit through cgroupfs.
+    fn start_systemd_scope(&mut self, pid: i32) -> Result<()> {
+        let linux = self.cfg.spec.linux().as_ref();
+        let Some(cg) = self.rec.cgroup.as_mut() else { return Ok(()) };
+        let res = linux.and_then(|l| l.resources().as_ref());
+        let started = cg.start_unit(pid, res);
+        // Whatever start made (unit, directories) is recorded for delete, even on failure.
+        self.cleanup.cgroup = Some(cg.clone());
+        self.lock.save(self.rec)?;
+        started?;
+        if let (Some(res), Some(cg)) = (res, &self.rec.cgroup) {
             cg.apply(&with_default_device_rules(res, linux))?;
         }
         Ok(())

@@ -99,13 +99,6 @@ pub struct ListArgs {
 
 /// The runtime for the global flags, after checking the flags that select a mode.
 pub fn runtime(g: &Global) -> anyhow::Result<Runtime> {
-    if g.systemd_cgroup {
-        let running = std::path::Path::new("/run/systemd/system").is_dir();
-        if running {
-            bail!("--systemd-cgroup: karton manages cgroups through cgroupfs only: drop the flag (the cgroupfs driver works beside systemd)");
-        }
-        bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system): drop the flag to use cgroupfs");
-    }
     match g.rootless.as_str() {
         "true" | "false" | "auto" => {}
         other => bail!("--rootless {other:?}: use true, false or auto"),
@@ -113,7 +106,7 @@ pub fn runtime(g: &Global) -> anyhow::Result<Runtime> {
     if g.rootless == "false" && !nix::unistd::geteuid().is_root() {
         bail!("--rootless=false: karton is not running as root: run it as root or use --rootless=auto");
     }
-    Ok(Runtime::new(g.root.clone().unwrap_or_else(Store::default_root)))
+    Ok(Runtime::new(g.root.clone().unwrap_or_else(Store::default_root)).with_systemd_cgroup(g.systemd_cgroup))
 }
 
 fn opts(a: &CreateArgs) -> CreateOpts {
