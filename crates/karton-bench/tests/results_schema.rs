@@ -82,6 +82,7 @@ pub fn synthetic(shift: f64) -> BenchResults {
             throughput: stats::summarize(&[1000.0], 0.95, 100, 1),
         }],
         instrumented: None,
+        apps: vec![],
         notes: vec![],
     }
 }
