@@ -13,6 +13,9 @@ pkgs=(
     # podman's default network (netavark's bridge, port forwarding through iptables), rootless
     # networking (slirp4netns), and the engine tests' tools (curl, ss, python3)
     netavark aardvark-dns iptables slirp4netns curl iproute2 python3
+    # application rows of `karton bench` (servers in containers, clients outside) and the
+    # bridge mode's port forward
+    redis-server redis-tools nginx-light wrk apache2-utils postgresql postgresql-contrib nftables
 )
 missing=()
 for p in "${pkgs[@]}"; do

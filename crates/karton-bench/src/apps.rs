@@ -383,6 +383,9 @@ fn run_server(
         if ctx.stop.load(Ordering::SeqCst) {
             break;
         }
+        // Slots (addresses, link names, forwarded ports) differ between servers too: the
+        // session's nft table keeps every server's forward until the run ends.
+        let slot = server as usize * 32 + slot;
         match start(ctx, server, c, slot as u8, dir) {
             Ok(r) => running.push(r),
             Err(e) => {
@@ -685,55 +688,46 @@ fn client_argv(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> V
     let ep = r.endpoint;
     let mut argv: Vec<String> = Vec::new();
     if let Some(pid) = r.client_netns_of {
-        argv.extend(
-            [
-                ctx.exe.display().to_string(),
-                "ns".into(),
-                "enter".into(),
-                "--target".into(),
-                pid.to_string(),
-                "--type".into(),
-                "net".into(),
-                "--".into(),
-            ]
-            .into_iter(),
-        );
+        argv.extend([
+            ctx.exe.display().to_string(),
+            "ns".into(),
+            "enter".into(),
+            "--target".into(),
+            pid.to_string(),
+            "--type".into(),
+            "net".into(),
+            "--".into(),
+        ]);
     }
     match b.app {
-        App::Redis { pipeline } => argv.extend(
-            [
-                "redis-benchmark".to_string(),
-                "-h".into(),
-                ep.ip.to_string(),
-                "-p".into(),
-                ep.port.to_string(),
-                "-c".into(),
-                "50".into(),
-                "-P".into(),
-                pipeline.to_string(),
-                "-n".into(),
-                // Pipelining answers ~5x more requests per second: 5x the requests, similar time.
-                if pipeline > 1 { plan.redis_requests * 5 } else { plan.redis_requests }.to_string(),
-                "-t".into(),
-                "set,get".into(),
-                "--csv".into(),
-            ]
-            .into_iter(),
-        ),
-        App::Nginx { kib } => argv.extend(
-            [
-                "wrk".to_string(),
-                "-t".into(),
-                "1".into(),
-                "-c".into(),
-                "16".into(),
-                "-d".into(),
-                format!("{}s", plan.wrk_seconds),
-                "--latency".into(),
-                format!("http://{}:{}/{kib}k.bin", ep.ip, ep.port),
-            ]
-            .into_iter(),
-        ),
+        App::Redis { pipeline } => argv.extend([
+            "redis-benchmark".to_string(),
+            "-h".into(),
+            ep.ip.to_string(),
+            "-p".into(),
+            ep.port.to_string(),
+            "-c".into(),
+            "50".into(),
+            "-P".into(),
+            pipeline.to_string(),
+            "-n".into(),
+            // Pipelining answers ~5x more requests per second: 5x the requests, similar time.
+            if pipeline > 1 { plan.redis_requests * 5 } else { plan.redis_requests }.to_string(),
+            "-t".into(),
+            "set,get".into(),
+            "--csv".into(),
+        ]),
+        App::Nginx { kib } => argv.extend([
+            "wrk".to_string(),
+            "-t".into(),
+            "1".into(),
+            "-c".into(),
+            "16".into(),
+            "-d".into(),
+            format!("{}s", plan.wrk_seconds),
+            "--latency".into(),
+            format!("http://{}:{}/{kib}k.bin", ep.ip, ep.port),
+        ]),
     }
     argv
 }
@@ -818,7 +812,15 @@ pub fn parse_wrk(text: &str) -> Result<Vec<Metric>, String> {
             _ => {}
         }
     }
-    if text.contains("Socket errors") || text.contains("Non-2xx") {
+    // Timeouts under load are part of the figure; refused connections and error responses
+    // mean the server is not serving.
+    let connect_errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors: connect "))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if connect_errors > 0 || text.contains("Non-2xx") {
         return Err(format!("wrk saw errors: {}", text.trim()));
     }
     match (rps, p50, p99) {
@@ -847,7 +849,8 @@ fn measure_bench(
             if ctx.stop.load(Ordering::SeqCst) {
                 break;
             }
-            if let Err(why) = client_once(ctx, plan, b, r) {
+            // One retry: a single failed warm-up under load does not condemn a configuration.
+            if let Err(why) = client_once(ctx, plan, b, r).or_else(|_| client_once(ctx, plan, b, r)) {
                 (ctx.log)(format!("{} under {}: {why}", b.id, r.config));
                 new_skips.insert(r.config.clone(), why);
                 break;
@@ -1062,7 +1065,15 @@ fn breakdown(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> Res
     let first = |ms: &[Metric]| ms.first().map(|m| (m.name.clone(), m.unit.clone(), m.value));
     let (metric, unit, without_v) = first(&without).ok_or("the client printed no figures")?;
     let with_v = with.iter().find(|m| m.name == metric).map(|m| m.value).ok_or("no figure with the probe")?;
-    let requests = with.iter().find(|m| m.unit == "req/s").map(|m| m.value).unwrap_or(0.0);
+    let requests = match b.app {
+        // redis-benchmark runs SET then GET, -n requests each.
+        App::Redis { pipeline } => {
+            2.0 * if pipeline > 1 { plan.redis_requests * 5 } else { plan.redis_requests } as f64
+        }
+        App::Nginx { .. } => {
+            with.iter().find(|m| m.unit == "req/s").map(|m| m.value).unwrap_or(0.0) * plan.wrk_seconds as f64
+        }
+    };
     Ok(AppBreakdown {
         bench: b.id.clone(),
         config: r.config.clone(),
@@ -1074,7 +1085,7 @@ fn breakdown(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> Res
         unit,
         without_probe: without_v,
         with_probe: with_v,
-        requests_per_s_with_probe: requests,
+        requests,
         notes: vec![
             "one client run with karton-probe on the server's process tree (tracepoints); the figure without the probe is the run just before it".into(),
             "softirq time (irq:softirq_entry/exit NET_RX/NET_TX) is not measured yet: karton-probe has no softirq program".into(),

@@ -228,8 +228,8 @@ pub struct AppBreakdown {
     pub unit: String,
     pub without_probe: f64,
     pub with_probe: f64,
-    /// Requests per second of the probed run (to turn counts into per-request figures).
-    pub requests_per_s_with_probe: f64,
+    /// Requests the probed client run made (turns counts into per-request figures).
+    pub requests: f64,
     pub notes: Vec<String>,
 }
 

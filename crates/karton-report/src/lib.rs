@@ -4,6 +4,7 @@
 //!
 //! Reads result types only (karton-bench without its runner; audit results as JSON).
 
+pub mod apps;
 pub mod audit;
 pub mod svg;
 
@@ -286,6 +287,8 @@ fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> 
             rows,
         ));
     }
+    out.extend(apps::table(r));
+    out.extend(apps::breakdown_table(r));
     out
 }
 
@@ -340,6 +343,17 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
             esc(&m.instruments.join(", ")),
             esc(&m.runtimes.join(", "))
         );
+        let findings = apps::key_findings(r);
+        if !findings.is_empty() {
+            h.push_str("<h3>Key findings</h3><ul>");
+            for f in &findings {
+                let _ = write!(h, "<li>{}</li>", esc(f));
+            }
+            h.push_str("</ul>");
+        }
+        if let Some(svg) = apps::cost_isolation_chart(r) {
+            charts += figure(&mut h, svg, "Application cost against isolation: each configuration's cost relative to bare, ordered by the number of namespaces around the server.");
+        }
         h.push_str("<h3>Key figures</h3>");
         for (title, head, rows) in key_tables(r) {
             let _ = write!(h, "<table><caption>{}</caption><tr>", esc(&title));
@@ -635,6 +649,14 @@ pub fn markdown(inputs: &[Input]) -> String {
             mc.lockdown.as_deref().unwrap_or("unreadable"),
             r.karton_version
         );
+        let findings = apps::key_findings(r);
+        if !findings.is_empty() {
+            m.push_str("### Key findings\n\n");
+            for f in &findings {
+                let _ = writeln!(m, "- {f}");
+            }
+            m.push('\n');
+        }
         let _ = writeln!(m, "Ratios are cost relative to bare (> 1 = slower), median of pairwise ratios within a round, with 95% bootstrap CI.\n");
         for (title, head, rows) in key_tables(r) {
             let _ = writeln!(
