@@ -267,18 +267,9 @@ impl Drop for TmpMount {
     }
 }
 
-/// Whether `path` is a mount point in the audit's (the host's) mount namespace, and its source.
-fn host_mount_at(path: &Path) -> Option<String> {
-    let p = path.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo").ok()?.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.get(4) == Some(&p.as_str()) {
-            let dash = f.iter().position(|x| *x == "-")?;
-            Some(f.get(dash + 2).unwrap_or(&"?").to_string())
-        } else {
-            None
-        }
-    })
+/// The source of the mount at `path` in the audit's (the host's) mount namespace, if any.
+fn host_mount_at(path: &Path) -> Result<Option<String>, karton_sys::mountinfo::MountInfoError> {
+    Ok(karton_sys::mountinfo::read_self()?.into_iter().find(|m| m.mount_point == path).map(|m| m.source))
 }
 
 /// A key in the root user's keyring (@u), unlinked on drop.
@@ -573,7 +564,8 @@ fn mnt_rows(env: &Env) -> Vec<IsolationRow> {
         let mounted =
             rep.as_ref().and_then(|r| r.facts.get("mounted")).and_then(|v| v.as_bool()).unwrap_or(false);
         match host_mount_at(&sub) {
-            Some(src) => {
+            Err(e) => set!(o, Verdict::Error, format!("{}; {e}", o.evidence)),
+            Ok(Some(src)) => {
                 set!(
                     o,
                     Verdict::Leaked,
@@ -581,12 +573,12 @@ fn mnt_rows(env: &Env) -> Vec<IsolationRow> {
                 );
                 let _ = nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH);
             }
-            None if mounted => set!(
+            Ok(None) if mounted => set!(
                 o,
                 Verdict::Contained,
                 format!("{}; the host's mount table has nothing on {}", o.evidence, sub.display())
             ),
-            None => {
+            Ok(None) => {
                 if o.verdict != Verdict::Error {
                     o.verdict = Verdict::Error;
                 }
@@ -631,17 +623,18 @@ fn mnt_rows(env: &Env) -> Vec<IsolationRow> {
         let unmounted =
             rep.as_ref().and_then(|r| r.facts.get("unmounted")).and_then(|v| v.as_bool()).unwrap_or(false);
         match host_mount_at(&victim) {
-            None => set!(
+            Err(e) => set!(o, Verdict::Error, format!("{}; {e}", o.evidence)),
+            Ok(None) => set!(
                 o,
                 Verdict::Leaked,
                 format!("{}; the host's tmpfs on {} is gone", o.evidence, victim.display())
             ),
-            Some(_) if unmounted => set!(
+            Ok(Some(_)) if unmounted => set!(
                 o,
                 Verdict::Contained,
                 format!("{}; the host still has its tmpfs on {}", o.evidence, victim.display())
             ),
-            Some(_) => {}
+            Ok(Some(_)) => {}
         }
         drop(m);
         runs.push(o);

@@ -217,7 +217,7 @@ pub fn run(
 fn checkpoint(opts: &Options, r: &mut AuditResults, started: Instant) -> Result<(), AuditError> {
     r.duration_s = started.elapsed().as_secs_f64();
     if let Some(p) = &opts.out {
-        results::write_atomic(p, r)?;
+        results::write_json(p, r)?;
     }
     Ok(())
 }
@@ -233,9 +233,4 @@ pub fn probe_main(id: &str, params: &str) -> i32 {
         }
         Err(_) => 1,
     }
-}
-
-/// Convenience for tests and callers: the default path of the committed quick results.
-pub fn default_out(repo: &Path) -> PathBuf {
-    repo.join("docs/results/audit-quick.json")
 }

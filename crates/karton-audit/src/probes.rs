@@ -217,28 +217,32 @@ fn ptrace_host(id: &str, p: &Value) -> ProbeReport {
     }
 }
 
-fn mountinfo() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| t.lines().map(String::from).collect())
-        .unwrap_or_default()
-}
-
 fn see_host_mounts(id: &str, p: &Value) -> ProbeReport {
     let marker = s(p, "marker");
-    let mi = mountinfo();
-    match mi.iter().find(|l| !marker.is_empty() && l.contains(marker)) {
-        Some(l) => ProbeReport::new(
+    let mounts = match karton_sys::mountinfo::read_self() {
+        Ok(m) => m,
+        Err(e) => return ProbeReport::new(id, Verdict::Error, e.to_string()),
+    };
+    let names_marker = |m: &karton_sys::mountinfo::MountInfo| {
+        m.mount_point.to_string_lossy().contains(marker)
+            || m.root.to_string_lossy().contains(marker)
+            || m.source.contains(marker)
+    };
+    match mounts.iter().find(|m| !marker.is_empty() && names_marker(m)) {
+        Some(m) => ProbeReport::new(
             id,
             Verdict::Leaked,
             format!(
-                "the host's mount is in /proc/self/mountinfo: \"{}\"",
-                l.chars().take(160).collect::<String>()
+                "the host's mount is in /proc/self/mountinfo: {} {} on {}",
+                m.fstype,
+                m.source,
+                m.mount_point.display()
             ),
         ),
         None => ProbeReport::new(
             id,
             Verdict::Contained,
-            format!("{} mounts visible, none is the host's {marker}", mi.len()),
+            format!("{} mounts visible, none is the host's {marker}", mounts.len()),
         ),
     }
 }
@@ -259,10 +263,12 @@ fn umount_host(id: &str, p: &Value) -> ProbeReport {
     let path = s(p, "path");
     let source = s(p, "source");
     // Only ever the audit's own tmpfs: check source and type in mountinfo first.
-    let mi = mountinfo();
-    let ours = mi.iter().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.get(4) == Some(&path) && l.contains(" - tmpfs ") && l.contains(source)
+    let mounts = match karton_sys::mountinfo::read_self() {
+        Ok(m) => m,
+        Err(e) => return ProbeReport::new(id, Verdict::Error, e.to_string()).fact("unmounted", false),
+    };
+    let ours = mounts.iter().any(|m| {
+        m.mount_point == std::path::Path::new(path) && m.fstype == "tmpfs" && m.source.contains(source)
     });
     if !ours || !path.contains("karton-audit") && !path.starts_with("/audit/") {
         return ProbeReport::new(

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -251,31 +250,19 @@ pub struct AuditResults {
     pub notes: Vec<String>,
 }
 
-/// Writes `value` as pretty JSON to `path` atomically: a temp file in the same directory,
-/// fsync, rename.
-pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), AuditError> {
+/// Writes `value` as pretty JSON to `path`, atomically and fsynced (the rule:
+/// karton_sys::atomic), creating its directory.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), AuditError> {
     let io = |what: &str, e: std::io::Error| AuditError::Io {
         what: format!("{what} {}", path.display()),
         source: e,
     };
-    let text = serde_json::to_string_pretty(value).map_err(|e| AuditError::Json(e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| AuditError::Json(e.to_string()))?;
+    text.push('\n');
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
-    let name =
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.json".into());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let res = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = fs::remove_file(&tmp);
-        return Err(io("writing", e));
-    }
-    Ok(())
+    karton_sys::atomic::write_atomic(path, text.as_bytes(), karton_sys::atomic::Durability::Fsync)
+        .map_err(|e| io("writing", e))
 }
 
 /// Reads an audit result file and checks its schema tag.

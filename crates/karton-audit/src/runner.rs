@@ -30,11 +30,6 @@ pub const NAMESPACES: [(&str, &str); 8] = [
     ("time", "time"),
 ];
 
-/// The OCI type of a short namespace name.
-pub fn oci_type(short: &str) -> &str {
-    NAMESPACES.iter().find(|(s, _)| *s == short).map(|(_, o)| *o).unwrap_or(short)
-}
-
 /// The namespaces of karton's default config.json (short names).
 pub fn default_namespaces() -> Vec<String> {
     let spec = karton_runtime::defaults::default_spec(false, 0, 0);

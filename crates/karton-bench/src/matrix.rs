@@ -24,8 +24,10 @@ pub enum Kind {
     Karton,
     Runc,
     Crun,
-    /// What the crun row pays for its hybrid-host wrapper (unshare + umount + sh), alone.
-    CrunWrapper,
+    /// The lifecycle wrapper alone (unshare -m + umount + sh), no container.
+    Wrapper,
+    /// The floor: `unshare -pfniuC --mount-proc true`, the namespaces without a runtime.
+    Floor,
 }
 
 /// One configuration.
@@ -39,7 +41,23 @@ pub struct Config {
     pub seccomp: bool,
     /// The rootless shape: a single-id mapping, no network namespace, no cgroup resources.
     pub rootless: bool,
+    /// Lifecycle: run inside [`WRAPPER`] (every runtime is compared under the same one).
+    pub wrapped: bool,
 }
+
+/// The wrapper every lifecycle and density command runs in: a private mount namespace that
+/// hides the cgroup2 mount, because Debian's crun 1.8 refuses a hybrid cgroup layout.
+/// Nothing changes on the host. `sh -c` gets the command as "$@" (no quoting issues).
+pub const WRAPPER: &[&str] = &[
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    "umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$@\"",
+    "wrapped",
+];
 
 impl Config {
     fn new(name: &str, description: String, kind: Kind, namespaces: Vec<&'static str>) -> Self {
@@ -51,7 +69,13 @@ impl Config {
             cgroup_limits: false,
             seccomp: false,
             rootless: false,
+            wrapped: false,
         }
+    }
+
+    fn wrapped(mut self) -> Self {
+        self.wrapped = true;
+        self
     }
 
     pub fn info(&self) -> ConfigInfo {
@@ -70,7 +94,8 @@ impl Config {
                 Kind::Karton => "karton",
                 Kind::Runc => "runc",
                 Kind::Crun => "crun",
-                Kind::CrunWrapper => "crun-wrapper",
+                Kind::Wrapper => "wrapper",
+                Kind::Floor => "unshare",
             }
             .into(),
             namespaces: self.namespaces.iter().map(|s| s.to_string()).collect(),
@@ -153,31 +178,46 @@ pub fn workload_configs() -> Vec<Config> {
     v
 }
 
-/// Configurations of the lifecycle workload (create → start → exit → delete).
+/// Configurations of the lifecycle workload (create → start → exit → delete). Every
+/// runtime runs inside the same [`WRAPPER`]; `karton-hybrid` is karton without it (the
+/// path that sees the hybrid layout), `wrapper` the wrapper alone and `unshare` the floor.
 pub fn lifecycle_configs() -> Vec<Config> {
     let default_ns = vec!["pid", "network", "ipc", "uts", "mount", "cgroup"];
     vec![
-        Config::new("karton-mnt", "karton, mount namespace only".into(), Kind::Karton, vec!["mount"]),
         Config::new(
             "karton",
-            "karton, `karton spec` defaults (pid, net, ipc, uts, mount, cgroup)".into(),
+            "karton, `karton spec` defaults (pid, net, ipc, uts, mount, cgroup), in the wrapper".into(),
             Kind::Karton,
             default_ns.clone(),
-        ),
-        Config::new("karton-all", "karton, all eight namespaces".into(), Kind::Karton, ALL_NS.to_vec()),
-        Config::new("runc", "runc, the same config.json".into(), Kind::Runc, default_ns.clone()),
+        )
+        .wrapped(),
+        Config::new("crun", "crun, the same config.json, in the wrapper".into(), Kind::Crun, default_ns.clone())
+            .wrapped(),
+        Config::new("runc", "runc, the same config.json, in the wrapper".into(), Kind::Runc, default_ns.clone())
+            .wrapped(),
         Config::new(
-            "crun",
-            "crun, the same config.json, inside `unshare -m` that hides the cgroup v2 mount (hybrid host)"
+            "unshare",
+            "the floor: `unshare -pfniuC --mount-proc true` (the same namespaces, no runtime), in the wrapper"
                 .into(),
-            Kind::Crun,
-            default_ns,
-        ),
-        Config::new(
-            "crun-wrapper",
-            "the crun row's wrapper alone: unshare -m + umount + sh, no container".into(),
-            Kind::CrunWrapper,
+            Kind::Floor,
             vec![],
+        )
+        .wrapped(),
+        Config::new(
+            "wrapper",
+            "the wrapper alone: unshare -m + umount of the cgroup2 mount + sh, no container".into(),
+            Kind::Wrapper,
+            vec![],
+        ),
+        Config::new("karton-mnt", "karton, mount namespace only, in the wrapper".into(), Kind::Karton, vec!["mount"])
+            .wrapped(),
+        Config::new("karton-all", "karton, all eight namespaces, in the wrapper".into(), Kind::Karton, ALL_NS.to_vec())
+            .wrapped(),
+        Config::new(
+            "karton-hybrid",
+            "karton without the wrapper: it drives the hybrid layout (v1 + the cgroup2 mount)".into(),
+            Kind::Karton,
+            default_ns,
         ),
     ]
 }
@@ -319,7 +359,7 @@ pub fn build_rootfs(dir: &Path, karton: &Path) -> Result<PathBuf, BenchError> {
             )
         })?;
     copy(busybox, &rootfs.join("bin/busybox"))?;
-    for applet in ["sh", "true", "ip", "ls", "cat"] {
+    for applet in ["sh", "true", "ip", "ls", "cat", "sleep"] {
         let link = rootfs.join("bin").join(applet);
         if !link.exists() {
             std::os::unix::fs::symlink("busybox", &link)

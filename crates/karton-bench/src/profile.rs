@@ -35,6 +35,15 @@ pub struct Profile {
     pub ns_rounds: u32,
     pub lifecycle_rounds: u32,
     pub lifecycle_budget_s: f64,
+    /// Rounds of the `create` peak-RSS measurement (each runtime once per round).
+    pub lifecycle_rss_rounds: u32,
+    /// Density: numbers of containers, and how many start in parallel.
+    pub density_n: Vec<u32>,
+    pub density_parallel: Vec<u32>,
+    /// Repetitions of every density cell.
+    pub density_reps: u32,
+    /// The start-rate cell (N, parallel, repetitions): karton vs crun at scale.
+    pub density_rate: (u32, u32, u32),
     /// Run the instrumented pass (karton-probe) after the timed passes.
     pub instrumented: bool,
 }
@@ -218,6 +227,11 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
             ns_rounds: 3,
             lifecycle_rounds: 10,
             lifecycle_budget_s: 15.0,
+            lifecycle_rss_rounds: 3,
+            density_n: vec![1, 10, 50],
+            density_parallel: vec![1, 2, 8],
+            density_reps: 1,
+            density_rate: (200, 8, 1),
             instrumented: true,
         }),
         "full" => Ok(Profile {
@@ -250,6 +264,11 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
             ns_rounds: 10,
             lifecycle_rounds: 50,
             lifecycle_budget_s: 120.0,
+            lifecycle_rss_rounds: 10,
+            density_n: vec![1, 10, 100, 1000],
+            density_parallel: vec![1, 2, 8],
+            density_reps: 1,
+            density_rate: (200, 8, 5),
             instrumented: true,
         }),
         other => Err(BenchError::UnknownProfile { name: other.into() }),

@@ -34,6 +34,10 @@ pub struct BenchResults {
     pub series: Vec<Series>,
     /// Namespace create + destroy, per type and number of concurrent workers.
     pub ns_create: Vec<NsCreateCell>,
+    /// Many containers at once: start N sleeping containers with P in parallel, per runtime.
+    /// Absent in files written before the density benchmark existed.
+    #[serde(default)]
+    pub density: Vec<DensityCell>,
     /// The separate instrumented pass (karton-probe), when it ran.
     pub instrumented: Option<Instrumented>,
     /// The eBPF breakdown of the application rows (one probed run per configuration).
@@ -184,6 +188,51 @@ pub struct NsCreateCell {
     pub throughput: Option<Summary>,
 }
 
+/// One density measurement: `N` containers of one runtime started with `parallel`
+/// concurrent `run --detach` calls, left idle, then force-deleted with the same parallelism.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DensityCell {
+    /// "karton", "crun", "runc".
+    pub runtime: String,
+    pub n: u32,
+    pub parallel: u32,
+    /// Repetition of this (runtime, n, parallel) cell, from 0.
+    pub rep: u32,
+    pub status: RowStatus,
+    pub reason: Option<String>,
+    /// Seconds from the first start to all N running (every `run --detach` returned).
+    pub start_s: f64,
+    /// Containers started per second (n / start_s).
+    pub start_rate: f64,
+    /// Seconds to force-delete all N.
+    pub delete_s: f64,
+    /// CPU seconds (user + system) of the runtime processes, start phase, all N together.
+    pub start_cpu_s: f64,
+    /// Runs that failed (their containers are not in the figures).
+    pub failures: u32,
+    /// Host memory per idle container, KiB: the kernel's (slab, page tables, kernel
+    /// stacks: deltas of /proc/meminfo over the N containers) and the processes' (PSS of
+    /// every process left behind: the containers' own and any runtime leftovers).
+    pub mem: Option<DensityMem>,
+}
+
+/// Host memory per idle container, KiB (delta over N containers, divided by N).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DensityMem {
+    pub slab_kib: f64,
+    pub page_tables_kib: f64,
+    pub kernel_stack_kib: f64,
+    /// PSS of the processes left running (container processes + runtime leftovers).
+    pub processes_pss_kib: f64,
+    /// Processes left running per container (1 = the container's own process only).
+    pub processes: f64,
+    /// slab + page tables + kernel stacks + processes.
+    pub total_kib: f64,
+    /// MemTotal - MemAvailable delta per container: everything, including page cache
+    /// and noise from other work on the machine (a cross-check, not the headline).
+    pub used_kib: f64,
+}
+
 /// The separate instrumented pass: karton-probe on one run per configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Instrumented {
@@ -328,12 +377,12 @@ impl BenchResults {
     pub fn save_json(&self, path: &Path) -> Result<(), BenchError> {
         let mut text = serde_json::to_string(self).map_err(|e| BenchError::Encode(e.to_string()))?;
         text.push('\n');
-        write_atomic(path, text.as_bytes())
+        write_file(path, text.as_bytes())
     }
 
     /// Writes the CSV form atomically: one line per (series, configuration).
     pub fn save_csv(&self, path: &Path) -> Result<(), BenchError> {
-        write_atomic(path, self.to_csv().as_bytes())
+        write_file(path, self.to_csv().as_bytes())
     }
 
     pub fn to_csv(&self) -> String {
@@ -402,22 +451,14 @@ fn csv(s: &str) -> String {
     }
 }
 
-/// temp file + fsync + rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
-    use std::io::Write as _;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let io = |what: &str, source| BenchError::Io { what: format!("{what} {}", tmp.display()), source };
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating", e))?;
-    f.write_all(bytes).map_err(|e| io("writing", e))?;
-    f.sync_all().map_err(|e| io("syncing", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-        .map_err(|source| BenchError::Io { what: format!("renaming to {}", path.display()), source })
+/// Writes a results or report file atomically and fsynced (the rule: karton_sys::atomic).
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
+    karton_sys::atomic::write_atomic(path, bytes, karton_sys::atomic::Durability::Fsync)
+        .map_err(BenchError::io(format!("writing {}", path.display())))
 }
 
-/// RFC 3339 UTC time of `t`.
+/// RFC 3339 UTC time of `t` (the runner stamps its results with it).
+#[cfg(feature = "runner")]
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     karton_runtime::util::rfc3339_seconds(secs as i64)
@@ -428,6 +469,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "runner")]
     #[test]
     fn rfc3339_known_dates() {
         let t = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);

@@ -7,6 +7,7 @@
 //! single-threaded caller, and this process has a progress-bar and a signal thread.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -49,6 +50,7 @@ pub fn bench_names(p: &Profile) -> Vec<String> {
     }
     v.push("ns-create".into());
     v.push("lifecycle".into());
+    v.push("density".into());
     v
 }
 
@@ -129,6 +131,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
         configurations: Vec::new(),
         series: Vec::new(),
         ns_create: Vec::new(),
+        density: Vec::new(),
         instrumented: None,
         apps: vec![],
         notes: vec![
@@ -220,6 +223,10 @@ impl Runner {
         if self.wanted("lifecycle") && !self.opts.skip_lifecycle {
             len += matrix::lifecycle_configs().len() as u64 * (p.lifecycle_rounds + 1) as u64;
         }
+        if self.wanted("density") && !self.opts.skip_lifecycle {
+            let cells = p.density_n.len() * p.density_parallel.len() * p.density_reps as usize;
+            len += 3 * (cells as u64 + p.density_rate.2 as u64);
+        }
         if p.instrumented && self.opts.only_benches.is_empty() {
             len += 4;
         }
@@ -250,6 +257,10 @@ impl Runner {
         }
         if !self.stopped() && self.wanted("lifecycle") && !self.opts.skip_lifecycle {
             self.run_lifecycle()?;
+            self.save()?;
+        }
+        if !self.stopped() && self.wanted("density") && !self.opts.skip_lifecycle {
+            self.run_density()?;
             self.save()?;
         }
         if !self.stopped() && self.opts.profile.instrumented && self.opts.only_benches.is_empty() {
@@ -283,7 +294,7 @@ impl Runner {
     fn write_bundle(&self, dir: &Path, spec: &serde_json::Value) -> Result<(), BenchError> {
         std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
         let text = serde_json::to_string_pretty(spec).map_err(|e| BenchError::Encode(e.to_string()))?;
-        write_atomic(&dir.join("config.json"), text.as_bytes())
+        write_file(&dir.join("config.json"), text.as_bytes())
     }
 
     /// Runs one measurement of `b` under `c`; Err carries the reason (stderr).
@@ -658,7 +669,8 @@ impl Runner {
             self.write_bundle(&dir, &matrix::lifecycle_spec(c, &self.rootfs))?;
             let tool = match c.kind {
                 Kind::Runc => Some("runc"),
-                Kind::Crun | Kind::CrunWrapper => Some("crun"),
+                Kind::Crun => Some("crun"),
+                Kind::Wrapper | Kind::Floor => Some("unshare"),
                 _ => None,
             };
             if let Some(t) = tool {
@@ -667,7 +679,9 @@ impl Runner {
                 }
             }
         }
-        let mut samples: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
+        // samples[config] = (round, wall ms, cpu ms)
+        let mut wall: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
+        let mut cpu: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
         let mut failures: HashMap<String, u32> = HashMap::new();
         // Warm-up (and detection of what cannot run).
         for c in &configs {
@@ -692,7 +706,10 @@ impl Runner {
                 }
                 let c = live[(k + rounds as usize) % live.len()];
                 match self.lifecycle_once(c) {
-                    Ok(ms) => samples.entry(c.name.clone()).or_default().push((rounds, ms)),
+                    Ok(u) => {
+                        wall.entry(c.name.clone()).or_default().push((rounds, u.wall_ms));
+                        cpu.entry(c.name.clone()).or_default().push((rounds, u.cpu_ms));
+                    }
                     Err(_) => *failures.entry(c.name.clone()).or_default() += 1,
                 }
                 self.pb.inc(1);
@@ -701,63 +718,391 @@ impl Runner {
         }
         let left = (p.lifecycle_rounds.saturating_sub(rounds)) as u64 * live.len() as u64;
         self.pb.set_length(self.pb.length().unwrap_or(0).saturating_sub(left));
-        let baseline = if live.iter().any(|c| c.name == "runc") { "runc" } else { "karton" };
-        let base = samples.get(baseline).cloned().unwrap_or_default();
-        let mut rows = Vec::new();
-        let mut all_conv = true;
-        for c in &configs {
-            if let Some(why) = skipped.get(&c.name) {
+        // Peak RSS of `create` (GNU time's %M: the wrapper's exec chain and what it waited
+        // for), each runtime once per round, interleaved.
+        let mut rss: HashMap<String, Vec<(u32, f64)>> = HashMap::new();
+        let rss_configs: Vec<&Config> = if Path::new("/usr/bin/time").exists() {
+            live.iter()
+                .copied()
+                .filter(|c| matches!(c.kind, Kind::Karton | Kind::Runc | Kind::Crun))
+                .collect()
+        } else {
+            self.results.notes.push(
+                "lifecycle/create-rss: skipped: GNU time is not installed (apt-get install time)".into(),
+            );
+            Vec::new()
+        };
+        for round in 0..p.lifecycle_rss_rounds {
+            for k in 0..rss_configs.len() {
+                if self.stopped() {
+                    break;
+                }
+                let c = rss_configs[(k + round as usize) % rss_configs.len()];
+                match self.create_rss(c) {
+                    Ok(kib) => rss.entry(c.name.clone()).or_default().push((round, kib)),
+                    Err(_) => *failures.entry(format!("{}/rss", c.name)).or_default() += 1,
+                }
+            }
+        }
+        let baseline = ["crun", "runc", "karton"]
+            .into_iter()
+            .find(|b| live.iter().any(|c| c.name == *b))
+            .unwrap_or("karton");
+        let desc = |what: &str| {
+            format!(
+                "create → start → /bin/true exits → delete: {what} of `RUNTIME --root R run --bundle B ID`, every runtime inside `unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified; exec RUNTIME …'`"
+            )
+        };
+        let series = [
+            ("run", "ms", desc("wall time"), &wall, &configs.iter().collect::<Vec<_>>(), rounds),
+            ("cpu", "ms", desc("CPU time (user + system of every process it waited for)"), &cpu, &configs.iter().collect::<Vec<_>>(), rounds),
+            (
+                "create-rss",
+                "KiB",
+                "peak RSS of `RUNTIME create` (ru_maxrss of the wrapper's exec chain and the children it waited for, as GNU time %M)".to_string(),
+                &rss,
+                &configs.iter().filter(|c| matches!(c.kind, Kind::Karton | Kind::Runc | Kind::Crun)).collect::<Vec<_>>(),
+                p.lifecycle_rss_rounds,
+            ),
+        ];
+        for (metric, unit, description, samples, cfgs, rounds) in series {
+            let base = samples.get(baseline).cloned().unwrap_or_default();
+            let mut rows = Vec::new();
+            let mut all_conv = true;
+            for c in cfgs {
+                if let Some(why) = skipped.get(&c.name) {
+                    rows.push(Row {
+                        config: c.name.clone(),
+                        status: RowStatus::Skipped,
+                        reason: Some(tail(why)),
+                        samples: vec![],
+                        summary: None,
+                        ratio: None,
+                        failures: 0,
+                    });
+                    continue;
+                }
+                let v = samples.get(&c.name).cloned().unwrap_or_default();
+                let xs: Vec<f64> = v.iter().map(|x| x.1).collect();
+                let seed = self.opts.seed ^ hash(&c.name) ^ hash(metric);
+                let s = stats::summarize(&xs, 0.95, p.resamples, seed);
+                all_conv &= s.as_ref().is_some_and(|s| s.ci_pct <= p.target_ci_pct);
+                let fail_key =
+                    if metric == "create-rss" { format!("{}/rss", c.name) } else { c.name.clone() };
                 rows.push(Row {
                     config: c.name.clone(),
-                    status: RowStatus::Skipped,
-                    reason: Some(tail(why)),
-                    samples: vec![],
-                    summary: None,
-                    ratio: None,
-                    failures: 0,
+                    status: RowStatus::Ok,
+                    reason: None,
+                    samples: v.iter().map(|(round, value)| Sample { round: *round, value: *value }).collect(),
+                    summary: s,
+                    ratio: (c.name != baseline)
+                        .then(|| {
+                            stats::ratio_summary(
+                                &stats::paired_ratios(&v, &base, false),
+                                baseline,
+                                0.95,
+                                p.resamples,
+                                seed,
+                            )
+                        })
+                        .flatten(),
+                    failures: failures.get(&fail_key).copied().unwrap_or(0),
                 });
-                continue;
             }
-            let v = samples.get(&c.name).cloned().unwrap_or_default();
-            let xs: Vec<f64> = v.iter().map(|x| x.1).collect();
-            let s = stats::summarize(&xs, 0.95, p.resamples, self.opts.seed ^ hash(&c.name));
-            all_conv &= s.as_ref().is_some_and(|s| s.ci_pct <= p.target_ci_pct);
-            rows.push(Row {
-                config: c.name.clone(),
-                status: RowStatus::Ok,
-                reason: None,
-                samples: v.iter().map(|(round, value)| Sample { round: *round, value: *value }).collect(),
-                summary: s,
-                ratio: (c.name != baseline)
-                    .then(|| {
-                        stats::ratio_summary(
-                            &stats::paired_ratios(&v, &base, false),
-                            baseline,
-                            0.95,
-                            p.resamples,
-                            self.opts.seed,
-                        )
-                    })
-                    .flatten(),
-                failures: failures.get(&c.name).copied().unwrap_or(0),
+            self.results.series.push(Series {
+                id: format!("lifecycle/{metric}"),
+                workload: "lifecycle".into(),
+                metric: metric.into(),
+                unit: unit.into(),
+                higher_is_better: false,
+                description,
+                args: vec!["/bin/true".into()],
+                baseline: Some(baseline.into()),
+                rounds,
+                converged: all_conv,
+                rows,
             });
         }
-        self.results.series.push(Series {
-            id: "lifecycle/run".into(),
-            workload: "lifecycle".into(),
-            metric: "run".into(),
-            unit: "ms".into(),
-            higher_is_better: false,
-            description:
-                "create → start → /bin/true exits → delete: wall time of `RUNTIME --root R run --bundle B ID`"
-                    .into(),
-            args: vec!["/bin/true".into()],
-            baseline: Some(baseline.into()),
-            rounds,
-            converged: all_conv,
-            rows,
-        });
         Ok(())
+    }
+
+    /// The command line of `args` for runtime `kind` (karton, runc, crun), in the wrapper
+    /// when `wrapped`.
+    fn runtime_argv(&self, kind: Kind, wrapped: bool, args: &[&OsStr]) -> Vec<OsString> {
+        let mut v: Vec<OsString> = Vec::new();
+        if wrapped {
+            v.extend(matrix::WRAPPER.iter().map(OsString::from));
+        }
+        v.push(match kind {
+            Kind::Runc => "runc".into(),
+            Kind::Crun => "crun".into(),
+            _ => self.exe.clone().into(),
+        });
+        v.extend(args.iter().map(|a| a.to_os_string()));
+        v
+    }
+
+    /// Runs `argv` to completion; its wall time and CPU time (wait4).
+    fn run_measured(&self, argv: &[OsString]) -> Result<Usage, String> {
+        let (prog, rest) = argv.split_first().ok_or("empty command")?;
+        let err_path = self.work.join(format!("stderr-{}", self.counter.fetch_add(1, Ordering::SeqCst)));
+        let err =
+            std::fs::File::create(&err_path).map_err(|e| format!("creating {}: {e}", err_path.display()))?;
+        let t = Instant::now();
+        let child = self
+            .cmd(Path::new(prog))
+            .args(rest)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("running {}: {e}", Path::new(prog).display()))?;
+        let u = karton_sys::process::wait4(child.id() as i32).map_err(|e| format!("{e}"));
+        let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&err_path);
+        let u = u?;
+        if u.status != 0 {
+            return Err(format!("exited with status {:#x}: {}", u.status, stderr.trim()));
+        }
+        Ok(Usage { wall_ms, cpu_ms: (u.user_us + u.sys_us) as f64 / 1e3 })
+    }
+
+    fn lifecycle_root(&self, c: &Config) -> PathBuf {
+        self.work.join(format!("state-{}", sanitize(&c.name)))
+    }
+
+    /// One `RUNTIME run` of /bin/true (or the wrapper / the floor alone).
+    fn lifecycle_once(&self, c: &Config) -> Result<Usage, String> {
+        let bundle = self.work.join("bundles/lifecycle").join(sanitize(&c.name));
+        let id = self.next_id();
+        let root = self.lifecycle_root(c);
+        let argv: Vec<OsString> = match c.kind {
+            Kind::Karton | Kind::Runc | Kind::Crun => self.runtime_argv(
+                c.kind,
+                c.wrapped,
+                &[
+                    "--root".as_ref(),
+                    root.as_os_str(),
+                    "run".as_ref(),
+                    "--bundle".as_ref(),
+                    bundle.as_os_str(),
+                    id.as_ref(),
+                ],
+            ),
+            Kind::Floor | Kind::Wrapper => {
+                let mut v: Vec<OsString> =
+                    if c.wrapped { matrix::WRAPPER.iter().map(OsString::from).collect() } else { vec![] };
+                if c.kind == Kind::Floor {
+                    v.extend(["unshare", "-pfniuC", "--mount-proc", "true"].map(OsString::from));
+                } else {
+                    v.extend(matrix::WRAPPER.iter().map(OsString::from));
+                    v.push("true".into());
+                }
+                v
+            }
+            Kind::Bare => return Err("bare has no lifecycle".into()),
+        };
+        self.run_measured(&argv).map_err(|why| {
+            if matches!(c.kind, Kind::Karton | Kind::Runc | Kind::Crun) {
+                self.force_delete_in(c.kind, c.wrapped, &root, &id);
+            }
+            format!("{}: {why}", c.name)
+        })
+    }
+
+    /// Peak RSS (KiB) of one `RUNTIME create`, by GNU time's %M; the container is deleted
+    /// afterwards. Not by our own wait4: a child's ru_maxrss starts at its parent's peak
+    /// (the mm it copied, or shared until exec), and this process is far bigger than a
+    /// runtime; GNU time's own footprint (~1 MiB) is below every runtime's.
+    fn create_rss(&self, c: &Config) -> Result<f64, String> {
+        let bundle = self.work.join("bundles/lifecycle").join(sanitize(&c.name));
+        let id = self.next_id();
+        let root = self.lifecycle_root(c);
+        let out_file = self.work.join(format!("rss-{id}"));
+        let mut argv: Vec<OsString> =
+            ["/usr/bin/time", "-f", "%M", "-o"].iter().map(OsString::from).collect();
+        argv.push(out_file.clone().into());
+        argv.extend(self.runtime_argv(
+            c.kind,
+            c.wrapped,
+            &[
+                "--root".as_ref(),
+                root.as_os_str(),
+                "create".as_ref(),
+                "--bundle".as_ref(),
+                bundle.as_os_str(),
+                id.as_ref(),
+            ],
+        ));
+        let out = self.run_measured(&argv);
+        self.force_delete_in(c.kind, c.wrapped, &root, &id);
+        let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&out_file);
+        out?;
+        text.lines()
+            .rev()
+            .find_map(|l| l.trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("GNU time printed no %M figure: {}", text.trim()))
+    }
+
+    /// `RUNTIME --root R delete --force ID`, errors ignored (cleanup after a failure).
+    fn force_delete_in(&self, kind: Kind, wrapped: bool, root: &Path, id: &str) {
+        let argv = self.runtime_argv(
+            kind,
+            wrapped,
+            &["--root".as_ref(), root.as_os_str(), "delete".as_ref(), "--force".as_ref(), id.as_ref()],
+        );
+        let _ = self.run_measured(&argv);
+    }
+
+    fn run_density(&mut self) -> Result<(), BenchError> {
+        let p = self.opts.profile.clone();
+        let runtimes: Vec<(&str, Kind)> =
+            [("karton", Kind::Karton), ("crun", Kind::Crun), ("runc", Kind::Runc)]
+                .into_iter()
+                .filter(|(name, kind)| {
+                    let ok = *kind == Kind::Karton || crate::machine::has(name);
+                    if !ok {
+                        self.results.notes.push(format!("density: {name} skipped: not installed"));
+                    }
+                    ok
+                })
+                .collect();
+        let base = matrix::lifecycle_configs().into_iter().find(|c| c.name == "karton");
+        let Some(base) = base else { return Ok(()) };
+        let mut spec = matrix::lifecycle_spec(&base, &self.rootfs);
+        spec["process"]["args"] = serde_json::json!(["sleep", "1000000"]);
+        let bundle = self.work.join("bundles/density");
+        self.write_bundle(&bundle, &spec)?;
+        let mut cells: Vec<(u32, u32, u32)> = Vec::new();
+        for &n in &p.density_n {
+            for &par in &p.density_parallel {
+                for rep in 0..p.density_reps {
+                    cells.push((n, par, rep));
+                }
+            }
+        }
+        let (rn, rp, rr) = p.density_rate;
+        let have = cells.iter().filter(|c| c.0 == rn && c.1 == rp).count() as u32;
+        for rep in have..rr {
+            cells.push((rn, rp, rep));
+        }
+        // Orphaned container processes (their runtime exited) become our children, so that
+        // they are counted and reaped here rather than left to the host's pid 1.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        for (i, &(n, par, rep)) in cells.iter().enumerate() {
+            for k in 0..runtimes.len() {
+                if self.stopped() {
+                    break;
+                }
+                let (name, kind) = runtimes[(k + i) % runtimes.len()];
+                self.pb.set_message(format!("density {name} N={n} P={par}"));
+                let cell = self.density_once(name, kind, &bundle, n, par, rep);
+                self.pb.inc(1);
+                self.log(format!(
+                    "density {name:<6} N={n:<4} P={par}: {}",
+                    match (&cell.status, &cell.mem) {
+                        (RowStatus::Ok, Some(m)) => format!(
+                            "start {:.2} s ({:.1}/s), delete {:.2} s, {:.0} KiB/container",
+                            cell.start_s, cell.start_rate, cell.delete_s, m.total_kib
+                        ),
+                        _ => format!("skipped: {}", first_line(cell.reason.as_deref().unwrap_or(""))),
+                    }
+                ));
+                self.results.density.push(cell);
+            }
+        }
+        let _ = nix::sys::prctl::set_child_subreaper(false);
+        reap_orphans();
+        Ok(())
+    }
+
+    /// One density cell: start `n` sleeping containers, `par` at a time, measure the host
+    /// memory they hold while idle, then force-delete them `par` at a time.
+    fn density_once(&self, name: &str, kind: Kind, bundle: &Path, n: u32, par: u32, rep: u32) -> DensityCell {
+        let root = self.work.join(format!("state-density-{name}"));
+        let ids: Vec<String> = (0..n).map(|_| self.next_id()).collect();
+        let pid_dir = self.work.join(format!("pids-{name}"));
+        let _ = std::fs::create_dir_all(&pid_dir);
+        let before = meminfo();
+        let t = Instant::now();
+        let started = parallel(par, &ids, |id| {
+            let pid_file = pid_dir.join(id);
+            self.run_measured(&self.runtime_argv(
+                kind,
+                true,
+                &[
+                    "--root".as_ref(),
+                    root.as_os_str(),
+                    "run".as_ref(),
+                    "--detach".as_ref(),
+                    "--pid-file".as_ref(),
+                    pid_file.as_os_str(),
+                    "--bundle".as_ref(),
+                    bundle.as_os_str(),
+                    id.as_ref(),
+                ],
+            ))
+        });
+        let start_s = t.elapsed().as_secs_f64();
+        let failures = started.iter().filter(|r| r.is_err()).count() as u32;
+        let first_err = started.iter().find_map(|r| r.as_ref().err().cloned());
+        let start_cpu_s = started.iter().flatten().map(|u| u.cpu_ms / 1e3).sum();
+        let ok = n - failures;
+        let mem = (ok > 0).then(|| {
+            let after = meminfo();
+            let procs = descendants(std::process::id() as i32);
+            let pss: u64 = procs.iter().map(|p| pss_kib(*p)).sum();
+            let d = |k: &str| {
+                (after.get(k).copied().unwrap_or(0) as f64 - before.get(k).copied().unwrap_or(0) as f64)
+                    / ok as f64
+            };
+            let (slab, pt, ks) = (d("Slab"), d("PageTables"), d("KernelStack"));
+            let per = pss as f64 / ok as f64;
+            DensityMem {
+                slab_kib: slab,
+                page_tables_kib: pt,
+                kernel_stack_kib: ks,
+                processes_pss_kib: per,
+                processes: procs.len() as f64 / ok as f64,
+                total_kib: slab + pt + ks + per,
+                used_kib: -d("MemAvailable"),
+            }
+        });
+        let pids: Vec<i32> = ids
+            .iter()
+            .filter_map(|id| std::fs::read_to_string(pid_dir.join(id)).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let t = Instant::now();
+        let deleted = parallel(par, &ids, |id| {
+            self.run_measured(&self.runtime_argv(
+                kind,
+                true,
+                &["--root".as_ref(), root.as_os_str(), "delete".as_ref(), "--force".as_ref(), id.as_ref()],
+            ))
+        });
+        let delete_s = t.elapsed().as_secs_f64();
+        reap(&pids);
+        let _ = std::fs::remove_dir_all(&pid_dir);
+        let delete_failures = deleted.iter().filter(|r| r.is_err()).count() as u32;
+        let status = if ok == 0 { RowStatus::Skipped } else { RowStatus::Ok };
+        DensityCell {
+            runtime: name.into(),
+            n,
+            parallel: par,
+            rep,
+            status,
+            reason: first_err
+                .map(|e| tail(&e))
+                .or_else(|| (delete_failures > 0).then(|| format!("{delete_failures} deletes failed"))),
+            start_s,
+            start_rate: if start_s > 0.0 { ok as f64 / start_s } else { 0.0 },
+            delete_s,
+            start_cpu_s,
+            failures: failures + delete_failures,
+            mem,
+        }
     }
 
     /// The separate instrumented pass (karton-probe), when BPF works here.
@@ -866,60 +1211,6 @@ impl Runner {
         Ok(())
     }
 
-    /// One `RUNTIME run` of /bin/true; its wall time in ms.
-    fn lifecycle_once(&self, c: &Config) -> Result<f64, String> {
-        let bundle = self.work.join("bundles/lifecycle").join(sanitize(&c.name));
-        let id = self.next_id();
-        let root = self.work.join(format!("state-{}", sanitize(&c.name)));
-        let mut cmd = match c.kind {
-            Kind::Karton => {
-                let mut k = self.cmd(&self.exe);
-                k.arg("--root").arg(&root).args(["run", "--bundle"]).arg(&bundle).arg(&id);
-                k
-            }
-            Kind::Runc => {
-                let mut k = self.cmd(Path::new("runc"));
-                k.arg("--root").arg(&root).args(["run", "--bundle"]).arg(&bundle).arg(&id);
-                k
-            }
-            Kind::Crun | Kind::CrunWrapper => {
-                // crun 1.8 refuses a hybrid cgroup layout: hide the v2 mount in a private
-                // mount namespace (nothing changes on the host).
-                let inner = if c.kind == Kind::Crun {
-                    format!("umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --root '{}' run --bundle '{}' {id}", root.display(), bundle.display())
-                } else {
-                    "umount /sys/fs/cgroup/unified 2>/dev/null; exec true".to_string()
-                };
-                let mut k = self.cmd(Path::new("unshare"));
-                k.args(["-m", "--propagation", "private", "sh", "-c", &inner]);
-                k
-            }
-            Kind::Bare => return Err("bare has no lifecycle".into()),
-        };
-        let t = Instant::now();
-        let o = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().map_err(|e| e.to_string())?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if o.status.success() {
-            Ok(ms)
-        } else {
-            let rt = match c.kind {
-                Kind::Runc => PathBuf::from("runc"),
-                Kind::Crun => PathBuf::from("crun"),
-                _ => self.exe.clone(),
-            };
-            if c.kind != Kind::Crun {
-                let _ = Command::new(&rt)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["delete", "--force", &id])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            Err(format!("{} exited with {}: {}", c.name, o.status, String::from_utf8_lossy(&o.stderr).trim()))
-        }
-    }
-
     fn cleanup(&self) {
         // Anything left under our state directories (a failed run) is force-deleted.
         let Ok(rd) = std::fs::read_dir(&self.work) else { return };
@@ -928,20 +1219,116 @@ impl Runner {
             .map(|e| e.path())
             .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state")))
         {
-            let rt = if dir.ends_with("state-runc") { PathBuf::from("runc") } else { self.exe.clone() };
+            // crun only works in the wrapper on a hybrid host; karton's record names every
+            // cgroup directory it made, so it deletes from outside the wrapper too.
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let (kind, wrapped) = if name.ends_with("runc") {
+                (Kind::Runc, false)
+            } else if name.ends_with("crun") {
+                (Kind::Crun, true)
+            } else {
+                (Kind::Karton, false)
+            };
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
-                let _ = Command::new(&rt)
-                    .arg("--root")
-                    .arg(&dir)
-                    .args(["delete", "--force"])
-                    .arg(e.file_name())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                self.force_delete_in(kind, wrapped, &dir, &e.file_name().to_string_lossy());
             }
         }
         if self.remove_work {
             let _ = std::fs::remove_dir_all(&self.work);
+        }
+    }
+}
+
+/// What one measured command cost.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    wall_ms: f64,
+    /// User + system CPU of the process and every descendant it waited for.
+    cpu_ms: f64,
+}
+
+/// Runs `f` over `items` with `par` threads; results in the order of `items`.
+fn parallel<T: Sync, R: Send>(par: u32, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: std::sync::Mutex<Vec<Option<R>>> =
+        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..par.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                if let Ok(mut o) = out.lock() {
+                    o[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap_or_default().into_iter().flatten().collect()
+}
+
+/// /proc/meminfo in KiB by key.
+fn meminfo() -> HashMap<String, u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_string(), v.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every descendant of `pid` (children of all its threads, recursively).
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten();
+        for t in tasks {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()) {
+                out.push(k);
+                todo.push(k);
+            }
+        }
+    }
+    out
+}
+
+/// Proportional set size of a process, KiB (0 when it is gone).
+fn pss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:").and_then(|v| v.split_whitespace().next()?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Reaps the container processes that became our children (we are their subreaper) once
+/// they exit; gives up on a pid after a few seconds (a delete that failed).
+fn reap(pids: &[i32]) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    for &pid in pids {
+        loop {
+            match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2))
+                }
+                // Exited, not our child (its runtime still waits for it), or out of time.
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Reaps every exited child. Only called when no other child of ours is in flight.
+fn reap_orphans() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(s) = waitpid(None::<nix::unistd::Pid>, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
         }
     }
 }

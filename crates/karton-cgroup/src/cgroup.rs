@@ -92,28 +92,37 @@ impl Cgroup {
         // Refuse someone else's busy cgroup before making anything. The whole subtree
         // counts: kill --all, ps and delete --force walk it, so a process in a sub-cgroup
         // would be taken over (and killed) as the container's.
-        for dir in cg.dirs() {
-            if let Some((path, pids)) = first_busy(dir)? {
-                return Err(Error::NotEmpty { cgroup: cg.path.clone(), path, pids });
-            }
-        }
         // An empty leaf left under karton's own parent (a crashed create or delete) is
         // karton's: adopt it so that delete removes it. Elsewhere an existing directory
-        // stays someone else's.
+        // stays someone else's. The busy check tells whether each directory exists, so
+        // the plan costs no further lookups for the usual case (a new container).
         let ours = cg.path.starts_with(&format!("{DEFAULT_PARENT}/"));
         let mut planned = Vec::new();
+        let mut busy = None;
         for dir in cg.dirs() {
-            if ours && dir.is_dir() {
-                planned.push(dir.to_path_buf());
-                continue;
+            match first_busy(dir)? {
+                Probe::Busy(path, pids) => {
+                    busy = Some((path, pids));
+                    break;
+                }
+                Probe::Idle => {
+                    if ours {
+                        planned.push(dir.to_path_buf());
+                    }
+                }
+                Probe::Missing => {
+                    let mut missing = vec![dir.to_path_buf()];
+                    let mut d = dir.parent();
+                    while let Some(p) = d.filter(|p| !p.exists()) {
+                        missing.push(p.to_path_buf());
+                        d = p.parent();
+                    }
+                    planned.extend(missing.into_iter().rev());
+                }
             }
-            let mut missing = Vec::new();
-            let mut d = Some(dir);
-            while let Some(p) = d.filter(|p| !p.exists()) {
-                missing.push(p.to_path_buf());
-                d = p.parent();
-            }
-            planned.extend(missing.into_iter().rev());
+        }
+        if let Some((path, pids)) = busy {
+            return Err(Error::NotEmpty { cgroup: cg.path.clone(), path, pids });
         }
         cg.created = planned;
         Ok(cg)
@@ -126,15 +135,26 @@ impl Cgroup {
         let ours = self.path.starts_with(&format!("{DEFAULT_PARENT}/"));
         let leaves: BTreeSet<PathBuf> = self.dirs().into_iter().map(Path::to_path_buf).collect();
         for dir in &planned {
-            if dir.is_dir() {
+            // Planned parents come first, so a plain mkdir normally does it; lookups only
+            // when it fails.
+            let made = match fs::create_dir(dir) {
+                Ok(()) => {
+                    self.created.push(dir.clone());
+                    Ok(())
+                }
                 // An adopted leaf of karton's parent stays ours; anything else that exists
                 // now was made by someone else in between.
-                if ours && leaves.contains(dir) {
-                    self.created.push(dir.clone());
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if ours && leaves.contains(dir) {
+                        self.created.push(dir.clone());
+                    }
+                    Ok(())
                 }
-                continue;
-            }
-            if let Err(e) = mkdir_nested(dir, &mut self.created) {
+                // A parent vanished (another container's delete removed the shared one).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => mkdir_nested(dir, &mut self.created),
+                Err(e) => Err(Error::io("creating cgroup", dir, e)),
+            };
+            if let Err(e) = made {
                 // Leave nothing half-made behind.
                 let _ = self.remove_created(Instant::now());
                 return Err(e);
@@ -422,7 +442,10 @@ impl Cgroup {
             for dir in self.dirs() {
                 let mut parent = dir.parent();
                 while let Some(p) = parent {
-                    let _ = fs::remove_dir(p);
+                    // remove_created already tried the parents this cgroup made.
+                    if !self.created.iter().any(|c| c == p) {
+                        let _ = fs::remove_dir(p);
+                    }
                     if p.file_name().is_some_and(|n| n == &DEFAULT_PARENT[1..]) {
                         break;
                     }
@@ -676,25 +699,36 @@ fn mkdir_nested_once(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error
     Ok(())
 }
 
-/// The first directory at or below `dir` whose cgroup.procs lists a process.
-fn first_busy(dir: &Path) -> Result<Option<(PathBuf, Vec<i32>)>, Error> {
-    let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
-    if !pids.is_empty() {
-        return Ok(Some((dir.to_path_buf(), pids)));
-    }
+/// What [`first_busy`] found at a cgroup directory.
+enum Probe {
+    /// The directory does not exist.
+    Missing,
+    /// It exists and no process is in it or below it.
+    Idle,
+    /// The first directory at or below it whose cgroup.procs lists a process.
+    Busy(PathBuf, Vec<i32>),
+}
+
+/// Whether `dir` exists and holds a process anywhere in its subtree. The directory is
+/// opened first: for a new container it is missing, and that one failed open is all.
+fn first_busy(dir: &Path) -> Result<Probe, Error> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Probe::Missing),
         Err(e) => return Err(Error::io("listing", dir, e)),
     };
+    let pids = fsutil::read_pids(&dir.join("cgroup.procs"))?;
+    if !pids.is_empty() {
+        return Ok(Probe::Busy(dir.to_path_buf(), pids));
+    }
     for e in entries.flatten() {
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            if let Some(found) = first_busy(&e.path())? {
-                return Ok(Some(found));
+            if let Probe::Busy(p, pids) = first_busy(&e.path())? {
+                return Ok(Probe::Busy(p, pids));
             }
         }
     }
-    Ok(None)
+    Ok(Probe::Idle)
 }
 
 fn collect_pids(dir: &Path, out: &mut BTreeSet<i32>) -> Result<(), Error> {

@@ -8,7 +8,7 @@
 //! could not see.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -447,11 +447,6 @@ impl NsList {
     pub fn get(&self, ty: NsType, id: NsId) -> Option<&Namespace> {
         self.namespaces.iter().find(|n| n.ty == ty && n.id == id)
     }
-}
-
-/// Checks that a path is an nsfs file before a caller trusts it.
-pub fn is_ns_file(path: &Path) -> bool {
-    NsHandle::open(path).is_ok()
 }
 
 #[cfg(test)]

@@ -106,14 +106,6 @@ pub fn user_names() -> BTreeMap<u32, String> {
         .collect()
 }
 
-/// A process that is a zombie has no namespaces left; scans skip it.
-pub fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
-        .unwrap_or(false)
-}
-
 /// Children of a process (all threads' children), from /proc/<pid>/task/*/children.
 pub fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();

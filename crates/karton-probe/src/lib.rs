@@ -16,7 +16,7 @@
 //! others run. Each section of a [`Snapshot`] names the mechanism that produced it.
 
 mod kallsyms;
-mod syscall_names;
+mod maps;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap};
@@ -348,7 +348,7 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
     let _guard = LOAD_LOCK.lock().map_err(|_| failed("open", "load lock poisoned"))?;
     let mut open = ObjectBuilder::default().open_memory(i.object()).map_err(|e| failed("open", e))?;
 
-    // The config struct is the only .rodata object (see common.h): offset 0, 16 bytes.
+    // The config struct is the only .rodata object (see common.h): offset 0.
     let (mode, ns) = match b.target {
         Target::All => (0u32, 0u64),
         Target::PidNs(n) => (1, n),
@@ -359,6 +359,14 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
         Target::All => 32,
         _ => 8,
     });
+    let cfg = maps::Config {
+        target_ns: ns,
+        filter_mode: mode,
+        want_latency: u32::from(b.syscall_latency),
+        slots,
+        cfg_pad: 0,
+    }
+    .to_bytes();
     let mut wrote = false;
     for mut m in open.maps_mut() {
         if !m.name().to_string_lossy().ends_with(".rodata") {
@@ -367,16 +375,13 @@ fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, In
         let Some(buf) = m.initial_value_mut() else {
             continue;
         };
-        if buf.len() < 24 {
+        if buf.len() < cfg.len() {
             return Err(failed(
                 "open",
-                format!(".rodata is {} bytes, expected the 24-byte config", buf.len()),
+                format!(".rodata is {} bytes, expected the {}-byte config", buf.len(), cfg.len()),
             ));
         }
-        buf[0..8].copy_from_slice(&ns.to_ne_bytes());
-        buf[8..12].copy_from_slice(&mode.to_ne_bytes());
-        buf[12..16].copy_from_slice(&u32::from(b.syscall_latency).to_ne_bytes());
-        buf[16..20].copy_from_slice(&slots.to_ne_bytes());
+        buf[..cfg.len()].copy_from_slice(&cfg);
         wrote = true;
     }
     // The syscall fast-path arrays: slots * SC_NR_MAX rows each; no latency rows if unused.
@@ -590,22 +595,6 @@ impl Hist {
             self.sum_ns as f64 / self.count as f64
         }
     }
-    /// Upper bound (2^(i+1) ns) of the bucket holding quantile `q` (0..=1).
-    pub fn quantile_upper_ns(&self, q: f64) -> u64 {
-        let total: u64 = self.buckets.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let want = (q * total as f64).ceil().max(1.0) as u64;
-        let mut acc = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b;
-            if acc >= want {
-                return 1u64 << (i + 1);
-            }
-        }
-        1u64 << self.buckets.len()
-    }
     fn merge(&mut self, other: &Hist) {
         self.count += other.count;
         self.sum_ns += other.sum_ns;
@@ -700,27 +689,24 @@ pub struct ProcEvent {
 
 impl ProcEvent {
     fn parse(d: &[u8]) -> Option<Self> {
-        // struct event of timeline.bpf.c: 8+8+4*6 bytes, comm[16], file[128].
-        if d.len() < 40 + 16 + 128 {
-            return None;
-        }
-        let kind = match u32_at(d, 16) {
+        let e: maps::Event = maps::decode(d)?;
+        let kind = match e.kind {
             1 => "fork",
             2 => "exec",
             3 => "exit",
             _ => return None,
         };
         Some(Self {
-            ts_ns: u64_at(d, 0),
-            key: u64_at(d, 8),
+            ts_ns: e.ts,
+            key: e.key,
             kind: kind.into(),
-            pid: u32_at(d, 20),
-            tgid: u32_at(d, 24),
-            ppid: u32_at(d, 28),
-            exit_code: u32_at(d, 32) as i32,
-            thread: u32_at(d, 36) != 0,
-            comm: cstr(&d[40..56]),
-            file: cstr(&d[56..184]),
+            pid: e.pid,
+            tgid: e.tgid,
+            ppid: e.ppid,
+            exit_code: e.exit_code,
+            thread: e.is_thread != 0,
+            comm: maps::cstr(&e.comm),
+            file: maps::cstr(&e.file),
         })
     }
 }
@@ -782,38 +768,16 @@ pub struct NameCount {
     pub count: u64,
 }
 
-fn u64_at(d: &[u8], o: usize) -> u64 {
-    d.get(o..o + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes).unwrap_or(0)
-}
-fn u32_at(d: &[u8], o: usize) -> u32 {
-    d.get(o..o + 4).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes).unwrap_or(0)
-}
-fn cstr(d: &[u8]) -> String {
-    let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());
-    String::from_utf8_lossy(&d[..end]).into_owned()
+fn hist_from(buckets: &[u64], count: u64, sum: u64) -> Hist {
+    Hist { count, sum_ns: sum, buckets: buckets.to_vec() }
 }
 
-/// Sums a per-CPU value made of u64 fields, field by field.
-fn sum_percpu(vals: &[Vec<u8>]) -> Vec<u64> {
-    let n = vals.first().map(|v| v.len() / 8).unwrap_or(0);
-    let mut out = vec![0u64; n];
-    for v in vals {
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = o.wrapping_add(u64_at(v, i * 8));
-        }
-    }
-    out
-}
-
-fn hist_from(fields: &[u64], count: u64, sum: u64) -> Hist {
-    Hist { count, sum_ns: sum, buckets: fields.to_vec() }
-}
-
+/// The name of system call `nr` on this machine's architecture, from libseccomp's tables;
+/// `syscall_NR` for a number libseccomp does not know.
 pub fn syscall_name(nr: u32) -> String {
-    syscall_names::NAMES
-        .iter()
-        .find(|(n, _)| *n == nr)
-        .map(|(_, s)| s.to_string())
+    i32::try_from(nr)
+        .ok()
+        .and_then(|n| libseccomp::ScmpSyscall::from(n).get_name_by_arch(libseccomp::ScmpArch::Native).ok())
         .unwrap_or_else(|| format!("syscall_{nr}"))
 }
 
@@ -941,7 +905,7 @@ impl Probe {
                 .and_then(|o| {
                     o.maps()
                         .find(|m| m.name() == "tracked")
-                        .map(|m| m.keys().map(|k| u32_at(&k, 0)).collect())
+                        .map(|m| m.keys().filter_map(|k| maps::decode::<u32>(&k)).collect())
                 })
                 .unwrap_or_default(),
             Target::PidNs(ns) => fs::read_dir("/proc")
@@ -985,7 +949,10 @@ impl Probe {
         for k in m.keys() {
             match m.lookup(&k, MapFlags::ANY) {
                 Ok(Some(v)) => {
-                    found.push((u32_at(&k, 0), u64_at(&v, 8) * page_kib, cstr(&v[16..v.len().min(32)])))
+                    if let (Some(pid), Some(r)) = (maps::decode::<u32>(&k), maps::decode::<maps::RssVal>(&v))
+                    {
+                        found.push((pid, r.peak_pages * page_kib, maps::cstr(&r.comm)));
+                    }
                 }
                 Ok(None) => {}
                 Err(source) => return Err(ProbeError::Map { map: "rss_exit".into(), source }),
@@ -1010,15 +977,20 @@ impl Probe {
         };
         let mut totals: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         for (k, v) in percpu_entries(o, "fp_totals")? {
-            let f = sum_percpu(&v);
-            let e = totals.entry(u64_at(&k, 0)).or_default();
-            e.0 += f.first().copied().unwrap_or(0);
-            e.1 += f.get(1).copied().unwrap_or(0);
+            let (Some(key), Some(f)) = (maps::decode::<u64>(&k), maps::sum_percpu::<maps::FpTotals>(&v))
+            else {
+                continue;
+            };
+            let e = totals.entry(key).or_default();
+            e.0 += f.kernel;
+            e.1 += f.user;
         }
         let mut ips: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
         for (k, v) in percpu_entries(o, "fp_ips")? {
-            let f = sum_percpu(&v);
-            ips.entry(u64_at(&k, 0)).or_default().push((u64_at(&k, 8), f.first().copied().unwrap_or(0)));
+            let (Some(k), Some(n)) = (maps::decode::<maps::FpKey>(&k), maps::sum_percpu::<u64>(&v)) else {
+                continue;
+            };
+            ips.entry(k.key).or_default().push((k.ip, n));
         }
         let ks = match &self.kallsyms {
             Some(Ok(k)) => Some(k),
@@ -1080,48 +1052,52 @@ fn read_syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, ProbeErr
     if let (Some(slots), Some(cnt)) = (find("sc_slots"), find("sc_cnt")) {
         let lat = find("sc_lat");
         for k in slots.keys() {
-            let key = u64_at(&k, 0);
+            let Some(key) = maps::decode::<u64>(&k) else {
+                continue;
+            };
             let slot = match slots.lookup(&k, MapFlags::ANY) {
-                Ok(Some(v)) => u32_at(&v, 0),
+                Ok(Some(v)) => match maps::decode::<u32>(&v) {
+                    Some(s) => s,
+                    None => continue,
+                },
                 Ok(None) => continue,
                 Err(source) => return Err(ProbeError::Map { map: "sc_slots".into(), source }),
             };
             for nr in 0..SC_NR_MAX {
                 let idx = (slot * SC_NR_MAX + nr).to_ne_bytes();
                 let c = match cnt.lookup_percpu(&idx, MapFlags::ANY) {
-                    Ok(Some(v)) => sum_percpu(&v),
+                    Ok(Some(v)) => maps::sum_percpu::<maps::ScCnt>(&v),
                     Ok(None) => continue,
                     Err(source) => return Err(ProbeError::Map { map: "sc_cnt".into(), source }),
                 };
-                if c.first().copied().unwrap_or(0) == 0 {
+                let Some(c) = c.filter(|c| c.count != 0) else {
                     continue;
-                }
+                };
                 let mut h = Hist::default();
                 if latency {
                     if let Some(Ok(Some(v))) = lat.as_ref().map(|l| l.lookup_percpu(&idx, MapFlags::ANY)) {
-                        let f = sum_percpu(&v);
-                        if f.len() >= 2 + HIST_SLOTS {
-                            h = hist_from(&f[2..2 + HIST_SLOTS], f[0], f[1]);
+                        if let Some(l) = maps::sum_percpu::<maps::ScLat>(&v) {
+                            h = hist_from(&l.hist, l.lat_count, l.lat_sum);
                         }
                     }
                 }
                 let e = acc.entry((key, nr)).or_insert((0, 0, Hist::default()));
-                e.0 += c[0];
-                e.1 += c.get(1).copied().unwrap_or(0);
+                e.0 += c.count;
+                e.1 += c.errors;
                 e.2.merge(&h);
             }
         }
     }
     // Fallback hash: keys beyond the slots, numbers beyond SC_NR_MAX.
     for (k, v) in percpu_entries(o, "sc_stats")? {
-        let f = sum_percpu(&v);
-        if f.len() < 4 + HIST_SLOTS {
+        let (Some(k), Some(f)) = (maps::decode::<maps::ScKey>(&k), maps::sum_percpu::<maps::ScVal>(&v))
+        else {
             continue;
-        }
-        let e = acc.entry((u64_at(&k, 0), u32_at(&k, 8))).or_insert((0, 0, Hist::default()));
-        e.0 += f[0];
-        e.1 += f[1];
-        e.2.merge(&hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3]));
+        };
+        let e = acc.entry((k.key, k.nr)).or_insert((0, 0, Hist::default()));
+        e.0 += f.count;
+        e.1 += f.errors;
+        e.2.merge(&hist_from(&f.hist, f.lat_count, f.lat_sum));
     }
     let mut rows: Vec<SyscallStat> = acc
         .into_iter()
@@ -1149,10 +1125,13 @@ fn read_tracepoints(l: &Loaded) -> Result<Vec<TracepointHits>, ProbeError> {
     };
     let mut per_key: BTreeMap<u64, Vec<NameCount>> = BTreeMap::new();
     for (k, v) in percpu_entries(&l.obj, "tp_hits")? {
-        let idx = u64_at(&k, 8) as usize;
+        let Some(k) = maps::decode::<maps::TpKey>(&k) else {
+            continue;
+        };
+        let idx = k.idx as usize;
         let name = names.get(idx).cloned().unwrap_or_else(|| format!("#{idx}"));
-        let count = sum_percpu(&v).first().copied().unwrap_or(0);
-        per_key.entry(u64_at(&k, 0)).or_default().push(NameCount { name, count });
+        let count = maps::sum_percpu::<u64>(&v).unwrap_or(0);
+        per_key.entry(k.key).or_default().push(NameCount { name, count });
     }
     Ok(per_key
         .into_iter()
@@ -1173,15 +1152,14 @@ fn read_tracepoints(l: &Loaded) -> Result<Vec<TracepointHits>, ProbeError> {
 fn read_sched(o: &Object) -> Result<Vec<SchedStat>, ProbeError> {
     let mut rows = Vec::new();
     for (k, v) in percpu_entries(o, "sched_stats")? {
-        let f = sum_percpu(&v);
-        if f.len() < 4 + HIST_SLOTS {
+        let (Some(key), Some(f)) = (maps::decode::<u64>(&k), maps::sum_percpu::<maps::SchedVal>(&v)) else {
             continue;
-        }
+        };
         rows.push(SchedStat {
-            key: u64_at(&k, 0),
-            switches: f[0],
-            oncpu_ns: f[1],
-            runq: hist_from(&f[4..4 + HIST_SLOTS], f[2], f[3]),
+            key,
+            switches: f.switches,
+            oncpu_ns: f.oncpu_ns,
+            runq: hist_from(&f.hist, f.runq_count, f.runq_sum),
         });
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.oncpu_ns));
@@ -1191,12 +1169,10 @@ fn read_sched(o: &Object) -> Result<Vec<SchedStat>, ProbeError> {
 fn read_faults(o: &Object) -> Result<Vec<FaultStat>, ProbeError> {
     let mut rows = Vec::new();
     for (k, v) in percpu_entries(o, "fault_stats")? {
-        let f = sum_percpu(&v);
-        rows.push(FaultStat {
-            key: u64_at(&k, 0),
-            faults: f.first().copied().unwrap_or(0),
-            write_faults: f.get(1).copied().unwrap_or(0),
-        });
+        let (Some(key), Some(f)) = (maps::decode::<u64>(&k), maps::sum_percpu::<maps::FaultVal>(&v)) else {
+            continue;
+        };
+        rows.push(FaultStat { key, faults: f.faults, write_faults: f.write_faults });
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.faults));
     Ok(rows)
@@ -1212,26 +1188,26 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
         let mut min = 0u64;
         let mut max = 0u64;
         let mut hist = vec![0u64; HIST_SLOTS];
-        for cpu in &v {
-            let c = u64_at(cpu, 0);
-            if c == 0 {
+        for cpu in v.iter().filter_map(|c| maps::decode::<maps::NsVal>(c)) {
+            if cpu.count == 0 {
                 continue;
             }
-            count += c;
-            errors += u64_at(cpu, 8);
-            sum += u64_at(cpu, 16);
-            let mn = u64_at(cpu, 24);
-            if min == 0 || mn < min {
-                min = mn;
+            count += cpu.count;
+            errors += cpu.errors;
+            sum += cpu.sum;
+            if min == 0 || cpu.min < min {
+                min = cpu.min;
             }
-            max = max.max(u64_at(cpu, 32));
-            for (i, h) in hist.iter_mut().enumerate() {
-                *h += u64_at(cpu, 40 + i * 8);
+            max = max.max(cpu.max);
+            for (h, c) in hist.iter_mut().zip(cpu.hist) {
+                *h += c;
             }
         }
-        let op = u32_at(&k, 8);
-        let flags = u32_at(&k, 12);
-        let call = match op {
+        let Some(k) = maps::decode::<maps::NsKey>(&k) else {
+            continue;
+        };
+        let flags = k.flags;
+        let call = match k.op {
             1 => "unshare",
             2 => "setns",
             3 => "clone",
@@ -1241,7 +1217,7 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
         let mut h = Hist::default();
         h.merge(&Hist { count, sum_ns: sum, buckets: hist });
         rows.push(NsOpStat {
-            key: u64_at(&k, 0),
+            key: k.key,
             call: call.into(),
             flags,
             namespaces: ns_names(flags),
@@ -1253,4 +1229,17 @@ fn read_nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
     }
     rows.sort_by(|a, b| a.call.cmp(&b.call).then(a.flags.cmp(&b.flags)).then(a.key.cmp(&b.key)));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_names_come_from_libseccomp_and_unknown_numbers_stay_numbers() {
+        let getppid = libseccomp::ScmpSyscall::from_name("getppid").expect("test value");
+        assert_eq!(syscall_name(getppid.as_raw_syscall() as u32), "getppid");
+        assert_eq!(syscall_name(100_000), "syscall_100000");
+        assert_eq!(syscall_name(u32::MAX), "syscall_4294967295");
+    }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use karton_bench::profile::{self, BenchSpec};
-use karton_bench::{results::BenchResults, runner, schema};
+use karton_bench::results::{BenchResults, RowStatus};
+use karton_bench::{runner, schema};
 
 fn tiny_profile() -> profile::Profile {
     let mut p = profile::by_name("quick").unwrap();
@@ -42,6 +43,11 @@ fn tiny_profile() -> profile::Profile {
     p.ns_iterations = 3;
     p.ns_rounds = 2;
     p.lifecycle_rounds = 2;
+    p.lifecycle_rss_rounds = 1;
+    p.density_n = vec![1, 2];
+    p.density_parallel = vec![2];
+    p.density_reps = 1;
+    p.density_rate = (2, 2, 1);
     p.instrumented = false;
     p
 }
@@ -95,6 +101,19 @@ fn short_bench_gives_valid_json_and_a_report_with_one_svg_per_chart() {
     assert!(res.ns_create.iter().all(|c| c.unshare_us.is_some()), "{:?}", res.ns_create);
     let life = res.series.iter().find(|s| s.id == "lifecycle/run").unwrap();
     assert!(life.rows.iter().any(|r| r.config == "karton" && r.summary.is_some()));
+    let cpu = res.series.iter().find(|s| s.id == "lifecycle/cpu").unwrap();
+    assert!(cpu.rows.iter().any(|r| r.config == "karton" && r.summary.is_some()));
+    // Density: every runtime of every cell either measured or skipped with its reason.
+    assert!(
+        res.density.iter().any(|c| c.runtime == "karton" && c.n == 2 && c.mem.is_some()),
+        "{:?}",
+        res.density
+    );
+    assert!(res.density.iter().all(|c| c.status == RowStatus::Ok || c.reason.is_some()));
+    for dir in ["state-density-karton", "state-karton"] {
+        let d = tmp.path().join("work").join(dir);
+        assert_eq!(std::fs::read_dir(&d).map(|d| d.count()).unwrap_or(0), 0, "{dir} left behind");
+    }
 
     // Report: one <svg> per chart, self-contained (no external references).
     let inputs = karton_report::load(&[path.clone(), path.clone()]).unwrap();
@@ -104,10 +123,16 @@ fn short_bench_gives_valid_json_and_a_report_with_one_svg_per_chart() {
     let figures = html.matches("<figure class=\"chart\">").count();
     assert_eq!(svgs, figures);
     assert_eq!(svgs, w.charts);
-    // Per input: one ratio chart per workload series + ns (3) + lifecycle (1).
+    // Per input: one ratio chart per workload series + ns (3) + lifecycle (wall, CPU, RSS
+    // when GNU time is installed) + the density curve (1).
     let workload_series = res.series.iter().filter(|s| s.workload != "lifecycle").count();
     assert_eq!(workload_series, 2 + 4, "primes time+cpu, ipc ×4");
-    assert_eq!(w.charts, 2 * (workload_series + 3 + 1));
+    let lifecycle_charts = res
+        .series
+        .iter()
+        .filter(|s| s.workload == "lifecycle" && s.rows.iter().any(|r| r.summary.is_some()))
+        .count();
+    assert_eq!(w.charts, 2 * (workload_series + 3 + lifecycle_charts + 1));
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
     let md = std::fs::read_to_string(&w.markdown).unwrap();
     assert!(md.contains("primes/time") && md.contains("Run to run"));

@@ -129,6 +129,26 @@ impl Channel {
         }
     }
 
+    /// Init side: the runtime has written the maps and placed the init in its cgroups.
+    pub fn wait_for_proceed(&self) -> Result<()> {
+        self.expect(&Msg::Proceed)
+    }
+
+    /// Init side: the answer to Hello, the init's pid as the host sees it and the
+    /// container's state.
+    pub fn wait_for_welcome(&self) -> Result<(i32, String)> {
+        match self.recv()? {
+            Some(Msg::Welcome { pid, state }) => Ok((pid, state)),
+            Some(Msg::Error(e)) => Err(Error::Init(e)),
+            other => Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
+        }
+    }
+
+    /// Init side: the runtime has run the prestart and createRuntime hooks.
+    pub fn wait_for_hooks_done(&self) -> Result<()> {
+        self.expect(&Msg::HooksDone)
+    }
+
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use karton_ns::NsType;
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
 
@@ -150,52 +150,115 @@ impl HostSupport {
     }
 }
 
-/// Checks a config for a container's first process (create / run).
+/// Checks a config for a container's first process (create / run): one step per part
+/// of the config, in this order, each stopping at its first error.
 pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
-    let spec = &cfg.spec;
-    let file = cfg.path.display().to_string();
-    let at = |key: &str| match line_of(&cfg.text, key) {
-        Some(l) => format!(" (line {l})"),
-        None => String::new(),
+    let c = Check::new(cfg);
+    c.version()?;
+    c.root()?;
+    let Some(process) = cfg.spec.process() else {
+        return c.bad("process is missing: set process.args to the command to run".into());
     };
-    let bad = |msg: String| Err(Error::Config(format!("{file}: {msg}")));
-
-    let version = spec.version();
-    let major = version.split('.').next().unwrap_or("");
-    if major != "1" {
-        return bad(format!(
-            "ociVersion {version:?}{} is not supported: karton implements runtime-spec 1.x; set \"ociVersion\": \"1.2.1\"",
-            at("ociVersion")
-        ));
+    validate_process(process, &c.file, &|k| c.at(k), host)?;
+    c.namespace_list()?;
+    c.no_mounts_without_own_mount_table()?;
+    c.user_namespace_mappings()?;
+    if let Some(l) = cfg.spec.linux() {
+        c.id_mappings(l)?;
+        c.time_offsets(l)?;
+        c.sysctls(l)?;
+        c.unsupported_linux_fields(l)?;
+        c.memory_policy(l)?;
     }
-    match spec.root() {
-        Some(r) if !r.path().as_os_str().is_empty() => {}
-        _ => {
-            return bad(format!(
-                "root.path is missing{}: set it to the rootfs directory, e.g. \"rootfs\"",
-                at("root")
-            ))
+    c.uts_names()?;
+    c.path_lists()?;
+    c.hooks()?;
+    c.mounts()
+}
+
+/// One config under [`validate`]: its file name and namespace requests, and how a
+/// message names a field's line.
+struct Check<'a> {
+    cfg: &'a Config,
+    file: String,
+    nss: Vec<NsRequest>,
+}
+
+impl<'a> Check<'a> {
+    fn new(cfg: &'a Config) -> Check<'a> {
+        Check { cfg, file: cfg.path.display().to_string(), nss: namespaces(&cfg.spec) }
+    }
+
+    /// " (line N)" for the first line that names `key`, or nothing.
+    fn at(&self, key: &str) -> String {
+        match line_of(&self.cfg.text, key) {
+            Some(l) => format!(" (line {l})"),
+            None => String::new(),
         }
     }
-    let Some(process) = spec.process() else {
-        return bad("process is missing: set process.args to the command to run".into());
-    };
-    validate_process(process, &file, &|k| at(k), host)?;
 
-    let linux = spec.linux().as_ref();
-    let nss = namespaces(spec);
-    let mut seen = HashSet::new();
-    for n in &nss {
-        if !seen.insert(n.kind) {
-            return bad(format!(
-                "linux.namespaces lists the {} namespace twice{}: keep one entry per type",
-                n.kind.oci_name(),
-                at("namespaces")
+    fn bad(&self, msg: String) -> Result<()> {
+        Err(Error::Config(format!("{}: {msg}", self.file)))
+    }
+
+    fn unsupported(&self, msg: String) -> Result<()> {
+        Err(Error::Unsupported(format!("{}: {msg}", self.file)))
+    }
+
+    /// A namespace of kind `k` made new for the container.
+    fn new_ns(&self, k: NsType) -> bool {
+        self.nss.iter().any(|n| n.kind == k && n.path.is_none())
+    }
+
+    fn has_ns(&self, k: NsType) -> bool {
+        self.nss.iter().any(|n| n.kind == k)
+    }
+
+    /// The container's namespace of a kind is its own unless it is the runtime's: absent
+    /// from the list, or a path that names the runtime's own (what the kernel itself would
+    /// let a sysctl or hostname write reach).
+    fn own_ns(&self, k: NsType) -> bool {
+        match self.nss.iter().find(|n| n.kind == k) {
+            None => false,
+            Some(NsRequest { path: None, .. }) => true,
+            Some(NsRequest { path: Some(p), .. }) => !is_runtime_namespace(p, k),
+        }
+    }
+
+    fn version(&self) -> Result<()> {
+        let version = self.cfg.spec.version();
+        if version.split('.').next().unwrap_or("") != "1" {
+            return self.bad(format!(
+                "ociVersion {version:?}{} is not supported: karton implements runtime-spec 1.x; set \"ociVersion\": \"1.2.1\"",
+                self.at("ociVersion")
             ));
         }
-        if let Some(p) = &n.path {
-            if !p.is_absolute() {
-                return bad(format!(
+        Ok(())
+    }
+
+    fn root(&self) -> Result<()> {
+        match self.cfg.spec.root() {
+            Some(r) if !r.path().as_os_str().is_empty() => Ok(()),
+            _ => self.bad(format!(
+                "root.path is missing{}: set it to the rootfs directory, e.g. \"rootfs\"",
+                self.at("root")
+            )),
+        }
+    }
+
+    /// One entry per type, and joined ones by absolute path.
+    fn namespace_list(&self) -> Result<()> {
+        let mut seen = HashSet::new();
+        for n in &self.nss {
+            if !seen.insert(n.kind) {
+                return self.bad(format!(
+                    "linux.namespaces lists the {} namespace twice{}: keep one entry per type",
+                    n.kind.oci_name(),
+                    self.at("namespaces")
+                ));
+            }
+            if let Some(p) = n.path.as_ref().filter(|p| !p.is_absolute()) {
+                return self.bad(format!(
                     "linux.namespaces: {} path {:?} is relative: use an absolute path such as /proc/PID/ns/{}",
                     n.kind.oci_name(),
                     p,
@@ -203,148 +266,179 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
                 ));
             }
         }
+        Ok(())
     }
-    let new = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_none());
-    let has = |k: NsType| nss.iter().any(|n| n.kind == k);
-    // The container's namespace of a kind is its own unless it is the runtime's: absent
-    // from the list, or a path that names the runtime's own (what the kernel itself would
-    // let a sysctl or hostname write reach).
-    let own = |k: NsType| match nss.iter().find(|n| n.kind == k) {
-        None => false,
-        Some(NsRequest { path: None, .. }) => true,
-        Some(NsRequest { path: Some(p), .. }) => !is_runtime_namespace(p, k),
-    };
-    if !new(NsType::Mnt) {
-        // No mount table of the container's own: mounting anything would change the
-        // runtime's (the host's) or another container's. Only the root changes (chroot).
-        let how = if has(NsType::Mnt) { "a joined mount namespace" } else { "no mount namespace" };
+
+    /// No mount table of the container's own: mounting anything would change the
+    /// runtime's (the host's) or another container's. Only the root changes (chroot).
+    fn no_mounts_without_own_mount_table(&self) -> Result<()> {
+        if self.new_ns(NsType::Mnt) {
+            return Ok(());
+        }
+        let spec = &self.cfg.spec;
+        let how = if self.has_ns(NsType::Mnt) { "a joined mount namespace" } else { "no mount namespace" };
         let fix = "add {\"type\": \"mount\"} without a path to linux.namespaces, or remove the field";
         if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
-            return bad(format!("mounts{}: the container has {how}, so its mounts would be made in a mount table that is not its own: {fix}", at("mounts")));
+            return self.bad(format!("mounts{}: the container has {how}, so its mounts would be made in a mount table that is not its own: {fix}", self.at("mounts")));
         }
-        if let Some(l) = linux {
+        if let Some(l) = spec.linux() {
             if l.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
-                return bad(format!("linux.maskedPaths{}: the container has {how}, so masking would change a mount table that is not its own: {fix}", at("maskedPaths")));
+                return self.bad(format!("linux.maskedPaths{}: the container has {how}, so masking would change a mount table that is not its own: {fix}", self.at("maskedPaths")));
             }
             if l.readonly_paths().as_ref().is_some_and(|m| !m.is_empty()) {
-                return bad(format!("linux.readonlyPaths{}: the container has {how}, so it would change a mount table that is not its own: {fix}", at("readonlyPaths")));
+                return self.bad(format!("linux.readonlyPaths{}: the container has {how}, so it would change a mount table that is not its own: {fix}", self.at("readonlyPaths")));
             }
             if l.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty()) {
-                return bad(format!(
+                return self.bad(format!(
                     "linux.rootfsPropagation{}: the container has {how}: {fix}",
-                    at("rootfsPropagation")
+                    self.at("rootfsPropagation")
                 ));
             }
         }
         if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
-            return bad(format!("root.readonly{}: the container has {how}, so the root cannot be remounted read-only without changing a mount table that is not its own: {fix}", at("readonly")));
+            return self.bad(format!("root.readonly{}: the container has {how}, so the root cannot be remounted read-only without changing a mount table that is not its own: {fix}", self.at("readonly")));
         }
+        Ok(())
     }
-    if new(NsType::User) {
-        let l = linux.ok_or_else(|| Error::Config(format!("{file}: linux is missing")))?;
+
+    /// A new user namespace needs both id maps.
+    fn user_namespace_mappings(&self) -> Result<()> {
+        if !self.new_ns(NsType::User) {
+            return Ok(());
+        }
+        let l = self
+            .cfg
+            .spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::Config(format!("{}: linux is missing", self.file)))?;
         if l.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
             || l.gid_mappings().as_ref().is_none_or(|m| m.is_empty())
         {
-            return bad(format!(
+            return self.bad(format!(
                 "a new user namespace needs linux.uidMappings and linux.gidMappings{}: map container uid 0 to a host uid, e.g. {{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}}",
-                at("namespaces")
+                self.at("namespaces")
             ));
         }
+        Ok(())
     }
-    if let Some(l) = linux {
+
+    /// Mappings map something, and only where there is a user namespace.
+    fn id_mappings(&self, l: &Linux) -> Result<()> {
         let mappings = l.uid_mappings().iter().flatten().chain(l.gid_mappings().iter().flatten());
         for m in mappings {
             if m.size() == 0 {
-                return bad(format!(
+                return self.bad(format!(
                     "linux.uidMappings/gidMappings: an entry has size 0{}: give the number of ids to map",
-                    at("uidMappings")
+                    self.at("uidMappings")
                 ));
             }
         }
-        if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) && !has(NsType::User) {
-            return bad(format!(
+        if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) && !self.has_ns(NsType::User) {
+            return self.bad(format!(
                 "linux.uidMappings is set{} but there is no user namespace: add {{\"type\": \"user\"}} to linux.namespaces or drop the mappings",
-                at("uidMappings")
+                self.at("uidMappings")
             ));
         }
-        if let Some(offsets) = l.time_offsets() {
-            if !offsets.is_empty() && !new(NsType::Time) {
-                return bad(format!(
-                    "linux.timeOffsets is set{} but no new time namespace is requested: add {{\"type\": \"time\"}} to linux.namespaces",
-                    at("timeOffsets")
+        Ok(())
+    }
+
+    /// Offsets only for a new time namespace, and only of the clocks that have them.
+    fn time_offsets(&self, l: &Linux) -> Result<()> {
+        let Some(offsets) = l.time_offsets() else { return Ok(()) };
+        if !offsets.is_empty() && !self.new_ns(NsType::Time) {
+            return self.bad(format!(
+                "linux.timeOffsets is set{} but no new time namespace is requested: add {{\"type\": \"time\"}} to linux.namespaces",
+                self.at("timeOffsets")
+            ));
+        }
+        for k in offsets.keys() {
+            if k != "monotonic" && k != "boottime" {
+                return self.bad(format!(
+                    "linux.timeOffsets.{k}{}: only \"monotonic\" and \"boottime\" clocks have offsets",
+                    self.at("timeOffsets")
                 ));
             }
-            for k in offsets.keys() {
-                if k != "monotonic" && k != "boottime" {
-                    return bad(format!(
-                        "linux.timeOffsets.{k}{}: only \"monotonic\" and \"boottime\" clocks have offsets",
-                        at("timeOffsets")
-                    ));
-                }
-            }
         }
-        if let Some(sysctl) = l.sysctl() {
-            for key in sysctl.keys() {
-                check_sysctl(key, &own, &file, &|k| at(k))?;
-            }
+        Ok(())
+    }
+
+    fn sysctls(&self, l: &Linux) -> Result<()> {
+        for key in l.sysctl().iter().flat_map(|s| s.keys()) {
+            check_sysctl(key, &|k| self.own_ns(k), &self.file, &|k| self.at(k))?;
         }
-        if let Some(label) = l.mount_label() {
-            // Refused on every host: karton does not pass context= to its mounts, and a
-            // label accepted but not applied would leave the mounts unlabelled.
-            if !label.is_empty() {
-                return Err(Error::Unsupported(format!(
-                    "{file}: linux.mountLabel {label:?}{}: karton does not label mounts (no context= mount option): \
-                     remove the field (podman: --security-opt label=disable)",
-                    at("mountLabel")
-                )));
-            }
+        Ok(())
+    }
+
+    /// Fields karton refuses rather than accept and ignore.
+    fn unsupported_linux_fields(&self, l: &Linux) -> Result<()> {
+        // Refused on every host: karton does not pass context= to its mounts, and a
+        // label accepted but not applied would leave the mounts unlabelled.
+        if let Some(label) = l.mount_label().as_ref().filter(|s| !s.is_empty()) {
+            return self.unsupported(format!(
+                "linux.mountLabel {label:?}{}: karton does not label mounts (no context= mount option): \
+                 remove the field (podman: --security-opt label=disable)",
+                self.at("mountLabel")
+            ));
         }
         if l.intel_rdt().is_some() {
-            return Err(Error::Unsupported(format!(
-                "{file}: linux.intelRdt{}: karton does not support Intel RDT: remove the field",
-                at("intelRdt")
-            )));
+            return self.unsupported(format!(
+                "linux.intelRdt{}: karton does not support Intel RDT: remove the field",
+                self.at("intelRdt")
+            ));
         }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(Error::Unsupported(format!(
-                "{file}: linux.netDevices{}: karton does not move network devices yet: remove the field and configure the network namespace from a hook",
-                at("netDevices")
-            )));
+            return self.unsupported(format!(
+                "linux.netDevices{}: karton does not move network devices yet: remove the field and configure the network namespace from a hook",
+                self.at("netDevices")
+            ));
         }
+        Ok(())
+    }
+
+    fn memory_policy(&self, l: &Linux) -> Result<()> {
         if let Err(e) = crate::mempolicy::parse(l.memory_policy().as_ref()) {
-            let line = at("memoryPolicy");
+            let (file, line) = (&self.file, self.at("memoryPolicy"));
             return Err(match e {
                 Error::Unsupported(m) => Error::Unsupported(format!("{file}{line}: {m}")),
                 other => Error::Config(format!("{file}{line}: {other}")),
             });
         }
+        Ok(())
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !own(NsType::Uts) {
-        return bad(format!(
-            "hostname is set{} but the container has no uts namespace of its own (setting it would change the runtime's): add {{\"type\": \"uts\"}} to linux.namespaces",
-            at("hostname")
-        ));
+
+    /// hostname and domainname only in a uts namespace of the container's own.
+    fn uts_names(&self) -> Result<()> {
+        let spec = &self.cfg.spec;
+        for (field, value) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
+            if value.as_ref().is_some_and(|h| !h.is_empty()) && !self.own_ns(NsType::Uts) {
+                return self.bad(format!(
+                    "{field} is set{} but the container has no uts namespace of its own (setting it would change the runtime's): add {{\"type\": \"uts\"}} to linux.namespaces",
+                    self.at(field)
+                ));
+            }
+        }
+        Ok(())
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !own(NsType::Uts) {
-        return bad(format!(
-            "domainname is set{} but the container has no uts namespace of its own (setting it would change the runtime's): add {{\"type\": \"uts\"}} to linux.namespaces",
-            at("domainname")
-        ));
-    }
-    if let Some(l) = linux {
-        // config-linux.md: "The values MUST be absolute paths in the container namespace."
+
+    /// config-linux.md: "The values MUST be absolute paths in the container namespace."
+    fn path_lists(&self) -> Result<()> {
+        let Some(l) = self.cfg.spec.linux() else { return Ok(()) };
         for (field, list) in [("maskedPaths", l.masked_paths()), ("readonlyPaths", l.readonly_paths())] {
             for (i, p) in list.iter().flatten().enumerate() {
                 if !p.starts_with('/') {
-                    return bad(format!(
+                    return self.bad(format!(
                         "linux.{field}[{i}] {p:?} is not absolute{}: write it as a path inside the container starting with /",
-                        at(field)
+                        self.at(field)
                     ));
                 }
             }
         }
+        Ok(())
     }
-    if let Some(hooks) = spec.hooks() {
+
+    fn hooks(&self) -> Result<()> {
+        let Some(hooks) = self.cfg.spec.hooks() else { return Ok(()) };
         #[allow(deprecated)] // prestart: deprecated by the spec, still run by engines
         let lists = [
             ("prestart", hooks.prestart()),
@@ -358,44 +452,50 @@ pub fn validate(cfg: &Config, host: &HostSupport) -> Result<()> {
             for (i, h) in list.iter().flatten().enumerate() {
                 // config.md: "timeout ... If set, timeout MUST be greater than zero."
                 if h.timeout().is_some_and(|t| t <= 0) {
-                    return bad(format!(
+                    return self.bad(format!(
                         "hooks.{kind}[{i}].timeout {} is not positive{}: give the seconds the hook may run, or remove the field",
                         h.timeout().unwrap_or_default(),
-                        at("timeout")
+                        self.at("timeout")
                     ));
                 }
                 // config.md: "path ... This specification extends the IEEE standard in that
                 // path MUST be absolute."
                 if !h.path().is_absolute() {
-                    return bad(format!(
+                    return self.bad(format!(
                         "hooks.{kind}[{i}].path {:?} is not absolute{}: give the hook's full path, e.g. /usr/bin/{}",
                         h.path(),
-                        at("path"),
+                        self.at("path"),
                         h.path().display()
                     ));
                 }
             }
         }
+        Ok(())
     }
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        // A relative destination is read as relative to the container's root (config.md:
-        // "this value MAY be relative ... MUST be interpreted as relative to \"/\"").
-        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return Err(Error::Unsupported(format!(
-                "{file}: mounts[{i}] ({}) asks for an id-mapped mount: karton does not create id-mapped mounts yet; remove uidMappings/gidMappings from the mount",
-                m.destination().display()
-            )));
+
+    /// No id-mapped mounts, and options karton knows. A relative destination is read as
+    /// relative to the container's root (config.md: "this value MAY be relative ... MUST
+    /// be interpreted as relative to \"/\"").
+    fn mounts(&self) -> Result<()> {
+        for (i, m) in self.cfg.spec.mounts().iter().flatten().enumerate() {
+            if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+                || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            {
+                return self.unsupported(format!(
+                    "mounts[{i}] ({}) asks for an id-mapped mount: karton does not create id-mapped mounts yet; remove uidMappings/gidMappings from the mount",
+                    m.destination().display()
+                ));
+            }
+            let opts = m.options().clone().unwrap_or_default();
+            if let Err(p) = crate::mounts::parse_options(&opts, m.typ().as_deref()) {
+                let line = line_in_mount(&self.cfg.text, i, &p.option)
+                    .map(|l| format!(" (line {l})"))
+                    .unwrap_or_default();
+                return self.bad(format!("mounts[{i}] ({}){line}: {}", m.destination().display(), p.message));
+            }
         }
-        let opts = m.options().clone().unwrap_or_default();
-        if let Err(p) = crate::mounts::parse_options(&opts, m.typ().as_deref()) {
-            let line =
-                line_in_mount(&cfg.text, i, &p.option).map(|l| format!(" (line {l})")).unwrap_or_default();
-            return bad(format!("mounts[{i}] ({}){line}: {}", m.destination().display(), p.message));
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Checks `process` (shared by create and exec).
@@ -673,5 +773,114 @@ mod tests {
             err.starts_with(r#"/b/config.json: mounts[0] (/data) (line 6): unknown option "nosiud": did you mean "nosuid"?"#),
             "{err}"
         );
+    }
+
+    /// `text` with `field` added to `linux`.
+    fn with_linux(text: &str, field: &str) -> Config {
+        cfg(&text.replace(r#""linux": {"#, &format!(r#""linux": {{{field}, "#))).unwrap()
+    }
+
+    fn err(r: Result<()>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn namespace_list_step_wants_one_absolute_entry_per_type() {
+        let c = cfg(&BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "pid"}, {"type": "pid"}"#)).unwrap();
+        assert!(err(Check::new(&c).namespace_list()).contains("lists the pid namespace twice"));
+        let relative = r#"{"type": "pid"}, {"type": "network", "path": "proc/1/ns/net"}"#;
+        let c = cfg(&BASE.replace(r#"{"type": "pid"}"#, relative)).unwrap();
+        let e = err(Check::new(&c).namespace_list());
+        assert!(e.contains("network path \"proc/1/ns/net\" is relative"), "{e}");
+        Check::new(&cfg(BASE).unwrap()).namespace_list().unwrap();
+    }
+
+    #[test]
+    fn mount_step_refuses_mount_changes_without_a_mount_table_of_its_own() {
+        let none = BASE.replace(r#"{"type": "mount"}, "#, "");
+        let c = with_linux(&none, r#""maskedPaths": ["/proc/kcore"]"#);
+        let e = err(Check::new(&c).no_mounts_without_own_mount_table());
+        assert!(e.contains("linux.maskedPaths (line") && e.contains("no mount namespace"), "{e}");
+        let joined = BASE.replace(r#"{"type": "mount"}"#, r#"{"type": "mount", "path": "/proc/1/ns/mnt"}"#);
+        let c = cfg(&joined.replace(r#""path": "rootfs""#, r#""path": "rootfs", "readonly": true"#)).unwrap();
+        let e = err(Check::new(&c).no_mounts_without_own_mount_table());
+        assert!(e.contains("root.readonly") && e.contains("a joined mount namespace"), "{e}");
+        let c = with_linux(BASE, r#""maskedPaths": ["/proc/kcore"]"#);
+        Check::new(&c).no_mounts_without_own_mount_table().unwrap();
+    }
+
+    #[test]
+    fn id_mapping_step_wants_sizes_and_a_user_namespace() {
+        let c = with_linux(BASE, r#""uidMappings": [{"containerID": 0, "hostID": 1000, "size": 0}]"#);
+        let l = c.spec.linux().clone().unwrap();
+        assert!(err(Check::new(&c).id_mappings(&l)).contains("an entry has size 0"));
+        let c = with_linux(BASE, r#""uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]"#);
+        let l = c.spec.linux().clone().unwrap();
+        assert!(err(Check::new(&c).id_mappings(&l)).contains("there is no user namespace"));
+    }
+
+    #[test]
+    fn time_offset_step_wants_a_new_time_namespace_and_known_clocks() {
+        let c = with_linux(BASE, r#""timeOffsets": {"monotonic": {"secs": 1}}"#);
+        let l = c.spec.linux().clone().unwrap();
+        assert!(err(Check::new(&c).time_offsets(&l)).contains("no new time namespace is requested"));
+        let timens = BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "pid"}, {"type": "time"}"#);
+        let c = with_linux(&timens, r#""timeOffsets": {"realtime": {"secs": 1}}"#);
+        let l = c.spec.linux().clone().unwrap();
+        let e = err(Check::new(&c).time_offsets(&l));
+        assert!(e.contains("linux.timeOffsets.realtime (line"), "{e}");
+        let c = with_linux(&timens, r#""timeOffsets": {"boottime": {"secs": 1}}"#);
+        let l = c.spec.linux().clone().unwrap();
+        Check::new(&c).time_offsets(&l).unwrap();
+    }
+
+    #[test]
+    fn uts_step_names_the_field_set_without_a_uts_namespace() {
+        let c = cfg(&BASE.replace(r#""root""#, r#""domainname": "d", "root""#)).unwrap();
+        let e = err(Check::new(&c).uts_names());
+        assert!(e.starts_with("/b/config.json: domainname is set (line 3)"), "{e}");
+        let uts = BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "pid"}, {"type": "uts"}"#);
+        let c = cfg(&uts.replace(r#""root""#, r#""domainname": "d", "root""#)).unwrap();
+        Check::new(&c).uts_names().unwrap();
+    }
+
+    #[test]
+    fn path_list_step_wants_absolute_paths() {
+        let c = with_linux(BASE, r#""readonlyPaths": ["/proc/sys", "proc/sysrq-trigger"]"#);
+        let e = err(Check::new(&c).path_lists());
+        assert!(e.contains(r#"linux.readonlyPaths[1] "proc/sysrq-trigger" is not absolute"#), "{e}");
+    }
+
+    #[test]
+    fn hook_step_wants_a_positive_timeout() {
+        let c = cfg(&BASE.replace(
+            r#""root""#,
+            r#""hooks": {"poststart": [{"path": "/bin/true", "timeout": 0}]}, "root""#,
+        ))
+        .unwrap();
+        assert!(err(Check::new(&c).hooks()).contains("hooks.poststart[0].timeout 0 is not positive"));
+    }
+
+    #[test]
+    fn unsupported_steps_say_unsupported() {
+        let c = with_linux(BASE, r#""intelRdt": {}"#);
+        let l = c.spec.linux().clone().unwrap();
+        assert!(matches!(Check::new(&c).unsupported_linux_fields(&l), Err(Error::Unsupported(_))));
+        let mount = r#""mounts": [{"destination": "/d", "type": "bind", "source": "/s", "options": ["rbind"],
+  "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}], "linux""#;
+        let c = cfg(&BASE.replace(r#""linux""#, mount)).unwrap();
+        let r = Check::new(&c).mounts();
+        assert!(
+            matches!(&r, Err(Error::Unsupported(m)) if m.contains("mounts[0] (/d) asks for an id-mapped mount")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_failing_step_is_reported() {
+        // A bad version and empty args: the version step runs first.
+        let text = BASE.replace("1.2.0", "2.0.0").replace(r#"["sh"]"#, "[]");
+        let e = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
+        assert!(e.contains("ociVersion"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! The container lifecycle: create, start, state, kill, delete, run.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,12 +11,13 @@ use karton_sys::{clone as kclone, ns as kns, process as kproc};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use crate::channel::{self, Msg};
+use crate::channel::{self, Channel, Msg};
 use crate::config::{self, Config, HostSupport};
 use crate::error::{Context, Error, Result};
 use crate::init::{self, InitPlan};
+use crate::plan::NsPlan;
 use crate::state::{Locked, Record, Status, Store, CONFIG_FILE, EXEC_FIFO};
-use crate::util::write_atomic;
+use karton_sys::atomic::{write_atomic, Durability};
 
 pub const OCI_VERSION: &str = "1.2.1";
 
@@ -151,254 +152,25 @@ impl Runtime {
             .ctx(|| format!("mkfifo {}", fifo.display()))?;
         let _ = std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622));
 
-        let created = self.spawn_init(id, &cfg, &bundle, &rootfs, opts, &lock, &mut rec, &mut cleanup)?;
+        let created = Launch {
+            id,
+            cfg: &cfg,
+            bundle: &bundle,
+            rootfs: &rootfs,
+            opts,
+            lock: &lock,
+            rec: &mut rec,
+            cleanup: &mut cleanup,
+        }
+        .spawn_init()?;
         rec.status = Status::Created;
         lock.save(&rec)?;
         if let Some(p) = &opts.pid_file {
-            write_atomic(p, created.0.to_string().as_bytes())
+            write_atomic(p, created.0.to_string().as_bytes(), Durability::NoFsync)
                 .ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
         cleanup.disarm();
         Ok(Created { pid: created.0, pidfd: created.1, lock })
-    }
-
-    /// Makes the container's init: namespaces planned by [`crate::plan`], cgroups first,
-    /// one clone3, then the runtime's half of the conversation with the init (maps,
-    /// hooks) until it reports Ready. Returns the init's pid and pidfd.
-    #[allow(clippy::too_many_arguments)]
-    fn spawn_init(
-        &self,
-        id: &str,
-        cfg: &Config,
-        bundle: &Path,
-        rootfs: &Path,
-        opts: &CreateOpts,
-        lock: &Locked,
-        rec: &mut Record,
-        cleanup: &mut Cleanup,
-    ) -> Result<(i32, OwnedFd)> {
-        let spec = &cfg.spec;
-        let linux = spec.linux().as_ref();
-        let nss = config::namespaces(spec);
-        let has_offsets = linux.and_then(|l| l.time_offsets().as_ref()).is_some_and(|o| !o.is_empty());
-        let ns = crate::plan::plan(&nss, has_offsets);
-        // Nothing of ours may sit at a number the container inherits (--preserve-fds).
-        let keep = crate::fds::first_free(opts.preserve_fds);
-
-        // Namespace files, opened and type-checked before anything runs in them.
-        let mut parent_joins = Vec::new();
-        let mut child_joins = Vec::new();
-        for n in &nss {
-            let Some(p) = n.path.as_deref() else { continue };
-            let fd = crate::fds::relocate(open_ns(p, n.kind)?, keep)?;
-            if ns.join_in_child.contains(&n.kind) {
-                child_joins.push((n.kind, fd));
-            } else {
-                parent_joins.push((n.kind, fd));
-            }
-        }
-        child_joins.sort_by_key(|(k, _)| *k);
-
-        self.make_cgroup(id, linux, lock, rec, cleanup)?;
-        let cgroup_dirs = rec.cgroup.as_ref().map(cgroup_mount_dirs).transpose()?.unwrap_or_default();
-
-        let console =
-            match (&opts.console_socket, spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false))
-            {
-                (Some(path), true) => Some(crate::fds::relocate(
-                    OwnedFd::from(
-                        std::os::unix::net::UnixStream::connect(path)
-                            .ctx(|| format!("connecting to --console-socket {}", path.display()))?,
-                    ),
-                    keep,
-                )?),
-                _ => None,
-            };
-        let state_dir =
-            nix::fcntl::open(&lock.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| format!("opening {}", lock.dir.display()))?;
-        let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
-            h.prestart().as_ref().is_some_and(|v| !v.is_empty())
-                || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-        });
-        let plan = InitPlan {
-            spec: spec.clone(),
-            bundle: bundle.to_path_buf(),
-            rootfs: rootfs.to_path_buf(),
-            state_dir: crate::fds::relocate(state_dir, keep)?,
-            lock_fd: lock.raw_fd(),
-            runtime: crate::fds::relocate(
-                kproc::pidfd_open(nix::unistd::getpid().as_raw())
-                    .ctx(|| "pidfd_open on the runtime itself".into())?,
-                keep,
-            )?,
-            ns: ns.clone(),
-            join_in_child: child_joins,
-            console_socket: console,
-            no_pivot: opts.no_pivot,
-            no_new_keyring: opts.no_new_keyring,
-            preserve_fds: opts.preserve_fds,
-            cgroup_dirs,
-            runtime_hooks,
-            rootless: !nix::unistd::geteuid().is_root(),
-        };
-
-        let (parent_end, child_end) = channel::pair()?;
-        let child_end = child_end.relocate(keep)?;
-        let v2 = rec.cgroup.as_ref().and_then(|c| c.v2_dir().map(Path::to_path_buf));
-        let v2_fd = match v2.as_ref() {
-            Some(d) => {
-                nix::fcntl::open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .ok()
-                    .map(|fd| crate::fds::relocate(fd, keep))
-                    .transpose()?
-            }
-            None => None,
-        };
-        let joined = JoinedForClone::enter(&parent_joins, keep)?;
-        let cloned = match kclone::clone3_single_threaded(ns.clone_flags, v2_fd.as_ref().map(|f| f.as_fd())) {
-            Ok(f) => Ok((f, v2_fd.is_some())),
-            // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
-            // "threaded" mode): fall back to writing cgroup.procs.
-            Err(e)
-                if v2_fd.is_some()
-                    && matches!(
-                        e.errno,
-                        nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL
-                    ) =>
-            {
-                kclone::clone3_single_threaded(ns.clone_flags, None).map(|f| (f, false))
-            }
-            Err(e) => Err(e),
-        };
-        if let Ok((kclone::Forked::Child, _)) = &cloned {
-            drop(parent_end);
-            init::main(plan, child_end)
-        }
-        // Back in the runtime's own namespaces before anything else runs (hooks included).
-        joined.leave()?;
-        let (forked, into_cgroup) = cloned.ctx(|| clone_hint(ns.clone_flags))?;
-        let kclone::Forked::Parent { pid: first, pidfd } = forked else {
-            return Err(Error::Init("clone3 returned in the child twice".into()));
-        };
-        drop(child_end);
-        drop(plan);
-        cleanup.child = Some((first, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
-        if let Some(cg) = &rec.cgroup {
-            cg.add_pid(first, into_cgroup)?;
-        }
-        if ns.maps_from_parent {
-            if let Some(l) = linux {
-                crate::idmap::write_maps(first, l)?;
-            }
-        }
-        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-            std::fs::write(format!("/proc/{first}/oom_score_adj"), adj.to_string())
-                .ctx(|| format!("process.oomScoreAdj {adj}"))?;
-        }
-        parent_end.send(&Msg::Proceed)?;
-
-        // One loop for every message: which process is the init comes from the kernel (the
-        // sender of Hello), so an intermediate's exit and the init's messages can arrive in
-        // any order.
-        let mut init: Option<(i32, OwnedFd)> = None;
-        loop {
-            let Some(received) = parent_end.recv_from()? else {
-                return Err(Error::Init("the container process exited during setup".into()));
-            };
-            match received.msg {
-                Msg::Hello => {
-                    let pid = received.sender.filter(|p| *p > 0).ok_or_else(|| {
-                        Error::Init(
-                            "the container init's pid is not visible from the runtime's pid namespace".into(),
-                        )
-                    })?;
-                    let fd = if pid == first {
-                        pidfd.try_clone().ctx(|| "dup pidfd".into())?
-                    } else {
-                        // A second fork made the init; the intermediate exits on its own.
-                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
-                        kproc::pidfd_open(pid).ctx(|| "pidfd_open on the init".into())?
-                    };
-                    cleanup.child = Some((pid, fd.try_clone().ctx(|| "dup pidfd".into())?));
-                    rec.pid = pid;
-                    rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
-                    rec.own_pid_ns = ns.new_flags() & kclone::CLONE_NEWPID != 0;
-                    // Recorded now: a `delete --force` after a crash of this process finds it.
-                    lock.save(rec)?;
-                    init = Some((pid, fd));
-                    parent_end.send(&Msg::Welcome { pid, state: rec.hook_state_json() })?;
-                }
-                Msg::RunRuntimeHooks => {
-                    if let Some(h) = spec.hooks() {
-                        let state = rec.hook_state_json();
-                        let mut res = Ok(());
-                        if let Some(list) = h.prestart() {
-                            res = crate::hooks::run_all("prestart", list, &state);
-                        }
-                        if res.is_ok() {
-                            if let Some(list) = h.create_runtime() {
-                                res = crate::hooks::run_all("createRuntime", list, &state);
-                            }
-                        }
-                        if let Err(e) = res {
-                            let _ = parent_end.send(&Msg::Error(e.to_string()));
-                            return Err(e);
-                        }
-                    }
-                    parent_end.send(&Msg::HooksDone)?;
-                }
-                Msg::Ready => break,
-                Msg::Error(e) => return Err(Error::Init(e)),
-                other => return Err(Error::Init(format!("unexpected message {other:?}"))),
-            }
-        }
-        init.ok_or_else(|| Error::Init("the container init reported ready before saying hello".into()))
-    }
-
-    /// The container's cgroups, recorded in state.json *before* the first directory is
-    /// made: a `create` killed at any moment leaves a record that `delete --force` uses
-    /// to remove them.
-    fn make_cgroup(
-        &self,
-        id: &str,
-        linux: Option<&oci_spec::runtime::Linux>,
-        lock: &Locked,
-        rec: &mut Record,
-        cleanup: &mut Cleanup,
-    ) -> Result<()> {
-        // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
-        let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
-        if rootless
-            && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none()
-            && linux.and_then(|l| l.cgroups_path().as_ref()).is_none()
-        {
-            tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
-            return Ok(());
-        }
-        let host = karton_cgroup::Host::detect()?;
-        let cgroups_path =
-            linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-        let rootless_hint = |e: karton_cgroup::Error| {
-            if rootless {
-                Error::Unsupported(format!(
-                    "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
-                ))
-            } else {
-                Error::from(e)
-            }
-        };
-        let mut cg = Cgroup::plan(&host, cgroups_path.as_deref(), id).map_err(rootless_hint)?;
-        rec.cgroup = Some(cg.clone());
-        lock.save(rec)?;
-        cg.make().map_err(rootless_hint)?;
-        cleanup.cgroup = Some(cg.clone());
-        rec.cgroup = Some(cg.clone());
-        lock.save(rec)?;
-        if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-            cg.apply(&with_default_device_rules(res, linux))?;
-        }
-        Ok(())
     }
 
     /// The record with its status checked against the kernel.
@@ -667,6 +439,311 @@ impl Runtime {
             }
         }
         Ok(status)
+    }
+}
+
+/// One `create` on its way to a running init: what it was asked for, and the bookkeeping
+/// (state record, undo list) each step updates.
+struct Launch<'a> {
+    id: &'a str,
+    cfg: &'a Config,
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    opts: &'a CreateOpts,
+    lock: &'a Locked,
+    rec: &'a mut Record,
+    cleanup: &'a mut Cleanup,
+}
+
+/// The namespace files of linux.namespaces, opened and type-checked before anything runs
+/// in them, split by who enters them (see [`crate::plan`]).
+struct NsFiles {
+    /// Entered by the runtime just for the clone.
+    parent: Vec<(NsType, OwnedFd)>,
+    /// Entered by the init itself, in `NsPlan::join_in_child` order.
+    child: Vec<(NsType, OwnedFd)>,
+}
+
+impl Launch<'_> {
+    /// Makes the container's init: namespaces planned by [`crate::plan`], cgroups first,
+    /// one clone3, then the runtime's half of the conversation with the init (maps,
+    /// hooks) until it reports Ready. Returns the init's pid and pidfd.
+    fn spawn_init(&mut self) -> Result<(i32, OwnedFd)> {
+        let nss = config::namespaces(&self.cfg.spec);
+        let ns = crate::plan::plan(&nss, self.has_time_offsets());
+        // Nothing of ours may sit at a number the container inherits (--preserve-fds).
+        let keep = crate::fds::first_free(self.opts.preserve_fds);
+        let files = open_namespaces(&nss, &ns, keep)?;
+        self.make_cgroup()?;
+        let plan = self.init_plan(ns.clone(), files.child, keep)?;
+        let (chan, child_end) = channel::pair()?;
+        let child_end = child_end.relocate(keep)?;
+        let cgroup_fd = self.cgroup_v2_fd(keep)?;
+
+        let joined = JoinedForClone::enter(&files.parent, keep)?;
+        let parent_end = chan.fd().as_raw_fd();
+        let cloned = clone_init(ns.clone_flags, cgroup_fd.as_ref(), move || {
+            // The runtime's end is not the init's to hold: it would hide the runtime's exit.
+            let _ = nix::unistd::close(parent_end);
+            init::main(plan, child_end)
+        });
+        // Back in the runtime's own namespaces before anything else runs (hooks included).
+        joined.leave()?;
+        let (first, pidfd, into_cgroup) = cloned.ctx(|| clone_hint(ns.clone_flags))?;
+        self.cleanup.child = Some((first, pidfd.try_clone().ctx(|| "dup pidfd".into())?));
+
+        self.settle_child(first, into_cgroup, &ns)?;
+        chan.send(&Msg::Proceed)?;
+        self.wait_for_ready(&chan, first, &pidfd, &ns)
+    }
+
+    fn has_time_offsets(&self) -> bool {
+        let linux = self.cfg.spec.linux().as_ref();
+        linux.and_then(|l| l.time_offsets().as_ref()).is_some_and(|o| !o.is_empty())
+    }
+
+    /// Everything the init needs, decided here before clone3; every fd in it sits at or
+    /// above `keep`.
+    fn init_plan(&self, ns: NsPlan, join_in_child: Vec<(NsType, OwnedFd)>, keep: i32) -> Result<InitPlan> {
+        let spec = &self.cfg.spec;
+        let cgroup_dirs = self.rec.cgroup.as_ref().map(cgroup_mount_dirs).transpose()?.unwrap_or_default();
+        let console_socket = self.connect_console(keep)?;
+        let state_dir = nix::fcntl::open(
+            &self.lock.dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", self.lock.dir.display()))?;
+        let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
+            h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+                || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        });
+        Ok(InitPlan {
+            spec: spec.clone(),
+            bundle: self.bundle.to_path_buf(),
+            rootfs: self.rootfs.to_path_buf(),
+            state_dir: crate::fds::relocate(state_dir, keep)?,
+            lock_fd: self.lock.raw_fd(),
+            runtime: crate::fds::relocate(
+                kproc::pidfd_open(nix::unistd::getpid().as_raw())
+                    .ctx(|| "pidfd_open on the runtime itself".into())?,
+                keep,
+            )?,
+            ns,
+            join_in_child,
+            console_socket,
+            no_pivot: self.opts.no_pivot,
+            no_new_keyring: self.opts.no_new_keyring,
+            preserve_fds: self.opts.preserve_fds,
+            cgroup_dirs,
+            runtime_hooks,
+            rootless: !nix::unistd::geteuid().is_root(),
+        })
+    }
+
+    /// The --console-socket connection the init sends its pty master over (terminal only).
+    fn connect_console(&self, keep: i32) -> Result<Option<OwnedFd>> {
+        let terminal = self.cfg.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        let (Some(path), true) = (&self.opts.console_socket, terminal) else { return Ok(None) };
+        let sock = std::os::unix::net::UnixStream::connect(path)
+            .ctx(|| format!("connecting to --console-socket {}", path.display()))?;
+        Ok(Some(crate::fds::relocate(OwnedFd::from(sock), keep)?))
+    }
+
+    /// The container's cgroup2 directory for CLONE_INTO_CGROUP, if it has one (an open
+    /// failure only costs the clone that flag: cgroup.procs is written instead).
+    fn cgroup_v2_fd(&self, keep: i32) -> Result<Option<OwnedFd>> {
+        let Some(dir) = self.rec.cgroup.as_ref().and_then(|c| c.v2_dir()) else { return Ok(None) };
+        nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .ok()
+            .map(|fd| crate::fds::relocate(fd, keep))
+            .transpose()
+    }
+
+    /// What the runtime does to the first child before it may go on: its cgroups (where
+    /// clone3 could not place it), its id maps, its oom_score_adj.
+    fn settle_child(&self, first: i32, into_cgroup: bool, ns: &NsPlan) -> Result<()> {
+        let spec = &self.cfg.spec;
+        if let Some(cg) = &self.rec.cgroup {
+            cg.add_pid(first, into_cgroup)?;
+        }
+        if ns.maps_from_parent {
+            if let Some(l) = spec.linux() {
+                crate::idmap::write_maps(first, l)?;
+            }
+        }
+        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            std::fs::write(format!("/proc/{first}/oom_score_adj"), adj.to_string())
+                .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+        }
+        Ok(())
+    }
+
+    /// The runtime's half of the conversation, until the init reports Ready. One loop for
+    /// every message: which process is the init comes from the kernel (the sender of
+    /// Hello), so an intermediate's exit and the init's messages can arrive in any order.
+    fn wait_for_ready(
+        &mut self,
+        chan: &Channel,
+        first: i32,
+        pidfd: &OwnedFd,
+        ns: &NsPlan,
+    ) -> Result<(i32, OwnedFd)> {
+        let mut init: Option<(i32, OwnedFd)> = None;
+        loop {
+            let Some(received) = chan.recv_from()? else {
+                return Err(Error::Init("the container process exited during setup".into()));
+            };
+            match received.msg {
+                Msg::Hello => init = Some(self.welcome(chan, received.sender, first, pidfd, ns)?),
+                Msg::RunRuntimeHooks => self.run_runtime_hooks(chan)?,
+                Msg::Ready => break,
+                Msg::Error(e) => return Err(Error::Init(e)),
+                other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+            }
+        }
+        init.ok_or_else(|| Error::Init("the container init reported ready before saying hello".into()))
+    }
+
+    /// Hello came from the process that will execve: record it and answer with its pid
+    /// and the container's state.
+    fn welcome(
+        &mut self,
+        chan: &Channel,
+        sender: Option<i32>,
+        first: i32,
+        pidfd: &OwnedFd,
+        ns: &NsPlan,
+    ) -> Result<(i32, OwnedFd)> {
+        let pid = sender.filter(|p| *p > 0).ok_or_else(|| {
+            Error::Init("the container init's pid is not visible from the runtime's pid namespace".into())
+        })?;
+        let fd = if pid == first {
+            pidfd.try_clone().ctx(|| "dup pidfd".into())?
+        } else {
+            // A second fork made the init; the intermediate exits on its own.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
+            kproc::pidfd_open(pid).ctx(|| "pidfd_open on the init".into())?
+        };
+        self.cleanup.child = Some((pid, fd.try_clone().ctx(|| "dup pidfd".into())?));
+        self.rec.pid = pid;
+        self.rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
+        self.rec.own_pid_ns = ns.new_flags() & kclone::CLONE_NEWPID != 0;
+        // Recorded now: a `delete --force` after a crash of this process finds it.
+        self.lock.save(self.rec)?;
+        chan.send(&Msg::Welcome { pid, state: self.rec.hook_state_json() })?;
+        Ok((pid, fd))
+    }
+
+    /// prestart and createRuntime hooks, in the runtime's namespaces; a failure is also
+    /// told to the init, which stops there.
+    fn run_runtime_hooks(&self, chan: &Channel) -> Result<()> {
+        if let Some(h) = self.cfg.spec.hooks() {
+            let state = self.rec.hook_state_json();
+            let mut res = Ok(());
+            if let Some(list) = h.prestart() {
+                res = crate::hooks::run_all("prestart", list, &state);
+            }
+            if res.is_ok() {
+                if let Some(list) = h.create_runtime() {
+                    res = crate::hooks::run_all("createRuntime", list, &state);
+                }
+            }
+            if let Err(e) = res {
+                let _ = chan.send(&Msg::Error(e.to_string()));
+                return Err(e);
+            }
+        }
+        chan.send(&Msg::HooksDone)
+    }
+
+    /// The container's cgroups, recorded in state.json *before* the first directory is
+    /// made: a `create` killed at any moment leaves a record that `delete --force` uses
+    /// to remove them.
+    fn make_cgroup(&mut self) -> Result<()> {
+        let linux = self.cfg.spec.linux().as_ref();
+        // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
+        let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
+        if rootless
+            && linux.and_then(|l| l.resources().as_ref()).filter(|r| **r != Default::default()).is_none()
+            && linux.and_then(|l| l.cgroups_path().as_ref()).is_none()
+        {
+            tracing::debug!("rootless without cgroupsPath or resources: no cgroup");
+            return Ok(());
+        }
+        let host = karton_cgroup::Host::detect()?;
+        let cgroups_path =
+            linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        let rootless_hint = |e: karton_cgroup::Error| {
+            if rootless {
+                Error::Unsupported(format!(
+                    "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
+                ))
+            } else {
+                Error::from(e)
+            }
+        };
+        let mut cg = Cgroup::plan(&host, cgroups_path.as_deref(), self.id).map_err(rootless_hint)?;
+        self.rec.cgroup = Some(cg.clone());
+        self.lock.save(self.rec)?;
+        cg.make().map_err(rootless_hint)?;
+        self.cleanup.cgroup = Some(cg.clone());
+        self.rec.cgroup = Some(cg.clone());
+        self.lock.save(self.rec)?;
+        if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+            cg.apply(&with_default_device_rules(res, linux))?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the namespace files of linux.namespaces (see [`NsFiles`]) above `keep`.
+fn open_namespaces(nss: &[config::NsRequest], ns: &NsPlan, keep: i32) -> Result<NsFiles> {
+    let mut files = NsFiles { parent: Vec::new(), child: Vec::new() };
+    for n in nss {
+        let Some(p) = n.path.as_deref() else { continue };
+        let fd = crate::fds::relocate(open_ns(p, n.kind)?, keep)?;
+        if ns.join_in_child.contains(&n.kind) {
+            files.child.push((n.kind, fd));
+        } else {
+            files.parent.push((n.kind, fd));
+        }
+    }
+    files.child.sort_by_key(|(k, _)| *k);
+    Ok(files)
+}
+
+/// clone3 with `flags`, into the cgroup2 directory `cgroup` if given; the child runs
+/// `child` and exits from it (youki's fork pattern). In the parent, `child` (and
+/// what it owns) is dropped. Returns the child's pid and pidfd, and whether the clone put
+/// it in the cgroup.
+fn clone_init(
+    flags: u64,
+    cgroup: Option<&OwnedFd>,
+    child: impl FnOnce(),
+) -> std::result::Result<(i32, OwnedFd, bool), karton_sys::SysError> {
+    let cloned = match kclone::clone3_single_threaded(flags, cgroup.map(|f| f.as_fd())) {
+        Ok(f) => Ok((f, cgroup.is_some())),
+        // Some layouts refuse CLONE_INTO_CGROUP (e.g. a v2 cgroup with controllers in
+        // "threaded" mode): fall back to writing cgroup.procs.
+        Err(e)
+            if cgroup.is_some()
+                && matches!(
+                    e.errno,
+                    nix::errno::Errno::EBUSY | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL
+                ) =>
+        {
+            kclone::clone3_single_threaded(flags, None).map(|f| (f, false))
+        }
+        Err(e) => Err(e),
+    };
+    match cloned? {
+        (kclone::Forked::Child, _) => {
+            child();
+            // Not reached: the init execs or exits. Never back into the runtime's code.
+            kclone::exit_now(1)
+        }
+        (kclone::Forked::Parent { pid, pidfd }, into_cgroup) => Ok((pid, pidfd, into_cgroup)),
     }
 }
 

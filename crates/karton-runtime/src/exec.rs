@@ -15,7 +15,7 @@ use crate::channel::{self, Msg};
 use crate::container::Runtime;
 use crate::error::{Context, Error, Result};
 use crate::state::Status;
-use crate::util::write_atomic;
+use karton_sys::atomic::{write_atomic, Durability};
 
 /// How to run an exec'd process.
 #[derive(Debug, Clone, Default)]
@@ -211,7 +211,7 @@ impl Runtime {
             )));
         };
         if let Some(p) = &opts.pid_file {
-            write_atomic(p, pid.to_string().as_bytes())
+            write_atomic(p, pid.to_string().as_bytes(), Durability::NoFsync)
                 .ctx(|| format!("writing --pid-file {}", p.display()))?;
         }
         match sigs {

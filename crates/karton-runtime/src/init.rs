@@ -77,7 +77,64 @@ fn state_with_status(state: &str, status: &str, inside: bool) -> String {
     }
 }
 
+/// The init's steps, in order; each names what it does and stops at the first error,
+/// which [`main`] sends to the runtime. After Ready, failures go to the container's
+/// stderr instead (see [`fail_after_ready`]).
 fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
+    detach_from_runtime(&plan)?;
+    chan.wait_for_proceed()?;
+    shed_runtime_state(&plan)?;
+    let rootfs_before = enter_namespaces(&mut plan)?;
+    if plan.ns.fork_again {
+        fork_into_new_namespaces(&plan)?;
+    }
+    // From the process that will execve: the runtime reads our pid from the kernel (the
+    // message's credentials) and answers with it and the container's state.
+    chan.send(&Msg::Hello)?;
+    let (host_pid, state) = chan.wait_for_welcome()?;
+    start_session(&plan)?;
+    set_kernel_settings(&plan)?;
+
+    let process = plan.spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;
+    // Compiled, and connected to its listener socket, while host paths are reachable.
+    let seccomp = match plan.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => Some(crate::seccomp::prepare(sc)?),
+        None => None,
+    };
+    let creating = state_with_status(&state, "creating", false);
+    make_root(&plan, chan, process, &state_with_status(&state, "creating", true), rootfs_before.as_ref())?;
+
+    // The LSM label for the program's execve (AppArmor / SELinux), through the
+    // container's procfs: it takes effect at execve, so it may be set now.
+    crate::lsm::apply_exec_labels(process)?;
+    // The process: everything that may fail is done or checked before Ready, so `create`
+    // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
+    let prepared = crate::process::prepare(process, plan.preserve_fds, seccomp.is_some())?;
+    let ready = Msg::Ready.encode()?;
+    let mut seccomp = seccomp;
+    let mut filtered = false;
+    if seccomp.as_ref().is_some_and(|f| f.compiled().notify) {
+        // A seccomp agent gets the listener fd during `create`, as it expects (it may hold
+        // `start` until it has it). Under the filter from here: write, openat (exec.fifo),
+        // the startContainer hooks, capset and execve.
+        if let Some(f) = seccomp.take() {
+            f.install(host_pid, &|| creating.clone())?;
+            filtered = true;
+        }
+    }
+
+    // Leaving the runtime: from here on nobody reads the channel.
+    kproc::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    chan.send_raw(&ready)?;
+    wait_for_start(&plan, &state);
+    drop(plan.state_dir);
+    // The filter (unless a notify agent has it already), the final capabilities, execve.
+    let err = if filtered { prepared.finish(true) } else { prepared.launch(seccomp, host_pid, &creating) };
+    fail_after_ready(err)
+}
+
+/// Before Proceed: let go of what is the runtime's, and die with it.
+fn detach_from_runtime(plan: &InitPlan) -> Result<()> {
     // Not ours to hold: the runtime's flock on the state directory (see InitPlan).
     let _ = nix::unistd::close(plan.lock_fd);
     // Non-dumpable: no process in the container can ptrace us or open our /proc files
@@ -85,21 +142,31 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     // Rootless, the runtime (same uid, no privilege) must first write our uid/gid maps and
     // oom_score_adj, and a non-dumpable process's /proc files belong to root: stay
     // dumpable until Proceed, while no process of the container exists yet.
-    let rootless = plan.rootless;
-    if !rootless {
+    if !plan.rootless {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
-    arm_parent_death_signal(&plan.runtime)?;
+    arm_parent_death_signal(&plan.runtime)
+}
 
-    chan.expect(&Msg::Proceed)?;
-    // Rootless, our own /proc/self/timens_offsets is writable only while we are dumpable.
-    let offsets_pending = plan.ns.unshare_in_child & kclone::CLONE_NEWTIME != 0;
-    if rootless && !offsets_pending {
+/// Whether this init still has to write its time offsets (rootless, it must stay
+/// dumpable until then: /proc/self/timens_offsets is writable only while it is).
+fn offsets_pending(plan: &InitPlan) -> bool {
+    plan.ns.unshare_in_child & kclone::CLONE_NEWTIME != 0
+}
+
+/// After Proceed: non-dumpable (rootless, unless the time offsets still need writing),
+/// and none of the signals `karton run` blocks to forward them.
+fn shed_runtime_state(plan: &InitPlan) -> Result<()> {
+    if plan.rootless && !offsets_pending(plan) {
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
-    // `karton run` blocks the signals it forwards; the container must not inherit that.
-    kproc::unblock_all_signals().ctx(|| "unblocking signals".into())?;
+    kproc::unblock_all_signals().ctx(|| "unblocking signals".into())
+}
 
+/// Joins the namespaces the init joins itself (user first, mount last), then unshares
+/// what the clone could not make. Returns the rootfs as the runtime's mount table showed
+/// it, for a container that joins a mount namespace (see [`enter_shared_root`]).
+fn enter_namespaces(plan: &mut InitPlan) -> Result<Option<nix::sys::stat::FileStat>> {
     // The rootfs as the runtime's mount table shows it, before a joined one replaces it.
     let rootfs_before = match plan.ns.mounts {
         MountMode::Joined => {
@@ -117,30 +184,30 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             write_time_offsets(&plan.spec, Path::new("/proc/self/timens_offsets"))?;
         }
     }
-    if rootless && offsets_pending {
+    if plan.rootless && offsets_pending(plan) {
         // No process of the container exists yet; the forked init inherits the flag.
         kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     }
-    if plan.ns.fork_again {
-        // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
-        // parent-death signal watches the runtime and `run` can reap it.
-        match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None)
-            .ctx(|| "fork into the container's pid/time namespace".into())?
-        {
-            kclone::Forked::Parent { .. } => kclone::exit_now(0),
-            kclone::Forked::Child => arm_parent_death_signal(&plan.runtime)?,
-        }
+    Ok(rootfs_before)
+}
+
+/// The second fork, where unshared pid/time namespaces apply only to children: the
+/// parent exits, the child goes on as the init.
+fn fork_into_new_namespaces(plan: &InitPlan) -> Result<()> {
+    // CLONE_PARENT: the new init is the runtime's child, as a clone3'd init is, so its
+    // parent-death signal watches the runtime and `run` can reap it.
+    match kclone::clone3_single_threaded(kclone::CLONE_PARENT, None)
+        .ctx(|| "fork into the container's pid/time namespace".into())?
+    {
+        kclone::Forked::Parent { .. } => kclone::exit_now(0),
+        kclone::Forked::Child => arm_parent_death_signal(&plan.runtime),
     }
-    // From the process that will execve: the runtime reads our pid from the kernel (the
-    // message's credentials) and answers with it and the container's state.
-    chan.send(&Msg::Hello)?;
-    let (host_pid, state) = match chan.recv()? {
-        Some(Msg::Welcome { pid, state }) => (pid, state),
-        Some(Msg::Error(e)) => return Err(Error::Init(e)),
-        other => return Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
-    };
+}
+
+/// Root of the user namespace (its maps are written by now), a session of its own, and
+/// lo up in a new network namespace.
+fn start_session(plan: &InitPlan) -> Result<()> {
     if plan.ns.userns {
-        // Become root of the user namespace; its maps are written by now.
         kproc::setresgid(0).ctx(|| "setresgid(0) in the user namespace: is gid 0 mapped?".into())?;
         let _ = kproc::setgroups(&[]);
         kproc::setresuid(0).ctx(|| "setresuid(0) in the user namespace: is uid 0 mapped?".into())?;
@@ -150,7 +217,12 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if plan.ns.new_flags() & kclone::CLONE_NEWNET != 0 {
         kns::loopback_up().ctx(|| "bringing up lo in the container's new network namespace".into())?;
     }
+    Ok(())
+}
 
+/// The kernel settings of the container's namespaces and of this process: sysctls,
+/// hostname, domainname, session keyring, personality, memory policy.
+fn set_kernel_settings(plan: &InitPlan) -> Result<()> {
     let spec = &plan.spec;
     // Sysctls first, through the /proc we still see: before the container's own mounts
     // (a read-only /proc/sys among readonlyPaths, no /proc at all, or a mount over it
@@ -175,78 +247,58 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
             Err(e) => return Err(e).ctx(|| "creating a session keyring".into()),
         }
     }
-    if let Some(linux) = spec.linux() {
-        if let Some(p) = linux.personality() {
-            let persona = match p.domain() {
-                oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
-                oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
-            };
-            kproc::personality(persona).ctx(|| "linux.personality".into())?;
-        }
-        // Inherited by everything this process forks and execs.
-        if let Some(policy) = crate::mempolicy::parse(linux.memory_policy().as_ref())? {
-            crate::mempolicy::apply(&policy)?;
-        }
+    let Some(linux) = spec.linux() else { return Ok(()) };
+    if let Some(p) = linux.personality() {
+        let persona = match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        };
+        kproc::personality(persona).ctx(|| "linux.personality".into())?;
     }
+    // Inherited by everything this process forks and execs.
+    if let Some(policy) = crate::mempolicy::parse(linux.memory_policy().as_ref())? {
+        crate::mempolicy::apply(&policy)?;
+    }
+    Ok(())
+}
 
-    let process = spec.process().as_ref().ok_or_else(|| Error::Config("process is missing".into()))?;
-    // Compiled, and connected to its listener socket, while host paths are reachable.
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(sc) => Some(crate::seccomp::prepare(sc)?),
-        None => None,
-    };
-    let creating = state_with_status(&state, "creating", false);
-    let creating_inside = state_with_status(&state, "creating", true);
-    match plan.ns.mounts {
-        MountMode::New => setup_rootfs(&plan, chan, process, &creating_inside)?,
-        MountMode::Joined | MountMode::Inherited => {
-            run_hooks_before_root(&plan, chan, &creating_inside)?;
-            enter_shared_root(&plan, rootfs_before.as_ref())?;
-            if process.terminal().unwrap_or(false) {
-                let sock = plan.console_socket.as_ref().ok_or_else(|| {
-                    Error::Config("process.terminal is true but there is no console socket".into())
-                })?;
-                let root = nix::fcntl::open(
-                    "/",
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
+/// The container's root: a new mount table set up from the rootfs, or a shared one
+/// (joined, or the runtime's) entered by chroot. The hooks before the root changes run
+/// in either.
+fn make_root(
+    plan: &InitPlan,
+    chan: &Channel,
+    process: &Process,
+    creating: &str,
+    rootfs_before: Option<&nix::sys::stat::FileStat>,
+) -> Result<()> {
+    if plan.ns.mounts == MountMode::New {
+        return setup_rootfs(plan, chan, process, creating);
+    }
+    run_hooks_before_root(plan, chan, creating)?;
+    enter_shared_root(plan, rootfs_before)?;
+    if process.terminal().unwrap_or(false) {
+        let sock = plan
+            .console_socket
+            .as_ref()
+            .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
+        let root =
+            nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .ctx(|| "opening the container root".into())?;
-                // Not our mount table: no bind over /dev/console.
-                crate::console::setup_tty(
-                    sock,
-                    &root,
-                    process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
-                    false,
-                )?;
-            }
-        }
+        // Not our mount table: no bind over /dev/console.
+        crate::console::setup_tty(
+            sock,
+            &root,
+            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            false,
+        )?;
     }
+    Ok(())
+}
 
-    // The LSM label for the program's execve (AppArmor / SELinux), through the
-    // container's procfs: it takes effect at execve, so it may be set now.
-    crate::lsm::apply_exec_labels(process)?;
-    // The process: everything that may fail is done or checked before Ready, so `create`
-    // reports it. With noNewPrivileges false, CAP_SYS_ADMIN stays effective for the filter.
-    let prepared = crate::process::prepare(process, plan.preserve_fds, seccomp.is_some())?;
-    let ready = Msg::Ready.encode()?;
-    let mut seccomp = seccomp;
-    let mut filtered = false;
-    if seccomp.as_ref().is_some_and(|f| f.compiled().notify) {
-        // A seccomp agent gets the listener fd during `create`, as it expects (it may hold
-        // `start` until it has it). Under the filter from here: write, openat (exec.fifo),
-        // the startContainer hooks, capset and execve.
-        if let Some(f) = seccomp.take() {
-            f.install(host_pid, &|| creating.clone())?;
-            filtered = true;
-        }
-    }
-
-    // Leaving the runtime: from here on nobody reads the channel.
-    kproc::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-    chan.send_raw(&ready)?;
-
-    // Block until `karton start` opens the fifo for reading.
+/// After Ready: blocks until `karton start` opens exec.fifo for reading, runs the
+/// startContainer hooks and writes the go-ahead. Failures end the init here.
+fn wait_for_start(plan: &InitPlan, state: &str) {
     let fifo = nix::fcntl::openat(
         plan.state_dir.as_fd(),
         "exec.fifo",
@@ -262,9 +314,9 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     // startContainer hooks are part of `start`, which waits on the fifo: their failure
     // goes back to it ("1" and the reason) instead of the go-ahead "0", and the user's
     // program never runs.
-    if let Some(list) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+    if let Some(list) = plan.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
         // runc's status for this hook: the process is not running the user's program yet.
-        let created = state_with_status(&state, "created", true);
+        let created = state_with_status(state, "created", true);
         if let Err(e) = crate::hooks::run_all("startContainer", list, &created) {
             let _ = nix::unistd::write(&fifo, format!("1{e}").as_bytes());
             fail_after_ready(crate::process::LaunchError::Setup(e));
@@ -273,11 +325,6 @@ fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     if let Err(e) = nix::unistd::write(&fifo, b"0") {
         fail_after_ready(crate::process::LaunchError::AfterFilter { step: "writing exec.fifo", errno: e });
     }
-    drop(fifo);
-    drop(plan.state_dir);
-    // The filter (unless a notify agent has it already), the final capabilities, execve.
-    let err = if filtered { prepared.finish(true) } else { prepared.launch(seccomp, host_pid, &creating) };
-    fail_after_ready(err)
 }
 
 /// PR_SET_PDEATHSIG, then a check that the runtime is still our parent: had it died
@@ -297,7 +344,7 @@ fn arm_parent_death_signal(runtime: &OwnedFd) -> Result<()> {
 fn run_hooks_before_root(plan: &InitPlan, chan: &Channel, creating: &str) -> Result<()> {
     if plan.runtime_hooks {
         chan.send(&Msg::RunRuntimeHooks)?;
-        chan.expect(&Msg::HooksDone)?;
+        chan.wait_for_hooks_done()?;
     }
     if let Some(list) = plan.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
         crate::hooks::run_all("createContainer", list, creating)?;

@@ -135,8 +135,9 @@ pub fn selinux_enabled() -> bool {
 }
 
 fn lsm_listed(name: &str) -> bool {
-    std::fs::read_to_string("/sys/kernel/security/lsm")
-        .unwrap_or_default()
+    // Read once per process: the list of active LSMs is fixed at boot.
+    static LSMS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LSMS.get_or_init(|| std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default())
         .split(',')
         .any(|s| s.trim() == name)
 }

@@ -86,7 +86,11 @@ impl Runtime {
                 let merged = merge_resources(v["linux"]["resources"].take(), res);
                 v["linux"]["resources"] = merged;
                 if let Ok(out) = serde_json::to_vec_pretty(&v) {
-                    let _ = crate::util::write_atomic(&path, &out);
+                    let _ = karton_sys::atomic::write_atomic(
+                        &path,
+                        &out,
+                        karton_sys::atomic::Durability::NoFsync,
+                    );
                 }
             }
         }

@@ -64,9 +64,10 @@ const FORWARDED: &[Signal] = &[
 ];
 
 /// Blocks the forwarded signals (before the container exists, so none is lost) and
-/// relays them once the container runs.
+/// relays them once the container runs: `karton run`, `exec` and `spawn` share it.
 pub struct Forwarder {
     sfd: SignalFd,
+    second_term_kills: bool,
 }
 
 impl Forwarder {
@@ -77,13 +78,22 @@ impl Forwarder {
         }
         set.thread_block().ctx(|| "blocking signals".into())?;
         let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).ctx(|| "signalfd".into())?;
-        Ok(Forwarder { sfd })
+        Ok(Forwarder { sfd, second_term_kills: false })
+    }
+
+    /// With `yes`, a second SIGINT, SIGTERM, SIGHUP or SIGQUIT is sent as SIGKILL: the init
+    /// of a pid namespace ignores every signal it has no handler for (`sleep` ignores
+    /// SIGTERM as pid 1), and Ctrl-C twice must still end it.
+    pub fn second_term_kills(mut self, yes: bool) -> Self {
+        self.second_term_kills = yes;
+        self
     }
 
     /// Relays signals to the process behind `pidfd` until it exits; returns its status
     /// as a shell reports it.
     pub fn forward_until_exit(self, pidfd: &OwnedFd) -> Result<i32> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut terminating = 0;
         loop {
             let mut fds = [
                 PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
@@ -95,7 +105,17 @@ impl Forwarder {
             }
             if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
                 if let Ok(Some(info)) = self.sfd.read_signal() {
-                    let _ = karton_sys::process::pidfd_send_signal(pidfd.as_fd(), info.ssi_signo as i32);
+                    let sig = info.ssi_signo as i32;
+                    let mut send = sig;
+                    if self.second_term_kills
+                        && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT].contains(&sig)
+                    {
+                        terminating += 1;
+                        if terminating > 1 {
+                            send = libc::SIGKILL;
+                        }
+                    }
+                    let _ = karton_sys::process::pidfd_send_signal(pidfd.as_fd(), send);
                 }
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {

@@ -755,72 +755,6 @@ impl Drop for TempRoot {
     }
 }
 
-/// Signals passed on to the sandbox, as `karton run` does.
-const RELAYED: &[nix::sys::signal::Signal] = {
-    use nix::sys::signal::Signal::*;
-    &[SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGTSTP]
-};
-
-/// Relays signals to the sandbox's process like `karton run`, with one difference: the
-/// init of a pid namespace ignores every signal it has no handler for (`sleep` ignores
-/// SIGTERM as pid 1), so a second SIGINT, SIGTERM, SIGHUP or SIGQUIT kills it, and
-/// Ctrl-C twice always ends a sandbox.
-struct Relay {
-    sfd: nix::sys::signalfd::SignalFd,
-}
-
-impl Relay {
-    /// Blocks the relayed signals before the sandbox exists, so none is lost.
-    fn block() -> Result<Relay> {
-        use nix::sys::signal::SigSet;
-        let mut set = SigSet::empty();
-        for s in RELAYED {
-            set.add(*s);
-        }
-        set.thread_block().ctx(|| "blocking signals".into())?;
-        let sfd = nix::sys::signalfd::SignalFd::with_flags(&set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
-            .ctx(|| "signalfd".into())?;
-        Ok(Relay { sfd })
-    }
-
-    /// Relays until the process exits; its status as a shell reports it.
-    fn forward_until_exit(self, pidfd: &OwnedFd, pid_ns_init: bool) -> Result<i32> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::AsFd;
-        let mut terminating = 0;
-        loop {
-            let mut fds = [
-                PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).ctx(|| "waiting for the sandbox".into()),
-            }
-            if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
-                if let Ok(Some(info)) = self.sfd.read_signal() {
-                    let sig = info.ssi_signo as i32;
-                    let mut send = sig;
-                    if pid_ns_init
-                        && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT].contains(&sig)
-                    {
-                        terminating += 1;
-                        if terminating > 1 {
-                            send = libc::SIGKILL;
-                        }
-                    }
-                    let _ = karton_sys::process::pidfd_send_signal(pidfd.as_fd(), send);
-                }
-            }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                let status = karton_sys::process::wait_pidfd(pidfd.as_fd())
-                    .ctx(|| "reaping the sandbox's process".into())?;
-                return Ok(if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) });
-            }
-        }
-    }
-}
-
 /// Creates, persists (optionally), starts and waits for a sandbox; returns the
 /// command's exit status as a shell reports it (code, or 128 + signal). The container
 /// is deleted afterwards; with `persist` its namespaces stay bind-mounted in that
@@ -876,7 +810,7 @@ fn run_planned(
 
     // As `run`: the init must come back to us even if a second fork makes it.
     let _ = karton_sys::process::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
-    let sigs = Relay::block()?;
+    let sigs = crate::signals::Forwarder::block()?;
     let created = rt.create_from(id, cfg, &opts)?;
     let pid = created.pid;
     let pidfd = created.pidfd.try_clone().ctx(|| "dup pidfd".into());
@@ -902,7 +836,7 @@ fn run_planned(
             return Err(e);
         }
     };
-    let status = sigs.forward_until_exit(&pidfd, p.has(NsType::Pid));
+    let status = sigs.second_term_kills(p.has(NsType::Pid)).forward_until_exit(&pidfd);
     if let Err(e) = rt.delete(id, true) {
         tracing::warn!("deleting sandbox {id} after it exited: {e}");
     }

@@ -14,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
-use crate::util::write_atomic;
+use karton_sys::atomic::{write_atomic, Durability};
 
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
@@ -300,7 +300,7 @@ impl Locked {
         let json =
             serde_json::to_vec_pretty(rec).map_err(|e| Error::Config(format!("serializing state: {e}")))?;
         let path = self.dir.join(STATE_FILE);
-        write_atomic(&path, &json).ctx(|| format!("writing {}", path.display()))
+        write_atomic(&path, &json, Durability::NoFsync).ctx(|| format!("writing {}", path.display()))
     }
 
     /// The lock's descriptor number, for a forked child to close (never to unlock: that

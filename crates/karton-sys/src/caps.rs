@@ -53,11 +53,16 @@ pub fn from_name(name: &str) -> Option<u32> {
 }
 
 /// The highest capability number the running kernel knows (/proc/sys/kernel/cap_last_cap).
+/// Read once per process: it is fixed for the kernel's lifetime, and create asks for it
+/// once per capability set (nine reads of the file before).
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(NAMES.len() as u32 - 1)
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(NAMES.len() as u32 - 1)
+    })
 }
 
 #[repr(C)]

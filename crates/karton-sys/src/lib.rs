@@ -5,6 +5,7 @@
 //! into [`SysError`], which names the call that failed so that callers can build messages
 //! that say what went wrong.
 
+pub mod atomic;
 pub mod audit_sys;
 pub mod bpf;
 pub mod caps;

@@ -184,14 +184,6 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
     check("ioctl(TIOCSWINSZ)", ret as libc::c_long).map(drop)
 }
 
-/// ioctl(TIOCGWINSZ): a terminal's window size as (rows, cols).
-pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes one winsize struct to a valid pointer.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ as _, &mut ws as *mut libc::winsize) };
-    check("ioctl(TIOCGWINSZ)", ret as libc::c_long).map(|_| (ws.ws_row, ws.ws_col))
-}
-
 /// waitid(P_PIDFD, ..., WEXITED): reaps the child behind `pidfd` and returns its wait
 /// status in the classic encoding (exit code << 8, or the signal number).
 pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<i32> {
@@ -211,6 +203,44 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<i32> {
         // SAFETY: after a successful waitid with WEXITED the kernel filled si_status/si_code.
         let (code, status) = unsafe { (info.si_code, info.si_status()) };
         return Ok(if code == libc::CLD_EXITED { (status & 0xff) << 8 } else { status & 0x7f });
+    }
+}
+
+/// What wait4(2) reports about a reaped child: its status and resource usage (its own
+/// and that of the descendants it waited for, as GNU time reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildUsage {
+    /// Wait status in the classic encoding (exit code << 8, or the signal number).
+    pub status: i32,
+    pub user_us: u64,
+    pub sys_us: u64,
+    /// Peak resident set size in KiB (ru_maxrss).
+    pub max_rss_kib: u64,
+}
+
+/// wait4(pid, 0): reaps child `pid` (blocking) and returns its status and rusage.
+pub fn wait4(pid: libc::pid_t) -> Result<ChildUsage> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain data; zeroed is a valid initial value.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for writing for the duration of the call.
+        let ret = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if ret < 0 {
+            let e = crate::SysError::last("wait4");
+            if e.errno == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let status = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) << 8 } else { status & 0x7f };
+        return Ok(ChildUsage {
+            status,
+            user_us: us(ru.ru_utime),
+            sys_us: us(ru.ru_stime),
+            max_rss_kib: ru.ru_maxrss.max(0) as u64,
+        });
     }
 }
 

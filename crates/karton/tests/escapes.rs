@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -800,6 +800,3 @@ fn hostile_rootfs_device_nodes_are_unusable() {
     c.sh("echo karton-escape-test-control > /kmsg && echo WROTE");
     assert_eq!(k.stdout_of(&c).trim(), "WROTE", "control: the node is usable without device rules");
 }
-
-#[allow(dead_code)]
-fn unused(_: Value) {}

@@ -17,6 +17,8 @@ struct event {
 	char comm[16];
 	char file[128];
 };
+/* User space decodes this layout (src/maps.rs Event); the ring buffer carries no BTF of it. */
+_Static_assert(sizeof(struct event) == 184, "struct event: update src/maps.rs EVENT_SIZE too");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

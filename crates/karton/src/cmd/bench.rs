@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Directory for the results (JSON + CSV)
     #[arg(short, long, default_value = "results", value_name = "DIR")]
     pub output: PathBuf,
-    /// Only these benchmarks (comma-separated: primes, syscall, ..., ns-create, lifecycle)
+    /// Only these benchmarks (comma-separated: primes, syscall, ..., ns-create, lifecycle, density)
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub only: Vec<String>,
     /// Only these configurations (comma-separated; bare is always kept as the baseline)
@@ -54,6 +54,15 @@ pub struct RunArgs {
     /// Scale every benchmark's time budget by this factor
     #[arg(long, value_name = "F")]
     pub budget_scale: Option<f64>,
+    /// Density benchmark: numbers of containers (comma-separated; default: the profile's)
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    pub density_n: Vec<u32>,
+    /// Density benchmark: how many start in parallel (comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "P")]
+    pub density_parallel: Vec<u32>,
+    /// Density benchmark: the start-rate cell as N,P,REPS (default: 200,8 with the profile's repetitions)
+    #[arg(long, value_delimiter = ',', value_name = "N,P,REPS")]
+    pub density_rate: Vec<u32>,
     /// Skip the instrumented pass (karton-probe)
     #[arg(long)]
     pub no_probe: bool,
@@ -96,6 +105,19 @@ pub fn run(args: BenchArgs, _g: &crate::Global) -> anyhow::Result<i32> {
             b.budget_s *= f;
         }
         p.lifecycle_budget_s *= f;
+    }
+    if !a.density_n.is_empty() {
+        p.density_n = a.density_n.iter().map(|n| (*n).max(1)).collect();
+    }
+    if !a.density_parallel.is_empty() {
+        p.density_parallel = a.density_parallel.iter().map(|n| (*n).max(1)).collect();
+    }
+    match a.density_rate[..] {
+        [] => {}
+        [n, par, reps] => p.density_rate = (n.max(1), par.max(1), reps),
+        _ => anyhow::bail!(
+            "--density-rate takes three numbers, N,P,REPS (e.g. 200,8,5); REPS 0 skips the cell"
+        ),
     }
     if a.no_probe {
         p.instrumented = false;

@@ -255,18 +255,12 @@ pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
 
 /// Every cgroup mount point on the host (each v1 hierarchy and cgroup2).
 pub fn cgroup_mounts() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let fstype = post.split(' ').next().unwrap_or("");
-        if fstype == "cgroup" || fstype == "cgroup2" {
-            if let Some(mp) = pre.split(' ').nth(4) {
-                out.push(PathBuf::from(mp));
-            }
-        }
-    }
-    out
+    let mounts = karton_sys::mountinfo::read_self().expect("reading /proc/self/mountinfo");
+    mounts
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .map(|m| m.mount_point)
+        .collect()
 }
 
 /// The container's cgroup directories (karton's default `/karton/<id>`) in every hierarchy.

@@ -1,0 +1,71 @@
+//! Whole-file replacement that readers never see half done. Safe code only.
+//!
+//! The one rule for fsync: files a user keeps (benchmark and audit results, reports) are
+//! [`Durability::Fsync`]ed before the rename, so that a crash leaves the old or the new file
+//! and never an empty one. Runtime state is [`Durability::NoFsync`]: it describes live
+//! processes, which a power loss ends anyway, and an fsync per state change cost 7-27 ms on
+//! this machine's ext4 root (docs/architecture.md, "Start-up cost and size").
+
+use std::io::Write;
+use std::path::Path;
+
+/// Whether [`write_atomic`] waits for the data to reach the disk before the rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the temp file before the rename: for results and reports.
+    Fsync,
+    /// Rename only: for runtime state that does not outlive its processes.
+    NoFsync,
+}
+
+/// Writes `data` to `path` so that readers see either the old or the new content, never half
+/// a file, whenever the writer dies: write a sibling temp file, optionally fsync it, rename
+/// it over. The temp file is removed when any step fails. The directory must exist.
+pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        if durability == Durability::Fsync {
+            f.sync_all()?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_and_leaves_no_temp_file() {
+        for d in [Durability::Fsync, Durability::NoFsync] {
+            let dir = std::env::temp_dir().join(format!("karton-atomic-test-{}-{d:?}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = dir.join("f.json");
+            write_atomic(&p, b"one", d).unwrap();
+            write_atomic(&p, b"two", d).unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), b"two");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn failure_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("karton-atomic-fail-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("target-is-a-dir/inner")).unwrap();
+        // Renaming a file over a non-empty directory fails after the temp file was written.
+        assert!(write_atomic(&dir.join("target-is-a-dir"), b"x", Durability::NoFsync).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temp file removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
