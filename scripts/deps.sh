@@ -19,6 +19,9 @@ pkgs=(
     # Kubernetes' node path (crates/karton-cri-tests): CNI plugins for containerd's CRI plugin,
     # protoc for the k8s-cri crate's build, a static libc for the test's pause image
     containernetworking-plugins protobuf-compiler gcc libc6-dev
+    # application rows of `karton bench` (servers in containers, clients outside) and the
+    # bridge mode's port forward
+    redis-server redis-tools nginx-light wrk apache2-utils postgresql postgresql-contrib nftables
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -34,4 +37,13 @@ fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Packages such as nginx, redis-server and postgresql start their services on install; the
+# benchmarks start their own servers inside containers, so nothing may start on the host
+# (policy-rc.d exit 101 = "action forbidden"; an existing policy is left as it is).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -10,13 +10,19 @@ pub mod schema;
 pub mod stats;
 
 #[cfg(feature = "runner")]
+pub mod apps;
+#[cfg(feature = "runner")]
 pub mod instrumented;
 #[cfg(feature = "runner")]
 pub mod machine;
 #[cfg(feature = "runner")]
 pub mod matrix;
 #[cfg(feature = "runner")]
+pub mod netmode;
+#[cfg(feature = "runner")]
 pub mod profile;
+#[cfg(feature = "runner")]
+pub mod runlock;
 #[cfg(feature = "runner")]
 pub mod runner;
 #[cfg(feature = "runner")]

@@ -40,6 +40,9 @@ pub struct BenchResults {
     pub density: Vec<DensityCell>,
     /// The separate instrumented pass (karton-probe), when it ran.
     pub instrumented: Option<Instrumented>,
+    /// The eBPF breakdown of the application rows (one probed run per configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<AppBreakdown>,
     /// Bench-level notes (what was skipped and why, substitutions).
     pub notes: Vec<String>,
 }
@@ -254,6 +257,29 @@ pub struct InstrumentedRun {
     pub peak_rss_kib: u64,
     /// Kernel footprint approximation: distinct tracepoints / kernel functions seen.
     pub footprint_functions: Option<u64>,
+}
+
+/// Where an application row's time goes: karton-probe on the server during one client run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppBreakdown {
+    /// The application benchmark ("redis-p1") and configuration ("net-veth").
+    pub bench: String,
+    pub config: String,
+    /// Instruments and the mechanism behind each figure.
+    pub instruments: Vec<String>,
+    /// The server's network, readiness and lock system calls with latency histograms.
+    pub syscalls: Vec<SyscallFigure>,
+    /// Run-queue latency of the server's tasks: log2 histogram (bucket i: [2^i, 2^(i+1)) ns).
+    pub runq_hist: Vec<u64>,
+    pub context_switches: u64,
+    /// The instrument's own cost: the client's first figure without and with the probe.
+    pub metric: String,
+    pub unit: String,
+    pub without_probe: f64,
+    pub with_probe: f64,
+    /// Requests the probed client run made (turns counts into per-request figures).
+    pub requests: f64,
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -45,6 +45,9 @@ pub struct Options {
 /// Valid benchmark names of a profile (for error messages and --help).
 pub fn bench_names(p: &Profile) -> Vec<String> {
     let mut v: Vec<String> = p.benches.iter().map(|b| b.id.clone()).collect();
+    if let Ok(a) = crate::apps::plan(&p.name) {
+        v.extend(a.benches.into_iter().map(|b| b.id));
+    }
     v.push("ns-create".into());
     v.push("lifecycle".into());
     v.push("density".into());
@@ -89,6 +92,7 @@ struct Runner {
 /// Runs the profile; returns the results and the path of the JSON file.
 pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBuf), BenchError> {
     let started = SystemTime::now();
+    let _lock = crate::runlock::RunLock::acquire(&crate::runlock::default_path())?;
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(BenchError::io(format!("creating {}", opts.out_dir.display())))?;
     let (work, remove_work) = match &opts.workdir {
@@ -129,6 +133,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
         ns_create: Vec::new(),
         density: Vec::new(),
         instrumented: None,
+        apps: vec![],
         notes: vec![
             "karton requires a mount namespace in every container: '+X' rows are mount + X, and 'mnt' (mount alone) is the minimal container.".into(),
             "Workload figures are measured inside the workload process (container setup is not in them); lifecycle rows time the whole `RUNTIME run` of /bin/true from outside.".into(),
@@ -240,6 +245,10 @@ impl Runner {
                 break;
             }
             self.run_bench(&b, &configs)?;
+            self.save()?;
+        }
+        if !self.stopped() {
+            self.run_apps()?;
             self.save()?;
         }
         if !self.stopped() && self.wanted("ns-create") && !self.opts.skip_ns_create {
@@ -509,6 +518,64 @@ impl Runner {
                 format!(", skipped: {}", skipped.keys().cloned().collect::<Vec<_>>().join(" "))
             }
         ));
+        Ok(())
+    }
+
+    /// The application rows (crate::apps): servers in containers, clients outside.
+    fn run_apps(&mut self) -> Result<(), BenchError> {
+        let Ok(plan) = crate::apps::plan(&self.opts.profile.name) else { return Ok(()) };
+        let only: Vec<String> = if self.opts.only_benches.is_empty() {
+            vec![]
+        } else {
+            let ids: Vec<String> = plan.benches.iter().map(|b| b.id.clone()).collect();
+            let mine: Vec<String> =
+                self.opts.only_benches.iter().filter(|b| ids.contains(b)).cloned().collect();
+            if mine.is_empty() {
+                return Ok(());
+            }
+            mine
+        };
+        let mut plan = plan;
+        // `--max-rounds` and `--no-probe` bound the application rows too.
+        plan.rounds = plan.rounds.min(self.opts.profile.max_rounds);
+        plan.warmups = plan.warmups.min(self.opts.profile.warmups.max(1));
+        plan.probe &= self.opts.profile.instrumented;
+        if !self.opts.only_configs.is_empty() {
+            plan.configs.retain(|c| c.name == "bare" || self.opts.only_configs.contains(&c.name));
+        }
+        let n_benches = if only.is_empty() { plan.benches.len() } else { only.len() } as u64;
+        let runs = n_benches * plan.configs.len() as u64 * (plan.warmups.max(1) + plan.rounds) as u64;
+        self.pb.set_length(self.pb.length().unwrap_or(0) + runs + plan.configs.len() as u64 * 2);
+        self.pb.set_message("applications (redis, nginx)");
+        let state = self.work.join("state-apps");
+        std::fs::create_dir_all(&state).map_err(BenchError::io("creating the apps state directory"))?;
+        let pb = self.pb.clone();
+        let log = |l: String| {
+            if pb.is_hidden() {
+                eprintln!("{l}");
+            } else {
+                pb.println(l);
+            }
+        };
+        let tick = || self.pb.inc(1);
+        let ctx = crate::apps::AppContext {
+            exe: &self.exe,
+            work: &self.work,
+            state_root: &state,
+            stop: &self.stop,
+            seed: self.opts.seed,
+            log: &log,
+            tick: &tick,
+        };
+        let out = crate::apps::run(&ctx, &plan, &only)?;
+        for c in out.configurations {
+            if !self.results.configurations.iter().any(|x| x.name == c.name) {
+                self.results.configurations.push(c);
+            }
+        }
+        self.results.series.extend(out.series);
+        self.results.apps.extend(out.breakdown);
+        self.results.notes.extend(out.notes);
         Ok(())
     }
 

@@ -104,6 +104,7 @@ pub fn synthetic(shift: f64) -> BenchResults {
             }),
         }],
         instrumented: None,
+        apps: vec![],
         notes: vec![],
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Reads result types only (karton-bench without its runner; audit results as JSON).
 
+pub mod apps;
 pub mod audit;
 pub mod svg;
 
@@ -272,6 +273,8 @@ fn key_tables(r: &BenchResults) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> 
         out.push(t);
     }
     out.extend(density_tables(r));
+    out.extend(apps::table(r));
+    out.extend(apps::breakdown_table(r));
     out
 }
 
@@ -509,6 +512,7 @@ pub fn html(inputs: &[Input]) -> (String, usize) {
         let r = &inp.results;
         let _ = write!(h, "<h2>{}</h2>", esc(&inp.name));
         machine_table(&mut h, r);
+        charts += app_findings(&mut h, r);
         key_figures(&mut h, r);
         method_and_notes(&mut h, r);
         configurations(&mut h, r);
@@ -879,6 +883,24 @@ fn series_table(h: &mut String, s: &Series) {
     h.push_str("</table>");
 }
 
+/// The key findings and the cost-against-isolation chart of the application rows; the
+/// number of charts written.
+fn app_findings(h: &mut String, r: &BenchResults) -> usize {
+    let mut charts = 0;
+    let findings = apps::key_findings(r);
+    if !findings.is_empty() {
+        h.push_str("<h3>Key findings</h3><ul>");
+        for f in &findings {
+            let _ = write!(h, "<li>{}</li>", esc(f));
+        }
+        h.push_str("</ul>");
+    }
+    if let Some(svg) = apps::cost_isolation_chart(r) {
+        charts += figure(h, svg, "Application cost against isolation: each configuration's cost relative to bare, ordered by the number of namespaces around the server.");
+    }
+    charts
+}
+
 /// The Markdown summary.
 pub fn markdown(inputs: &[Input]) -> String {
     let mut m = String::from("# karton bench summary\n\n");
@@ -901,6 +923,14 @@ pub fn markdown(inputs: &[Input]) -> String {
             mc.lockdown.as_deref().unwrap_or("unreadable"),
             r.karton_version
         );
+        let findings = apps::key_findings(r);
+        if !findings.is_empty() {
+            m.push_str("### Key findings\n\n");
+            for f in &findings {
+                let _ = writeln!(m, "- {f}");
+            }
+            m.push('\n');
+        }
         let _ = writeln!(m, "Ratios are cost relative to bare (> 1 = slower), median of pairwise ratios within a round, with 95% bootstrap CI.\n");
         for (title, head, rows) in key_tables(r) {
             let _ = writeln!(

@@ -1,0 +1,366 @@
+//! The application part of the report: key findings written from the results (never
+//! hard-coded), the application table with published figures beside karton's, the eBPF
+//! breakdown per row, and the cost-against-isolation chart.
+
+use karton_bench::results::{fmt_value, AppBreakdown, BenchResults, ConfigInfo, Row, RowStatus, Series};
+
+use crate::svg::{self, Bar};
+
+/// The series each application row is summarized by: (series id, its p99 series, label).
+const PRIMARY: &[(&str, &str, &str)] = &[
+    ("redis-p1/get-rps", "redis-p1/get-p99", "redis GET, pipeline 1"),
+    ("redis-p1/set-rps", "redis-p1/set-p99", "redis SET, pipeline 1"),
+    ("redis-p16/get-rps", "redis-p16/get-p99", "redis GET, pipeline 16"),
+    ("redis-p16/set-rps", "redis-p16/set-p99", "redis SET, pipeline 16"),
+    ("nginx-1k/rps", "nginx-1k/p99", "nginx 1 KiB"),
+    ("nginx-1m/rps", "nginx-1m/p99", "nginx 1 MiB"),
+];
+
+/// A published figure placed beside karton's: never matched, only shown.
+struct Published {
+    /// Which configurations of ours it sits beside.
+    configs: &'static [&'static str],
+    apps: &'static [&'static str],
+    text: &'static str,
+}
+
+const PUBLISHED: &[Published] = &[
+    Published {
+        configs: &["net-bridge-nat"],
+        apps: &["redis"],
+        text: "Felter et al. 2015 (IBM RC25482): Docker's NAT lowers Redis throughput and raises its latency against native; IBM x3650 M4, 2 × Xeon E5-2665, 10 GbE, client on another machine",
+    },
+    Published {
+        configs: &["net-host"],
+        apps: &["redis"],
+        text: "Felter et al. 2015: Docker with --net=host is close to native for Redis; same hardware",
+    },
+    Published {
+        configs: &["bare"],
+        apps: &["redis", "nginx"],
+        text: "VEE'20 (Anjali et al., Firecracker and gVisor): ping RTT native 146 µs, LXC 149 µs, gVisor 319 µs, Firecracker 371 µs; hardware as in the paper",
+    },
+];
+
+fn published(series: &str, config: &str) -> String {
+    let app = series.split('-').next().unwrap_or("");
+    PUBLISHED
+        .iter()
+        .filter(|p| p.apps.contains(&app) && p.configs.contains(&config))
+        .map(|p| p.text)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn series<'a>(r: &'a BenchResults, id: &str) -> Option<&'a Series> {
+    r.series.iter().find(|s| s.id == id)
+}
+
+fn row<'a>(s: &'a Series, config: &str) -> Option<&'a Row> {
+    s.rows.iter().find(|x| x.config == config && x.status == RowStatus::Ok)
+}
+
+fn config<'a>(r: &'a BenchResults, name: &str) -> Option<&'a ConfigInfo> {
+    r.configurations.iter().find(|c| c.name == name)
+}
+
+/// Whether the results hold application rows.
+pub fn has_apps(r: &BenchResults) -> bool {
+    PRIMARY.iter().any(|(id, _, _)| series(r, id).is_some())
+}
+
+/// The application table: per application and configuration, throughput median [CI],
+/// cost against bare [CI], p99, and the published figure beside it.
+pub fn table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec<String>>)> {
+    let mut rows = Vec::new();
+    for (id, p99, label) in PRIMARY {
+        let Some(s) = series(r, id) else { continue };
+        for x in &s.rows {
+            let cells = match (&x.summary, x.status) {
+                (Some(m), RowStatus::Ok) => vec![
+                    label.to_string(),
+                    x.config.clone(),
+                    format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high)),
+                    x.ratio
+                        .as_ref()
+                        .map(|q| format!("{:.3} [{:.3}, {:.3}]", q.median, q.ci_low, q.ci_high))
+                        .unwrap_or_else(|| "baseline".into()),
+                    series(r, p99)
+                        .and_then(|p| row(p, &x.config))
+                        .and_then(|p| p.summary.as_ref())
+                        .map(|m| {
+                            format!(
+                                "{} [{}, {}]",
+                                fmt_value(m.median),
+                                fmt_value(m.ci_low),
+                                fmt_value(m.ci_high)
+                            )
+                        })
+                        .unwrap_or_else(|| "—".into()),
+                    published(id, &x.config),
+                ],
+                _ => vec![
+                    label.to_string(),
+                    x.config.clone(),
+                    format!("skipped: {}", x.reason.as_deref().unwrap_or("no samples")),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            };
+            rows.push(cells);
+        }
+    }
+    // A missing package: the skipped series say why and how to install it.
+    for s in r.series.iter().filter(|s| s.metric == "skipped") {
+        let why = s.rows.first().and_then(|x| x.reason.clone()).unwrap_or_default();
+        rows.push(vec![
+            s.workload.clone(),
+            "all".into(),
+            format!("skipped: {why}"),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    (!rows.is_empty()).then(|| {
+        (
+            "applications: server in a karton container, client outside (median [95% CI]; cost = × bare, > 1 slower)"
+                .to_string(),
+            vec![
+                "application".into(),
+                "configuration".into(),
+                "req/s".into(),
+                "cost × bare".into(),
+                "p99 ms".into(),
+                "published (source, hardware)".into(),
+            ],
+            rows,
+        )
+    })
+}
+
+/// Per-request figures of one breakdown.
+struct PerRequest {
+    switches: f64,
+    /// Mean latency (ns) of the server's writes/sends and of its epoll waits.
+    send_ns: Option<f64>,
+    epoll_ns: Option<f64>,
+    runq_p50_ns: Option<u64>,
+}
+
+fn per_request(b: &AppBreakdown) -> PerRequest {
+    let requests = b.requests.max(1.0);
+    let mean = |names: &[&str]| {
+        let (n, sum) = b
+            .syscalls
+            .iter()
+            .filter(|s| names.contains(&s.name.as_str()))
+            .fold((0u64, 0.0), |(n, sum), s| (n + s.count, sum + s.mean_ns * s.count as f64));
+        (n > 0).then(|| sum / n as f64)
+    };
+    let total: u64 = b.runq_hist.iter().sum();
+    let runq_p50_ns = (total > 0).then(|| {
+        let mut acc = 0;
+        let mut bucket = 0;
+        for (i, c) in b.runq_hist.iter().enumerate() {
+            acc += c;
+            if acc * 2 >= total {
+                bucket = i;
+                break;
+            }
+        }
+        1u64 << (bucket + 1)
+    });
+    PerRequest {
+        switches: b.context_switches as f64 / requests,
+        send_ns: mean(&["write", "writev", "sendto", "sendmsg", "sendfile"]),
+        epoll_ns: mean(&["epoll_wait", "epoll_pwait", "epoll_pwait2"]),
+        runq_p50_ns,
+    }
+}
+
+/// The eBPF breakdown table: where each row's time goes, with the probe's own cost.
+pub fn breakdown_table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec<String>>)> {
+    if r.apps.is_empty() {
+        return None;
+    }
+    let rows = r
+        .apps
+        .iter()
+        .map(|b| {
+            let cost = (b.with_probe / b.without_probe - 1.0) * 100.0;
+            let calls: Vec<String> = b
+                .syscalls
+                .iter()
+                .take(4)
+                .map(|s| format!("{} {}× mean {} ns", s.name, s.count, fmt_value(s.mean_ns)))
+                .collect();
+            let total: u64 = b.runq_hist.iter().sum();
+            vec![
+                b.bench.clone(),
+                b.config.clone(),
+                calls.join("; "),
+                b.context_switches.to_string(),
+                format!("{total} waits"),
+                format!(
+                    "{} → {} {} ({:+.1}%)",
+                    fmt_value(b.without_probe),
+                    fmt_value(b.with_probe),
+                    b.unit,
+                    cost
+                ),
+            ]
+        })
+        .collect();
+    Some((
+        "eBPF breakdown of the server (one probed client run per row; softirq time is not measured: karton-probe has no softirq program yet)".into(),
+        vec![
+            "application".into(),
+            "configuration".into(),
+            "server syscalls (count, mean latency)".into(),
+            "context switches".into(),
+            "run-queue".into(),
+            "probe's own cost (without → with)".into(),
+        ],
+        rows,
+    ))
+}
+
+/// The key findings: sentences computed from the results, each with its figure and CI.
+pub fn key_findings(r: &BenchResults) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut costs: Vec<(f64, String, &str, &str, &Row)> = Vec::new();
+    for (id, _, label) in PRIMARY {
+        let Some(s) = series(r, id) else { continue };
+        for x in s.rows.iter().filter(|x| x.status == RowStatus::Ok) {
+            if let Some(q) = &x.ratio {
+                costs.push((q.median, x.config.clone(), label, id, x));
+            }
+        }
+    }
+    costs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (k, (ratio, cfg, label, id, x)) in costs.iter().take(3).enumerate() {
+        let Some(q) = &x.ratio else { continue };
+        let mut s = format!(
+            "{} largest application cost: {label} under {cfg} serves {:.1}% fewer requests per second than bare (× {:.3}, 95% CI [{:.3}, {:.3}], {} pairs)",
+            ["The", "The second", "The third"][k],
+            (1.0 - 1.0 / ratio) * 100.0,
+            q.median,
+            q.ci_low,
+            q.ci_high,
+            q.pairs
+        );
+        let bench = id.split('/').next().unwrap_or("");
+        if let (Some(b), Some(base)) = (
+            r.apps.iter().find(|b| b.bench == bench && b.config == *cfg),
+            r.apps.iter().find(|b| b.bench == bench && b.config == "bare"),
+        ) {
+            let (pb, pa) = (per_request(b), per_request(base));
+            if let (Some(sb), Some(sa)) = (pb.send_ns, pa.send_ns) {
+                s.push_str(&format!(
+                    "; eBPF: the server's mean send/write takes {} ns against {} ns bare, {:.2} against {:.2} context switches per request",
+                    fmt_value(sb),
+                    fmt_value(sa),
+                    pb.switches,
+                    pa.switches
+                ));
+            }
+            if let (Some(eb), Some(ea)) = (pb.epoll_ns, pa.epoll_ns) {
+                s.push_str(&format!(", mean epoll wait {} ns against {} ns", fmt_value(eb), fmt_value(ea)));
+            }
+            if let (Some(rb), Some(ra)) = (pb.runq_p50_ns, pa.runq_p50_ns) {
+                s.push_str(&format!(
+                    ", run-queue wait median below {} µs against {} µs",
+                    rb / 1000,
+                    ra / 1000
+                ));
+            }
+        }
+        s.push('.');
+        out.push(s);
+    }
+    // The NAT's own share: bridge + NAT against the plain veth, pair by pair of medians.
+    for (id, _, label) in PRIMARY.iter().take(1).chain(PRIMARY.iter().skip(4).take(1)) {
+        let Some(s) = series(r, id) else { continue };
+        if let (Some(v), Some(b)) = (
+            row(s, "net-veth").and_then(|x| x.ratio.as_ref()),
+            row(s, "net-bridge-nat").and_then(|x| x.ratio.as_ref()),
+        ) {
+            out.push(format!(
+                "{label}: a plain veth costs × {:.3} [{:.3}, {:.3}] and the bridge with NAT × {:.3} [{:.3}, {:.3}] against bare, so the bridge and DNAT add about {:+.1}% on top of the veth.",
+                v.median, v.ci_low, v.ci_high, b.median, b.ci_low, b.ci_high,
+                (b.median / v.median - 1.0) * 100.0
+            ));
+        }
+        if let Some(h) = row(s, "net-host").and_then(|x| x.ratio.as_ref()) {
+            let verdict = if h.ci_low <= 1.0 && h.ci_high >= 1.0 {
+                "indistinguishable from bare at this precision"
+            } else if h.median > 1.0 {
+                "measurably slower than bare"
+            } else {
+                "measurably faster than bare"
+            };
+            out.push(format!(
+                "{label} in the host's network namespace (mode 1) is {verdict}: × {:.3} [{:.3}, {:.3}].",
+                h.median, h.ci_low, h.ci_high
+            ));
+        }
+    }
+    if let Some(worst) = r.apps.iter().filter(|b| b.without_probe > 0.0).max_by(|a, b| {
+        (a.with_probe / a.without_probe - 1.0).abs().total_cmp(&(b.with_probe / b.without_probe - 1.0).abs())
+    }) {
+        out.push(format!(
+            "The eBPF probe's own cost, at worst: {} under {} went from {} to {} {} with the probe attached ({:+.1}%, one run each).",
+            worst.bench,
+            worst.config,
+            fmt_value(worst.without_probe),
+            fmt_value(worst.with_probe),
+            worst.unit,
+            (worst.with_probe / worst.without_probe - 1.0) * 100.0
+        ));
+    }
+    let skipped: Vec<&str> =
+        r.series.iter().filter(|s| s.metric == "skipped").map(|s| s.workload.as_str()).collect();
+    if !skipped.is_empty() {
+        out.push(format!("Not measured (package missing, see the table): {}.", skipped.join(", ")));
+    }
+    out
+}
+
+/// Cost against isolation: each configuration's cost (× bare) for the first application
+/// series, labelled with how many namespaces isolate the server.
+pub fn cost_isolation_chart(r: &BenchResults) -> Option<String> {
+    let (id, _, label) = PRIMARY.iter().find(|(id, _, _)| series(r, id).is_some())?;
+    let s = series(r, id)?;
+    let mut bars: Vec<(usize, Bar)> = s
+        .rows
+        .iter()
+        .filter(|x| x.status == RowStatus::Ok)
+        .filter_map(|x| {
+            let q = x.ratio.as_ref()?;
+            let n = config(r, &x.config).map(|c| c.namespaces.len()).unwrap_or(0);
+            Some((
+                n,
+                Bar {
+                    label: format!("{} ({n} ns)", x.config),
+                    value: q.median,
+                    ci: Some((q.ci_low, q.ci_high)),
+                    note: format!("{:+.1}%", (q.median - 1.0) * 100.0),
+                    highlight: q.ci_low > 1.0,
+                },
+            ))
+        })
+        .collect();
+    if bars.is_empty() {
+        return None;
+    }
+    bars.sort_by_key(|(n, _)| *n);
+    let bars: Vec<Bar> = bars.into_iter().map(|(_, b)| b).collect();
+    Some(svg::hbars(
+        &format!("{label}: cost against isolation (namespaces around the server, fewest first)"),
+        "× bare (> 1 = slower; red = CI above 1)",
+        &bars,
+        Some(1.0),
+    ))
+}
