@@ -149,7 +149,13 @@ pub fn plan(profile: &str) -> Result<AppPlan, BenchError> {
         None,
         &[],
     )];
-    for m in NetMode::ALL {
+    // Mode 5 (slirp4netns) only in the full profile: the quick one must stay within budget.
+    let modes: &[NetMode] = if full {
+        &[NetMode::Host, NetMode::Private, NetMode::Veth, NetMode::Bridge, NetMode::Slirp]
+    } else {
+        &NetMode::ALL
+    };
+    for &m in modes {
         configs.push(cfg(
             m.config_name(),
             format!("{}; the server in pid, ipc, uts, cgroup and mount namespaces (`karton spawn` shape), root = host dirs read-only", m.description()),
@@ -1135,6 +1141,9 @@ mod tests {
         assert_eq!(names, ["bare", "net-host", "net-private", "net-veth", "net-bridge-nat"]);
         let f = plan("full").unwrap();
         assert!(f.configs.len() > q.configs.len());
+        let slirp = f.configs.iter().find(|c| c.name == "net-slirp").unwrap();
+        assert_eq!(slirp.mode, Some(NetMode::Slirp));
+        assert_eq!(slirp.namespaces, BASE_NS);
         assert!(plan("medium").is_err());
     }
 }

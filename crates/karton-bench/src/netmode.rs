@@ -7,7 +7,8 @@
 //! what it made when dropped, and [`sweep_stale`] removes what a killed run left behind.
 //! The container's end of a veth lives in the container's own network namespace: the
 //! runner creates the container, configures its namespace through /proc/PID/ns/net and
-//! only then starts it (the shape CNI plugins have).
+//! only then starts it (the shape CNI plugins have). Mode 5 needs no link of ours:
+//! slirp4netns makes tap0 inside the namespace and dies with the run (its --exit-fd).
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,9 +36,13 @@ pub enum NetMode {
     Veth,
     /// 4: a bridge with NAT: the client connects to a forwarded port (DNAT).
     Bridge,
+    /// 5: userspace networking, the rootless default: slirp4netns provides tap0 in the
+    /// container's namespace and forwards a host loopback port to it.
+    Slirp,
 }
 
 impl NetMode {
+    /// The kernel's modes (1–4): every profile runs them.
     pub const ALL: [NetMode; 4] = [NetMode::Host, NetMode::Private, NetMode::Veth, NetMode::Bridge];
 
     /// The configuration name of the mode.
@@ -47,6 +52,7 @@ impl NetMode {
             NetMode::Private => "net-private",
             NetMode::Veth => "net-veth",
             NetMode::Bridge => "net-bridge-nat",
+            NetMode::Slirp => "net-slirp",
         }
     }
 
@@ -59,6 +65,9 @@ impl NetMode {
             NetMode::Veth => "mode 3: own network namespace, a veth pair to the host, routed (client on the host)",
             NetMode::Bridge => {
                 "mode 4: own network namespace on a bridge, NAT: client on the host → forwarded port (nftables DNAT) → container"
+            }
+            NetMode::Slirp => {
+                "mode 5: own network namespace, userspace networking (slirp4netns tap0, MTU 65520): client on the host → 127.0.0.1 port forwarded by slirp4netns (API add_hostfwd) → container"
             }
         }
     }
@@ -80,6 +89,26 @@ pub struct Endpoint {
 #[derive(Debug, Default)]
 pub struct Plumbing {
     host_links: Vec<String>,
+    slirp: Option<Slirp>,
+}
+
+/// A slirp4netns process serving one container's namespace.
+#[derive(Debug)]
+struct Slirp {
+    child: std::process::Child,
+    /// The write end of its --exit-fd: slirp4netns exits when this closes, also when the
+    /// bench is killed (the kernel closes it), so no slirp4netns outlives a run.
+    exit: Option<std::process::ChildStdin>,
+    api: std::path::PathBuf,
+}
+
+impl Drop for Slirp {
+    fn drop(&mut self) {
+        drop(self.exit.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.api);
+    }
 }
 
 /// The run's network session: made once the run lock is held; removes every link of ours
@@ -315,6 +344,13 @@ impl Plumbing {
                 nft_forward(&br, host_port, ctr_ip, port)?;
                 Ok((p, Endpoint { ip: BRIDGE_IP, port: host_port }))
             }
+            NetMode::Slirp => {
+                let host_port = 23_000 + slot as u16;
+                // Recorded as soon as it runs: a failing port forward still stops it.
+                let sl = p.slirp.insert(Slirp::start(pid, slot)?);
+                sl.add_hostfwd(host_port, port)?;
+                Ok((p, Endpoint { ip: Ipv4Addr::LOCALHOST, port: host_port }))
+            }
         }
     }
 
@@ -426,9 +462,125 @@ fn nft_forward(bridge: &str, host_port: u16, ctr_ip: Ipv4Addr, port: u16) -> Res
     Ok(())
 }
 
+impl Slirp {
+    /// `slirp4netns --configure --mtu=65520 --disable-host-loopback --api-socket S PID tap0`:
+    /// tap0 in the namespace of `pid` with 10.0.2.100/24 and a default route via 10.0.2.2.
+    /// Returns once slirp4netns says it is configured (its --ready-fd), 10 s at most.
+    fn start(pid: u32, slot: u8) -> Result<Slirp, BenchError> {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let api = std::env::temp_dir().join(format!("{LINK_PREFIX}{}-slirp{slot}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&api);
+        let mut child = Command::new("slirp4netns")
+            .args(["--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=0", "--ready-fd=1"])
+            .arg("--api-socket")
+            .arg(&api)
+            .arg(pid.to_string())
+            .arg("tap0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                BenchError::Setup(format!(
+                    "running slirp4netns for mode 5: {e}: slirp4netns not installed? apt-get install slirp4netns"
+                ))
+            })?;
+        let exit = child.stdin.take();
+        let ready = child.stdout.take();
+        let mut s = Slirp { child, exit, api };
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(mut out) = ready {
+            std::thread::spawn(move || {
+                let mut b = [0u8; 1];
+                let _ = tx.send(out.read(&mut b).map(|n| n == 1 && b[0] == b'1').unwrap_or(false));
+            });
+        }
+        let ok = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or(false);
+        if !ok {
+            // Killed first: its stderr then ends and can be read whole.
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = s.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(BenchError::Setup(format!(
+                "slirp4netns did not get ready for pid {pid} within 10 s: {}",
+                err.trim()
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Forwards 127.0.0.1:`host_port` to the container's `guest_port` (10.0.2.100) through
+    /// the API socket: one JSON request, one JSON answer per connection.
+    fn add_hostfwd(&self, host_port: u16, guest_port: u16) -> Result<(), BenchError> {
+        use std::io::{Read, Write};
+        let req = format!(
+            "{{\"execute\": \"add_hostfwd\", \"arguments\": {{\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": {host_port}, \"guest_port\": {guest_port}}}}}"
+        );
+        let what = format!("slirp4netns API {}", self.api.display());
+        let mut c = std::os::unix::net::UnixStream::connect(&self.api)
+            .map_err(BenchError::io(format!("connecting to the {what}")))?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .map_err(BenchError::io(format!("setting a timeout on the {what}")))?;
+        c.write_all(req.as_bytes()).map_err(BenchError::io(format!("writing to the {what}")))?;
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).map_err(BenchError::io(format!("reading the {what}")))?;
+        check_api_answer(&answer).map_err(|e| {
+            BenchError::Setup(format!("slirp4netns add_hostfwd {host_port} → {guest_port}: {e}"))
+        })
+    }
+}
+
+/// slirp4netns answers `{"return": {...}}` or `{"error": {"desc": "..."}}`.
+pub fn check_api_answer(answer: &str) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(answer.trim()).map_err(|e| format!("not JSON ({e}): {answer:?}"))?;
+    if let Some(e) = v.get("error") {
+        return Err(e
+            .get("desc")
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string()));
+    }
+    if v.get("return").is_none() {
+        return Err(format!("unexpected answer {answer:?}"));
+    }
+    Ok(())
+}
+
 impl Drop for Plumbing {
     fn drop(&mut self) {
         // Deleting the host end of a veth deletes its peer (in the container's namespace).
         delete_links(&self.host_links);
+        drop(self.slirp.take());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slirp_api_answers_are_checked() {
+        assert!(check_api_answer("{\"return\": {\"id\": 1}}").is_ok());
+        let e = check_api_answer(
+            "{\"error\": {\"desc\": \"bad request: add_hostfwd: bad arguments.host_port\"}}",
+        )
+        .unwrap_err();
+        assert!(e.contains("host_port"), "{e}");
+        assert!(check_api_answer("").is_err());
+        assert!(check_api_answer("{}").is_err());
+    }
+
+    #[test]
+    fn only_the_kernel_modes_are_in_all() {
+        assert!(!NetMode::ALL.contains(&NetMode::Slirp));
+        assert!(NetMode::Slirp.own_netns());
+        assert_eq!(NetMode::Slirp.config_name(), "net-slirp");
     }
 }

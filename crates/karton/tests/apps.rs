@@ -82,7 +82,7 @@ fn echo_in(pid: u32, port: u16) -> std::thread::JoinHandle<()> {
 }
 
 #[test]
-fn veth_and_bridge_nat_carry_tcp_and_leave_nothing() {
+fn veth_bridge_nat_and_slirp_carry_tcp_and_leave_nothing() {
     let Some(_lock) = lock_or_skip() else { return };
     if !Path::new("/usr/sbin/nft").exists() {
         eprintln!("SKIP: needs nft for the bridge mode (apt-get install nftables)");
@@ -90,7 +90,13 @@ fn veth_and_bridge_nat_carry_tcp_and_leave_nothing() {
     }
     {
         let _session = netmode::NetSession::open().unwrap();
-        for (slot, mode) in [(0u8, NetMode::Veth), (1u8, NetMode::Bridge)] {
+        let mut modes = vec![(0u8, NetMode::Veth), (1u8, NetMode::Bridge)];
+        if Path::new("/usr/bin/slirp4netns").exists() {
+            modes.push((2u8, NetMode::Slirp));
+        } else {
+            eprintln!("SKIP (mode 5 only): needs slirp4netns (apt-get install slirp4netns)");
+        }
+        for (slot, mode) in modes {
             let holder = NetnsHolder::new();
             let pid = holder.pid();
             let (plumbing, ep) = Plumbing::attach(mode, slot, pid, 7000).unwrap();
@@ -109,6 +115,19 @@ fn veth_and_bridge_nat_carry_tcp_and_leave_nothing() {
     }
     assert_eq!(netmode::leftover_links().unwrap(), Vec::<String>::new());
     assert!(!netmode::nft_table_exists(), "nft table {} left behind", netmode::NFT_TABLE);
+    assert!(no_slirp_of_ours(), "a slirp4netns of this test outlived its plumbing");
+}
+
+/// Whether no slirp4netns child of this process is left.
+fn no_slirp_of_ours() -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let ppid = rest.split_whitespace().nth(1).unwrap_or("");
+        !(stat.contains("(slirp4netns)") && ppid == me)
+    })
 }
 
 #[test]
