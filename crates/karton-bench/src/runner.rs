@@ -546,7 +546,7 @@ impl Runner {
         let n_benches = if only.is_empty() { plan.benches.len() } else { only.len() } as u64;
         let runs = n_benches * plan.configs.len() as u64 * (plan.warmups.max(1) + plan.rounds) as u64;
         self.pb.set_length(self.pb.length().unwrap_or(0) + runs + plan.configs.len() as u64 * 2);
-        self.pb.set_message("applications (redis, nginx)");
+        self.pb.set_message("applications (servers in containers, the build)");
         let state = self.work.join("state-apps");
         std::fs::create_dir_all(&state).map_err(BenchError::io("creating the apps state directory"))?;
         let pb = self.pb.clone();
