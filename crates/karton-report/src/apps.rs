@@ -6,7 +6,8 @@ use karton_bench::results::{fmt_value, AppBreakdown, BenchResults, ConfigInfo, R
 
 use crate::svg::{self, Bar};
 
-/// The series each application row is summarized by: (series id, its p99 series, label).
+/// The series each application row is summarized by: (series id, its p99 series or "" for
+/// none, label). Units differ: req/s, tx/s (higher is better), s (the build: lower is).
 const PRIMARY: &[(&str, &str, &str)] = &[
     ("redis-p1/get-rps", "redis-p1/get-p99", "redis GET, pipeline 1"),
     ("redis-p1/set-rps", "redis-p1/set-p99", "redis SET, pipeline 1"),
@@ -14,7 +15,24 @@ const PRIMARY: &[(&str, &str, &str)] = &[
     ("redis-p16/set-rps", "redis-p16/set-p99", "redis SET, pipeline 16"),
     ("nginx-1k/rps", "nginx-1k/p99", "nginx 1 KiB"),
     ("nginx-1m/rps", "nginx-1m/p99", "nginx 1 MiB"),
+    ("pg-select/tps", "pg-select/p99", "postgres select-only"),
+    ("pg-tpcb/tps", "pg-tpcb/p99", "postgres TPC-B-like"),
+    ("build-c/time", "", "C build, make -j2"),
 ];
+
+/// How a cost reads in a sentence: "serves 12.0% fewer requests per second" (throughput)
+/// or "takes 12.0% longer" (time).
+fn cost_phrase(s: &Series, ratio: f64) -> String {
+    if s.higher_is_better {
+        let what = match s.unit.as_str() {
+            "tx/s" => "transactions",
+            _ => "requests",
+        };
+        format!("serves {:.1}% fewer {what} per second", (1.0 - 1.0 / ratio) * 100.0)
+    } else {
+        format!("takes {:.1}% longer", (ratio - 1.0) * 100.0)
+    }
+}
 
 /// A published figure placed beside karton's: never matched, only shown.
 struct Published {
@@ -80,7 +98,13 @@ pub fn table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec<String>>)
                 (Some(m), RowStatus::Ok) => vec![
                     label.to_string(),
                     x.config.clone(),
-                    format!("{} [{}, {}]", fmt_value(m.median), fmt_value(m.ci_low), fmt_value(m.ci_high)),
+                    format!(
+                        "{} [{}, {}] {}",
+                        fmt_value(m.median),
+                        fmt_value(m.ci_low),
+                        fmt_value(m.ci_high),
+                        s.unit
+                    ),
                     x.ratio
                         .as_ref()
                         .map(|q| format!("{:.3} [{:.3}, {:.3}]", q.median, q.ci_low, q.ci_high))
@@ -130,7 +154,7 @@ pub fn table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec<String>>)
             vec![
                 "application".into(),
                 "configuration".into(),
-                "req/s".into(),
+                "figure (req/s, tx/s; the build: s)".into(),
                 "cost × bare".into(),
                 "p99 ms".into(),
                 "published (source, hardware)".into(),
@@ -230,22 +254,22 @@ pub fn breakdown_table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec
 /// The key findings: sentences computed from the results, each with its figure and CI.
 pub fn key_findings(r: &BenchResults) -> Vec<String> {
     let mut out = Vec::new();
-    let mut costs: Vec<(f64, String, &str, &str, &Row)> = Vec::new();
+    let mut costs: Vec<(f64, String, &str, &str, &Row, &Series)> = Vec::new();
     for (id, _, label) in PRIMARY {
         let Some(s) = series(r, id) else { continue };
         for x in s.rows.iter().filter(|x| x.status == RowStatus::Ok) {
             if let Some(q) = &x.ratio {
-                costs.push((q.median, x.config.clone(), label, id, x));
+                costs.push((q.median, x.config.clone(), label, id, x, s));
             }
         }
     }
     costs.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (k, (ratio, cfg, label, id, x)) in costs.iter().take(3).enumerate() {
+    for (k, (ratio, cfg, label, id, x, ser)) in costs.iter().take(3).enumerate() {
         let Some(q) = &x.ratio else { continue };
         let mut s = format!(
-            "{} largest application cost: {label} under {cfg} serves {:.1}% fewer requests per second than bare (× {:.3}, 95% CI [{:.3}, {:.3}], {} pairs)",
+            "{} largest application cost: {label} under {cfg} {} than bare (× {:.3}, 95% CI [{:.3}, {:.3}], {} pairs)",
             ["The", "The second", "The third"][k],
-            (1.0 - 1.0 / ratio) * 100.0,
+            cost_phrase(ser, *ratio),
             q.median,
             q.ci_low,
             q.ci_high,
@@ -363,4 +387,66 @@ pub fn cost_isolation_chart(r: &BenchResults) -> Option<String> {
         &bars,
         Some(1.0),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A series of one metric with a bare row and one configuration `cost` × bare.
+    fn series_json(id: &str, unit: &str, hib: bool, bare: f64, cost: f64) -> serde_json::Value {
+        let other = if hib { bare / cost } else { bare * cost };
+        let summary = |v: f64| {
+            serde_json::json!({"n": 5, "median": v, "ci_low": v * 0.99, "ci_high": v * 1.01, "ci_pct": 1.0,
+                "mean": v, "stddev": 0.0, "min": v, "max": v, "outliers": []})
+        };
+        let (workload, metric) = id.split_once('/').unwrap();
+        serde_json::json!({
+            "id": id, "workload": workload, "metric": metric, "unit": unit, "higher_is_better": hib,
+            "description": "", "args": [], "baseline": "bare", "rounds": 5, "converged": true,
+            "rows": [
+                {"config": "bare", "status": "ok", "reason": null, "samples": [], "summary": summary(bare),
+                 "ratio": null, "failures": 0},
+                {"config": "net-veth", "status": "ok", "reason": null, "samples": [], "summary": summary(other),
+                 "ratio": {"baseline": "bare", "pairs": 5, "median": cost, "ci_low": cost * 0.99, "ci_high": cost * 1.01},
+                 "failures": 0}
+            ]
+        })
+    }
+
+    fn results(series: Vec<serde_json::Value>) -> BenchResults {
+        serde_json::from_value(serde_json::json!({
+            "schema": "karton.bench/v1", "karton_version": "0", "profile": "full",
+            "started_at": "2026-12-03T00:00:00Z", "finished_at": null, "complete": true, "interrupted": false,
+            "machine": serde_json::to_value(karton_bench::results::Machine::default()).unwrap(),
+            "method": {"warmups": 1, "min_rounds": 5, "max_rounds": 5, "target_ci_pct": 2.0, "confidence": 0.95,
+                "bootstrap_resamples": 100, "seed": 1, "interleaving": "", "outliers": "", "baseline": "bare"},
+            "configurations": [], "series": series, "ns_create": [], "instrumented": null, "notes": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn postgres_and_build_rows_show_with_their_units() {
+        let r = results(vec![
+            series_json("pg-tpcb/tps", "tx/s", true, 2000.0, 1.25),
+            series_json("pg-tpcb/p99", "ms", false, 4.0, 1.1),
+            series_json("build-c/time", "s", false, 1.5, 1.2),
+        ]);
+        assert!(has_apps(&r));
+        let (_, _, rows) = table(&r).unwrap();
+        let pg = rows.iter().find(|x| x[0] == "postgres TPC-B-like" && x[1] == "net-veth").unwrap();
+        assert!(pg[2].ends_with(" tx/s"), "{pg:?}");
+        assert!(pg[4].starts_with("4.400"), "{pg:?}");
+        let build = rows.iter().find(|x| x[0] == "C build, make -j2" && x[1] == "net-veth").unwrap();
+        assert!(build[2].starts_with("1.800 [") && build[2].ends_with(" s"), "{build:?}");
+        assert_eq!(build[4], "—");
+        let f = key_findings(&r).join("\n");
+        assert!(
+            f.contains("postgres TPC-B-like under net-veth serves 20.0% fewer transactions per second"),
+            "{f}"
+        );
+        assert!(f.contains("C build, make -j2 under net-veth takes 20.0% longer than bare"), "{f}");
+    }
 }
