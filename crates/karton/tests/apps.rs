@@ -199,3 +199,107 @@ fn a_redis_row_runs_end_to_end_in_every_mode() {
     let left = std::fs::read_dir(&state).unwrap().count();
     assert_eq!(left, 0, "containers left in {}", state.display());
 }
+
+/// The context of an application run in `work`, logging to stderr.
+fn run_apps(work: &Path, plan: &apps::AppPlan, only: &str) -> apps::AppOutput {
+    let state = work.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let stop = AtomicBool::new(false);
+    let log = |l: String| eprintln!("{l}");
+    let tick = || {};
+    let ctx = apps::AppContext {
+        exe: Path::new(KARTON),
+        work,
+        state_root: &state,
+        stop: &stop,
+        seed: 1,
+        log: &log,
+        tick: &tick,
+    };
+    let out = apps::run(&ctx, plan, &[only.to_string()]).unwrap();
+    assert_eq!(netmode::leftover_links().unwrap(), Vec::<String>::new());
+    assert!(!netmode::nft_table_exists());
+    assert!(no_slirp_of_ours(), "slirp4netns left running");
+    let left = std::fs::read_dir(&state).unwrap().count();
+    assert_eq!(left, 0, "containers left in {}", state.display());
+    out
+}
+
+/// The full plan cut to a few configurations and one short round.
+fn small_full_plan(configs: &[&str]) -> apps::AppPlan {
+    let mut plan = apps::plan("full").unwrap();
+    plan.configs.retain(|c| configs.contains(&c.name.as_str()));
+    plan.rounds = 1;
+    plan.warmups = 1;
+    plan.probe = false;
+    plan
+}
+
+#[test]
+fn a_postgres_row_runs_end_to_end() {
+    let Some(_lock) = lock_or_skip() else { return };
+    if let Some(why) = apps::missing_programs("postgres") {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let configs = ["bare", "net-host", "net-private", "net-slirp", "veth-all+cg+seccomp"];
+    let mut plan = small_full_plan(&configs);
+    plan.pg_scale = 1;
+    plan.pgbench_seconds = 1;
+    plan.pg_clients = 2;
+    let work = TempDir::new("apps-pg");
+    let out = run_apps(work.path(), &plan, "pg-select");
+    let slirp_ok = Path::new("/usr/bin/slirp4netns").exists();
+    for metric in ["tps", "p50", "p99"] {
+        let s = out.series.iter().find(|s| s.id == format!("pg-select/{metric}")).expect(metric);
+        assert_eq!(s.rows.len(), configs.len());
+        for r in &s.rows {
+            eprintln!("pg-select/{metric} {}: {:?}", r.config, r.summary.as_ref().map(|x| x.median));
+            if r.config == "net-slirp" && !slirp_ok {
+                assert!(r.reason.as_deref().unwrap_or("").contains("apt-get install slirp4netns"));
+                continue;
+            }
+            assert!(
+                r.summary.as_ref().is_some_and(|x| x.median > 0.0),
+                "{}: {:?} {:?}",
+                r.config,
+                r.status,
+                r.reason
+            );
+        }
+    }
+    // No postgres of ours is left: no process has the work directory open.
+    let ps = Command::new("pgrep").args(["-f", &work.path().display().to_string()]).output().unwrap();
+    assert!(ps.stdout.is_empty(), "postgres left running: {}", String::from_utf8_lossy(&ps.stdout));
+    assert!(!work.path().join("apps/pg").exists(), "the data directories were not removed");
+}
+
+#[test]
+fn a_build_row_runs_end_to_end() {
+    let Some(_lock) = lock_or_skip() else { return };
+    if let Some(why) = apps::missing_programs("build") {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let configs = ["bare", "net-host", "net-private", "veth-all+cg+seccomp"];
+    let plan = small_full_plan(&configs);
+    let work = TempDir::new("apps-build");
+    let out = run_apps(work.path(), &plan, "build-c");
+    let s = out.series.iter().find(|s| s.id == "build-c/time").expect("a build-c/time series");
+    for r in &s.rows {
+        eprintln!("build-c/time {}: {:?} s", r.config, r.summary.as_ref().map(|x| x.median));
+        if r.config == "net-private" {
+            // A network-mode variant: not run, and says why.
+            assert!(r.reason.as_deref().unwrap_or("").contains("no network"), "{:?}", r.reason);
+            continue;
+        }
+        // Seconds for 41 compiles and a link: more than a millisecond, less than a minute.
+        assert!(
+            r.summary.as_ref().is_some_and(|x| x.median > 0.001 && x.median < 60.0),
+            "{}: {:?} {:?}",
+            r.config,
+            r.status,
+            r.reason
+        );
+    }
+}
