@@ -205,7 +205,19 @@ impl Runner {
                 });
             }
         }
-        matrix::select(&all, &self.opts.only_configs)?;
+        // The application rows' configurations (net-*, veth-*) are valid names too.
+        let app_configs: Vec<String> = crate::apps::plan(&self.opts.profile.name)
+            .map(|a| a.configs.into_iter().map(|c| c.name).collect())
+            .unwrap_or_default();
+        let matrix_only: Vec<String> =
+            self.opts.only_configs.iter().filter(|c| !app_configs.contains(c)).cloned().collect();
+        matrix::select(&all, &matrix_only).map_err(|e| match e {
+            BenchError::UnknownConfig { name, valid } => BenchError::UnknownConfig {
+                name,
+                valid: format!("{valid}; application rows: {}", app_configs.join(", ")),
+            },
+            e => e,
+        })?;
         let mut plan = Vec::new();
         for b in benches {
             let mut names = b.configs.clone();
