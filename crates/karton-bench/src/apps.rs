@@ -762,6 +762,7 @@ fn run_server(
             for b in benches {
                 out.series.push(skipped_series(b, plan, &why));
             }
+            remove_copies(dir);
             return Ok(());
         }
     };
@@ -816,11 +817,16 @@ fn run_server(
         }
     }
     drop(running);
-    // Every configuration's data directory or build tree (hundreds of MiB for postgres).
+    remove_copies(dir);
+    Ok(())
+}
+
+/// Every configuration's data directory or build tree (hundreds of MiB for postgres), and
+/// the templates they were copied from.
+fn remove_copies(dir: &Path) {
     for d in ["pg", "build"] {
         let _ = std::fs::remove_dir_all(dir.join(d));
     }
-    Ok(())
 }
 
 fn chmod_tree(p: &Path) -> Result<(), BenchError> {
