@@ -24,7 +24,7 @@ use common::{TempDir, KARTON};
 /// they must never run beside a benchmark (nor beside each other).
 fn lock_or_skip() -> Option<RunLock> {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: needs root (network namespaces, veth, nftables)");
+        karton_testkit::skip("needs root (network namespaces, veth, nftables)");
         return None;
     }
     for _ in 0..600 {
@@ -82,7 +82,7 @@ fn echo_in(pid: u32, port: u16) -> std::thread::JoinHandle<()> {
 }
 
 #[test]
-fn veth_bridge_nat_and_slirp_carry_tcp_and_leave_nothing() {
+fn veth_and_bridge_nat_carry_tcp_and_leave_nothing() {
     let Some(_lock) = lock_or_skip() else { return };
     if !Path::new("/usr/sbin/nft").exists() {
         eprintln!("SKIP: needs nft for the bridge mode (apt-get install nftables)");
@@ -90,13 +90,7 @@ fn veth_bridge_nat_and_slirp_carry_tcp_and_leave_nothing() {
     }
     {
         let _session = netmode::NetSession::open().unwrap();
-        let mut modes = vec![(0u8, NetMode::Veth), (1u8, NetMode::Bridge)];
-        if Path::new("/usr/bin/slirp4netns").exists() {
-            modes.push((2u8, NetMode::Slirp));
-        } else {
-            eprintln!("SKIP (mode 5 only): needs slirp4netns (apt-get install slirp4netns)");
-        }
-        for (slot, mode) in modes {
+        for (slot, mode) in [(0u8, NetMode::Veth), (1u8, NetMode::Bridge)] {
             let holder = NetnsHolder::new();
             let pid = holder.pid();
             let (plumbing, ep) = Plumbing::attach(mode, slot, pid, 7000).unwrap();
@@ -115,7 +109,32 @@ fn veth_bridge_nat_and_slirp_carry_tcp_and_leave_nothing() {
     }
     assert_eq!(netmode::leftover_links().unwrap(), Vec::<String>::new());
     assert!(!netmode::nft_table_exists(), "nft table {} left behind", netmode::NFT_TABLE);
-    assert!(no_slirp_of_ours(), "a slirp4netns of this test outlived its plumbing");
+}
+
+#[test]
+fn slirp4netns_carries_tcp_and_stops_with_its_plumbing() {
+    let Some(_lock) = lock_or_skip() else { return };
+    if !Path::new("/usr/bin/slirp4netns").exists() {
+        return karton_testkit::skip("needs slirp4netns for mode 5 (apt-get install slirp4netns)");
+    }
+    {
+        let _session = netmode::NetSession::open().unwrap();
+        let holder = NetnsHolder::new();
+        let pid = holder.pid();
+        let (plumbing, ep) = Plumbing::attach(NetMode::Slirp, 2, pid, 7000).unwrap();
+        assert_eq!(ep.ip, std::net::Ipv4Addr::LOCALHOST, "mode 5 forwards a host loopback port");
+        let server = echo_in(pid, 7000);
+        let mut s = TcpStream::connect(SocketAddr::from((ep.ip, ep.port))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "pong", "slirp4netns via {ep:?}");
+        server.join().unwrap();
+        assert!(!no_slirp_of_ours(), "no slirp4netns runs while the plumbing lives");
+        drop(plumbing);
+        assert!(no_slirp_of_ours(), "a slirp4netns of this test outlived its plumbing");
+        drop(holder);
+    }
+    assert_eq!(netmode::leftover_links().unwrap(), Vec::<String>::new());
 }
 
 /// Whether no slirp4netns child of this process is left.
@@ -239,8 +258,7 @@ fn small_full_plan(configs: &[&str]) -> apps::AppPlan {
 fn a_postgres_row_runs_end_to_end() {
     let Some(_lock) = lock_or_skip() else { return };
     if let Some(why) = apps::missing_programs("postgres") {
-        eprintln!("SKIP: {why}");
-        return;
+        return karton_testkit::skip(why);
     }
     let configs = ["bare", "net-host", "net-private", "net-slirp", "veth-all+cg+seccomp"];
     let mut plan = small_full_plan(&configs);
@@ -278,8 +296,7 @@ fn a_postgres_row_runs_end_to_end() {
 fn a_build_row_runs_end_to_end() {
     let Some(_lock) = lock_or_skip() else { return };
     if let Some(why) = apps::missing_programs("build") {
-        eprintln!("SKIP: {why}");
-        return;
+        return karton_testkit::skip(why);
     }
     let configs = ["bare", "net-host", "net-private", "veth-all+cg+seccomp"];
     let plan = small_full_plan(&configs);
