@@ -206,8 +206,12 @@ impl Runner {
             }
         }
         // The application rows' configurations (net-*, veth-*) are valid names too.
-        let app_configs: Vec<String> = crate::apps::plan(&self.opts.profile.name)
-            .map(|a| a.configs.into_iter().map(|c| c.name).collect())
+        let app_configs: Vec<String> = self
+            .opts
+            .profile
+            .apps
+            .as_ref()
+            .map(|a| a.configs.iter().map(|c| c.name.clone()).collect())
             .unwrap_or_default();
         let matrix_only: Vec<String> =
             self.opts.only_configs.iter().filter(|c| !app_configs.contains(c)).cloned().collect();
