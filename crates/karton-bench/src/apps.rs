@@ -731,8 +731,10 @@ fn write_build_project(root: &Path, files: u32) -> Result<(), BenchError> {
 }
 
 /// One timed build in the tree `$1`: `make clean` untimed, then `make -j2` timed from
-/// inside (date +%s%N), so neither the exec into the container nor the clean counts.
-const BUILD_SH: &str = "cd \"$1\" && make -s clean >/dev/null && s=$(date +%s%N) && make -s -j2 >/dev/null && e=$(date +%s%N) && echo \"build-ns $((e - s))\"";
+/// inside (date +%s%N), so neither the exec into the container nor the clean counts. The
+/// compilers' temporary files go to the tree too (TMPDIR): /tmp is a tmpfs in the
+/// container and the host's disk for bare, which would otherwise differ between rows.
+const BUILD_SH: &str = "cd \"$1\" && mkdir -p .tmp && export TMPDIR=\"$PWD/.tmp\" && make -s clean >/dev/null && s=$(date +%s%N) && make -s -j2 >/dev/null && e=$(date +%s%N) && echo \"build-ns $((e - s))\"";
 
 fn run_server(
     ctx: &AppContext,
