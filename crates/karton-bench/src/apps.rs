@@ -263,7 +263,8 @@ pub fn plan(profile: &str) -> Result<AppPlan, BenchError> {
         redis_requests: if full { 100_000 } else { 20_000 },
         wrk_seconds: if full { 10 } else { 2 },
         pg_scale: 10,
-        pgbench_seconds: if full { 10 } else { 2 },
+        // 2 rows × 15 configurations × 17 runs: 5 s each keeps them near 50 minutes.
+        pgbench_seconds: if full { 5 } else { 2 },
         pg_clients: 8,
         build_files: 40,
         probe: true,
@@ -1890,7 +1891,7 @@ mod tests {
         let a = client_argv(&ctx, &f, sel, &r, Path::new("/w/l")).join(" ");
         assert_eq!(
             a,
-            "/usr/lib/postgresql/15/bin/pgbench -h 10.231.3.2 -p 5432 -U postgres -c 8 -j 2 -T 10 -l --log-prefix=/w/l/log -S postgres"
+            "/usr/lib/postgresql/15/bin/pgbench -h 10.231.3.2 -p 5432 -U postgres -c 8 -j 2 -T 5 -l --log-prefix=/w/l/log -S postgres"
         );
         let build = f.benches.iter().find(|b| b.id == "build-c").unwrap();
         let mut r = r;
