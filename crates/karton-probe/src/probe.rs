@@ -110,46 +110,8 @@ impl ProbeBuilder {
     /// (not root, no BTF) or if no instrument could be loaded; otherwise failures are in
     /// [`Probe::status`].
     pub fn attach(self) -> Result<Probe, ProbeError> {
-        let uid = nix::unistd::geteuid().as_raw();
-        if uid != 0 {
-            return Err(ProbeError::NotRoot(uid));
-        }
-        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-            return Err(ProbeError::NoBtf);
-        }
-        if self.selected.is_empty() {
-            return Err(ProbeError::NothingSelected);
-        }
-        let seeds = match self.target {
-            Target::Tgid(pid) => process_tree(pid),
-            _ => Vec::new(),
-        };
-        let mut selected = self.selected.clone();
-        selected.sort();
-        let mut loaded = Vec::new();
-        let mut status = Vec::new();
-        for i in selected {
-            let mut mechanism = i.mechanism(self.syscall_latency).to_string();
-            if i == Instrument::Syscalls && self.calibration {
-                mechanism = "tp_btf:sys_exit EMPTY program (calibration: records nothing)".into();
-            } else if i == Instrument::Syscalls {
-                mechanism.push_str(match self.target {
-                    Target::PidNs(_) => ", pid-ns filter by direct BTF reads",
-                    _ => ", filter cached in task storage",
-                });
-            }
-            match load_one(i, &self, &seeds) {
-                Ok(l) => {
-                    loaded.push(l);
-                    status.push(InstrumentStatus {
-                        instrument: i,
-                        mechanism,
-                        state: InstrumentState::Active,
-                    });
-                }
-                Err(state) => status.push(InstrumentStatus { instrument: i, mechanism, state }),
-            }
-        }
+        self.check_usable()?;
+        let (loaded, status) = self.load_selected();
         if loaded.is_empty() {
             return Err(ProbeError::AllFailed(status));
         }
@@ -169,6 +131,63 @@ impl ProbeBuilder {
             rss: BTreeMap::new(),
             kallsyms: None,
         })
+    }
+
+    /// Whether BPF can work at all here, and something is selected.
+    fn check_usable(&self) -> Result<(), ProbeError> {
+        let uid = nix::unistd::geteuid().as_raw();
+        if uid != 0 {
+            return Err(ProbeError::NotRoot(uid));
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(ProbeError::NoBtf);
+        }
+        if self.selected.is_empty() {
+            return Err(ProbeError::NothingSelected);
+        }
+        Ok(())
+    }
+
+    /// Loads each selected instrument in a fixed order: those that loaded, and the status
+    /// of every one.
+    fn load_selected(&self) -> (Vec<Loaded>, Vec<InstrumentStatus>) {
+        let seeds = match self.target {
+            Target::Tgid(pid) => process_tree(pid),
+            _ => Vec::new(),
+        };
+        let mut selected = self.selected.clone();
+        selected.sort();
+        let mut loaded = Vec::new();
+        let mut status = Vec::new();
+        for i in selected {
+            let mechanism = self.mechanism(i);
+            match load_one(i, self, &seeds) {
+                Ok(l) => {
+                    loaded.push(l);
+                    status.push(InstrumentStatus {
+                        instrument: i,
+                        mechanism,
+                        state: InstrumentState::Active,
+                    });
+                }
+                Err(state) => status.push(InstrumentStatus { instrument: i, mechanism, state }),
+            }
+        }
+        (loaded, status)
+    }
+
+    /// The mechanism of instrument `i` with these options and this target.
+    fn mechanism(&self, i: Instrument) -> String {
+        let mut mechanism = i.mechanism(self.syscall_latency).to_string();
+        if i == Instrument::Syscalls && self.calibration {
+            mechanism = "tp_btf:sys_exit EMPTY program (calibration: records nothing)".into();
+        } else if i == Instrument::Syscalls {
+            mechanism.push_str(match self.target {
+                Target::PidNs(_) => ", pid-ns filter by direct BTF reads",
+                _ => ", filter cached in task storage",
+            });
+        }
+        mechanism
     }
 }
 
@@ -217,53 +236,19 @@ impl Probe {
             // Errors here only mean a callback failed; the events gathered so far stand.
             let _ = r.consume();
         }
-        let syscalls = match self.obj(Instrument::Syscalls) {
-            Some(o) => Some(Section {
-                instrument: self.mech(Instrument::Syscalls),
-                rows: read::syscalls(o, self.syscall_latency)?,
-            }),
-            None => None,
-        };
-        let sched = match self.obj(Instrument::Sched) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Sched), rows: read::sched(o)? }),
-            None => None,
-        };
-        let faults = match self.obj(Instrument::Faults) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Faults), rows: read::faults(o)? }),
-            None => None,
-        };
-        let peak_rss = if self.obj(Instrument::Faults).is_some() {
-            self.sample_rss();
-            self.read_rss_at_exit()?;
-            Some(Section {
-                instrument: "tp_btf:sched_process_exit mm hiwater/rss (at exit), procfs:/proc/PID/status VmHWM (live, sampled)".into(),
-                rows: self.rss.values().cloned().collect(),
-            })
-        } else {
-            None
-        };
-        let nsops = match self.obj(Instrument::Nsops) {
-            Some(o) => Some(Section { instrument: self.mech(Instrument::Nsops), rows: read::nsops(o)? }),
-            None => None,
-        };
-        let timeline = if self.obj(Instrument::Timeline).is_some() {
+        let latency = self.syscall_latency;
+        let syscalls = self.section(Instrument::Syscalls, |l| read::syscalls(&l.obj, latency))?;
+        let sched = self.section(Instrument::Sched, |l| read::sched(&l.obj))?;
+        let faults = self.section(Instrument::Faults, |l| read::faults(&l.obj))?;
+        let peak_rss = self.peak_rss_section()?;
+        let nsops = self.section(Instrument::Nsops, |l| read::nsops(&l.obj))?;
+        let timeline = self.section(Instrument::Timeline, |_| {
             let mut rows = self.events.lock().map(|g| g.clone()).unwrap_or_default();
             rows.sort_by_key(|e| e.ts_ns);
-            Some(Section { instrument: self.mech(Instrument::Timeline), rows })
-        } else {
-            None
-        };
-        let footprint = if self.obj(Instrument::Footprint).is_some() {
-            Some(Section { instrument: self.mech(Instrument::Footprint), rows: self.read_footprint()? })
-        } else {
-            None
-        };
-        let tracepoints = match self.loaded.iter().find(|l| l.which == Instrument::Tracepoints) {
-            Some(l) => {
-                Some(Section { instrument: self.mech(Instrument::Tracepoints), rows: read::tracepoints(l)? })
-            }
-            None => None,
-        };
+            Ok(rows)
+        })?;
+        let footprint = self.footprint_section()?;
+        let tracepoints = self.section(Instrument::Tracepoints, read::tracepoints)?;
         Ok(Snapshot {
             elapsed_s: self.started.elapsed().as_secs_f64(),
             target: self.target,
@@ -316,6 +301,31 @@ impl Probe {
         }
     }
 
+    /// The section of instrument `i` read by `read`, if `i` is loaded.
+    fn section<T>(
+        &self,
+        i: Instrument,
+        read: impl FnOnce(&Loaded) -> Result<Vec<T>, ProbeError>,
+    ) -> Result<Option<Section<T>>, ProbeError> {
+        match self.loaded.iter().find(|l| l.which == i) {
+            Some(l) => Ok(Some(Section { instrument: self.mech(i), rows: read(l)? })),
+            None => Ok(None),
+        }
+    }
+
+    /// Peak RSS per process, with the faults instrument: sampled now, and at exits.
+    fn peak_rss_section(&mut self) -> Result<Option<Section<RssStat>>, ProbeError> {
+        if self.obj(Instrument::Faults).is_none() {
+            return Ok(None);
+        }
+        self.sample_rss();
+        self.read_rss_at_exit()?;
+        Ok(Some(Section {
+            instrument: "tp_btf:sched_process_exit mm hiwater/rss (at exit), procfs:/proc/PID/status VmHWM (live, sampled)".into(),
+            rows: self.rss.values().cloned().collect(),
+        }))
+    }
+
     /// Peak RSS recorded by the faults object when processes exited.
     fn read_rss_at_exit(&mut self) -> Result<(), ProbeError> {
         let Some(o) = self.obj(Instrument::Faults) else {
@@ -336,17 +346,18 @@ impl Probe {
         }
     }
 
-    fn read_footprint(&mut self) -> Result<Vec<Footprint>, ProbeError> {
+    /// Kernel functions sampled, with the footprint instrument; kallsyms is read once.
+    fn footprint_section(&mut self) -> Result<Option<Section<Footprint>>, ProbeError> {
+        if self.obj(Instrument::Footprint).is_none() {
+            return Ok(None);
+        }
         if self.kallsyms.is_none() {
             self.kallsyms = Some(kallsyms::Kallsyms::load().map_err(|e| e.to_string()));
         }
-        let Some(o) = self.obj(Instrument::Footprint) else {
-            return Ok(Vec::new());
-        };
         let ks = match &self.kallsyms {
             Some(Ok(k)) => Some(k),
             _ => None,
         };
-        read::footprint(o, ks)
+        self.section(Instrument::Footprint, |l| read::footprint(&l.obj, ks))
     }
 }

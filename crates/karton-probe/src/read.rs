@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use libbpf_rs::{MapCore, MapFlags, Object};
+use libbpf_rs::{Map, MapCore, MapFlags, Object};
 
 use crate::load::Loaded;
 use crate::{kallsyms, maps, ns_names, syscall_name, ProbeError, HIST_SLOTS, SC_NR_MAX};
@@ -36,50 +36,12 @@ fn percpu_entries(o: &Object, name: &str) -> Result<Vec<PercpuEntry>, ProbeError
     Ok(out)
 }
 
+/// Per (key, syscall number): count, errors, latency.
+type SyscallAcc = BTreeMap<(u64, u32), (u64, u64, Hist)>;
+
 pub(crate) fn syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, ProbeError> {
-    // (key, nr) -> (count, errors, latency)
-    let mut acc: BTreeMap<(u64, u32), (u64, u64, Hist)> = BTreeMap::new();
-    let find = |name: &str| o.maps().find(|m| m.name() == name);
-    // Fast path: per-CPU arrays indexed by slot * SC_NR_MAX + nr.
-    if let (Some(slots), Some(cnt)) = (find("sc_slots"), find("sc_cnt")) {
-        let lat = find("sc_lat");
-        for k in slots.keys() {
-            let Some(key) = maps::decode::<u64>(&k) else {
-                continue;
-            };
-            let slot = match slots.lookup(&k, MapFlags::ANY) {
-                Ok(Some(v)) => match maps::decode::<u32>(&v) {
-                    Some(s) => s,
-                    None => continue,
-                },
-                Ok(None) => continue,
-                Err(source) => return Err(ProbeError::Map { map: "sc_slots".into(), source }),
-            };
-            for nr in 0..SC_NR_MAX {
-                let idx = (slot * SC_NR_MAX + nr).to_ne_bytes();
-                let c = match cnt.lookup_percpu(&idx, MapFlags::ANY) {
-                    Ok(Some(v)) => maps::sum_percpu::<maps::ScCnt>(&v),
-                    Ok(None) => continue,
-                    Err(source) => return Err(ProbeError::Map { map: "sc_cnt".into(), source }),
-                };
-                let Some(c) = c.filter(|c| c.count != 0) else {
-                    continue;
-                };
-                let mut h = Hist::default();
-                if latency {
-                    if let Some(Ok(Some(v))) = lat.as_ref().map(|l| l.lookup_percpu(&idx, MapFlags::ANY)) {
-                        if let Some(l) = maps::sum_percpu::<maps::ScLat>(&v) {
-                            h = hist_from(&l.hist, l.lat_count, l.lat_sum);
-                        }
-                    }
-                }
-                let e = acc.entry((key, nr)).or_insert((0, 0, Hist::default()));
-                e.0 += c.count;
-                e.1 += c.errors;
-                e.2.merge(&h);
-            }
-        }
-    }
+    let mut acc = SyscallAcc::new();
+    syscalls_fast_path(o, latency, &mut acc)?;
     // Fallback hash: keys beyond the slots, numbers beyond SC_NR_MAX.
     for (k, v) in percpu_entries(o, "sc_stats")? {
         let (Some(k), Some(f)) = (maps::decode::<maps::ScKey>(&k), maps::sum_percpu::<maps::ScVal>(&v))
@@ -108,6 +70,59 @@ pub(crate) fn syscalls(o: &Object, latency: bool) -> Result<Vec<SyscallStat>, Pr
         .collect();
     rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)).then(a.nr.cmp(&b.nr)));
     Ok(rows)
+}
+
+/// Fast path: per-CPU arrays indexed by slot * SC_NR_MAX + nr, for the keys in sc_slots.
+fn syscalls_fast_path(o: &Object, latency: bool, acc: &mut SyscallAcc) -> Result<(), ProbeError> {
+    let find = |name: &str| o.maps().find(|m| m.name() == name);
+    let (Some(slots), Some(cnt)) = (find("sc_slots"), find("sc_cnt")) else {
+        return Ok(());
+    };
+    let lat = find("sc_lat");
+    for k in slots.keys() {
+        let Some(key) = maps::decode::<u64>(&k) else {
+            continue;
+        };
+        let slot = match slots.lookup(&k, MapFlags::ANY) {
+            Ok(Some(v)) => match maps::decode::<u32>(&v) {
+                Some(s) => s,
+                None => continue,
+            },
+            Ok(None) => continue,
+            Err(source) => return Err(ProbeError::Map { map: "sc_slots".into(), source }),
+        };
+        for nr in 0..SC_NR_MAX {
+            let idx = (slot * SC_NR_MAX + nr).to_ne_bytes();
+            let c = match cnt.lookup_percpu(&idx, MapFlags::ANY) {
+                Ok(Some(v)) => maps::sum_percpu::<maps::ScCnt>(&v),
+                Ok(None) => continue,
+                Err(source) => return Err(ProbeError::Map { map: "sc_cnt".into(), source }),
+            };
+            let Some(c) = c.filter(|c| c.count != 0) else {
+                continue;
+            };
+            let h = match (&lat, latency) {
+                (Some(l), true) => slot_latency(l, &idx),
+                _ => Hist::default(),
+            };
+            let e = acc.entry((key, nr)).or_insert((0, 0, Hist::default()));
+            e.0 += c.count;
+            e.1 += c.errors;
+            e.2.merge(&h);
+        }
+    }
+    Ok(())
+}
+
+/// The latency histogram of one sc_lat row; empty when it cannot be read.
+fn slot_latency(lat: &Map<'_>, idx: &[u8]) -> Hist {
+    match lat.lookup_percpu(idx, MapFlags::ANY) {
+        Ok(Some(v)) => match maps::sum_percpu::<maps::ScLat>(&v) {
+            Some(l) => hist_from(&l.hist, l.lat_count, l.lat_sum),
+            None => Hist::default(),
+        },
+        _ => Hist::default(),
+    }
 }
 
 pub(crate) fn tracepoints(l: &Loaded) -> Result<Vec<TracepointHits>, ProbeError> {
@@ -173,28 +188,7 @@ pub(crate) fn faults(o: &Object) -> Result<Vec<FaultStat>, ProbeError> {
 pub(crate) fn nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
     let mut rows: Vec<NsOpStat> = Vec::new();
     for (k, v) in percpu_entries(o, "ns_stats")? {
-        // struct ns_val: count, errors, sum, min, max, hist[]: min/max merge as min/max.
-        let mut count = 0;
-        let mut errors = 0;
-        let mut sum = 0;
-        let mut min = 0u64;
-        let mut max = 0u64;
-        let mut hist = vec![0u64; HIST_SLOTS];
-        for cpu in v.iter().filter_map(|c| maps::decode::<maps::NsVal>(c)) {
-            if cpu.count == 0 {
-                continue;
-            }
-            count += cpu.count;
-            errors += cpu.errors;
-            sum += cpu.sum;
-            if min == 0 || cpu.min < min {
-                min = cpu.min;
-            }
-            max = max.max(cpu.max);
-            for (h, c) in hist.iter_mut().zip(cpu.hist) {
-                *h += c;
-            }
-        }
+        let t = ns_totals(&v);
         let Some(k) = maps::decode::<maps::NsKey>(&k) else {
             continue;
         };
@@ -207,20 +201,51 @@ pub(crate) fn nsops(o: &Object) -> Result<Vec<NsOpStat>, ProbeError> {
             _ => "?",
         };
         let mut h = Hist::default();
-        h.merge(&Hist { count, sum_ns: sum, buckets: hist });
+        h.merge(&Hist { count: t.count, sum_ns: t.sum, buckets: t.hist });
         rows.push(NsOpStat {
             key: k.key,
             call: call.into(),
             flags,
             namespaces: ns_names(flags),
-            errors,
-            min_ns: min,
-            max_ns: max,
+            errors: t.errors,
+            min_ns: t.min,
+            max_ns: t.max,
             latency: h,
         });
     }
     rows.sort_by(|a, b| a.call.cmp(&b.call).then(a.flags.cmp(&b.flags)).then(a.key.cmp(&b.key)));
     Ok(rows)
+}
+
+/// One ns_stats row summed over the CPUs.
+struct NsTotals {
+    count: u64,
+    errors: u64,
+    sum: u64,
+    min: u64,
+    max: u64,
+    hist: Vec<u64>,
+}
+
+/// struct ns_val: count, errors, sum, min, max, hist[]: min/max merge as min/max.
+fn ns_totals(per_cpu: &[Vec<u8>]) -> NsTotals {
+    let mut t = NsTotals { count: 0, errors: 0, sum: 0, min: 0, max: 0, hist: vec![0u64; HIST_SLOTS] };
+    for cpu in per_cpu.iter().filter_map(|c| maps::decode::<maps::NsVal>(c)) {
+        if cpu.count == 0 {
+            continue;
+        }
+        t.count += cpu.count;
+        t.errors += cpu.errors;
+        t.sum += cpu.sum;
+        if t.min == 0 || cpu.min < t.min {
+            t.min = cpu.min;
+        }
+        t.max = t.max.max(cpu.max);
+        for (h, c) in t.hist.iter_mut().zip(cpu.hist) {
+            *h += c;
+        }
+    }
+    t
 }
 
 /// Peak RSS recorded by the faults object when processes exited: (pid, KiB, comm).
