@@ -22,6 +22,7 @@ mod maps;
 mod names;
 mod probe;
 mod read;
+pub mod session;
 mod snapshot;
 pub mod target;
 
