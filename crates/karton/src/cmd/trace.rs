@@ -1,17 +1,17 @@
 //! `karton trace`: eBPF instruments on a container, a process tree or a command.
 //!
-//! The work is done by karton-probe; this module picks the target, runs the clock and
-//! prints bcc-style tables and log2 histograms, or JSON lines with --json.
+//! The work is done by karton-probe (its `session` module runs the probe on the target,
+//! the clock and the stop signals); this module turns the flags into a subject and a
+//! probe, and prints bcc-style tables and log2 histograms, or JSON lines with --json.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
-use karton_probe::{Hist, InstrumentState, Probe, Snapshot, StoppedCommand, Target};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use karton_probe::session::{Clock, Session, StopSignals, Subject};
+use karton_probe::{Hist, InstrumentState, Probe, Snapshot};
 
 const AFTER_HELP: &str = "\
 Instruments (each names its kernel mechanism in the output; one failing never stops the others):
@@ -105,37 +105,25 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let none = !(args.syscalls || args.sched || args.faults || args.ns || args.timeline || args.footprint);
     let syscalls = args.syscalls || none;
 
-    // Block SIGINT/SIGTERM before anything else and read them from a signalfd: the summary
-    // is printed from the main loop, not from a handler. Children get a clean mask (std
-    // resets it on spawn).
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGTERM);
-    mask.thread_block().context("blocking SIGINT/SIGTERM")?;
-    let sfd =
-        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
-
-    let mut cmd = None;
-    let (target, watch_pid, label) = if let Some(id) = &args.container {
+    // Before anything else: SIGINT/SIGTERM then end the session, whose summary is printed.
+    let signals = StopSignals::block()?;
+    let (subject, container_label) = if let Some(id) = &args.container {
         let rec = super::lifecycle::runtime(g)?.state(id)?;
         if rec.status == karton_runtime::Status::Stopped {
             bail!("container {id} is stopped: there is nothing to trace");
         }
         let pid = rec.pid as u32;
         let ns = karton_probe::pidns_of(pid)?;
-        (Target::PidNs(ns), Some(pid), format!("container {id} (init pid {pid}, pid ns {ns})"))
+        (
+            Subject::Container { ns, init_pid: pid },
+            Some(format!("container {id} (init pid {pid}, pid ns {ns})")),
+        )
     } else if let Some(pid) = args.pid {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            bail!("no process {pid}");
-        }
-        (Target::Tgid(pid), Some(pid), format!("pid {pid} and its descendants"))
+        (Subject::Process(pid), None)
     } else if !args.cmd.is_empty() {
-        let c = StoppedCommand::spawn(&args.cmd)?;
-        let pid = c.pid();
-        cmd = Some(c);
-        (Target::Tgid(pid), None, format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" ")))
+        (Subject::Command(args.cmd.clone()), None)
     } else {
-        (Target::All, None, "every task on the host".to_string())
+        (Subject::All, None)
     };
 
     let mut b = Probe::builder()
@@ -146,79 +134,29 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
         .nsops(args.ns)
         .timeline(args.timeline)
         .footprint(args.footprint)
-        .sample_hz(args.hz)
-        .target(target);
+        .sample_hz(args.hz);
     if let Some(d) = &args.log_dir {
         b = b.log_dir(d);
     }
-    let mut probe = b.attach().context("attaching eBPF instruments")?;
-    report_status(&probe, &label, args.json);
-    if let Some(c) = cmd.as_mut() {
-        c.release()?;
-    }
-
-    let start = Instant::now();
-    let mut next_print = interval.map(|i| start + i);
-    let mut next_rss = start;
-    let mut exit_code = 0;
-    let mut why = "duration over";
-    loop {
-        // Wake at most every 100 ms: signals, the end of the target and the clock.
-        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
-        if let Ok(Some(_)) = sfd.read_signal() {
-            why = "interrupted";
-            break;
+    let mut session = Session::attach(signals, subject, b)?;
+    let label = match (container_label, args.pid, session.command_pid()) {
+        (Some(l), _, _) => l,
+        (None, Some(pid), _) => format!("pid {pid} and its descendants"),
+        (None, None, Some(pid)) => {
+            format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" "))
         }
-        if let Some(c) = cmd.as_mut() {
-            if let Some(st) = c.try_wait()? {
-                exit_code = st
-                    .code()
-                    .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0));
-                why = "command exited";
-                break;
-            }
-        }
-        if let Some(pid) = watch_pid {
-            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err() {
-                why = "target exited";
-                break;
-            }
-        }
-        let now = Instant::now();
-        // Peak RSS comes from /proc: sample it while the processes are alive.
-        if now >= next_rss {
-            probe.sample_rss();
-            next_rss = now + Duration::from_millis(500);
-        }
-        if duration.is_some_and(|d| now >= start + d) {
-            break;
-        }
-        if let (Some(at), Some(iv)) = (next_print, interval) {
-            if now >= at {
-                let snap = probe.snapshot()?;
-                print_snapshot(&snap, &args, "interval", None);
-                next_print = Some(at + iv);
-            }
-        }
-    }
-    let snap = probe.snapshot()?;
-    let had_cmd = cmd.is_some();
-    drop(cmd); // kills and reaps the command if it still runs (interrupted, duration over)
-               // Peak RSS of the command's tree: the kernel's own maximum over waited-for children.
-    let rusage_rss = if had_cmd && (args.faults || none) {
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-            .ok()
-            .map(|u| u.max_rss())
-            .filter(|r| *r > 0)
-    } else {
-        None
+        (None, None, None) => "every task on the host".to_string(),
     };
-    print_snapshot(&snap, &args, "summary", rusage_rss);
+    report_status(session.probe(), &label, args.json);
+
+    let clock = Clock { interval, duration };
+    let end = session.run(clock, |snap| print_snapshot(snap, &args, "interval", None))?;
+    let rusage_rss = end.command_peak_rss_kib.filter(|_| args.faults || none);
+    print_snapshot(&end.snapshot, &args, "summary", rusage_rss);
     if !args.json {
-        eprintln!("karton trace: {why} after {:.1} s", start.elapsed().as_secs_f64());
+        eprintln!("karton trace: {} after {:.1} s", end.stop, end.started.elapsed().as_secs_f64());
     }
-    Ok(exit_code)
+    Ok(end.exit_code)
 }
 
 fn report_status(p: &Probe, label: &str, json: bool) {
