@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use karton_probe::session::{Clock, Session, StopSignals, Subject};
-use karton_probe::{Hist, InstrumentState, Probe, Snapshot};
+use karton_probe::{Hist, InstrumentState, Probe, ProbeBuilder, Snapshot};
 
 const AFTER_HELP: &str = "\
 Instruments (each names its kernel mechanism in the output; one failing never stops the others):
@@ -103,11 +103,27 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let interval = secs(args.interval, "interval")?;
     let duration = secs(args.duration, "duration")?;
     let none = !(args.syscalls || args.sched || args.faults || args.ns || args.timeline || args.footprint);
-    let syscalls = args.syscalls || none;
 
     // Before anything else: SIGINT/SIGTERM then end the session, whose summary is printed.
     let signals = StopSignals::block()?;
-    let (subject, container_label) = if let Some(id) = &args.container {
+    let (subject, container_label) = subject(&args, g)?;
+    let mut session = Session::attach(signals, subject, builder(&args, none))?;
+    let label = container_label.unwrap_or_else(|| label(&args, session.command_pid()));
+    report_status(session.probe(), &label, args.json);
+
+    let clock = Clock { interval, duration };
+    let end = session.run(clock, |snap| print_snapshot(snap, &args, "interval", None))?;
+    let rusage_rss = end.command_peak_rss_kib.filter(|_| args.faults || none);
+    print_snapshot(&end.snapshot, &args, "summary", rusage_rss);
+    if !args.json {
+        eprintln!("karton trace: {} after {:.1} s", end.stop, end.started.elapsed().as_secs_f64());
+    }
+    Ok(end.exit_code)
+}
+
+/// What to measure, from the flags; a container's label too (its id is known only here).
+fn subject(args: &TraceArgs, g: &crate::Global) -> anyhow::Result<(Subject, Option<String>)> {
+    Ok(if let Some(id) = &args.container {
         let rec = super::lifecycle::runtime(g)?.state(id)?;
         if rec.status == karton_runtime::Status::Stopped {
             bail!("container {id} is stopped: there is nothing to trace");
@@ -124,8 +140,21 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
         (Subject::Command(args.cmd.clone()), None)
     } else {
         (Subject::All, None)
-    };
+    })
+}
 
+/// What the status lines say is measured, for every subject but a container.
+fn label(args: &TraceArgs, command_pid: Option<u32>) -> String {
+    match (args.pid, command_pid) {
+        (Some(pid), _) => format!("pid {pid} and its descendants"),
+        (None, Some(pid)) => format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" ")),
+        (None, None) => "every task on the host".to_string(),
+    }
+}
+
+/// The instruments the flags select; `none`: no instrument flag, the default set.
+fn builder(args: &TraceArgs, none: bool) -> ProbeBuilder {
+    let syscalls = args.syscalls || none;
     let mut b = Probe::builder()
         .syscalls(syscalls)
         .syscall_latency(syscalls && !args.counts_only)
@@ -138,25 +167,7 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     if let Some(d) = &args.log_dir {
         b = b.log_dir(d);
     }
-    let mut session = Session::attach(signals, subject, b)?;
-    let label = match (container_label, args.pid, session.command_pid()) {
-        (Some(l), _, _) => l,
-        (None, Some(pid), _) => format!("pid {pid} and its descendants"),
-        (None, None, Some(pid)) => {
-            format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" "))
-        }
-        (None, None, None) => "every task on the host".to_string(),
-    };
-    report_status(session.probe(), &label, args.json);
-
-    let clock = Clock { interval, duration };
-    let end = session.run(clock, |snap| print_snapshot(snap, &args, "interval", None))?;
-    let rusage_rss = end.command_peak_rss_kib.filter(|_| args.faults || none);
-    print_snapshot(&end.snapshot, &args, "summary", rusage_rss);
-    if !args.json {
-        eprintln!("karton trace: {} after {:.1} s", end.stop, end.started.elapsed().as_secs_f64());
-    }
-    Ok(end.exit_code)
+    b
 }
 
 fn report_status(p: &Probe, label: &str, json: bool) {
@@ -207,6 +218,17 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
     }
     let host = karton_probe::pidns_of(1).ok();
     println!("\n=== {kind} at {:.1} s (cumulative since attach) ===", s.elapsed_s);
+    print_syscalls(s, a, host);
+    print_sched(s, host);
+    print_faults(s, a, host, rusage_rss_kib);
+    print_nsops(s, host);
+    print_timeline(s);
+    print_footprint(s, a, host);
+    print_tracepoints(s, a, host);
+}
+
+/// Per key: the top syscalls, and the latency histograms of the three most called.
+fn print_syscalls(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
     if let Some(sec) = &s.syscalls {
         println!("\nSYSCALLS  [{}]", sec.instrument);
         let mut by_key: BTreeMap<u64, Vec<_>> = BTreeMap::new();
@@ -237,6 +259,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             }
         }
     }
+}
+
+/// Per key: switches, on-CPU time and the run-queue latency histogram.
+fn print_sched(s: &Snapshot, host: Option<u64>) {
     if let Some(sec) = &s.sched {
         println!("\nSCHEDULER  [{}]", sec.instrument);
         for r in &sec.rows {
@@ -251,6 +277,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             print_hist(&r.runq, "    ");
         }
     }
+}
+
+/// Page faults per key, then peak RSS per process and of the command's largest process.
+fn print_faults(s: &Snapshot, a: &TraceArgs, host: Option<u64>, rusage_rss_kib: Option<i64>) {
     if let Some(sec) = &s.faults {
         println!("\nPAGE FAULTS  [{}]", sec.instrument);
         for r in &sec.rows {
@@ -277,6 +307,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             "PEAK RSS of the command's largest process: {r} KiB  [getrusage(RUSAGE_CHILDREN).ru_maxrss]"
         );
     }
+}
+
+/// Namespace syscalls by call and CLONE_NEW* flags.
+fn print_nsops(s: &Snapshot, host: Option<u64>) {
     if let Some(sec) = &s.nsops {
         println!("\nNAMESPACE SYSCALLS  [{}]", sec.instrument);
         println!(
@@ -298,6 +332,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             );
         }
     }
+}
+
+/// fork, exec and exit events, in time since the first.
+fn print_timeline(s: &Snapshot) {
     if let Some(sec) = &s.timeline {
         println!("\nTIMELINE  [{}]", sec.instrument);
         let t0 = sec.rows.first().map(|e| e.ts_ns).unwrap_or(0);
@@ -319,6 +357,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             );
         }
     }
+}
+
+/// Kernel functions sampled per key, most samples first.
+fn print_footprint(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
     if let Some(sec) = &s.footprint {
         println!("\nKERNEL FOOTPRINT — APPROXIMATION  [{}]", sec.instrument);
         for r in &sec.rows {
@@ -335,7 +377,6 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             }
         }
     }
-    print_tracepoints(s, a, host);
 }
 
 fn print_tracepoints(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
