@@ -52,8 +52,10 @@ pub enum Subject {
 }
 
 /// SIGINT and SIGTERM blocked in this thread and read from a signalfd: they stop the
-/// session instead of the process, so that the final snapshot is still taken. Children get
-/// a clean mask (std resets it on spawn). Block them before anything else starts.
+/// session instead of the process, so that the final snapshot is still taken. Block them
+/// before anything else starts. The mask is inherited: the command of a
+/// [`Subject::Command`] starts with SIGINT and SIGTERM blocked (as under `karton trace --
+/// CMD` before this module existed).
 pub struct StopSignals {
     sfd: SignalFd,
 }
