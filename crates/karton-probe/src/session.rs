@@ -53,9 +53,8 @@ pub enum Subject {
 
 /// SIGINT and SIGTERM blocked in this thread and read from a signalfd: they stop the
 /// session instead of the process, so that the final snapshot is still taken. Block them
-/// before anything else starts. The mask is inherited: the command of a
-/// [`Subject::Command`] starts with SIGINT and SIGTERM blocked (as under `karton trace --
-/// CMD` before this module existed).
+/// before anything else starts. The command of a [`Subject::Command`] starts with an
+/// empty mask ([`crate::StoppedCommand::spawn`]), so SIGINT and SIGTERM still stop it.
 pub struct StopSignals {
     sfd: SignalFd,
 }

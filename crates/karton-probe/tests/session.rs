@@ -64,3 +64,16 @@ fn a_process_session_needs_the_process() {
         .expect("no such process");
     assert_eq!(err.to_string(), format!("no process {}", u32::MAX - 1));
 }
+
+#[test]
+fn the_command_dies_of_sigterm_although_the_session_blocks_it() {
+    // The session reads SIGINT/SIGTERM from a signalfd, so this thread blocks them; the
+    // command must not inherit that mask, or `kill -TERM` would not stop it.
+    let subject = Subject::Command(vec!["sh".into(), "-c".into(), "kill -TERM $$; exit 7".into()]);
+    let Some((end, _)) = session(subject, Clock { interval: None, duration: Some(Duration::from_secs(20)) })
+    else {
+        return;
+    };
+    assert_eq!(end.stop, StopReason::CommandExited);
+    assert_eq!(end.exit_code, 128 + 15, "the shell survived its own SIGTERM (7 = the signal was blocked)");
+}
