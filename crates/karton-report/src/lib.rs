@@ -2,7 +2,7 @@
 //! self-contained HTML page (inline SVG charts, no scripts, no external files), a Markdown
 //! summary and CSV.
 //!
-//! Reads result types only (karton-bench without its runner; audit results as JSON).
+//! Reads result types only (karton-bench and karton-audit without their runners).
 
 pub mod apps;
 pub mod audit;
@@ -22,6 +22,8 @@ pub enum ReportError {
     Io { what: String, source: std::io::Error },
     #[error(transparent)]
     Bench(#[from] karton_bench::BenchError),
+    #[error(transparent)]
+    Audit(#[from] karton_audit::AuditError),
     #[error("no results given")]
     Empty,
 }
@@ -54,7 +56,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Input>, ReportError> {
 pub struct Inputs {
     pub bench: Vec<Input>,
     /// (file name, the `karton.audit/v1` document)
-    pub audits: Vec<(String, serde_json::Value)>,
+    pub audits: Vec<(String, karton_audit::AuditResults)>,
 }
 
 /// Loads results files of either kind.
@@ -68,7 +70,11 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Inputs, ReportError> {
         let text = std::fs::read_to_string(p)
             .map_err(|source| ReportError::Io { what: format!("reading {}", p.display()), source })?;
         match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) if audit::is_audit(&v) => out.audits.push((name, v)),
+            Ok(v) if audit::is_audit(&v) => {
+                let a = serde_json::from_value(v)
+                    .map_err(|e| karton_audit::AuditError::Json(format!("{}: {e}", p.display())))?;
+                out.audits.push((name, a));
+            }
             _ => out.bench.push(Input { name, results: BenchResults::load(p)? }),
         }
     }
