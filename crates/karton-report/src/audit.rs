@@ -5,13 +5,14 @@
 //!
 //! Input is the audit's result ([`AuditResults`], `"schema": "karton.audit/v1"`, the
 //! types karton-audit writes, from the crate without its runner) and optionally a bench
-//! result (`karton.bench/v1`) as `serde_json::Value`. Output: HTML fragments with inline
-//! SVG, and Markdown.
+//! result ([`BenchResults`], `karton.bench/v1`). Output: HTML fragments with inline SVG,
+//! and Markdown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use karton_audit::results::{AuditResults, IsolationRow, NoninterferenceRow, Verdict};
+use karton_bench::results::BenchResults;
 use serde_json::Value;
 
 /// The namespaces in report order (short names, as the audit writes them).
@@ -48,10 +49,6 @@ fn fmt(v: f64, digits: usize) -> String {
     } else {
         "–".into()
     }
-}
-
-fn rows<'a>(audit: &'a Value, section: &str) -> Vec<&'a Value> {
-    audit.get(section).and_then(|s| s.as_array()).map(|a| a.iter().collect()).unwrap_or_default()
 }
 
 /// Whether `v` carries the audit's schema tag (then it is read as [`AuditResults`]).
@@ -471,11 +468,11 @@ pub struct Overhead {
 }
 
 /// Per-namespace overhead from a `karton.bench/v1` result (`{}` when none is found).
-pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
+pub fn overhead_from_bench(bench: &BenchResults) -> BTreeMap<String, Overhead> {
     let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for s in rows(bench, "series") {
-        for r in rows(s, "rows") {
-            let cfg = st(r, "config");
+    for s in &bench.series {
+        for r in &s.rows {
+            let cfg = r.config.as_str();
             let ns = if cfg == "mnt" {
                 "mnt"
             } else if let Some(n) = cfg.strip_prefix('+') {
@@ -483,7 +480,7 @@ pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
             } else {
                 continue;
             };
-            if let Some(x) = r.get("ratio").and_then(|x| x.get("median")).and_then(|x| x.as_f64()) {
+            if let Some(x) = r.ratio.as_ref().map(|x| x.median) {
                 if x.is_finite() && x > 0.0 {
                     per.entry(ns.to_string()).or_default().push(x);
                 }
@@ -614,12 +611,12 @@ pub fn contrast_markdown(audit: &AuditResults, overhead: &BTreeMap<String, f64>)
     m
 }
 
-fn overhead_map(bench: Option<&Value>) -> BTreeMap<String, f64> {
+fn overhead_map(bench: Option<&BenchResults>) -> BTreeMap<String, f64> {
     bench.map(overhead_from_bench).unwrap_or_default().into_iter().map(|(k, v)| (k, v.ratio)).collect()
 }
 
 /// Every audit section as one HTML fragment (bench result optional, for the contrast).
-pub fn audit_html(audit: &AuditResults, bench: Option<&Value>) -> String {
+pub fn audit_html(audit: &AuditResults, bench: Option<&BenchResults>) -> String {
     let ov = overhead_map(bench);
     let mut h = String::new();
     h.push_str(&isolation_matrix_html(audit));
@@ -630,7 +627,7 @@ pub fn audit_html(audit: &AuditResults, bench: Option<&Value>) -> String {
 }
 
 /// Every audit section as Markdown.
-pub fn audit_markdown(audit: &AuditResults, bench: Option<&Value>) -> String {
+pub fn audit_markdown(audit: &AuditResults, bench: Option<&BenchResults>) -> String {
     let ov = overhead_map(bench);
     [
         isolation_matrix_markdown(audit),
@@ -717,12 +714,68 @@ mod tests {
         assert!(noninterference_markdown(&sample()).contains("| cpu | with limits | primes |"));
     }
 
+    /// A bench result whose series have rows of these (configuration, median ratio).
+    fn bench_with_ratios(series: &[&[(&str, f64)]]) -> BenchResults {
+        use karton_bench::results::{Machine, Method, Ratio, Row, RowStatus, Series};
+        let row = |(config, median): (&str, f64)| Row {
+            config: config.into(),
+            status: RowStatus::Ok,
+            reason: None,
+            samples: vec![],
+            summary: None,
+            ratio: Some(Ratio { baseline: "bare".into(), pairs: 1, median, ci_low: median, ci_high: median }),
+            failures: 0,
+        };
+        BenchResults {
+            schema: karton_bench::results::SCHEMA.into(),
+            karton_version: "0".into(),
+            profile: "quick".into(),
+            started_at: String::new(),
+            finished_at: None,
+            complete: true,
+            interrupted: false,
+            machine: Machine::default(),
+            method: Method {
+                warmups: 0,
+                min_rounds: 0,
+                max_rounds: 0,
+                target_ci_pct: 0.0,
+                confidence: 0.95,
+                bootstrap_resamples: 0,
+                seed: 0,
+                interleaving: String::new(),
+                outliers: String::new(),
+                baseline: "bare".into(),
+            },
+            configurations: vec![],
+            series: series
+                .iter()
+                .enumerate()
+                .map(|(i, rows)| Series {
+                    id: format!("w{i}/time"),
+                    workload: format!("w{i}"),
+                    metric: "time".into(),
+                    unit: "s".into(),
+                    higher_is_better: false,
+                    description: String::new(),
+                    args: vec![],
+                    baseline: Some("bare".into()),
+                    rounds: 1,
+                    converged: true,
+                    rows: rows.iter().copied().map(row).collect(),
+                })
+                .collect(),
+            ns_create: vec![],
+            density: vec![],
+            instrumented: None,
+            apps: vec![],
+            notes: vec![],
+        }
+    }
+
     #[test]
     fn contrast_uses_bench_ratios() {
-        let bench = json!({"series": [
-            {"rows": [{"config": "+pid", "ratio": {"median": 1.02}}, {"config": "mnt", "ratio": {"median": 1.10}}]},
-            {"rows": [{"config": "+pid", "ratio": {"median": 1.06}}, {"config": "bare", "ratio": {"median": 1.0}}]}
-        ]});
+        let bench = bench_with_ratios(&[&[("+pid", 1.02), ("mnt", 1.10)], &[("+pid", 1.06), ("bare", 1.0)]]);
         let ov = overhead_from_bench(&bench);
         assert!((ov["pid"].ratio - 1.04).abs() < 1e-9);
         assert_eq!(ov["mnt"].series, 1);
