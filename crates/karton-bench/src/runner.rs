@@ -45,8 +45,8 @@ pub struct Options {
 /// Valid benchmark names of a profile (for error messages and --help).
 pub fn bench_names(p: &Profile) -> Vec<String> {
     let mut v: Vec<String> = p.benches.iter().map(|b| b.id.clone()).collect();
-    if let Ok(a) = crate::apps::plan(&p.name) {
-        v.extend(a.benches.into_iter().map(|b| b.id));
+    if let Some(a) = &p.apps {
+        v.extend(a.benches.iter().map(|b| b.id.clone()));
     }
     v.push("ns-create".into());
     v.push("lifecycle".into());
@@ -523,7 +523,7 @@ impl Runner {
 
     /// The application rows (crate::apps): servers in containers, clients outside.
     fn run_apps(&mut self) -> Result<(), BenchError> {
-        let Ok(plan) = crate::apps::plan(&self.opts.profile.name) else { return Ok(()) };
+        let Some(plan) = self.opts.profile.apps.clone() else { return Ok(()) };
         let only: Vec<String> = if self.opts.only_benches.is_empty() {
             vec![]
         } else {
