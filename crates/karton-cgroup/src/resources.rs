@@ -241,20 +241,40 @@ fn plan_cpuset(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Err
     Ok(())
 }
 
+/// `linux.resources.memory` once validated, with the values that mean "not set" (0, and
+/// -1 for the kernel limits, u64::MAX for swappiness) taken out.
+#[derive(Debug, Default, PartialEq)]
+struct Memory {
+    limit: Option<i64>,
+    swap: Option<i64>,
+    reservation: Option<i64>,
+    swappiness: Option<u64>,
+    kernel: Option<i64>,
+    kernel_tcp: Option<i64>,
+    disable_oom_killer: Option<bool>,
+    /// useHierarchy: false, which no current kernel can honour.
+    no_hierarchy: bool,
+    check_before_update: bool,
+}
+
+fn mem_key(f: &str) -> String {
+    format!("{K}.memory.{f}")
+}
+
+/// The checks that need no host (pure). `None` when there is nothing to write.
 #[allow(deprecated)] // memory.kernel: deprecated in the spec, still honoured where the kernel has it.
-fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>) -> Result<(), Error> {
-    let key = |f: &str| format!("{K}.memory.{f}");
+fn check_memory(m: &LinuxMemory) -> Result<Option<Memory>, Error> {
     let limit = m.limit().filter(|v| *v != 0);
     let swap = m.swap().filter(|v| *v != 0);
     for (name, v) in [("limit", limit), ("swap", swap), ("reservation", m.reservation())] {
         if let Some(v) = v.filter(|v| *v < -1) {
-            return Err(Error::invalid(key(name), v, "must be -1 (unlimited) or a number of bytes"));
+            return Err(Error::invalid(mem_key(name), v, "must be -1 (unlimited) or a number of bytes"));
         }
     }
     if let (Some(l), Some(s)) = (limit, swap) {
         if l > 0 && s > 0 && s < l {
             return Err(Error::invalid(
-                key("swap"),
+                mem_key("swap"),
                 s,
                 format!("memory.swap is memory+swap and must be >= memory.limit ({l})"),
             ));
@@ -262,134 +282,161 @@ fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>
     }
     let swappiness = m.swappiness().filter(|v| *v != u64::MAX);
     if let Some(s) = swappiness.filter(|s| *s > 100) {
-        return Err(Error::invalid(key("swappiness"), s, "must be between 0 and 100"));
+        return Err(Error::invalid(mem_key("swappiness"), s, "must be between 0 and 100"));
     }
-    let kernel = m.kernel().filter(|v| *v != 0 && *v != -1);
-    let kernel_tcp = m.kernel_tcp().filter(|v| *v != 0 && *v != -1);
-    let any = limit.is_some()
-        || swap.is_some()
-        || m.reservation().is_some()
-        || swappiness.is_some()
-        || kernel.is_some()
-        || kernel_tcp.is_some()
-        || m.disable_oom_killer() == Some(true)
-        || m.use_hierarchy() == Some(false);
-    if !any {
-        return Ok(());
-    }
-    let first_key = if limit.is_some() { key("limit") } else { format!("{K}.memory") };
+    let mem = Memory {
+        limit,
+        swap,
+        reservation: m.reservation(),
+        swappiness,
+        kernel: m.kernel().filter(|v| *v != 0 && *v != -1),
+        kernel_tcp: m.kernel_tcp().filter(|v| *v != 0 && *v != -1),
+        disable_oom_killer: m.disable_oom_killer(),
+        no_hierarchy: m.use_hierarchy() == Some(false),
+        check_before_update: m.check_before_update() == Some(true),
+    };
+    // disableOOMKiller: false or checkBeforeUpdate alone asks for nothing.
+    let any = mem.limit.is_some()
+        || mem.swap.is_some()
+        || mem.reservation.is_some()
+        || mem.swappiness.is_some()
+        || mem.kernel.is_some()
+        || mem.kernel_tcp.is_some()
+        || mem.disable_oom_killer == Some(true)
+        || mem.no_hierarchy;
+    Ok(any.then_some(mem))
+}
+
+fn plan_memory(cg: &Cgroup, m: &LinuxMemory, for_update: bool, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let Some(mem) = check_memory(m)? else { return Ok(()) };
+    let first_key = if mem.limit.is_some() { mem_key("limit") } else { format!("{K}.memory") };
     match need(cg, "memory", "memory", &first_key)? {
-        At::V1(d) => {
-            if for_update && m.check_before_update() == Some(true) {
-                check_usage(d, "memory.usage_in_bytes", limit, &key("limit"))?;
-            }
-            let mut pair = Vec::new();
-            if let Some(l) = limit {
-                pair.push(W::new(key("limit"), d, "memory.limit_in_bytes", l));
-            }
-            if let Some(s) = swap {
-                need_file(
-                    d,
-                    "memory.memsw.limit_in_bytes",
-                    &key("swap"),
-                    "swap accounting is off in this kernel (boot with swapaccount=1) or remove the key",
-                )?;
-                pair.push(W::new(key("swap"), d, "memory.memsw.limit_in_bytes", s));
-            } else if limit == Some(-1) && d.join("memory.memsw.limit_in_bytes").exists() {
-                // "No limit" must lift memory+swap too, or the old memsw keeps limiting (runc
-                // does the same).
-                pair.push(W::new(key("limit"), d, "memory.memsw.limit_in_bytes", -1));
-            }
-            if !pair.is_empty() {
-                ops.push(Op::EitherOrder(pair));
-            }
-            if let Some(r) = m.reservation() {
-                ops.push(Op::One(W::new(key("reservation"), d, "memory.soft_limit_in_bytes", r)));
-            }
-            if let Some(s) = swappiness {
-                ops.push(Op::One(W::new(key("swappiness"), d, "memory.swappiness", s)));
-            }
-            if let Some(k) = kernel {
-                need_file(
-                    d,
-                    "memory.kmem.limit_in_bytes",
-                    &key("kernel"),
-                    "this kernel has no kernel-memory limit (removed in Linux 6.x for v1); remove the key",
-                )?;
-                ops.push(Op::One(W::new(key("kernel"), d, "memory.kmem.limit_in_bytes", k)));
-            }
-            if let Some(k) = kernel_tcp {
-                need_file(
-                    d,
-                    "memory.kmem.tcp.limit_in_bytes",
-                    &key("kernelTCP"),
-                    "this kernel has no kernel TCP memory limit; remove the key",
-                )?;
-                ops.push(Op::One(W::new(key("kernelTCP"), d, "memory.kmem.tcp.limit_in_bytes", k)));
-            }
-            if let Some(b) = m.disable_oom_killer() {
-                ops.push(Op::One(
-                    W::new(key("disableOOMKiller"), d, "memory.oom_control", u8::from(b))
-                        .restore(Restore::Keyed("oom_kill_disable")),
-                ));
-            }
-            if m.use_hierarchy() == Some(false) {
-                return Err(Error::unsupported(
-                    key("useHierarchy"),
-                    "this kernel always uses hierarchical accounting; remove the key or set it to true",
-                ));
-            }
+        At::V1(d) => memory_v1(d, &mem, for_update, ops),
+        At::V2(d) => memory_v2(d, &mem, for_update, ops),
+    }
+}
+
+fn memory_v1(d: &Path, mem: &Memory, for_update: bool, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if for_update && mem.check_before_update {
+        check_usage(d, "memory.usage_in_bytes", mem.limit, &mem_key("limit"))?;
+    }
+    memory_v1_limits(d, mem, ops)?;
+    if let Some(r) = mem.reservation {
+        ops.push(Op::One(W::new(mem_key("reservation"), d, "memory.soft_limit_in_bytes", r)));
+    }
+    if let Some(s) = mem.swappiness {
+        ops.push(Op::One(W::new(mem_key("swappiness"), d, "memory.swappiness", s)));
+    }
+    let kmem = [
+        (
+            "kernel",
+            mem.kernel,
+            "memory.kmem.limit_in_bytes",
+            "this kernel has no kernel-memory limit (removed in Linux 6.x for v1); remove the key",
+        ),
+        (
+            "kernelTCP",
+            mem.kernel_tcp,
+            "memory.kmem.tcp.limit_in_bytes",
+            "this kernel has no kernel TCP memory limit; remove the key",
+        ),
+    ];
+    for (name, v, file, why) in kmem {
+        if let Some(k) = v {
+            need_file(d, file, &mem_key(name), why)?;
+            ops.push(Op::One(W::new(mem_key(name), d, file, k)));
         }
-        At::V2(d) => {
-            if swappiness.is_some() {
-                return Err(Error::unsupported(
-                    key("swappiness"),
-                    "cgroup v2 has no per-cgroup swappiness; remove the key",
-                ));
-            }
-            if kernel.is_some() || kernel_tcp.is_some() {
-                let k = if kernel.is_some() { "kernel" } else { "kernelTCP" };
-                return Err(Error::unsupported(key(k), "cgroup v2 has no separate kernel memory limit (kernel memory counts in memory.max); remove the key"));
-            }
-            if m.disable_oom_killer() == Some(true) {
-                return Err(Error::unsupported(
-                    key("disableOOMKiller"),
-                    "cgroup v2 cannot disable the OOM killer for a cgroup; remove the key",
-                ));
-            }
-            if for_update && m.check_before_update() == Some(true) {
-                check_usage(d, "memory.current", limit, &key("limit"))?;
-            }
-            if let Some(s) = swap {
-                // OCI swap is memory+swap; cgroup2's memory.swap.max is swap alone.
-                let v = match (s, limit) {
-                    (-1, _) => "max".to_string(),
-                    (_, None) | (_, Some(-1)) => {
-                        return Err(Error::invalid(
-                            key("swap"),
-                            s,
-                            "a swap limit needs memory.limit on cgroup v2 (swap.max = swap - limit)",
-                        ))
-                    }
-                    (s, Some(l)) => (s - l).to_string(),
-                };
-                need_file(
-                    d,
-                    "memory.swap.max",
-                    &key("swap"),
-                    "swap accounting is off in this kernel; remove the key",
-                )?;
-                ops.push(Op::One(W::new(key("swap"), d, "memory.swap.max", v)));
-            }
-            if let Some(l) = limit {
-                ops.push(Op::One(W::new(key("limit"), d, "memory.max", max_or(l))));
-            }
-            if let Some(r) = m.reservation() {
-                ops.push(Op::One(W::new(key("reservation"), d, "memory.low", max_or(r))));
-            }
-        }
+    }
+    if let Some(b) = mem.disable_oom_killer {
+        ops.push(Op::One(
+            W::new(mem_key("disableOOMKiller"), d, "memory.oom_control", u8::from(b))
+                .restore(Restore::Keyed("oom_kill_disable")),
+        ));
+    }
+    if mem.no_hierarchy {
+        return Err(Error::unsupported(
+            mem_key("useHierarchy"),
+            "this kernel always uses hierarchical accounting; remove the key or set it to true",
+        ));
     }
     Ok(())
+}
+
+/// memory and memory+swap, which the kernel checks against each other.
+fn memory_v1_limits(d: &Path, mem: &Memory, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let mut pair = Vec::new();
+    if let Some(l) = mem.limit {
+        pair.push(W::new(mem_key("limit"), d, "memory.limit_in_bytes", l));
+    }
+    if let Some(s) = mem.swap {
+        need_file(
+            d,
+            "memory.memsw.limit_in_bytes",
+            &mem_key("swap"),
+            "swap accounting is off in this kernel (boot with swapaccount=1) or remove the key",
+        )?;
+        pair.push(W::new(mem_key("swap"), d, "memory.memsw.limit_in_bytes", s));
+    } else if mem.limit == Some(-1) && d.join("memory.memsw.limit_in_bytes").exists() {
+        // "No limit" must lift memory+swap too, or the old memsw keeps limiting (runc
+        // does the same).
+        pair.push(W::new(mem_key("limit"), d, "memory.memsw.limit_in_bytes", -1));
+    }
+    if !pair.is_empty() {
+        ops.push(Op::EitherOrder(pair));
+    }
+    Ok(())
+}
+
+fn memory_v2(d: &Path, mem: &Memory, for_update: bool, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if mem.swappiness.is_some() {
+        return Err(Error::unsupported(
+            mem_key("swappiness"),
+            "cgroup v2 has no per-cgroup swappiness; remove the key",
+        ));
+    }
+    if mem.kernel.is_some() || mem.kernel_tcp.is_some() {
+        let k = if mem.kernel.is_some() { "kernel" } else { "kernelTCP" };
+        return Err(Error::unsupported(mem_key(k), "cgroup v2 has no separate kernel memory limit (kernel memory counts in memory.max); remove the key"));
+    }
+    if mem.disable_oom_killer == Some(true) {
+        return Err(Error::unsupported(
+            mem_key("disableOOMKiller"),
+            "cgroup v2 cannot disable the OOM killer for a cgroup; remove the key",
+        ));
+    }
+    if for_update && mem.check_before_update {
+        check_usage(d, "memory.current", mem.limit, &mem_key("limit"))?;
+    }
+    if let Some(s) = mem.swap {
+        let v = swap_max_v2(s, mem.limit)?;
+        need_file(
+            d,
+            "memory.swap.max",
+            &mem_key("swap"),
+            "swap accounting is off in this kernel; remove the key",
+        )?;
+        ops.push(Op::One(W::new(mem_key("swap"), d, "memory.swap.max", v)));
+    }
+    if let Some(l) = mem.limit {
+        ops.push(Op::One(W::new(mem_key("limit"), d, "memory.max", max_or(l))));
+    }
+    if let Some(r) = mem.reservation {
+        ops.push(Op::One(W::new(mem_key("reservation"), d, "memory.low", max_or(r))));
+    }
+    Ok(())
+}
+
+/// OCI swap is memory+swap; cgroup2's memory.swap.max is swap alone.
+fn swap_max_v2(swap: i64, limit: Option<i64>) -> Result<String, Error> {
+    match (swap, limit) {
+        (-1, _) => Ok("max".to_string()),
+        (_, None) | (_, Some(-1)) => Err(Error::invalid(
+            mem_key("swap"),
+            swap,
+            "a swap limit needs memory.limit on cgroup v2 (swap.max = swap - limit)",
+        )),
+        (s, Some(l)) => Ok((s - l).to_string()),
+    }
 }
 
 fn max_or(v: i64) -> String {
@@ -954,5 +1001,44 @@ mod tests {
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(blkio_weight_to_io(10), 1);
         assert_eq!(blkio_weight_to_io(1000), 10_000);
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_json::from_str(s).expect("test JSON parses")
+    }
+
+    /// The key an `InvalidValue` error names, or a panic naming what came instead.
+    fn invalid_key<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
+        match r {
+            Err(Error::InvalidValue { key, .. }) => key,
+            other => panic!("expected an invalid value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_memory_validates_and_drops_unset_values() {
+        let m = |s| check_memory(&json(s));
+        assert_eq!(m("{}").ok(), Some(None));
+        // Zero means "not set"; disableOOMKiller false and checkBeforeUpdate ask for nothing.
+        assert_eq!(
+            m(r#"{"limit": 0, "disableOOMKiller": false, "checkBeforeUpdate": true}"#).ok(),
+            Some(None)
+        );
+        assert_eq!(m(r#"{"kernel": -1, "swappiness": 18446744073709551615}"#).ok(), Some(None));
+        let got = m(r#"{"limit": 1048576, "swap": 2097152, "useHierarchy": false}"#).ok().flatten();
+        let want =
+            Memory { limit: Some(1_048_576), swap: Some(2_097_152), no_hierarchy: true, ..Memory::default() };
+        assert_eq!(got, Some(want));
+        assert_eq!(invalid_key(m(r#"{"reservation": -2}"#)), "linux.resources.memory.reservation");
+        assert_eq!(invalid_key(m(r#"{"limit": 200, "swap": 100}"#)), "linux.resources.memory.swap");
+        assert_eq!(invalid_key(m(r#"{"swappiness": 101}"#)), "linux.resources.memory.swappiness");
+    }
+
+    #[test]
+    fn v2_swap_is_swap_minus_memory() {
+        assert_eq!(swap_max_v2(-1, None).ok().as_deref(), Some("max"));
+        assert_eq!(swap_max_v2(300, Some(100)).ok().as_deref(), Some("200"));
+        assert_eq!(invalid_key(swap_max_v2(300, None)), "linux.resources.memory.swap");
+        assert_eq!(invalid_key(swap_max_v2(300, Some(-1))), "linux.resources.memory.swap");
     }
 }
