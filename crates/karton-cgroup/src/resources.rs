@@ -470,133 +470,149 @@ pub fn blkio_weight_to_io(w: u16) -> u64 {
     1 + (w - 10) * 9999 / 990
 }
 
-fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error> {
-    let key = |f: &str| format!("{K}.cpu.{f}");
-    let shares = cpu.shares().filter(|v| *v != 0);
-    let quota = cpu.quota().filter(|v| *v != 0);
-    let period = cpu.period().filter(|v| *v != 0);
-    let burst = cpu.burst();
-    let rt_runtime = cpu.realtime_runtime().filter(|v| *v != 0);
-    let rt_period = cpu.realtime_period().filter(|v| *v != 0);
-    let idle = cpu.idle();
-    if let Some(q) = quota.filter(|q| *q < -1) {
-        return Err(Error::invalid(key("quota"), q, "must be -1 (unlimited) or microseconds >= 1000"));
-    }
-    if shares.is_none()
-        && quota.is_none()
-        && period.is_none()
-        && burst.is_none()
-        && rt_runtime.is_none()
-        && rt_period.is_none()
-        && idle.is_none()
-    {
-        return Ok(());
-    }
-    let first = [("shares", shares.is_some()), ("quota", quota.is_some()), ("period", period.is_some())]
+/// `linux.resources.cpu` (bar cpus and mems) once validated, with zeros ("not set") taken
+/// out.
+#[derive(Debug, Default, PartialEq)]
+struct Cpu {
+    shares: Option<u64>,
+    quota: Option<i64>,
+    period: Option<u64>,
+    burst: Option<u64>,
+    rt_runtime: Option<i64>,
+    rt_period: Option<u64>,
+    idle: Option<i64>,
+}
+
+impl Cpu {
+    /// The key a missing controller is reported against: the first limit given.
+    fn first_key(&self) -> String {
+        [
+            ("shares", self.shares.is_some()),
+            ("quota", self.quota.is_some()),
+            ("period", self.period.is_some()),
+        ]
         .iter()
         .find(|(_, s)| *s)
-        .map_or(format!("{K}.cpu"), |(n, _)| key(n));
-    match need(cg, "cpu", "cpu", &first)? {
-        At::V1(d) => {
-            if let Some(s) = shares {
-                ops.push(Op::One(W::new(key("shares"), d, "cpu.shares", s)));
-            }
-            let mut group = Vec::new();
-            if let Some(p) = period {
-                group.push(W::new(key("period"), d, "cpu.cfs_period_us", p));
-            }
-            if let Some(q) = quota {
-                group.push(W::new(key("quota"), d, "cpu.cfs_quota_us", q));
-            }
-            if let Some(b) = burst {
-                need_file(
-                    d,
-                    "cpu.cfs_burst_us",
-                    &key("burst"),
-                    "this kernel has no CFS burst; remove the key",
-                )?;
-                group.push(W::new(key("burst"), d, "cpu.cfs_burst_us", b));
-            }
-            if !group.is_empty() {
-                ops.push(Op::EitherOrder(group));
-            }
-            if let Some(r) = rt_runtime.filter(|r| *r > 0) {
-                plan_rt_ancestors(cg, d, r, rt_period, ops)?;
-            }
-            let mut rt = Vec::new();
-            if let Some(p) = rt_period {
-                need_file(
-                    d,
-                    "cpu.rt_period_us",
-                    &key("realtimePeriod"),
-                    "kernel built without CONFIG_RT_GROUP_SCHED",
-                )?;
-                rt.push(W::new(key("realtimePeriod"), d, "cpu.rt_period_us", p));
-            }
-            if let Some(r) = rt_runtime {
-                need_file(
-                    d,
-                    "cpu.rt_runtime_us",
-                    &key("realtimeRuntime"),
-                    "kernel built without CONFIG_RT_GROUP_SCHED",
-                )?;
-                rt.push(W::new(key("realtimeRuntime"), d, "cpu.rt_runtime_us", r));
-            }
-            if !rt.is_empty() {
-                ops.push(Op::EitherOrder(rt));
-            }
-            if let Some(i) = idle {
-                need_file(
-                    d,
-                    "cpu.idle",
-                    &key("idle"),
-                    "this kernel has no SCHED_IDLE cgroups; remove the key",
-                )?;
-                ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
-            }
-        }
-        At::V2(d) => {
-            if rt_runtime.is_some() || rt_period.is_some() {
-                let k = if rt_runtime.is_some() { "realtimeRuntime" } else { "realtimePeriod" };
-                return Err(Error::unsupported(
-                    key(k),
-                    "cgroup v2 has no realtime bandwidth control; remove the key",
-                ));
-            }
-            if let Some(s) = shares {
-                ops.push(Op::One(W::new(key("shares"), d, "cpu.weight", shares_to_weight(s))));
-            }
-            let mut group = Vec::new();
-            if quota.is_some() || period.is_some() {
-                // cpu.max holds both; keep the half that was not given.
-                let cur = fsutil::read_opt(&d.join("cpu.max"))?.unwrap_or_else(|| "max 100000".into());
-                let mut it = cur.split_whitespace();
-                let cur_q = it.next().unwrap_or("max").to_string();
-                let cur_p = it.next().unwrap_or("100000").to_string();
-                let q = quota.map_or(cur_q, max_or);
-                let p = period.map_or(cur_p, |p| p.to_string());
-                let k = if quota.is_some() { key("quota") } else { key("period") };
-                group.push(W::new(k, d, "cpu.max", format!("{q} {p}")));
-            }
-            if let Some(b) = burst {
-                need_file(d, "cpu.max.burst", &key("burst"), "this kernel has no CFS burst; remove the key")?;
-                group.push(W::new(key("burst"), d, "cpu.max.burst", b));
-            }
-            if !group.is_empty() {
-                ops.push(Op::EitherOrder(group));
-            }
-            if let Some(i) = idle {
-                need_file(
-                    d,
-                    "cpu.idle",
-                    &key("idle"),
-                    "this kernel has no SCHED_IDLE cgroups; remove the key",
-                )?;
-                ops.push(Op::One(W::new(key("idle"), d, "cpu.idle", i)));
-            }
-        }
+        .map_or(format!("{K}.cpu"), |(n, _)| cpu_key(n))
+    }
+}
+
+fn cpu_key(f: &str) -> String {
+    format!("{K}.cpu.{f}")
+}
+
+/// The checks that need no host (pure). `None` when there is nothing to write.
+fn check_cpu(cpu: &LinuxCpu) -> Result<Option<Cpu>, Error> {
+    let c = Cpu {
+        shares: cpu.shares().filter(|v| *v != 0),
+        quota: cpu.quota().filter(|v| *v != 0),
+        period: cpu.period().filter(|v| *v != 0),
+        burst: cpu.burst(),
+        rt_runtime: cpu.realtime_runtime().filter(|v| *v != 0),
+        rt_period: cpu.realtime_period().filter(|v| *v != 0),
+        idle: cpu.idle(),
+    };
+    if let Some(q) = c.quota.filter(|q| *q < -1) {
+        return Err(Error::invalid(cpu_key("quota"), q, "must be -1 (unlimited) or microseconds >= 1000"));
+    }
+    Ok((c != Cpu::default()).then_some(c))
+}
+
+fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let Some(c) = check_cpu(cpu)? else { return Ok(()) };
+    match need(cg, "cpu", "cpu", &c.first_key())? {
+        At::V1(d) => cpu_v1(cg, d, &c, ops),
+        At::V2(d) => cpu_v2(d, &c, ops),
+    }
+}
+
+fn cpu_v1(cg: &Cgroup, d: &Path, c: &Cpu, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if let Some(s) = c.shares {
+        ops.push(Op::One(W::new(cpu_key("shares"), d, "cpu.shares", s)));
+    }
+    let mut group = Vec::new();
+    if let Some(p) = c.period {
+        group.push(W::new(cpu_key("period"), d, "cpu.cfs_period_us", p));
+    }
+    if let Some(q) = c.quota {
+        group.push(W::new(cpu_key("quota"), d, "cpu.cfs_quota_us", q));
+    }
+    if let Some(b) = c.burst {
+        need_file(d, "cpu.cfs_burst_us", &cpu_key("burst"), "this kernel has no CFS burst; remove the key")?;
+        group.push(W::new(cpu_key("burst"), d, "cpu.cfs_burst_us", b));
+    }
+    if !group.is_empty() {
+        ops.push(Op::EitherOrder(group));
+    }
+    cpu_v1_realtime(cg, d, c, ops)?;
+    cpu_idle(d, c.idle, ops)
+}
+
+fn cpu_v1_realtime(cg: &Cgroup, d: &Path, c: &Cpu, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if let Some(r) = c.rt_runtime.filter(|r| *r > 0) {
+        plan_rt_ancestors(cg, d, r, c.rt_period, ops)?;
+    }
+    let why = "kernel built without CONFIG_RT_GROUP_SCHED";
+    let mut rt = Vec::new();
+    if let Some(p) = c.rt_period {
+        need_file(d, "cpu.rt_period_us", &cpu_key("realtimePeriod"), why)?;
+        rt.push(W::new(cpu_key("realtimePeriod"), d, "cpu.rt_period_us", p));
+    }
+    if let Some(r) = c.rt_runtime {
+        need_file(d, "cpu.rt_runtime_us", &cpu_key("realtimeRuntime"), why)?;
+        rt.push(W::new(cpu_key("realtimeRuntime"), d, "cpu.rt_runtime_us", r));
+    }
+    if !rt.is_empty() {
+        ops.push(Op::EitherOrder(rt));
     }
     Ok(())
+}
+
+/// cpu.idle has the same name and meaning in v1 and v2.
+fn cpu_idle(d: &Path, idle: Option<i64>, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if let Some(i) = idle {
+        need_file(d, "cpu.idle", &cpu_key("idle"), "this kernel has no SCHED_IDLE cgroups; remove the key")?;
+        ops.push(Op::One(W::new(cpu_key("idle"), d, "cpu.idle", i)));
+    }
+    Ok(())
+}
+
+fn cpu_v2(d: &Path, c: &Cpu, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if c.rt_runtime.is_some() || c.rt_period.is_some() {
+        let k = if c.rt_runtime.is_some() { "realtimeRuntime" } else { "realtimePeriod" };
+        return Err(Error::unsupported(
+            cpu_key(k),
+            "cgroup v2 has no realtime bandwidth control; remove the key",
+        ));
+    }
+    if let Some(s) = c.shares {
+        ops.push(Op::One(W::new(cpu_key("shares"), d, "cpu.weight", shares_to_weight(s))));
+    }
+    let mut group = Vec::new();
+    if c.quota.is_some() || c.period.is_some() {
+        let cur = fsutil::read_opt(&d.join("cpu.max"))?;
+        let k = if c.quota.is_some() { cpu_key("quota") } else { cpu_key("period") };
+        group.push(W::new(k, d, "cpu.max", cpu_max(cur.as_deref(), c.quota, c.period)));
+    }
+    if let Some(b) = c.burst {
+        need_file(d, "cpu.max.burst", &cpu_key("burst"), "this kernel has no CFS burst; remove the key")?;
+        group.push(W::new(cpu_key("burst"), d, "cpu.max.burst", b));
+    }
+    if !group.is_empty() {
+        ops.push(Op::EitherOrder(group));
+    }
+    cpu_idle(d, c.idle, ops)
+}
+
+/// The new cpu.max line from the current one (`None`: the kernel default): cpu.max holds
+/// both quota and period, so keep the half that was not given.
+fn cpu_max(cur: Option<&str>, quota: Option<i64>, period: Option<u64>) -> String {
+    let mut it = cur.unwrap_or("max 100000").split_whitespace();
+    let cur_q = it.next().unwrap_or("max").to_string();
+    let cur_p = it.next().unwrap_or("100000").to_string();
+    let q = quota.map_or(cur_q, max_or);
+    let p = period.map_or(cur_p, |p| p.to_string());
+    format!("{q} {p}")
 }
 
 /// A v1 realtime budget must fit in the parent's. The parents this cgroup created start
@@ -1040,5 +1056,23 @@ mod tests {
         assert_eq!(swap_max_v2(300, Some(100)).ok().as_deref(), Some("200"));
         assert_eq!(invalid_key(swap_max_v2(300, None)), "linux.resources.memory.swap");
         assert_eq!(invalid_key(swap_max_v2(300, Some(-1))), "linux.resources.memory.swap");
+    }
+
+    #[test]
+    fn check_cpu_validates_and_names_the_first_key() {
+        let c = |s| check_cpu(&json(s));
+        assert_eq!(c(r#"{"shares": 0, "quota": 0, "cpus": "0-1"}"#).ok(), Some(None));
+        assert_eq!(invalid_key(c(r#"{"quota": -2}"#)), "linux.resources.cpu.quota");
+        let got = c(r#"{"quota": 50000, "period": 100000}"#).ok().flatten();
+        assert_eq!(got.as_ref().map(Cpu::first_key).as_deref(), Some("linux.resources.cpu.quota"));
+        let got = c(r#"{"idle": 1}"#).ok().flatten();
+        assert_eq!(got.as_ref().map(Cpu::first_key).as_deref(), Some("linux.resources.cpu"));
+    }
+
+    #[test]
+    fn cpu_max_keeps_the_half_not_given() {
+        assert_eq!(cpu_max(None, Some(50_000), None), "50000 100000");
+        assert_eq!(cpu_max(Some("20000 200000\n"), None, Some(50_000)), "20000 50000");
+        assert_eq!(cpu_max(Some("20000 200000"), Some(-1), None), "max 200000");
     }
 }
