@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources, LinuxThrottleDevice,
+    LinuxWeightDevice,
+};
 
 use crate::{devices, fsutil, Cgroup, Error};
 
@@ -646,137 +649,180 @@ fn plan_rt_ancestors(
     Ok(())
 }
 
-fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Error> {
-    let key = |f: &str| format!("{K}.blockIO.{f}");
-    let weight = b.weight().filter(|w| *w != 0);
-    let leaf = b.leaf_weight().filter(|w| *w != 0);
-    let wdev = b.weight_device().clone().unwrap_or_default();
-    let throttles = [
-        ("throttleReadBpsDevice", b.throttle_read_bps_device(), "read_bps_device", "rbps"),
-        ("throttleWriteBpsDevice", b.throttle_write_bps_device(), "write_bps_device", "wbps"),
-        ("throttleReadIOPSDevice", b.throttle_read_iops_device(), "read_iops_device", "riops"),
-        ("throttleWriteIOPSDevice", b.throttle_write_iops_device(), "write_iops_device", "wiops"),
-    ];
-    let any_throttle = throttles.iter().any(|t| t.1.as_ref().is_some_and(|v| !v.is_empty()));
-    if weight.is_none() && leaf.is_none() && wdev.is_empty() && !any_throttle {
-        return Ok(());
+/// One throttle kind: its OCI key, its devices, the v1 file suffix and the v2 io.max key.
+type Throttle<'a> = (&'static str, &'a Option<Vec<LinuxThrottleDevice>>, &'static str, &'static str);
+
+/// `linux.resources.blockIO` once validated, with zero weights ("not set") taken out.
+struct Blkio<'a> {
+    weight: Option<u16>,
+    leaf: Option<u16>,
+    wdev: &'a [LinuxWeightDevice],
+    throttles: [Throttle<'a>; 4],
+}
+
+fn blkio_key(f: &str) -> String {
+    format!("{K}.blockIO.{f}")
+}
+
+/// The checks that need no host (pure). `None` when there is nothing to write.
+fn check_blkio(b: &LinuxBlockIo) -> Result<Option<Blkio<'_>>, Error> {
+    let io = Blkio {
+        weight: b.weight().filter(|w| *w != 0),
+        leaf: b.leaf_weight().filter(|w| *w != 0),
+        wdev: b.weight_device().as_deref().unwrap_or_default(),
+        throttles: [
+            ("throttleReadBpsDevice", b.throttle_read_bps_device(), "read_bps_device", "rbps"),
+            ("throttleWriteBpsDevice", b.throttle_write_bps_device(), "write_bps_device", "wbps"),
+            ("throttleReadIOPSDevice", b.throttle_read_iops_device(), "read_iops_device", "riops"),
+            ("throttleWriteIOPSDevice", b.throttle_write_iops_device(), "write_iops_device", "wiops"),
+        ],
+    };
+    let any_throttle = io.throttles.iter().any(|t| t.1.as_ref().is_some_and(|v| !v.is_empty()));
+    if io.weight.is_none() && io.leaf.is_none() && io.wdev.is_empty() && !any_throttle {
+        return Ok(None);
     }
-    for (name, w) in [("weight", weight), ("leafWeight", leaf)] {
+    for (name, w) in [("weight", io.weight), ("leafWeight", io.leaf)] {
         if let Some(w) = w.filter(|w| !(10..=1000).contains(w)) {
-            return Err(Error::invalid(key(name), w, "must be between 10 and 1000"));
+            return Err(Error::invalid(blkio_key(name), w, "must be between 10 and 1000"));
         }
     }
+    Ok(Some(io))
+}
+
+fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let Some(io) = check_blkio(b)? else { return Ok(()) };
     match need(cg, "blkio", "io", &format!("{K}.blockIO"))? {
-        At::V1(d) => {
-            // CFQ's blkio.weight is gone from modern kernels; BFQ has blkio.bfq.weight.
-            let wfile = if d.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
-            let wdfile = if d.join("blkio.weight_device").exists() {
-                "blkio.weight_device"
-            } else {
-                "blkio.bfq.weight_device"
-            };
-            if let Some(w) = weight {
-                need_file(
-                    d,
-                    wfile,
-                    &key("weight"),
-                    "no proportional-weight I/O policy (CFQ or BFQ) in this kernel",
-                )?;
-                ops.push(Op::One(W::new(key("weight"), d, wfile, w)));
-            }
-            if let Some(w) = leaf {
-                need_file(d, "blkio.leaf_weight", &key("leafWeight"), "leaf weights existed only with the CFQ scheduler, which this kernel lacks; remove the key")?;
-                ops.push(Op::One(W::new(key("leafWeight"), d, "blkio.leaf_weight", w)));
-            }
-            for (i, wd) in wdev.iter().enumerate() {
-                let dev = format!("{}:{}", wd.major(), wd.minor());
-                if let Some(w) = wd.weight() {
-                    let k = format!("{}[{i}].weight", key("weightDevice"));
-                    need_file(d, wdfile, &k, "no proportional-weight I/O policy in this kernel")?;
-                    ops.push(Op::One(
-                        W::new(k, d, wdfile, format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0")),
-                    ));
-                }
-                if let Some(w) = wd.leaf_weight() {
-                    let k = format!("{}[{i}].leafWeight", key("weightDevice"));
-                    need_file(
-                        d,
-                        "blkio.leaf_weight_device",
-                        &k,
-                        "leaf weights existed only with CFQ; remove the key",
-                    )?;
-                    ops.push(Op::One(
-                        W::new(k, d, "blkio.leaf_weight_device", format!("{dev} {w}"))
-                            .dev(dev.clone(), format!("{dev} 0")),
-                    ));
-                }
-            }
-            for (name, list, file, _) in &throttles {
-                for (i, t) in list.iter().flatten().enumerate() {
-                    let dev = format!("{}:{}", t.major(), t.minor());
-                    let f = format!("blkio.throttle.{file}");
-                    let k = format!("{}[{i}]", key(name));
-                    need_file(d, &f, &k, "this kernel has no blkio throttling (CONFIG_BLK_DEV_THROTTLING)")?;
-                    ops.push(Op::One(
-                        W::new(k, d, &f, format!("{dev} {}", t.rate())).dev(dev.clone(), format!("{dev} 0")),
-                    ));
-                }
-            }
+        At::V1(d) => blkio_v1(d, &io, ops),
+        At::V2(d) => blkio_v2(d, &io, ops),
+    }
+}
+
+fn blkio_v1(d: &Path, io: &Blkio, ops: &mut Vec<Op>) -> Result<(), Error> {
+    // CFQ's blkio.weight is gone from modern kernels; BFQ has blkio.bfq.weight.
+    let wfile = if d.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
+    let wdfile = if d.join("blkio.weight_device").exists() {
+        "blkio.weight_device"
+    } else {
+        "blkio.bfq.weight_device"
+    };
+    if let Some(w) = io.weight {
+        need_file(
+            d,
+            wfile,
+            &blkio_key("weight"),
+            "no proportional-weight I/O policy (CFQ or BFQ) in this kernel",
+        )?;
+        ops.push(Op::One(W::new(blkio_key("weight"), d, wfile, w)));
+    }
+    if let Some(w) = io.leaf {
+        need_file(
+            d,
+            "blkio.leaf_weight",
+            &blkio_key("leafWeight"),
+            "leaf weights existed only with the CFQ scheduler, which this kernel lacks; remove the key",
+        )?;
+        ops.push(Op::One(W::new(blkio_key("leafWeight"), d, "blkio.leaf_weight", w)));
+    }
+    blkio_v1_weight_devices(d, wdfile, io.wdev, ops)?;
+    for (name, list, file, _) in &io.throttles {
+        for (i, t) in list.iter().flatten().enumerate() {
+            let dev = format!("{}:{}", t.major(), t.minor());
+            let f = format!("blkio.throttle.{file}");
+            let k = format!("{}[{i}]", blkio_key(name));
+            need_file(d, &f, &k, "this kernel has no blkio throttling (CONFIG_BLK_DEV_THROTTLING)")?;
+            ops.push(Op::One(
+                W::new(k, d, &f, format!("{dev} {}", t.rate())).dev(dev.clone(), format!("{dev} 0")),
+            ));
         }
-        At::V2(d) => {
-            if leaf.is_some() || wdev.iter().any(|w| w.leaf_weight().is_some()) {
-                return Err(Error::unsupported(
-                    key("leafWeight"),
-                    "cgroup v2 has no leaf weights; remove the key",
-                ));
-            }
-            let bfq = d.join("io.bfq.weight").exists();
-            if let Some(w) = weight {
-                if bfq {
-                    ops.push(Op::One(
-                        W::new(key("weight"), d, "io.bfq.weight", w).restore(Restore::Keyed("default")),
-                    ));
-                } else {
-                    need_file(
-                        d,
-                        "io.weight",
-                        &key("weight"),
-                        "no io.weight (io.cost) or io.bfq.weight in this kernel",
-                    )?;
-                    ops.push(Op::One(
-                        W::new(key("weight"), d, "io.weight", format!("default {}", blkio_weight_to_io(w)))
-                            .restore(Restore::Keyed("default")),
-                    ));
-                }
-            }
-            for (i, wd) in wdev.iter().enumerate() {
-                let dev = format!("{}:{}", wd.major(), wd.minor());
-                if let Some(w) = wd.weight() {
-                    let k = format!("{}[{i}].weight", key("weightDevice"));
-                    let (file, val) = if bfq {
-                        ("io.bfq.weight", u64::from(w))
-                    } else {
-                        ("io.weight", blkio_weight_to_io(w))
-                    };
-                    need_file(d, file, &k, "no per-device I/O weights in this kernel")?;
-                    ops.push(Op::One(
-                        W::new(k, d, file, format!("{dev} {val}")).dev(dev.clone(), format!("{dev} default")),
-                    ));
-                }
-            }
-            for (name, list, _, v2key) in &throttles {
-                for (i, t) in list.iter().flatten().enumerate() {
-                    let dev = format!("{}:{}", t.major(), t.minor());
-                    let k = format!("{}[{i}]", key(name));
-                    need_file(d, "io.max", &k, "this kernel has no io.max throttling")?;
-                    // 0 means "no limit" in the OCI/v1 sense.
-                    let rate = if t.rate() == 0 { "max".to_string() } else { t.rate().to_string() };
-                    ops.push(Op::One(
-                        W::new(k, d, "io.max", format!("{dev} {v2key}={rate}"))
-                            .dev(dev.clone(), format!("{dev} rbps=max wbps=max riops=max wiops=max")),
-                    ));
-                }
-            }
+    }
+    Ok(())
+}
+
+fn blkio_v1_weight_devices(
+    d: &Path,
+    wdfile: &str,
+    wdev: &[LinuxWeightDevice],
+    ops: &mut Vec<Op>,
+) -> Result<(), Error> {
+    for (i, wd) in wdev.iter().enumerate() {
+        let dev = format!("{}:{}", wd.major(), wd.minor());
+        if let Some(w) = wd.weight() {
+            let k = format!("{}[{i}].weight", blkio_key("weightDevice"));
+            need_file(d, wdfile, &k, "no proportional-weight I/O policy in this kernel")?;
+            ops.push(Op::One(
+                W::new(k, d, wdfile, format!("{dev} {w}")).dev(dev.clone(), format!("{dev} 0")),
+            ));
+        }
+        if let Some(w) = wd.leaf_weight() {
+            let k = format!("{}[{i}].leafWeight", blkio_key("weightDevice"));
+            need_file(
+                d,
+                "blkio.leaf_weight_device",
+                &k,
+                "leaf weights existed only with CFQ; remove the key",
+            )?;
+            ops.push(Op::One(
+                W::new(k, d, "blkio.leaf_weight_device", format!("{dev} {w}"))
+                    .dev(dev.clone(), format!("{dev} 0")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn blkio_v2(d: &Path, io: &Blkio, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if io.leaf.is_some() || io.wdev.iter().any(|w| w.leaf_weight().is_some()) {
+        return Err(Error::unsupported(
+            blkio_key("leafWeight"),
+            "cgroup v2 has no leaf weights; remove the key",
+        ));
+    }
+    let bfq = d.join("io.bfq.weight").exists();
+    if let Some(w) = io.weight {
+        if bfq {
+            ops.push(Op::One(
+                W::new(blkio_key("weight"), d, "io.bfq.weight", w).restore(Restore::Keyed("default")),
+            ));
+        } else {
+            need_file(
+                d,
+                "io.weight",
+                &blkio_key("weight"),
+                "no io.weight (io.cost) or io.bfq.weight in this kernel",
+            )?;
+            ops.push(Op::One(
+                W::new(blkio_key("weight"), d, "io.weight", format!("default {}", blkio_weight_to_io(w)))
+                    .restore(Restore::Keyed("default")),
+            ));
+        }
+    }
+    for (i, wd) in io.wdev.iter().enumerate() {
+        let dev = format!("{}:{}", wd.major(), wd.minor());
+        if let Some(w) = wd.weight() {
+            let k = format!("{}[{i}].weight", blkio_key("weightDevice"));
+            let (file, val) =
+                if bfq { ("io.bfq.weight", u64::from(w)) } else { ("io.weight", blkio_weight_to_io(w)) };
+            need_file(d, file, &k, "no per-device I/O weights in this kernel")?;
+            ops.push(Op::One(
+                W::new(k, d, file, format!("{dev} {val}")).dev(dev.clone(), format!("{dev} default")),
+            ));
+        }
+    }
+    blkio_v2_throttles(d, &io.throttles, ops)
+}
+
+fn blkio_v2_throttles(d: &Path, throttles: &[Throttle], ops: &mut Vec<Op>) -> Result<(), Error> {
+    for (name, list, _, v2key) in throttles {
+        for (i, t) in list.iter().flatten().enumerate() {
+            let dev = format!("{}:{}", t.major(), t.minor());
+            let k = format!("{}[{i}]", blkio_key(name));
+            need_file(d, "io.max", &k, "this kernel has no io.max throttling")?;
+            // 0 means "no limit" in the OCI/v1 sense.
+            let rate = if t.rate() == 0 { "max".to_string() } else { t.rate().to_string() };
+            ops.push(Op::One(
+                W::new(k, d, "io.max", format!("{dev} {v2key}={rate}"))
+                    .dev(dev.clone(), format!("{dev} rbps=max wbps=max riops=max wiops=max")),
+            ));
         }
     }
     Ok(())
@@ -1074,5 +1120,15 @@ mod tests {
         assert_eq!(cpu_max(None, Some(50_000), None), "50000 100000");
         assert_eq!(cpu_max(Some("20000 200000\n"), None, Some(50_000)), "20000 50000");
         assert_eq!(cpu_max(Some("20000 200000"), Some(-1), None), "max 200000");
+    }
+
+    #[test]
+    fn check_blkio_validates_weights() {
+        let b = |s| check_blkio(&json(s)).map(|io| io.is_some());
+        assert_eq!(b(r#"{"weight": 0}"#).ok(), Some(false));
+        assert_eq!(b(r#"{"throttleReadBpsDevice": []}"#).ok(), Some(false));
+        assert_eq!(b(r#"{"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}"#).ok(), Some(true));
+        assert_eq!(invalid_key(b(r#"{"weight": 5}"#)), "linux.resources.blockIO.weight");
+        assert_eq!(invalid_key(b(r#"{"leafWeight": 1001}"#)), "linux.resources.blockIO.leafWeight");
     }
 }
