@@ -5,12 +5,12 @@
 //! current value of every file about to be written is read first, so a failed update can
 //! write them back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources, LinuxThrottleDevice,
-    LinuxWeightDevice,
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNetwork, LinuxRdma, LinuxResources,
+    LinuxThrottleDevice, LinuxWeightDevice,
 };
 
 use crate::{devices, fsutil, Cgroup, Error};
@@ -144,24 +144,8 @@ pub(crate) fn plan(cg: &Cgroup, res: &LinuxResources, for_update: bool) -> Resul
         plan_cpuset(cg, cpu, &mut ops)?;
     }
     let mut v2_devices = None;
-    if let Some(devs) = res.devices() {
-        if !devs.is_empty() {
-            match locate(cg, "devices", "devices") {
-                Some(At::V1(d)) => ops.push(devices_v1(d, devs)?),
-                _ => match cg.v2_dir() {
-                    Some(d) => {
-                        devices::validate(devs)?;
-                        v2_devices = Some(Op::DevicesV2 { dir: d.to_path_buf(), rules: devs.clone() });
-                    }
-                    None => {
-                        return Err(Error::unsupported(
-                            format!("{K}.devices"),
-                            "no devices controller and no cgroup2 mount",
-                        ))
-                    }
-                },
-            }
-        }
+    if let Some(devs) = res.devices().as_ref().filter(|d| !d.is_empty()) {
+        v2_devices = plan_devices(cg, devs, &mut ops)?;
     }
     if let Some(m) = res.memory() {
         plan_memory(cg, m, for_update, &mut ops)?;
@@ -170,16 +154,7 @@ pub(crate) fn plan(cg: &Cgroup, res: &LinuxResources, for_update: bool) -> Resul
         plan_cpu(cg, cpu, &mut ops)?;
     }
     if let Some(p) = res.pids() {
-        let key = format!("{K}.pids.limit");
-        let limit = p.limit();
-        if limit != 0 {
-            let at = need(cg, "pids", "pids", &key)?;
-            let d = match at {
-                At::V1(d) | At::V2(d) => d,
-            };
-            let v = if limit < 0 { "max".to_string() } else { limit.to_string() };
-            ops.push(Op::One(W::new(key, d, "pids.max", v)));
-        }
+        plan_pids(cg, p.limit(), &mut ops)?;
     }
     if let Some(b) = res.block_io() {
         plan_blkio(cg, b, &mut ops)?;
@@ -188,49 +163,85 @@ pub(crate) fn plan(cg: &Cgroup, res: &LinuxResources, for_update: bool) -> Resul
         plan_hugetlb(cg, h, &mut ops)?;
     }
     if let Some(n) = res.network() {
-        if let Some(id) = n.class_id().filter(|c| *c != 0) {
-            let key = format!("{K}.network.classID");
-            let d = cg.v1_dir("net_cls").ok_or_else(|| {
-                Error::unsupported(
-                    &key,
-                    "the net_cls controller is not mounted on this host (cgroup2 has none)",
-                )
-            })?;
-            ops.push(Op::One(W::new(key, d, "net_cls.classid", id)));
-        }
-        if let Some(prios) = n.priorities().as_ref().filter(|p| !p.is_empty()) {
-            let key = format!("{K}.network.priorities");
-            let d = cg.v1_dir("net_prio").ok_or_else(|| {
-                Error::unsupported(
-                    &key,
-                    "the net_prio controller is not mounted on this host (cgroup2 has none)",
-                )
-            })?;
-            for p in prios {
-                ops.push(Op::One(
-                    W::new(&key, d, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))
-                        .dev(p.name().clone(), format!("{} 0", p.name())),
-                ));
-            }
-        }
+        plan_network(cg, n, &mut ops)?;
     }
     if let Some(rdma) = res.rdma().as_ref().filter(|r| !r.is_empty()) {
-        let key = format!("{K}.rdma");
-        let (At::V1(d) | At::V2(d)) = need(cg, "rdma", "rdma", &key)?;
-        for (dev, r) in rdma {
-            let h = r.hca_handles().map_or("max".to_string(), |v| v.to_string());
-            let o = r.hca_objects().map_or("max".to_string(), |v| v.to_string());
-            ops.push(Op::One(
-                W::new(format!("{key}.{dev}"), d, "rdma.max", format!("{dev} hca_handle={h} hca_object={o}"))
-                    .dev(dev.clone(), format!("{dev} hca_handle=max hca_object=max")),
-            ));
-        }
+        plan_rdma(cg, rdma, &mut ops)?;
     }
     if let Some(u) = res.unified().as_ref().filter(|u| !u.is_empty()) {
         plan_unified(cg, u, &mut ops)?;
     }
     ops.extend(v2_devices);
     Ok(ops)
+}
+
+/// On v1 the allow/deny writes go into `ops` now; on v2 the device program is returned
+/// instead, for the caller to run last.
+fn plan_devices(cg: &Cgroup, devs: &[LinuxDeviceCgroup], ops: &mut Vec<Op>) -> Result<Option<Op>, Error> {
+    match locate(cg, "devices", "devices") {
+        Some(At::V1(d)) => {
+            ops.push(devices_v1(d, devs)?);
+            Ok(None)
+        }
+        _ => match cg.v2_dir() {
+            Some(d) => {
+                devices::validate(devs)?;
+                Ok(Some(Op::DevicesV2 { dir: d.to_path_buf(), rules: devs.to_vec() }))
+            }
+            None => {
+                Err(Error::unsupported(format!("{K}.devices"), "no devices controller and no cgroup2 mount"))
+            }
+        },
+    }
+}
+
+fn plan_pids(cg: &Cgroup, limit: i64, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if limit == 0 {
+        return Ok(());
+    }
+    let key = format!("{K}.pids.limit");
+    let (At::V1(d) | At::V2(d)) = need(cg, "pids", "pids", &key)?;
+    let v = if limit < 0 { "max".to_string() } else { limit.to_string() };
+    ops.push(Op::One(W::new(key, d, "pids.max", v)));
+    Ok(())
+}
+
+/// net_cls and net_prio exist only as v1 hierarchies.
+fn plan_network(cg: &Cgroup, n: &LinuxNetwork, ops: &mut Vec<Op>) -> Result<(), Error> {
+    if let Some(id) = n.class_id().filter(|c| *c != 0) {
+        let key = format!("{K}.network.classID");
+        let d = cg.v1_dir("net_cls").ok_or_else(|| {
+            Error::unsupported(&key, "the net_cls controller is not mounted on this host (cgroup2 has none)")
+        })?;
+        ops.push(Op::One(W::new(key, d, "net_cls.classid", id)));
+    }
+    if let Some(prios) = n.priorities().as_ref().filter(|p| !p.is_empty()) {
+        let key = format!("{K}.network.priorities");
+        let d = cg.v1_dir("net_prio").ok_or_else(|| {
+            Error::unsupported(&key, "the net_prio controller is not mounted on this host (cgroup2 has none)")
+        })?;
+        for p in prios {
+            ops.push(Op::One(
+                W::new(&key, d, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))
+                    .dev(p.name().clone(), format!("{} 0", p.name())),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn plan_rdma(cg: &Cgroup, rdma: &HashMap<String, LinuxRdma>, ops: &mut Vec<Op>) -> Result<(), Error> {
+    let key = format!("{K}.rdma");
+    let (At::V1(d) | At::V2(d)) = need(cg, "rdma", "rdma", &key)?;
+    for (dev, r) in rdma {
+        let h = r.hca_handles().map_or("max".to_string(), |v| v.to_string());
+        let o = r.hca_objects().map_or("max".to_string(), |v| v.to_string());
+        ops.push(Op::One(
+            W::new(format!("{key}.{dev}"), d, "rdma.max", format!("{dev} hca_handle={h} hca_object={o}"))
+                .dev(dev.clone(), format!("{dev} hca_handle=max hca_object=max")),
+        ));
+    }
+    Ok(())
 }
 
 fn plan_cpuset(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Error> {
