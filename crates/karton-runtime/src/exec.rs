@@ -304,14 +304,7 @@ fn exec_child(
         let _ = chan.send(&Msg::Error(e.to_string()));
         kclone::exit_now(1)
     };
-    if let Err(e) = (|| -> Result<()> {
-        kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
-        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
-            .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-        chan.expect(&Msg::Proceed)?;
-        kproc::unblock_all_signals().ctx(|| "unblocking signals".into())?;
-        kns::setns(init.as_fd(), mask).ctx(|| format!("joining the namespaces of container {id}"))
-    })() {
+    if let Err(e) = join_container(chan, init, mask, id) {
         fail(e);
     }
     // CLONE_PARENT: the process becomes the runtime's child, which can wait for it.
@@ -320,40 +313,65 @@ fn exec_child(
         Ok(kclone::Forked::Parent { .. }) => kclone::exit_now(0),
         Ok(kclone::Forked::Child) => {}
     }
-    let r = (|| -> Result<(crate::process::Prepared, Option<crate::seccomp::Prepared>, i32, String)> {
-        kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
-            .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-        chan.send(&Msg::Hello)?;
-        let (pid, state) = match chan.recv()? {
-            Some(Msg::Welcome { pid, state }) => (pid, state),
-            other => return Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
+    let (prepared, filter, pid, state) =
+        match prepare_exec(chan, process, seccomp, console.as_ref(), preserve_fds) {
+            Ok(p) => p,
+            Err(e) => fail(e),
         };
-        nix::unistd::setsid().ctx(|| "setsid".into())?;
-        // Before seccomp and the capability drop, as runc orders it.
-        crate::lsm::apply_exec_labels(process)?;
-        if let Some(sock) = &console {
-            let root =
-                nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .ctx(|| "opening the container root".into())?;
-            crate::console::setup_tty(
-                sock,
-                &root,
-                process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
-                false,
-            )?;
-        }
-        let filter = seccomp.map(crate::seccomp::prepare).transpose()?;
-        let prepared = crate::process::prepare(process, preserve_fds, filter.is_some())?;
-        Ok((prepared, filter, pid, state))
-    })();
-    let (prepared, filter, pid, state) = match r {
-        Ok(p) => p,
-        Err(e) => fail(e),
-    };
     let _ = kproc::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
     let _ = chan.send(&Msg::Ready);
     let err = prepared.launch(filter, pid, &state);
     kclone::exit_now(err.report(std::io::stderr().as_fd()))
+}
+
+/// In the intermediate: waits for the runtime's go-ahead, then joins the namespaces of
+/// the container's init.
+fn join_container(chan: &channel::Channel, init: &OwnedFd, mask: u64, id: &str) -> Result<()> {
+    kproc::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+        .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    chan.expect(&Msg::Proceed)?;
+    kproc::unblock_all_signals().ctx(|| "unblocking signals".into())?;
+    kns::setns(init.as_fd(), mask).ctx(|| format!("joining the namespaces of container {id}"))
+}
+
+/// What the process that execs has ready before it tells the runtime so: its settings,
+/// its seccomp filter, its pid and the container state from the runtime's welcome.
+type ExecReady = (crate::process::Prepared, Option<crate::seccomp::Prepared>, i32, String);
+
+/// In the process that execs: the Hello/Welcome exchange, a new session, LSM labels, the
+/// terminal, then everything the process needs prepared before execve.
+fn prepare_exec(
+    chan: &channel::Channel,
+    process: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    console: Option<&OwnedFd>,
+    preserve_fds: u32,
+) -> Result<ExecReady> {
+    kproc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+        .ctx(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    chan.send(&Msg::Hello)?;
+    let (pid, state) = match chan.recv()? {
+        Some(Msg::Welcome { pid, state }) => (pid, state),
+        other => return Err(Error::Init(format!("expected the runtime's welcome, got {other:?}"))),
+    };
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // Before seccomp and the capability drop, as runc orders it.
+    crate::lsm::apply_exec_labels(process)?;
+    if let Some(sock) = console {
+        let root =
+            nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| "opening the container root".into())?;
+        crate::console::setup_tty(
+            sock,
+            &root,
+            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            false,
+        )?;
+    }
+    let filter = seccomp.map(crate::seccomp::prepare).transpose()?;
+    let prepared = crate::process::prepare(process, preserve_fds, filter.is_some())?;
+    Ok((prepared, filter, pid, state))
 }
 
 #[cfg(test)]
