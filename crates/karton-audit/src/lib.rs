@@ -12,20 +12,33 @@
 //! Containers are run through the karton binary as a subprocess (the runtime's create uses
 //! raw clone3 and must not run in a multi-threaded process); the probes run inside as the
 //! hidden `karton audit probe …` command of the bind-mounted binary.
+//!
+//! Without the `runner` feature (default on) the crate is the result types only
+//! ([`results`], [`stats`]): what karton-report needs, without the runtime, nix or eBPF.
 
+#[cfg(feature = "runner")]
 pub mod footprint;
+#[cfg(feature = "runner")]
 pub mod isolation;
+#[cfg(feature = "runner")]
 pub mod nonint;
+#[cfg(feature = "runner")]
 pub mod probes;
 pub mod results;
+#[cfg(feature = "runner")]
 pub mod runner;
 pub mod stats;
+#[cfg(feature = "runner")]
 pub mod workloads;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::PathBuf;
+#[cfg(feature = "runner")]
+use std::{
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    sync::Arc,
+    time::Instant,
+};
 
 pub use results::{
     AuditResults, IsolationRow, Noninterference, NoninterferenceRow, Outcome, Verdict, SCHEMA,
@@ -81,6 +94,7 @@ pub struct Options {
     pub work_dir: Option<PathBuf>,
 }
 
+#[cfg(feature = "runner")]
 /// A working session: a private work dir (busybox rootfs, bundles, state root) and the
 /// karton runner. Dropping it kills and deletes leftover containers, removes the audit's
 /// parent cgroups and (unless the caller chose the directory) the work dir — on every exit
@@ -90,8 +104,10 @@ pub struct Session {
     keep_work: bool,
 }
 
+#[cfg(feature = "runner")]
 static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+#[cfg(feature = "runner")]
 impl Session {
     /// `exe`: the karton binary; `work`: a directory to use (kept afterwards) or None.
     pub fn new(exe: &Path, work: Option<&Path>) -> Result<Self, AuditError> {
@@ -132,6 +148,7 @@ impl Session {
     }
 }
 
+#[cfg(feature = "runner")]
 impl Drop for Session {
     fn drop(&mut self) {
         self.env.karton.cleanup_all();
@@ -143,10 +160,12 @@ impl Drop for Session {
     }
 }
 
+#[cfg(feature = "runner")]
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+#[cfg(feature = "runner")]
 /// Runs the audit. `interrupted` is polled between steps (Ctrl-C); `log` gets progress.
 pub fn run(
     opts: &Options,
@@ -214,6 +233,7 @@ pub fn run(
     Ok(results)
 }
 
+#[cfg(feature = "runner")]
 fn checkpoint(opts: &Options, r: &mut AuditResults, started: Instant) -> Result<(), AuditError> {
     r.duration_s = started.elapsed().as_secs_f64();
     if let Some(p) = &opts.out {
@@ -222,6 +242,7 @@ fn checkpoint(opts: &Options, r: &mut AuditResults, started: Instant) -> Result<
     Ok(())
 }
 
+#[cfg(feature = "runner")]
 /// The body of the hidden `karton audit probe ID PARAMS` command: one JSON line.
 pub fn probe_main(id: &str, params: &str) -> i32 {
     let p: serde_json::Value = serde_json::from_str(params).unwrap_or(serde_json::Value::Null);

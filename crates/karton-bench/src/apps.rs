@@ -645,13 +645,13 @@ fn write_bundle(c: &AppConfig, argv: &[String], bundle: &Path, srv: &Path) -> Re
     // The root is read-only: the mount point of the server files must exist beforehand.
     let mp = rootfs.join("karton-bench");
     std::fs::create_dir_all(&mp).map_err(BenchError::io(format!("creating {}", mp.display())))?;
-    let spec = spawn::build_spec(&o, &p, &rootfs, &host_dirs).map_err(setup)?;
-    let mut v = serde_json::to_value(&spec).map_err(|e| BenchError::Encode(e.to_string()))?;
+    let mut spec = spawn::build_spec(&o, &p, &rootfs, &host_dirs).map_err(setup)?;
     if c.seccomp {
-        v["linux"]["seccomp"] = serde_json::to_value(karton_runtime::seccomp::default_profile())
-            .map_err(|e| BenchError::Setup(format!("default seccomp profile: {e}")))?;
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(Some(karton_runtime::seccomp::default_profile()));
+        }
     }
-    let text = serde_json::to_string_pretty(&v).map_err(|e| BenchError::Encode(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&spec).map_err(|e| BenchError::Encode(e.to_string()))?;
     std::fs::write(bundle.join("config.json"), text)
         .map_err(BenchError::io(format!("writing {}/config.json", bundle.display())))
 }

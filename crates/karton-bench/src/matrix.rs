@@ -5,7 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use karton_runtime::defaults::{capabilities, devpts_options, id_mapping, mount, namespace};
+use oci_spec::runtime::{
+    Capability, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, RootBuilder, Spec,
+};
 
 use crate::results::ConfigInfo;
 use crate::BenchError;
@@ -235,105 +239,144 @@ pub fn select(all: &[Config], names: &[String]) -> Result<Vec<Config>, BenchErro
         .collect()
 }
 
+fn spec_error(e: oci_spec::OciSpecError) -> BenchError {
+    BenchError::Setup(format!("building the config.json: {e}"))
+}
+
+/// The configuration's namespaces, as config.json lists them.
+fn namespaces(c: &Config) -> Result<Vec<LinuxNamespace>, BenchError> {
+    c.namespaces
+        .iter()
+        .map(|n| Ok(namespace(LinuxNamespaceType::try_from(*n).map_err(spec_error)?)))
+        .collect()
+}
+
+/// Container root mapped to [`MAP_HOST_ID`] and the [`MAP_SIZE`] ids after it.
+fn map_ids(spec: &mut Spec) {
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_uid_mappings(Some(vec![id_mapping(0, MAP_HOST_ID, MAP_SIZE)]));
+        linux.set_gid_mappings(Some(vec![id_mapping(0, MAP_HOST_ID, MAP_SIZE)]));
+    }
+}
+
 /// The config.json of a workload container: `karton spec` defaults, adjusted to the
 /// configuration, running `args` with the karton binary at /karton.
-pub fn workload_spec(c: &Config, rootfs: &Path, args: &[String]) -> Result<Value, BenchError> {
-    let mut spec = karton_runtime::defaults::default_spec(c.rootless, MAP_HOST_ID, MAP_HOST_ID);
+pub fn workload_spec(c: &Config, rootfs: &Path, args: &[String]) -> Result<Spec, BenchError> {
+    let mut spec = karton_runtime::defaults::default_oci_spec(c.rootless, MAP_HOST_ID, MAP_HOST_ID);
     let ns = |n: &str| c.namespaces.contains(&n);
-    spec["process"]["terminal"] = json!(false);
-    spec["process"]["args"] = json!(args);
-    // CAP_NET_ADMIN: the tcp workload brings a new network namespace's loopback up.
-    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"]);
-    for set in ["bounding", "effective", "permitted"] {
-        spec["process"]["capabilities"][set] = caps.clone();
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(false));
+        process.set_args(Some(args.to_vec()));
+        // CAP_NET_ADMIN: the tcp workload brings a new network namespace's loopback up.
+        process.set_capabilities(Some(capabilities(
+            [Capability::AuditWrite, Capability::Kill, Capability::NetBindService, Capability::NetAdmin]
+                .into_iter()
+                .collect(),
+        )));
     }
-    spec["root"] = json!({"path": rootfs, "readonly": false});
-    spec["linux"]["namespaces"] = Value::Array(c.namespaces.iter().map(|n| json!({"type": n})).collect());
+    spec.set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build().map_err(spec_error)?));
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_namespaces(Some(namespaces(c)?));
+    }
     drop_hostname_without_uts(&mut spec, c);
     // The workloads need /proc, /dev and a tmpfs; /sys, the cgroup mount and /dev/mqueue
     // are dropped (none is needed, and some cannot be mounted in every configuration).
-    let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.retain(|m| {
-        let d = m["destination"].as_str().unwrap_or("");
+        let d = m.destination().to_string_lossy();
         !(d.starts_with("/sys") || d == "/dev/mqueue")
     });
     if ns("user") && !ns("pid") {
         // proc of a pid namespace the user namespace does not own cannot be mounted fresh.
-        for m in mounts.iter_mut().filter(|m| m["destination"] == "/proc") {
-            *m = json!({"destination": "/proc", "type": "none", "source": "/proc", "options": ["rbind", "nosuid", "noexec", "nodev"]});
+        for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/proc")) {
+            *m = mount("/proc", "none", "/proc", &["rbind", "nosuid", "noexec", "nodev"]);
         }
     }
     if ns("user") && !c.rootless {
         // gid=5 of devpts exists in the 65536-id mapping; the rootless shape maps one id.
     } else if c.rootless {
-        for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/pts") {
-            m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+        for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/dev/pts")) {
+            m.set_options(Some(devpts_options(false)));
         }
     }
-    mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=2g"]}));
-    spec["mounts"] = Value::Array(mounts);
+    mounts.push(mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777", "size=2g"]));
+    spec.set_mounts(Some(mounts));
     if ns("user") && !c.rootless {
-        let map = json!([{"containerID": 0, "hostID": MAP_HOST_ID, "size": MAP_SIZE}]);
-        spec["linux"]["uidMappings"] = map.clone();
-        spec["linux"]["gidMappings"] = map;
+        map_ids(&mut spec);
     }
     if c.cgroup_limits {
-        spec["linux"]["resources"] = json!({
-            "devices": [{"allow": false, "access": "rwm"}],
-            "memory": {"limit": 4i64 << 30},
-            "cpu": {"shares": 1024, "quota": 200_000, "period": 100_000},
-            "pids": {"limit": 4096}
-        });
+        let resources = LinuxResourcesBuilder::default()
+            .devices(vec![LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .map_err(spec_error)?])
+            .memory(LinuxMemoryBuilder::default().limit(4i64 << 30).build().map_err(spec_error)?)
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(1024u64)
+                    .quota(200_000i64)
+                    .period(100_000u64)
+                    .build()
+                    .map_err(spec_error)?,
+            )
+            .pids(LinuxPidsBuilder::default().limit(4096i64).build().map_err(spec_error)?)
+            .build()
+            .map_err(spec_error)?;
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_resources(Some(resources));
+        }
     }
     if c.seccomp {
-        spec["linux"]["seccomp"] = serde_json::to_value(karton_runtime::seccomp::default_profile())
-            .map_err(|e| BenchError::Setup(format!("default seccomp profile: {e}")))?;
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(Some(karton_runtime::seccomp::default_profile()));
+        }
     }
     Ok(spec)
 }
 
 /// The config.json of a lifecycle container: `karton spec` defaults running /bin/true,
 /// with the configuration's namespaces.
-pub fn lifecycle_spec(c: &Config, rootfs: &Path) -> Value {
-    let mut spec = karton_runtime::defaults::default_spec(false, 0, 0);
+pub fn lifecycle_spec(c: &Config, rootfs: &Path) -> Result<Spec, BenchError> {
+    let mut spec = karton_runtime::defaults::default_oci_spec(false, 0, 0);
     // One config.json for every runtime: crun 1.8 rejects newer spec versions.
-    spec["ociVersion"] = json!("1.0.2");
-    spec["process"]["terminal"] = json!(false);
-    spec["process"]["args"] = json!(["/bin/true"]);
-    spec["root"] = json!({"path": rootfs, "readonly": true});
-    spec["linux"]["namespaces"] = Value::Array(c.namespaces.iter().map(|n| json!({"type": n})).collect());
+    spec.set_version("1.0.2".into());
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(false));
+        process.set_args(Some(vec!["/bin/true".into()]));
+    }
+    spec.set_root(Some(RootBuilder::default().path(rootfs).readonly(true).build().map_err(spec_error)?));
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_namespaces(Some(namespaces(c)?));
+    }
     drop_hostname_without_uts(&mut spec, c);
     if c.namespaces.contains(&"user") {
-        let map = json!([{"containerID": 0, "hostID": MAP_HOST_ID, "size": MAP_SIZE}]);
-        spec["linux"]["uidMappings"] = map.clone();
-        spec["linux"]["gidMappings"] = map;
+        map_ids(&mut spec);
     }
     if !c.namespaces.contains(&"network") || c.namespaces.contains(&"user") {
         // sysfs needs a network namespace (owned by the container's user namespace).
-        let mounts = spec["mounts"].as_array().cloned().unwrap_or_default();
-        spec["mounts"] = Value::Array(
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        spec.set_mounts(Some(
             mounts
                 .into_iter()
-                .filter(|m| m["type"] != "cgroup")
+                .filter(|m| m.typ().as_deref() != Some("cgroup"))
                 .map(|m| {
-                    if m["destination"] == "/sys" {
-                        json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+                    if m.destination() == Path::new("/sys") {
+                        mount("/sys", "none", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"])
                     } else {
                         m
                     }
                 })
                 .collect(),
-        );
+        ));
     }
-    spec
+    Ok(spec)
 }
 
 /// A hostname needs its own uts namespace.
-fn drop_hostname_without_uts(spec: &mut Value, c: &Config) {
+fn drop_hostname_without_uts(spec: &mut Spec, c: &Config) {
     if !c.namespaces.contains(&"uts") {
-        if let Some(o) = spec.as_object_mut() {
-            o.remove("hostname");
-        }
+        spec.set_hostname(None);
     }
 }
 
@@ -464,7 +507,7 @@ mod tests {
         let all = workload_configs();
         let args = vec!["/karton".to_string()];
         let user = select(&all, &["+user".into()]).unwrap().remove(0);
-        let s = workload_spec(&user, Path::new("/r"), &args).unwrap();
+        let s = serde_json::to_value(workload_spec(&user, Path::new("/r"), &args).unwrap()).unwrap();
         assert_eq!(s["linux"]["uidMappings"][0]["hostID"], MAP_HOST_ID);
         assert!(s["mounts"]
             .as_array()
@@ -472,10 +515,12 @@ mod tests {
             .iter()
             .any(|m| m["destination"] == "/proc" && m["type"] == "none"));
         let cg = select(&all, &["all+cg".into()]).unwrap().remove(0);
-        let s = workload_spec(&cg, Path::new("/r"), &args).unwrap();
+        let s = serde_json::to_value(workload_spec(&cg, Path::new("/r"), &args).unwrap()).unwrap();
         assert_eq!(s["linux"]["resources"]["pids"]["limit"], 4096);
         assert_eq!(s["linux"]["namespaces"].as_array().unwrap().len(), 8);
         let sc = select(&all, &["all+cg+seccomp".into()]).unwrap().remove(0);
-        assert!(workload_spec(&sc, Path::new("/r"), &args).unwrap()["linux"]["seccomp"].is_object());
+        assert!(serde_json::to_value(workload_spec(&sc, Path::new("/r"), &args).unwrap()).unwrap()["linux"]
+            ["seccomp"]
+            .is_object());
     }
 }

@@ -46,6 +46,8 @@ pub struct Profile {
     pub density_rate: (u32, u32, u32),
     /// Run the instrumented pass (karton-probe) after the timed passes.
     pub instrumented: bool,
+    /// The application rows (servers in containers, clients outside); `None` runs none.
+    pub apps: Option<crate::apps::AppPlan>,
 }
 
 /// Placeholder in args for the rootfs-side directory of the fileio workload.
@@ -233,6 +235,7 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
             density_reps: 1,
             density_rate: (200, 8, 1),
             instrumented: true,
+            apps: Some(crate::apps::plan(name)?),
         }),
         "full" => Ok(Profile {
             name: "full".into(),
@@ -270,6 +273,7 @@ pub fn by_name(name: &str) -> Result<Profile, BenchError> {
             density_reps: 1,
             density_rate: (200, 8, 5),
             instrumented: true,
+            apps: Some(crate::apps::plan(name)?),
         }),
         other => Err(BenchError::UnknownProfile { name: other.into() }),
     }

@@ -45,8 +45,8 @@ pub struct Options {
 /// Valid benchmark names of a profile (for error messages and --help).
 pub fn bench_names(p: &Profile) -> Vec<String> {
     let mut v: Vec<String> = p.benches.iter().map(|b| b.id.clone()).collect();
-    if let Ok(a) = crate::apps::plan(&p.name) {
-        v.extend(a.benches.into_iter().map(|b| b.id));
+    if let Some(a) = &p.apps {
+        v.extend(a.benches.iter().map(|b| b.id.clone()));
     }
     v.push("ns-create".into());
     v.push("lifecycle".into());
@@ -291,7 +291,7 @@ impl Runner {
         b.bare_args.iter().map(|a| if a == ROOTFS_DIR { host_dir.clone() } else { a.clone() }).collect()
     }
 
-    fn write_bundle(&self, dir: &Path, spec: &serde_json::Value) -> Result<(), BenchError> {
+    fn write_bundle(&self, dir: &Path, spec: &oci_spec::runtime::Spec) -> Result<(), BenchError> {
         std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
         let text = serde_json::to_string_pretty(spec).map_err(|e| BenchError::Encode(e.to_string()))?;
         write_file(&dir.join("config.json"), text.as_bytes())
@@ -523,7 +523,7 @@ impl Runner {
 
     /// The application rows (crate::apps): servers in containers, clients outside.
     fn run_apps(&mut self) -> Result<(), BenchError> {
-        let Ok(plan) = crate::apps::plan(&self.opts.profile.name) else { return Ok(()) };
+        let Some(plan) = self.opts.profile.apps.clone() else { return Ok(()) };
         let only: Vec<String> = if self.opts.only_benches.is_empty() {
             vec![]
         } else {
@@ -666,7 +666,7 @@ impl Runner {
         let mut skipped: HashMap<String, String> = HashMap::new();
         for c in &configs {
             let dir = self.work.join("bundles/lifecycle").join(sanitize(&c.name));
-            self.write_bundle(&dir, &matrix::lifecycle_spec(c, &self.rootfs))?;
+            self.write_bundle(&dir, &matrix::lifecycle_spec(c, &self.rootfs)?)?;
             let tool = match c.kind {
                 Kind::Runc => Some("runc"),
                 Kind::Crun => Some("crun"),
@@ -970,8 +970,10 @@ impl Runner {
                 .collect();
         let base = matrix::lifecycle_configs().into_iter().find(|c| c.name == "karton");
         let Some(base) = base else { return Ok(()) };
-        let mut spec = matrix::lifecycle_spec(&base, &self.rootfs);
-        spec["process"]["args"] = serde_json::json!(["sleep", "1000000"]);
+        let mut spec = matrix::lifecycle_spec(&base, &self.rootfs)?;
+        if let Some(process) = spec.process_mut() {
+            process.set_args(Some(vec!["sleep".into(), "1000000".into()]));
+        }
         let bundle = self.work.join("bundles/density");
         self.write_bundle(&bundle, &spec)?;
         let mut cells: Vec<(u32, u32, u32)> = Vec::new();

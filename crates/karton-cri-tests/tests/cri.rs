@@ -135,9 +135,8 @@ fn cgroup_file(rel: &str, controller: &str, file: &str) -> String {
 
 #[test]
 fn kubelet_pod_lifecycle_on_karton_through_containerd_cri() {
-    const NAME: &str = "kubelet_pod_lifecycle_on_karton_through_containerd_cri";
     if let Some(why) = missing() {
-        skip(NAME, &why);
+        skip(&why);
         return;
     }
     assert!(!root_is_shared(), "/ is a shared mount before the test: run `mount --make-private /`");

@@ -22,9 +22,8 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 #[test]
 #[ignore = "timing: run with --ignored on a quiet machine"]
 fn pod_start_karton_vs_runc() {
-    const NAME: &str = "pod_start_karton_vs_runc";
     if let Some(why) = missing() {
-        skip(NAME, &why);
+        skip(&why);
         return;
     }
     let pods: usize = std::env::var("KARTON_CRI_PODS").ok().and_then(|n| n.parse().ok()).unwrap_or(10);

@@ -98,13 +98,13 @@ impl StoppedCommand {
         let mut me = Self { child: None, dir, fifo, released: false };
         nix::unistd::mkfifo(&me.fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| ProbeError::Spawn(format!("mkfifo {}: {e}", me.fifo.display())))?;
-        let child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(": <\"$0\"; exec \"$@\"")
-            .arg(&me.fifo)
-            .args(argv)
-            .spawn()
-            .map_err(|e| ProbeError::Spawn(format!("starting {:?}: {e}", argv[0].as_ref())))?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(": <\"$0\"; exec \"$@\"").arg(&me.fifo).args(argv);
+        // The caller may block SIGINT/SIGTERM to read them from a signalfd; the command
+        // must still die of them as it would from a shell.
+        karton_sys::process::spawn_with_empty_signal_mask(&mut cmd);
+        let child =
+            cmd.spawn().map_err(|e| ProbeError::Spawn(format!("starting {:?}: {e}", argv[0].as_ref())))?;
         me.child = Some(child);
         Ok(me)
     }

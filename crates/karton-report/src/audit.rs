@@ -3,14 +3,16 @@
 //! footprint, and the contrast the thesis asks for — per namespace, the isolation it buys
 //! against the overhead it costs.
 //!
-//! Input is the audit's result JSON (`"schema": "karton.audit/v1"`, written by
-//! karton-audit) and optionally a bench result (`karton.bench/v1`), both as
-//! `serde_json::Value`, so this module depends on nothing but serde_json. Output: HTML
-//! fragments with inline SVG, and Markdown.
+//! Input is the audit's result ([`AuditResults`], `"schema": "karton.audit/v1"`, the
+//! types karton-audit writes, from the crate without its runner) and optionally a bench
+//! result ([`BenchResults`], `karton.bench/v1`). Output: HTML fragments with inline SVG,
+//! and Markdown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use karton_audit::results::{AuditResults, IsolationRow, NoninterferenceRow, Verdict};
+use karton_bench::results::BenchResults;
 use serde_json::Value;
 
 /// The namespaces in report order (short names, as the audit writes them).
@@ -41,10 +43,6 @@ fn st<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(|x| x.as_str()).unwrap_or("")
 }
 
-fn num(v: &Value, k: &str) -> f64 {
-    v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN)
-}
-
 fn fmt(v: f64, digits: usize) -> String {
     if v.is_finite() {
         format!("{v:.digits$}")
@@ -53,13 +51,9 @@ fn fmt(v: f64, digits: usize) -> String {
     }
 }
 
-fn rows<'a>(audit: &'a Value, section: &str) -> Vec<&'a Value> {
-    audit.get(section).and_then(|s| s.as_array()).map(|a| a.iter().collect()).unwrap_or_default()
-}
-
-/// Whether `audit` looks like an audit result.
+/// Whether `v` carries the audit's schema tag (then it is read as [`AuditResults`]).
 pub fn is_audit(v: &Value) -> bool {
-    st(v, "schema") == "karton.audit/v1"
+    st(v, "schema") == karton_audit::results::SCHEMA
 }
 
 fn verdict_badge_html(v: &str) -> String {
@@ -74,11 +68,10 @@ fn verdict_badge_html(v: &str) -> String {
 
 /// The isolation matrix as an HTML fragment: one row per probe, grouped by namespace, the
 /// verdict without and with its protection, each with its evidence line.
-pub fn isolation_matrix_html(audit: &Value) -> String {
+pub fn isolation_matrix_html(audit: &AuditResults) -> String {
     let mut h = String::new();
-    let rows = rows(audit, "isolation");
-    let shown =
-        rows.iter().filter(|r| r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false)).count();
+    let rows = &audit.isolation;
+    let shown = rows.iter().filter(|r| r.demonstrated).count();
     let _ = write!(
         h,
         "<section class=\"audit-isolation\"><h2>Isolation matrix</h2><p>{} probes; {} show the leak without their protection and the containment with it. Each probe ran twice, all else equal: without and with the namespace (or, for the rows no namespace protects, the mechanism) under test.</p>",
@@ -86,30 +79,28 @@ pub fn isolation_matrix_html(audit: &Value) -> String {
         shown
     );
     h.push_str("<table><thead><tr><th>namespace</th><th>probe</th><th>without</th><th>with</th><th>evidence (without / with)</th></tr></thead><tbody>");
-    for r in &rows {
-        let wo = r.get("without").cloned().unwrap_or(Value::Null);
-        let w = r.get("with").cloned().unwrap_or(Value::Null);
-        let ns = st(r, "namespace");
+    for r in rows {
+        let (wo, w) = (&r.without, &r.with);
+        let ns = r.namespace.as_str();
         let ns_label = if ns == "none" { "no namespace".to_string() } else { ns.to_string() };
         let mut ev = format!(
             "<div><b>without</b> ({}): {}</div><div><b>with</b> ({}): {}</div>",
-            esc(st(&wo, "config")),
-            esc(st(&wo, "evidence")),
-            esc(st(&w, "config")),
-            esc(st(&w, "evidence"))
+            esc(&wo.config),
+            esc(&wo.evidence),
+            esc(&w.config),
+            esc(&w.evidence)
         );
-        if let Some(d) = r.get("default_config").filter(|d| !d.is_null()) {
-            let applies = d.get("applies_mechanism").and_then(|a| a.as_bool()).unwrap_or(false);
-            let out = d.get("outcome").cloned().unwrap_or(Value::Null);
+        if let Some(d) = &r.default_config {
+            let out = &d.outcome;
             let _ = write!(
                 ev,
                 "<div><b>protected by</b> {}; karton's default config {} it: {} {}</div>",
-                esc(st(r, "protection")),
-                if applies { "applies" } else { "does <b>not</b> apply" },
-                verdict_badge_html(st(&out, "verdict")),
-                esc(st(&out, "evidence"))
+                esc(&r.protection),
+                if d.applies_mechanism { "applies" } else { "does <b>not</b> apply" },
+                verdict_badge_html(out.verdict.as_str()),
+                esc(&out.evidence)
             );
-            if let Some(note) = d.get("note").and_then(|n| n.as_str()) {
+            if let Some(note) = &d.note {
                 let _ = write!(ev, "<div><b>{}</b></div>", esc(note));
             }
         }
@@ -117,19 +108,15 @@ pub fn isolation_matrix_html(audit: &Value) -> String {
             h,
             "<tr><td>{}</td><td><code>{}</code><br>{}</td><td>{}</td><td>{}</td><td style=\"font-size:90%\">{}</td></tr>",
             esc(&ns_label),
-            esc(st(r, "id")),
-            esc(st(r, "probe")),
-            verdict_badge_html(st(&wo, "verdict")),
-            verdict_badge_html(st(&w, "verdict")),
+            esc(&r.id),
+            esc(&r.probe),
+            verdict_badge_html(wo.verdict.as_str()),
+            verdict_badge_html(w.verdict.as_str()),
             ev
         );
     }
     h.push_str("</tbody></table>");
-    let notes: Vec<&str> = audit
-        .get("notes")
-        .and_then(|n| n.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-        .unwrap_or_default();
+    let notes = &audit.notes;
     if !notes.is_empty() {
         h.push_str("<ul class=\"audit-notes\">");
         for n in notes {
@@ -142,36 +129,32 @@ pub fn isolation_matrix_html(audit: &Value) -> String {
 }
 
 /// The isolation matrix as Markdown.
-pub fn isolation_matrix_markdown(audit: &Value) -> String {
+pub fn isolation_matrix_markdown(audit: &AuditResults) -> String {
     let mut m = String::from("## Isolation matrix\n\n| namespace | probe | without | with | evidence without | evidence with |\n|---|---|---|---|---|---|\n");
     let mut defaults = String::new();
-    for r in rows(audit, "isolation") {
-        let wo = r.get("without").cloned().unwrap_or(Value::Null);
-        let w = r.get("with").cloned().unwrap_or(Value::Null);
-        let ns = st(r, "namespace");
+    for r in &audit.isolation {
+        let (wo, w) = (&r.without, &r.with);
+        let ns = r.namespace.as_str();
         let _ = writeln!(
             m,
             "| {} | `{}` {} | **{}** | **{}** | {} | {} |",
             if ns == "none" { "—" } else { ns },
-            st(r, "id"),
-            md(st(r, "probe")),
-            st(&wo, "verdict"),
-            st(&w, "verdict"),
-            md(st(&wo, "evidence")),
-            md(st(&w, "evidence"))
+            r.id,
+            md(&r.probe),
+            wo.verdict.as_str(),
+            w.verdict.as_str(),
+            md(&wo.evidence),
+            md(&w.evidence)
         );
-        if let Some(d) = r.get("default_config").filter(|d| !d.is_null()) {
-            let applies = d.get("applies_mechanism").and_then(|a| a.as_bool()).unwrap_or(false);
-            let out = d.get("outcome").cloned().unwrap_or(Value::Null);
-            let note =
-                d.get("note").and_then(|n| n.as_str()).map(|n| format!(" ({})", md(n))).unwrap_or_default();
+        if let Some(d) = &r.default_config {
+            let note = d.note.as_deref().map(|n| format!(" ({})", md(n))).unwrap_or_default();
             let _ = writeln!(
                 defaults,
                 "| `{}` | {} | {} | **{}**{} |",
-                st(r, "id"),
-                md(st(r, "protection")),
-                if applies { "yes" } else { "no" },
-                st(&out, "verdict"),
+                r.id,
+                md(&r.protection),
+                if d.applies_mechanism { "yes" } else { "no" },
+                d.outcome.verdict.as_str(),
                 note
             );
         }
@@ -183,54 +166,50 @@ pub fn isolation_matrix_markdown(audit: &Value) -> String {
     m
 }
 
-/// One row of the noninterference table, read from the audit JSON.
-struct Ni {
-    stressor: String,
+/// One row of the noninterference table.
+struct Ni<'a> {
+    stressor: &'a str,
     limited: bool,
-    victim: String,
+    victim: &'a str,
     baseline: f64,
     stressed: f64,
     deg: f64,
     lo: f64,
     hi: f64,
     progress: f64,
-    unit: String,
-    end: String,
+    unit: &'a str,
+    end: &'a str,
 }
 
-fn ni_rows(audit: &Value) -> Vec<Ni> {
-    let Some(ni) = audit.get("noninterference").filter(|n| !n.is_null()) else { return Vec::new() };
-    rows(ni, "rows")
-        .into_iter()
-        .map(|r| {
-            let d = r.get("degradation_pct").cloned().unwrap_or(Value::Null);
-            Ni {
-                stressor: st(r, "stressor").into(),
-                limited: r.get("limited").and_then(|l| l.as_bool()).unwrap_or(false),
-                victim: st(r, "victim").into(),
-                baseline: num(r, "baseline"),
-                stressed: num(r, "stressed"),
-                deg: num(&d, "value"),
-                lo: num(&d, "ci_low"),
-                hi: num(&d, "ci_high"),
-                progress: num(r, "stressor_progress"),
-                unit: st(r, "stressor_unit").into(),
-                end: st(r, "stressor_end").into(),
-            }
+fn ni_rows(audit: &AuditResults) -> Vec<Ni<'_>> {
+    let rows: &[NoninterferenceRow] = audit.noninterference.as_ref().map(|n| &n.rows[..]).unwrap_or(&[]);
+    rows.iter()
+        .map(|r| Ni {
+            stressor: &r.stressor,
+            limited: r.limited,
+            victim: &r.victim,
+            baseline: r.baseline,
+            stressed: r.stressed,
+            deg: r.degradation_pct.value,
+            lo: r.degradation_pct.ci_low,
+            hi: r.degradation_pct.ci_high,
+            progress: r.stressor_progress,
+            unit: &r.stressor_unit,
+            end: &r.stressor_end,
         })
         .collect()
 }
 
 /// Horizontal bars of victim degradation (%), with CI whiskers: one group per stressor and
 /// victim, a bar for "ceilings only" and one for "with limits".
-pub fn noninterference_svg(audit: &Value) -> String {
+pub fn noninterference_svg(audit: &AuditResults) -> String {
     let rows = ni_rows(audit);
     if rows.is_empty() {
         return String::new();
     }
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
     for r in &rows {
-        let k = (r.stressor.clone(), r.victim.clone());
+        let k = (r.stressor, r.victim);
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -327,16 +306,16 @@ pub fn noninterference_svg(audit: &Value) -> String {
 }
 
 /// The noninterference table and chart as an HTML fragment.
-pub fn noninterference_html(audit: &Value) -> String {
+pub fn noninterference_html(audit: &AuditResults) -> String {
     let rows = ni_rows(audit);
-    let Some(ni) = audit.get("noninterference").filter(|n| !n.is_null()) else {
+    let Some(ni) = &audit.noninterference else {
         return "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>Not measured in this run.</p></section>".into();
     };
     let mut h = String::new();
     let _ = write!(
         h,
         "<section class=\"audit-noninterference\"><h2>Noninterference</h2><p>{}</p>",
-        esc(st(ni, "method"))
+        esc(&ni.method)
     );
     h.push_str(&noninterference_svg(audit));
     h.push_str("<table><thead><tr><th>stressor</th><th>stressor cgroup</th><th>victim</th><th>alone</th><th>beside</th><th>degradation % [95 % CI]</th><th>stressor progress</th><th>stressor end</th></tr></thead><tbody>");
@@ -344,25 +323,21 @@ pub fn noninterference_html(audit: &Value) -> String {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b> [{}, {}]</td><td>{} {}</td><td>{}</td></tr>",
-            esc(&r.stressor),
+            esc(r.stressor),
             if r.limited { "with limits" } else { "ceilings only" },
-            esc(&r.victim),
+            esc(r.victim),
             fmt(r.baseline, 1),
             fmt(r.stressed, 1),
             fmt(r.deg, 1),
             fmt(r.lo, 1),
             fmt(r.hi, 1),
             fmt(r.progress, 1),
-            esc(&r.unit),
-            esc(&r.end)
+            esc(r.unit),
+            esc(r.end)
         );
     }
     h.push_str("</tbody></table>");
-    let skipped: Vec<&str> = ni
-        .get("skipped")
-        .and_then(|s| s.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-        .unwrap_or_default();
+    let skipped = &ni.skipped;
     if !skipped.is_empty() {
         h.push_str("<p>Skipped:</p><ul>");
         for s in skipped {
@@ -375,13 +350,13 @@ pub fn noninterference_html(audit: &Value) -> String {
 }
 
 /// The noninterference table as Markdown.
-pub fn noninterference_markdown(audit: &Value) -> String {
-    let Some(ni) = audit.get("noninterference").filter(|n| !n.is_null()) else {
+pub fn noninterference_markdown(audit: &AuditResults) -> String {
+    let Some(ni) = &audit.noninterference else {
         return "## Noninterference\n\nNot measured in this run.\n".into();
     };
     let mut m = format!(
         "## Noninterference\n\n{}\n\n| stressor | stressor cgroup | victim | alone | beside | degradation % [95 % CI] | stressor progress | stressor end |\n|---|---|---|---|---|---|---|---|\n",
-        md(st(ni, "method"))
+        md(&ni.method)
     );
     for r in ni_rows(audit) {
         let _ = writeln!(
@@ -396,43 +371,35 @@ pub fn noninterference_markdown(audit: &Value) -> String {
             fmt(r.lo, 1),
             fmt(r.hi, 1),
             fmt(r.progress, 1),
-            md(&r.unit),
-            md(&r.end)
+            md(r.unit),
+            md(r.end)
         );
     }
     m
 }
 
 /// The kernel footprint table (HTML), labelled as the approximation it is.
-pub fn footprint_html(audit: &Value) -> String {
-    let Some(f) = audit.get("footprint").filter(|n| !n.is_null()) else { return String::new() };
+pub fn footprint_html(audit: &AuditResults) -> String {
+    let Some(f) = &audit.footprint else { return String::new() };
     let mut h = format!(
         "<section class=\"audit-footprint\"><h2>Kernel footprint (approximation)</h2><p>{} — instrument: {}</p>",
-        esc(st(f, "approximation")),
-        esc(st(f, "instrument"))
+        esc(&f.approximation),
+        esc(&f.instrument)
     );
-    if let Some(why) = f.get("skipped").and_then(|s| s.as_str()) {
+    if let Some(why) = &f.skipped {
         let _ = write!(h, "<p>Skipped: {}</p></section>", esc(why));
         return h;
     }
     h.push_str("<table><thead><tr><th>configuration</th><th>kernel samples</th><th>user samples</th><th>distinct kernel functions</th><th>top functions</th></tr></thead><tbody>");
-    for r in rows(f, "rows") {
-        let top: Vec<String> = r
-            .get("top_functions")
-            .and_then(|t| t.as_array())
-            .map(|a| {
-                a.iter()
-                    .take(5)
-                    .filter_map(|p| Some(format!("{} ({})", p.get(0)?.as_str()?, p.get(1)?.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        match r.get("skipped").and_then(|s| s.as_str()) {
+    for r in &f.rows {
+        let top: Vec<String> =
+            r.top_functions.iter().take(5).map(|(name, n)| format!("{name} ({n})")).collect();
+        match &r.skipped {
             Some(why) => {
                 let _ = write!(
                     h,
                     "<tr><td>{}</td><td colspan=\"4\">skipped: {}</td></tr>",
-                    esc(st(r, "config")),
+                    esc(&r.config),
                     esc(why)
                 );
             }
@@ -440,10 +407,10 @@ pub fn footprint_html(audit: &Value) -> String {
                 let _ = write!(
                     h,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"font-size:90%\">{}</td></tr>",
-                    esc(st(r, "config")),
-                    fmt(num(r, "kernel_samples"), 0),
-                    fmt(num(r, "user_samples"), 0),
-                    fmt(num(r, "distinct_functions"), 0),
+                    esc(&r.config),
+                    fmt(r.kernel_samples as f64, 0),
+                    fmt(r.user_samples as f64, 0),
+                    fmt(r.distinct_functions as f64, 0),
                     esc(&top.join(", "))
                 );
             }
@@ -454,33 +421,33 @@ pub fn footprint_html(audit: &Value) -> String {
 }
 
 /// The kernel footprint table (Markdown).
-pub fn footprint_markdown(audit: &Value) -> String {
-    let Some(f) = audit.get("footprint").filter(|n| !n.is_null()) else { return String::new() };
+pub fn footprint_markdown(audit: &AuditResults) -> String {
+    let Some(f) = &audit.footprint else { return String::new() };
     let mut m = format!(
         "## Kernel footprint (approximation)\n\n{} — instrument: {}\n\n",
-        md(st(f, "approximation")),
-        md(st(f, "instrument"))
+        md(&f.approximation),
+        md(&f.instrument)
     );
-    if let Some(why) = f.get("skipped").and_then(|s| s.as_str()) {
+    if let Some(why) = &f.skipped {
         let _ = writeln!(m, "Skipped: {why}");
         return m;
     }
     m.push_str(
         "| configuration | kernel samples | user samples | distinct kernel functions |\n|---|---|---|---|\n",
     );
-    for r in rows(f, "rows") {
-        match r.get("skipped").and_then(|s| s.as_str()) {
+    for r in &f.rows {
+        match &r.skipped {
             Some(why) => {
-                let _ = writeln!(m, "| {} | skipped: {} | | |", md(st(r, "config")), md(why));
+                let _ = writeln!(m, "| {} | skipped: {} | | |", md(&r.config), md(why));
             }
             None => {
                 let _ = writeln!(
                     m,
                     "| {} | {} | {} | {} |",
-                    md(st(r, "config")),
-                    fmt(num(r, "kernel_samples"), 0),
-                    fmt(num(r, "user_samples"), 0),
-                    fmt(num(r, "distinct_functions"), 0)
+                    md(&r.config),
+                    fmt(r.kernel_samples as f64, 0),
+                    fmt(r.user_samples as f64, 0),
+                    fmt(r.distinct_functions as f64, 0)
                 );
             }
         }
@@ -501,11 +468,11 @@ pub struct Overhead {
 }
 
 /// Per-namespace overhead from a `karton.bench/v1` result (`{}` when none is found).
-pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
+pub fn overhead_from_bench(bench: &BenchResults) -> BTreeMap<String, Overhead> {
     let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for s in rows(bench, "series") {
-        for r in rows(s, "rows") {
-            let cfg = st(r, "config");
+    for s in &bench.series {
+        for r in &s.rows {
+            let cfg = r.config.as_str();
             let ns = if cfg == "mnt" {
                 "mnt"
             } else if let Some(n) = cfg.strip_prefix('+') {
@@ -513,7 +480,7 @@ pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
             } else {
                 continue;
             };
-            if let Some(x) = r.get("ratio").and_then(|x| x.get("median")).and_then(|x| x.as_f64()) {
+            if let Some(x) = r.ratio.as_ref().map(|x| x.median) {
                 if x.is_finite() && x > 0.0 {
                     per.entry(ns.to_string()).or_default().push(x);
                 }
@@ -531,19 +498,19 @@ pub fn overhead_from_bench(bench: &Value) -> BTreeMap<String, Overhead> {
 }
 
 /// Per-namespace isolation: (probes demonstrated, probes run and not skipped).
-pub fn isolation_by_namespace(audit: &Value) -> BTreeMap<String, (usize, usize)> {
+pub fn isolation_by_namespace(audit: &AuditResults) -> BTreeMap<String, (usize, usize)> {
     let mut m: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for r in rows(audit, "isolation") {
-        let ns = st(r, "namespace");
+    for r in &audit.isolation {
+        let ns = r.namespace.as_str();
         if ns == "none" || ns.is_empty() {
             continue;
         }
-        let skipped = r.get("with").map(|w| st(w, "verdict") == "skipped").unwrap_or(true);
+        let skipped = r.with.verdict == Verdict::Skipped;
         let e = m.entry(ns.to_string()).or_default();
         if !skipped {
             e.1 += 1;
         }
-        if r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false) {
+        if r.demonstrated {
             e.0 += 1;
         }
     }
@@ -551,7 +518,7 @@ pub fn isolation_by_namespace(audit: &Value) -> BTreeMap<String, (usize, usize)>
 }
 
 /// Scatter chart: x = overhead in percent over bare, y = probes the namespace contains.
-pub fn contrast_svg(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
+pub fn contrast_svg(audit: &AuditResults, overhead: &BTreeMap<String, f64>) -> String {
     let iso = isolation_by_namespace(audit);
     let pts: Vec<(&str, f64, usize)> = NAMESPACES
         .iter()
@@ -598,7 +565,7 @@ pub fn contrast_svg(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
 /// The contrast per namespace (HTML): isolation bought against overhead paid. `overhead`
 /// maps a namespace (short name) to its cost ratio against bare (1.10 = 10 % slower); use
 /// [`overhead_from_bench`] to get it from a bench result.
-pub fn contrast_html(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
+pub fn contrast_html(audit: &AuditResults, overhead: &BTreeMap<String, f64>) -> String {
     let iso = isolation_by_namespace(audit);
     let mut h =
         String::from("<section class=\"audit-contrast\"><h2>Isolation against overhead, per namespace</h2>");
@@ -606,12 +573,11 @@ pub fn contrast_html(audit: &Value, overhead: &BTreeMap<String, f64>) -> String 
     h.push_str("<table><thead><tr><th>namespace</th><th>probes contained (of run)</th><th>what it isolates here</th><th>overhead vs bare</th></tr></thead><tbody>");
     for ns in NAMESPACES {
         let (shown, run) = iso.get(ns).copied().unwrap_or((0, 0));
-        let probes: Vec<String> = rows(audit, "isolation")
-            .into_iter()
-            .filter(|r| {
-                st(r, "namespace") == ns && r.get("demonstrated").and_then(|d| d.as_bool()).unwrap_or(false)
-            })
-            .map(|r| st(r, "probe").to_string())
+        let probes: Vec<&str> = audit
+            .isolation
+            .iter()
+            .filter(|r: &&IsolationRow| r.namespace == ns && r.demonstrated)
+            .map(|r| r.probe.as_str())
             .collect();
         let _ = write!(
             h,
@@ -628,7 +594,7 @@ pub fn contrast_html(audit: &Value, overhead: &BTreeMap<String, f64>) -> String 
 }
 
 /// The contrast per namespace (Markdown).
-pub fn contrast_markdown(audit: &Value, overhead: &BTreeMap<String, f64>) -> String {
+pub fn contrast_markdown(audit: &AuditResults, overhead: &BTreeMap<String, f64>) -> String {
     let iso = isolation_by_namespace(audit);
     let mut m = String::from("## Isolation against overhead, per namespace\n\n| namespace | probes contained (of run) | overhead vs bare |\n|---|---|---|\n");
     for ns in NAMESPACES {
@@ -645,12 +611,12 @@ pub fn contrast_markdown(audit: &Value, overhead: &BTreeMap<String, f64>) -> Str
     m
 }
 
-fn overhead_map(bench: Option<&Value>) -> BTreeMap<String, f64> {
+fn overhead_map(bench: Option<&BenchResults>) -> BTreeMap<String, f64> {
     bench.map(overhead_from_bench).unwrap_or_default().into_iter().map(|(k, v)| (k, v.ratio)).collect()
 }
 
 /// Every audit section as one HTML fragment (bench result optional, for the contrast).
-pub fn audit_html(audit: &Value, bench: Option<&Value>) -> String {
+pub fn audit_html(audit: &AuditResults, bench: Option<&BenchResults>) -> String {
     let ov = overhead_map(bench);
     let mut h = String::new();
     h.push_str(&isolation_matrix_html(audit));
@@ -661,7 +627,7 @@ pub fn audit_html(audit: &Value, bench: Option<&Value>) -> String {
 }
 
 /// Every audit section as Markdown.
-pub fn audit_markdown(audit: &Value, bench: Option<&Value>) -> String {
+pub fn audit_markdown(audit: &AuditResults, bench: Option<&BenchResults>) -> String {
     let ov = overhead_map(bench);
     [
         isolation_matrix_markdown(audit),
@@ -680,11 +646,14 @@ pub fn audit_markdown(audit: &Value, bench: Option<&Value>) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use karton_audit::results::{DefaultConfig, Outcome};
     use serde_json::json;
 
-    fn sample() -> Value {
-        json!({
+    fn sample() -> AuditResults {
+        serde_json::from_value(json!({
             "schema": "karton.audit/v1",
+            "profile": "quick", "started_unix": 0, "duration_s": 1.0,
+            "machine": {"kernel": "k", "cpus": 2, "memory_kib": 1, "cgroup_layout": "v2", "lockdown": "none", "karton_version": "0"},
             "isolation": [
                 {"id": "pid.signal_host", "namespace": "pid", "probe": "signal a host process", "protection": "pid namespace", "method": "m",
                  "without": {"verdict": "leaked", "evidence": "kill(1, SIGTERM) <ok>", "config": "a", "elapsed_ms": 1.0},
@@ -696,22 +665,31 @@ mod tests {
                  "default_config": {"applies_mechanism": true, "outcome": {"verdict": "contained", "evidence": "y", "config": "b", "elapsed_ms": 1.0}},
                  "demonstrated": true}
             ],
-            "noninterference": {"method": "m", "skipped": [], "rows": [
-                {"stressor": "cpu", "limited": false, "victim": "primes", "baseline": 100.0, "stressed": 50.0,
-                 "degradation_pct": {"value": 50.0, "ci_low": 40.0, "ci_high": 60.0}, "stressor_progress": 3.0, "stressor_unit": "u", "stressor_end": "stopped"},
-                {"stressor": "cpu", "limited": true, "victim": "primes", "baseline": 100.0, "stressed": 98.0,
-                 "degradation_pct": {"value": 2.0, "ci_low": -3.0, "ci_high": 6.0}, "stressor_progress": 1.0, "stressor_unit": "u", "stressor_end": "stopped"}
+            "noninterference": {"method": "m", "skipped": [], "limits": {}, "ceilings": {}, "victim_seconds": 1.0, "interval_ms": 100, "repetitions": 1, "rows": [
+                {"stressor": "cpu", "limited": false, "victim": "primes", "victim_unit": "u", "baseline": 100.0, "stressed": 50.0,
+                 "degradation_pct": {"value": 50.0, "ci_low": 40.0, "ci_high": 60.0}, "baseline_samples": 1, "stressed_samples": 1, "stressor_progress": 3.0, "stressor_unit": "u", "stressor_end": "stopped"},
+                {"stressor": "cpu", "limited": true, "victim": "primes", "victim_unit": "u", "baseline": 100.0, "stressed": 98.0,
+                 "degradation_pct": {"value": 2.0, "ci_low": -3.0, "ci_high": 6.0}, "baseline_samples": 1, "stressed_samples": 1, "stressor_progress": 1.0, "stressor_unit": "u", "stressor_end": "stopped"}
             ]},
             "footprint": null,
             "notes": ["a note"]
-        })
+        }))
+        .unwrap()
     }
 
     #[test]
     fn default_config_note_is_shown() {
         let mut a = sample();
-        a["isolation"][1]["default_config"] = json!({"applies_mechanism": false, "note": "runc-compatible default, not contained",
-            "outcome": {"verdict": "leaked", "evidence": "found", "config": "d", "elapsed_ms": 1.0}});
+        a.isolation[1].default_config = Some(DefaultConfig {
+            applies_mechanism: false,
+            note: Some("runc-compatible default, not contained".into()),
+            outcome: Outcome {
+                verdict: Verdict::Leaked,
+                evidence: "found".into(),
+                config: "d".into(),
+                elapsed_ms: 1.0,
+            },
+        });
         assert!(isolation_matrix_markdown(&a)
             .contains("| no | **leaked** (runc-compatible default, not contained) |"));
         assert!(isolation_matrix_html(&a).contains("<b>runc-compatible default, not contained</b>"));
@@ -736,12 +714,68 @@ mod tests {
         assert!(noninterference_markdown(&sample()).contains("| cpu | with limits | primes |"));
     }
 
+    /// A bench result whose series have rows of these (configuration, median ratio).
+    fn bench_with_ratios(series: &[&[(&str, f64)]]) -> BenchResults {
+        use karton_bench::results::{Machine, Method, Ratio, Row, RowStatus, Series};
+        let row = |(config, median): (&str, f64)| Row {
+            config: config.into(),
+            status: RowStatus::Ok,
+            reason: None,
+            samples: vec![],
+            summary: None,
+            ratio: Some(Ratio { baseline: "bare".into(), pairs: 1, median, ci_low: median, ci_high: median }),
+            failures: 0,
+        };
+        BenchResults {
+            schema: karton_bench::results::SCHEMA.into(),
+            karton_version: "0".into(),
+            profile: "quick".into(),
+            started_at: String::new(),
+            finished_at: None,
+            complete: true,
+            interrupted: false,
+            machine: Machine::default(),
+            method: Method {
+                warmups: 0,
+                min_rounds: 0,
+                max_rounds: 0,
+                target_ci_pct: 0.0,
+                confidence: 0.95,
+                bootstrap_resamples: 0,
+                seed: 0,
+                interleaving: String::new(),
+                outliers: String::new(),
+                baseline: "bare".into(),
+            },
+            configurations: vec![],
+            series: series
+                .iter()
+                .enumerate()
+                .map(|(i, rows)| Series {
+                    id: format!("w{i}/time"),
+                    workload: format!("w{i}"),
+                    metric: "time".into(),
+                    unit: "s".into(),
+                    higher_is_better: false,
+                    description: String::new(),
+                    args: vec![],
+                    baseline: Some("bare".into()),
+                    rounds: 1,
+                    converged: true,
+                    rows: rows.iter().copied().map(row).collect(),
+                })
+                .collect(),
+            ns_create: vec![],
+            density: vec![],
+            instrumented: None,
+            apps: vec![],
+            notes: vec![],
+        }
+    }
+
     #[test]
     fn contrast_uses_bench_ratios() {
-        let bench = json!({"series": [
-            {"rows": [{"config": "+pid", "ratio": {"median": 1.02}}, {"config": "mnt", "ratio": {"median": 1.10}}]},
-            {"rows": [{"config": "+pid", "ratio": {"median": 1.06}}, {"config": "bare", "ratio": {"median": 1.0}}]}
-        ]});
+        let bench = bench_with_ratios(&[&[("+pid", 1.02), ("mnt", 1.10)], &[("+pid", 1.06), ("bare", 1.0)]]);
         let ov = overhead_from_bench(&bench);
         assert!((ov["pid"].ratio - 1.04).abs() < 1e-9);
         assert_eq!(ov["mnt"].series, 1);

@@ -2,7 +2,7 @@
 //! self-contained HTML page (inline SVG charts, no scripts, no external files), a Markdown
 //! summary and CSV.
 //!
-//! Reads result types only (karton-bench without its runner; audit results as JSON).
+//! Reads result types only (karton-bench and karton-audit without their runners).
 
 pub mod apps;
 pub mod audit;
@@ -22,6 +22,8 @@ pub enum ReportError {
     Io { what: String, source: std::io::Error },
     #[error(transparent)]
     Bench(#[from] karton_bench::BenchError),
+    #[error(transparent)]
+    Audit(#[from] karton_audit::AuditError),
     #[error("no results given")]
     Empty,
 }
@@ -54,7 +56,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Input>, ReportError> {
 pub struct Inputs {
     pub bench: Vec<Input>,
     /// (file name, the `karton.audit/v1` document)
-    pub audits: Vec<(String, serde_json::Value)>,
+    pub audits: Vec<(String, karton_audit::AuditResults)>,
 }
 
 /// Loads results files of either kind.
@@ -68,7 +70,11 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Inputs, ReportError> {
         let text = std::fs::read_to_string(p)
             .map_err(|source| ReportError::Io { what: format!("reading {}", p.display()), source })?;
         match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) if audit::is_audit(&v) => out.audits.push((name, v)),
+            Ok(v) if audit::is_audit(&v) => {
+                let a = serde_json::from_value(v)
+                    .map_err(|e| karton_audit::AuditError::Json(format!("{}: {e}", p.display())))?;
+                out.audits.push((name, a));
+            }
             _ => out.bench.push(Input { name, results: BenchResults::load(p)? }),
         }
     }
@@ -84,7 +90,7 @@ pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
     }
     std::fs::create_dir_all(dir)
         .map_err(|source| ReportError::Io { what: format!("creating {}", dir.display()), source })?;
-    let bench_json = inputs.bench.first().and_then(|i| serde_json::to_value(&i.results).ok());
+    let bench = inputs.bench.first().map(|i| &i.results);
     let (mut page, mut charts) = if inputs.bench.is_empty() {
         (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>karton report</title><style>body{font-family:sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>\n</body></html>\n".to_string(),
@@ -96,15 +102,14 @@ pub fn write_all(inputs: &Inputs, dir: &Path) -> Result<Written, ReportError> {
     let mut md = if inputs.bench.is_empty() { String::new() } else { markdown(&inputs.bench) };
     let mut audit_html = String::new();
     for (name, v) in &inputs.audits {
-        let section = audit::audit_html(v, bench_json.as_ref());
+        let section = audit::audit_html(v, bench);
         charts += section.matches("<svg").count();
         let _ = write!(
             audit_html,
             "<h1>karton audit: isolation and noninterference ({})</h1>\n{section}\n",
             svg::esc(name)
         );
-        let _ =
-            write!(md, "\n# karton audit ({name})\n\n{}\n", audit::audit_markdown(v, bench_json.as_ref()));
+        let _ = write!(md, "\n# karton audit ({name})\n\n{}\n", audit::audit_markdown(v, bench));
     }
     if let Some(at) = page.rfind("</body>") {
         page.insert_str(at, &audit_html);

@@ -47,6 +47,8 @@ fn tiny_profile() -> profile::Profile {
     p.density_reps = 1;
     p.density_rate = (2, 2, 1);
     p.instrumented = false;
+    // The application rows have their own test (crates/karton/tests/apps.rs).
+    p.apps = None;
     p
 }
 

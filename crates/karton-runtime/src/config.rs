@@ -126,6 +126,20 @@ pub fn ns_type(t: LinuxNamespaceType) -> NsType {
     }
 }
 
+/// The inverse of [`ns_type`].
+pub fn oci_ns_type(t: NsType) -> LinuxNamespaceType {
+    match t {
+        NsType::Mnt => LinuxNamespaceType::Mount,
+        NsType::Cgroup => LinuxNamespaceType::Cgroup,
+        NsType::Uts => LinuxNamespaceType::Uts,
+        NsType::Ipc => LinuxNamespaceType::Ipc,
+        NsType::User => LinuxNamespaceType::User,
+        NsType::Pid => LinuxNamespaceType::Pid,
+        NsType::Net => LinuxNamespaceType::Network,
+        NsType::Time => LinuxNamespaceType::Time,
+    }
+}
+
 pub fn namespaces(spec: &Spec) -> Vec<NsRequest> {
     let list: &[LinuxNamespace] =
         spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]);

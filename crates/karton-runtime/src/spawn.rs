@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 use karton_ns::NsType;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use serde_json::{json, Map, Value};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxIdMapping,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxTimeOffsetBuilder, Mount,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+use serde::Deserialize;
 
 use crate::config::Config;
 use crate::container::{CreateOpts, Runtime, OCI_VERSION};
@@ -315,7 +320,7 @@ fn visible_cwd() -> Option<PathBuf> {
 
 /// The capability names of the caller's bounding set: the sandbox gets what the caller
 /// could have, as unshare(1) gives (root in a user namespace gets them over it only).
-fn bounding_caps() -> Vec<String> {
+fn bounding_caps() -> Capabilities {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let mask = status
         .lines()
@@ -326,134 +331,147 @@ fn bounding_caps() -> Vec<String> {
     (0..=last)
         .filter(|c| mask & (1u64 << c) != 0)
         .filter_map(|c| karton_sys::caps::NAMES.get(c as usize))
-        // Only names this oci-spec version knows; an unknown one would fail the whole spec.
-        .filter(|n| serde_json::from_value::<oci_spec::runtime::Capability>(json!(n)).is_ok())
-        .map(|n| n.to_string())
+        // Only names this oci-spec version knows (as config.json reads them); an unknown
+        // one would fail the whole spec.
+        .filter_map(|n| {
+            Capability::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(n)).ok()
+        })
         .collect()
 }
 
-fn id_maps(maps: &[IdRange]) -> Value {
-    Value::Array(
-        maps.iter().map(|m| json!({"containerID": m.inside, "hostID": m.outside, "size": m.count})).collect(),
-    )
+fn id_maps(maps: &[IdRange]) -> Vec<LinuxIdMapping> {
+    maps.iter().map(|m| crate::defaults::id_mapping(m.inside, m.outside, m.count)).collect()
 }
 
-fn mounts(o: &SpawnOptions, p: &Plan, host_dirs: &[String]) -> Vec<Value> {
+fn mounts(o: &SpawnOptions, p: &Plan, host_dirs: &[String]) -> Vec<Mount> {
+    use crate::defaults::mount;
     let user = p.has(NsType::User);
     let mut v = Vec::new();
     for d in host_dirs {
-        v.push(json!({"destination": format!("/{d}"), "type": "bind", "source": format!("/{d}"), "options": ["rbind", "rro"]}));
+        v.push(mount(format!("/{d}"), "bind", format!("/{d}"), &["rbind", "rro"]));
     }
     if user && !p.has(NsType::Pid) {
         // A user namespace may mount procfs only for a pid namespace it owns.
-        v.push(json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]}));
+        v.push(mount("/proc", "bind", "/proc", &["rbind"]));
     } else {
-        v.push(json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}));
+        v.push(mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]));
     }
-    v.push(json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}));
-    let mut pts = vec!["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"];
-    if !user {
-        // gid 5 (tty) exists only where the host's ids are.
-        pts.push("gid=5");
-    }
-    v.push(json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": pts}));
-    v.push(json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}));
+    v.push(mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]));
+    // gid 5 (tty) exists only where the host's ids are.
+    let mut pts = mount("/dev/pts", "devpts", "devpts", &[]);
+    pts.set_options(Some(crate::defaults::devpts_options(!user)));
+    v.push(pts);
+    v.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]));
     if p.has(NsType::Ipc) {
-        v.push(json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}));
+        v.push(mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]));
     }
     if p.has(NsType::Net) {
-        v.push(json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}));
+        v.push(mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]));
         if !user {
-            v.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+            v.push(mount(
+                "/sys/fs/cgroup",
+                "cgroup",
+                "cgroup",
+                &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            ));
         }
     } else {
         // sysfs shows the network devices of the mounter's network namespace: without a
         // new one, a fresh sysfs is refused; show the host's read-only.
-        v.push(json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "rro", "nosuid", "noexec", "nodev"]}));
+        v.push(mount("/sys", "bind", "/sys", &["rbind", "rro", "nosuid", "noexec", "nodev"]));
     }
     if o.rootfs == Rootfs::HostRo {
-        v.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}));
-        v.push(json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]}));
+        v.push(mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"]));
+        v.push(mount("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755"]));
     }
     for b in &o.binds {
-        let mut opts = vec!["rbind"];
-        if b.readonly {
-            opts.push("rro");
-        }
-        v.push(json!({"destination": b.destination, "type": "bind", "source": b.source, "options": opts}));
+        let opts: &[&str] = if b.readonly { &["rbind", "rro"] } else { &["rbind"] };
+        v.push(mount(&b.destination, "bind", &b.source, opts));
     }
     v
 }
 
 /// The OCI spec of a sandbox whose root filesystem is `rootfs` (for the host-ro root, the
 /// skeleton made by [`make_skeleton`], whose directories are listed in `host_dirs`).
-pub fn build_spec(
-    o: &SpawnOptions,
-    p: &Plan,
-    rootfs: &Path,
-    host_dirs: &[String],
-) -> Result<oci_spec::runtime::Spec> {
-    let defaults = crate::defaults::default_spec(false, 0, 0);
+pub fn build_spec(o: &SpawnOptions, p: &Plan, rootfs: &Path, host_dirs: &[String]) -> Result<Spec> {
+    let err = |e: oci_spec::OciSpecError| Error::Config(format!("building the sandbox's spec: {e}"));
     let caps = bounding_caps();
-    let mut linux = Map::new();
-    linux.insert(
-        "namespaces".into(),
-        Value::Array(p.namespaces.iter().map(|t| json!({"type": t.oci_name()})).collect()),
-    );
+    let mut linux = LinuxBuilder::default()
+        .namespaces(
+            p.namespaces
+                .iter()
+                .map(|t| crate::defaults::namespace(crate::config::oci_ns_type(*t)))
+                .collect::<Vec<_>>(),
+        )
+        .masked_paths(crate::defaults::strings(crate::defaults::MASKED_PATHS))
+        .readonly_paths(crate::defaults::strings(crate::defaults::READONLY_PATHS))
+        // Private, not slave: nothing mounted on the host later (e.g. the --persist bind
+        // mounts) may propagate into the sandbox, and nothing from it to the host.
+        .rootfs_propagation("private");
     if p.has(NsType::User) {
-        linux.insert("uidMappings".into(), id_maps(&p.uid_map));
-        linux.insert("gidMappings".into(), id_maps(&p.gid_map));
+        linux = linux.uid_mappings(id_maps(&p.uid_map)).gid_mappings(id_maps(&p.gid_map));
     }
     if !o.time_offsets.is_empty() {
-        let mut m = Map::new();
+        let mut m = std::collections::HashMap::new();
         for t in &o.time_offsets {
-            m.insert(t.clock.name().into(), json!({"secs": t.secs, "nanosecs": t.nanos}));
+            m.insert(
+                t.clock.name().to_string(),
+                LinuxTimeOffsetBuilder::default().secs(t.secs).nanosecs(t.nanos).build().map_err(err)?,
+            );
         }
-        linux.insert("timeOffsets".into(), Value::Object(m));
+        linux = linux.time_offsets(m);
     }
-    let mut res = Map::new();
+    let mut res = LinuxResourcesBuilder::default();
+    let mut any_res = false;
     if nix::unistd::geteuid().is_root() {
         // Device access: the default devices only, as any container.
-        res.insert("devices".into(), json!([{"allow": false, "access": "rwm"}]));
+        res = res.devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(err)?]);
+        any_res = true;
     }
     if let Some(m) = o.memory {
-        res.insert("memory".into(), json!({"limit": m}));
+        res = res.memory(LinuxMemoryBuilder::default().limit(m).build().map_err(err)?);
+        any_res = true;
     }
     if let Some(n) = o.pids {
-        res.insert("pids".into(), json!({"limit": n}));
+        res = res.pids(LinuxPidsBuilder::default().limit(n).build().map_err(err)?);
+        any_res = true;
     }
     if let Some(c) = o.cpus {
         let period: u64 = 100_000;
-        res.insert("cpu".into(), json!({"quota": (c * period as f64).round() as i64, "period": period}));
+        let quota = (c * period as f64).round() as i64;
+        res = res.cpu(LinuxCpuBuilder::default().quota(quota).period(period).build().map_err(err)?);
+        any_res = true;
     }
-    if !res.is_empty() {
-        linux.insert("resources".into(), Value::Object(res));
-    }
-    linux.insert("maskedPaths".into(), defaults["linux"]["maskedPaths"].clone());
-    linux.insert("readonlyPaths".into(), defaults["linux"]["readonlyPaths"].clone());
-    // Private, not slave: nothing mounted on the host later (e.g. the --persist bind
-    // mounts) may propagate into the sandbox, and nothing from it to the host.
-    linux.insert("rootfsPropagation".into(), json!("private"));
+    let mut linux = linux.build().map_err(err)?;
+    // Unset fields of a builder take the type's Default, which has resources.
+    linux.set_resources(if any_res { Some(res.build().map_err(err)?) } else { None });
 
-    let mut spec = json!({
-        "ociVersion": OCI_VERSION,
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": o.args,
-            "env": o.env,
-            "cwd": p.cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false
-        },
-        "root": {"path": rootfs, "readonly": o.rootfs == Rootfs::HostRo},
-        "mounts": mounts(o, p, host_dirs),
-        "linux": Value::Object(linux),
-    });
-    if let Some(h) = &o.hostname {
-        spec["hostname"] = json!(h);
-    }
-    serde_json::from_value(spec).map_err(|e| Error::Config(format!("building the sandbox's spec: {e}")))
+    let mut process = ProcessBuilder::default()
+        .terminal(false)
+        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(err)?)
+        .args(o.args.clone())
+        .env(o.env.clone())
+        .cwd(p.cwd.clone())
+        .capabilities(crate::defaults::capabilities(caps))
+        .no_new_privileges(false)
+        .build()
+        .map_err(err)?;
+    process.set_rlimits(None);
+    let mut spec = SpecBuilder::default()
+        .version(OCI_VERSION)
+        .process(process)
+        .root(RootBuilder::default().path(rootfs).readonly(o.rootfs == Rootfs::HostRo).build().map_err(err)?)
+        .mounts(mounts(o, p, host_dirs))
+        .linux(linux)
+        .build()
+        .map_err(err)?;
+    spec.set_hostname(o.hostname.clone());
+    spec.set_annotations(None);
+    Ok(spec)
 }
 
 // ---- side effects: skeleton, persistence, run ----

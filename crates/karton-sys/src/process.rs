@@ -267,6 +267,20 @@ pub fn unblock_all_signals() -> Result<()> {
         .map_err(|e| crate::SysError::new("pthread_sigmask", e))
 }
 
+/// Makes `cmd`'s child start with no signal blocked. A blocked mask survives fork and
+/// execve, and a process that reads its stop signals from a signalfd (`karton trace`)
+/// blocks them: without this the command it runs could not be stopped with SIGINT or
+/// SIGTERM.
+pub fn spawn_with_empty_signal_mask(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and execve; it allocates
+    // nothing and makes one async-signal-safe call (rt_sigprocmask on an empty set built
+    // on the stack).
+    unsafe {
+        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
+    }
+}
+
 /// setdomainname(2) in the caller's uts namespace (no /proc needed, so it works where
 /// /proc/sys is read-only or owned by another user namespace).
 pub fn setdomainname(name: &str) -> Result<()> {

@@ -24,7 +24,7 @@ use common::{TempDir, KARTON};
 /// they must never run beside a benchmark (nor beside each other).
 fn lock_or_skip() -> Option<RunLock> {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: needs root (network namespaces, veth, nftables)");
+        karton_testkit::skip("needs root (network namespaces, veth, nftables)");
         return None;
     }
     for _ in 0..600 {
@@ -85,7 +85,7 @@ fn echo_in(pid: u32, port: u16) -> std::thread::JoinHandle<()> {
 fn veth_and_bridge_nat_carry_tcp_and_leave_nothing() {
     let Some(_lock) = lock_or_skip() else { return };
     if !Path::new("/usr/sbin/nft").exists() {
-        eprintln!("SKIP: needs nft for the bridge mode (apt-get install nftables)");
+        karton_testkit::skip("needs nft for the bridge mode (apt-get install nftables)");
         return;
     }
     {
@@ -140,7 +140,7 @@ fn a_second_run_is_refused() {
 fn a_redis_row_runs_end_to_end_in_every_mode() {
     let Some(_lock) = lock_or_skip() else { return };
     if let Some(why) = apps::missing_programs("redis") {
-        eprintln!("SKIP: {why}");
+        karton_testkit::skip(&why);
         return;
     }
     let work = TempDir::new("apps");

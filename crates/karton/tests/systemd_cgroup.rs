@@ -120,14 +120,14 @@ fn have_systemd() -> bool {
         ("/usr/bin/nsenter", "util-linux"),
     ] {
         if !Path::new(path).exists() {
-            eprintln!("SKIP: needs {path} (apt-get install {pkg}; scripts/deps.sh)");
+            karton_testkit::skip(format!("needs {path} (apt-get install {pkg}; scripts/deps.sh)"));
             return false;
         }
     }
     if Path::new("/run/systemd/system").is_dir() {
         // A host booted with systemd runs this driver for real; booting a second systemd
         // beside it is not what this test is for.
-        eprintln!("SKIP: the host runs systemd already; this test boots its own");
+        karton_testkit::skip("the host runs systemd already; this test boots its own");
         return false;
     }
     true

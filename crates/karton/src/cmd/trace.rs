@@ -1,17 +1,17 @@
 //! `karton trace`: eBPF instruments on a container, a process tree or a command.
 //!
-//! The work is done by karton-probe; this module picks the target, runs the clock and
-//! prints bcc-style tables and log2 histograms, or JSON lines with --json.
+//! The work is done by karton-probe (its `session` module runs the probe on the target,
+//! the clock and the stop signals); this module turns the flags into a subject and a
+//! probe, and prints bcc-style tables and log2 histograms, or JSON lines with --json.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
-use karton_probe::{Hist, InstrumentState, Probe, Snapshot, StoppedCommand, Target};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use karton_probe::session::{Clock, Session, StopSignals, Subject};
+use karton_probe::{Hist, InstrumentState, Probe, ProbeBuilder, Snapshot};
 
 const AFTER_HELP: &str = "\
 Instruments (each names its kernel mechanism in the output; one failing never stops the others):
@@ -103,41 +103,58 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let interval = secs(args.interval, "interval")?;
     let duration = secs(args.duration, "duration")?;
     let none = !(args.syscalls || args.sched || args.faults || args.ns || args.timeline || args.footprint);
-    let syscalls = args.syscalls || none;
 
-    // Block SIGINT/SIGTERM before anything else and read them from a signalfd: the summary
-    // is printed from the main loop, not from a handler. Children get a clean mask (std
-    // resets it on spawn).
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGINT);
-    mask.add(Signal::SIGTERM);
-    mask.thread_block().context("blocking SIGINT/SIGTERM")?;
-    let sfd =
-        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    // Before anything else: SIGINT/SIGTERM then end the session, whose summary is printed.
+    let signals = StopSignals::block()?;
+    let (subject, container_label) = subject(&args, g)?;
+    let mut session = Session::attach(signals, subject, builder(&args, none))?;
+    let label = container_label.unwrap_or_else(|| label(&args, session.command_pid()));
+    report_status(session.probe(), &label, args.json);
 
-    let mut cmd = None;
-    let (target, watch_pid, label) = if let Some(id) = &args.container {
+    let clock = Clock { interval, duration };
+    let end = session.run(clock, |snap| print_snapshot(snap, &args, "interval", None))?;
+    let rusage_rss = end.command_peak_rss_kib.filter(|_| args.faults || none);
+    print_snapshot(&end.snapshot, &args, "summary", rusage_rss);
+    if !args.json {
+        eprintln!("karton trace: {} after {:.1} s", end.stop, end.started.elapsed().as_secs_f64());
+    }
+    Ok(end.exit_code)
+}
+
+/// What to measure, from the flags; a container's label too (its id is known only here).
+fn subject(args: &TraceArgs, g: &crate::Global) -> anyhow::Result<(Subject, Option<String>)> {
+    Ok(if let Some(id) = &args.container {
         let rec = super::lifecycle::runtime(g)?.state(id)?;
         if rec.status == karton_runtime::Status::Stopped {
             bail!("container {id} is stopped: there is nothing to trace");
         }
         let pid = rec.pid as u32;
         let ns = karton_probe::pidns_of(pid)?;
-        (Target::PidNs(ns), Some(pid), format!("container {id} (init pid {pid}, pid ns {ns})"))
+        (
+            Subject::Container { ns, init_pid: pid },
+            Some(format!("container {id} (init pid {pid}, pid ns {ns})")),
+        )
     } else if let Some(pid) = args.pid {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            bail!("no process {pid}");
-        }
-        (Target::Tgid(pid), Some(pid), format!("pid {pid} and its descendants"))
+        (Subject::Process(pid), None)
     } else if !args.cmd.is_empty() {
-        let c = StoppedCommand::spawn(&args.cmd)?;
-        let pid = c.pid();
-        cmd = Some(c);
-        (Target::Tgid(pid), None, format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" ")))
+        (Subject::Command(args.cmd.clone()), None)
     } else {
-        (Target::All, None, "every task on the host".to_string())
-    };
+        (Subject::All, None)
+    })
+}
 
+/// What the status lines say is measured, for every subject but a container.
+fn label(args: &TraceArgs, command_pid: Option<u32>) -> String {
+    match (args.pid, command_pid) {
+        (Some(pid), _) => format!("pid {pid} and its descendants"),
+        (None, Some(pid)) => format!("command {:?} (pid {pid}) and its descendants", args.cmd.join(" ")),
+        (None, None) => "every task on the host".to_string(),
+    }
+}
+
+/// The instruments the flags select; `none`: no instrument flag, the default set.
+fn builder(args: &TraceArgs, none: bool) -> ProbeBuilder {
+    let syscalls = args.syscalls || none;
     let mut b = Probe::builder()
         .syscalls(syscalls)
         .syscall_latency(syscalls && !args.counts_only)
@@ -146,79 +163,11 @@ pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
         .nsops(args.ns)
         .timeline(args.timeline)
         .footprint(args.footprint)
-        .sample_hz(args.hz)
-        .target(target);
+        .sample_hz(args.hz);
     if let Some(d) = &args.log_dir {
         b = b.log_dir(d);
     }
-    let mut probe = b.attach().context("attaching eBPF instruments")?;
-    report_status(&probe, &label, args.json);
-    if let Some(c) = cmd.as_mut() {
-        c.release()?;
-    }
-
-    let start = Instant::now();
-    let mut next_print = interval.map(|i| start + i);
-    let mut next_rss = start;
-    let mut exit_code = 0;
-    let mut why = "duration over";
-    loop {
-        // Wake at most every 100 ms: signals, the end of the target and the clock.
-        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
-        if let Ok(Some(_)) = sfd.read_signal() {
-            why = "interrupted";
-            break;
-        }
-        if let Some(c) = cmd.as_mut() {
-            if let Some(st) = c.try_wait()? {
-                exit_code = st
-                    .code()
-                    .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0));
-                why = "command exited";
-                break;
-            }
-        }
-        if let Some(pid) = watch_pid {
-            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err() {
-                why = "target exited";
-                break;
-            }
-        }
-        let now = Instant::now();
-        // Peak RSS comes from /proc: sample it while the processes are alive.
-        if now >= next_rss {
-            probe.sample_rss();
-            next_rss = now + Duration::from_millis(500);
-        }
-        if duration.is_some_and(|d| now >= start + d) {
-            break;
-        }
-        if let (Some(at), Some(iv)) = (next_print, interval) {
-            if now >= at {
-                let snap = probe.snapshot()?;
-                print_snapshot(&snap, &args, "interval", None);
-                next_print = Some(at + iv);
-            }
-        }
-    }
-    let snap = probe.snapshot()?;
-    let had_cmd = cmd.is_some();
-    drop(cmd); // kills and reaps the command if it still runs (interrupted, duration over)
-               // Peak RSS of the command's tree: the kernel's own maximum over waited-for children.
-    let rusage_rss = if had_cmd && (args.faults || none) {
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-            .ok()
-            .map(|u| u.max_rss())
-            .filter(|r| *r > 0)
-    } else {
-        None
-    };
-    print_snapshot(&snap, &args, "summary", rusage_rss);
-    if !args.json {
-        eprintln!("karton trace: {why} after {:.1} s", start.elapsed().as_secs_f64());
-    }
-    Ok(exit_code)
+    b
 }
 
 fn report_status(p: &Probe, label: &str, json: bool) {
@@ -269,6 +218,17 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
     }
     let host = karton_probe::pidns_of(1).ok();
     println!("\n=== {kind} at {:.1} s (cumulative since attach) ===", s.elapsed_s);
+    print_syscalls(s, a, host);
+    print_sched(s, host);
+    print_faults(s, a, host, rusage_rss_kib);
+    print_nsops(s, host);
+    print_timeline(s);
+    print_footprint(s, a, host);
+    print_tracepoints(s, a, host);
+}
+
+/// Per key: the top syscalls, and the latency histograms of the three most called.
+fn print_syscalls(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
     if let Some(sec) = &s.syscalls {
         println!("\nSYSCALLS  [{}]", sec.instrument);
         let mut by_key: BTreeMap<u64, Vec<_>> = BTreeMap::new();
@@ -299,6 +259,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             }
         }
     }
+}
+
+/// Per key: switches, on-CPU time and the run-queue latency histogram.
+fn print_sched(s: &Snapshot, host: Option<u64>) {
     if let Some(sec) = &s.sched {
         println!("\nSCHEDULER  [{}]", sec.instrument);
         for r in &sec.rows {
@@ -313,6 +277,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             print_hist(&r.runq, "    ");
         }
     }
+}
+
+/// Page faults per key, then peak RSS per process and of the command's largest process.
+fn print_faults(s: &Snapshot, a: &TraceArgs, host: Option<u64>, rusage_rss_kib: Option<i64>) {
     if let Some(sec) = &s.faults {
         println!("\nPAGE FAULTS  [{}]", sec.instrument);
         for r in &sec.rows {
@@ -339,6 +307,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             "PEAK RSS of the command's largest process: {r} KiB  [getrusage(RUSAGE_CHILDREN).ru_maxrss]"
         );
     }
+}
+
+/// Namespace syscalls by call and CLONE_NEW* flags.
+fn print_nsops(s: &Snapshot, host: Option<u64>) {
     if let Some(sec) = &s.nsops {
         println!("\nNAMESPACE SYSCALLS  [{}]", sec.instrument);
         println!(
@@ -360,6 +332,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             );
         }
     }
+}
+
+/// fork, exec and exit events, in time since the first.
+fn print_timeline(s: &Snapshot) {
     if let Some(sec) = &s.timeline {
         println!("\nTIMELINE  [{}]", sec.instrument);
         let t0 = sec.rows.first().map(|e| e.ts_ns).unwrap_or(0);
@@ -381,6 +357,10 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             );
         }
     }
+}
+
+/// Kernel functions sampled per key, most samples first.
+fn print_footprint(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
     if let Some(sec) = &s.footprint {
         println!("\nKERNEL FOOTPRINT — APPROXIMATION  [{}]", sec.instrument);
         for r in &sec.rows {
@@ -397,7 +377,6 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
             }
         }
     }
-    print_tracepoints(s, a, host);
 }
 
 fn print_tracepoints(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
