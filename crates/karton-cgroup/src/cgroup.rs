@@ -290,8 +290,29 @@ impl Cgroup {
         if subs.is_empty() {
             return Ok(out);
         }
+        self.check_sub_controllers(&subs)?;
+        let bases: BTreeSet<PathBuf> = self.v1.values().cloned().collect();
+        for base in bases {
+            let mut ctrls = self.v1.iter().filter(|(_, d)| **d == base).map(|(c, _)| c);
+            if let Some((sub, arg)) = pick_sub(&subs, &base, &mut ctrls)? {
+                let dir = join_sub(&base, &sub, &arg)?;
+                for d in out.v1.values_mut().filter(|d| **d == base) {
+                    *d = dir.clone();
+                }
+            }
+        }
+        if let Some(base) = self.v2.clone() {
+            if let Some((sub, arg)) = pick_sub(&subs, &base, &mut self.v2_controllers.iter())? {
+                out.v2 = Some(join_sub(&base, &sub, &arg)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every controller `exec --cgroup` names exists here, in v1 or in cgroup2.
+    fn check_sub_controllers(&self, subs: &SubCgroups) -> Result<(), Error> {
         let known = |c: &str| self.v1.contains_key(c) || self.v2_controllers.iter().any(|v| v == c);
-        for (ctrl, (_, arg)) in &subs {
+        for (ctrl, (_, arg)) in subs {
             if !ctrl.is_empty() && !known(ctrl) {
                 let mut names: Vec<&str> = self.v1.keys().map(String::as_str).collect();
                 names.extend(self.v2_controllers.iter().map(String::as_str));
@@ -301,50 +322,7 @@ impl Cgroup {
                 });
             }
         }
-        // The sub path one directory gets: from a bare path, or from any controller that
-        // lives there (co-mounted v1 controllers share a directory, so they must agree).
-        let pick = |dir: &Path,
-                    ctrls: &mut dyn Iterator<Item = &String>|
-         -> Result<Option<(String, String)>, Error> {
-            if let Some(all) = subs.get("") {
-                return Ok(Some(all.clone()));
-            }
-            let mut chosen: Option<(String, String)> = None;
-            for c in ctrls {
-                if let Some((sub, arg)) = subs.get(c.as_str()) {
-                    match &chosen {
-                        Some((s, a)) if s != sub => {
-                            return Err(Error::SubCgroup {
-                                arg: arg.clone(),
-                                reason: format!(
-                                    "{} is one hierarchy ({}): {a:?} already puts it in {s:?}",
-                                    dir.display(),
-                                    c
-                                ),
-                            })
-                        }
-                        _ => chosen = Some((sub.clone(), arg.clone())),
-                    }
-                }
-            }
-            Ok(chosen)
-        };
-        let bases: BTreeSet<PathBuf> = self.v1.values().cloned().collect();
-        for base in bases {
-            let mut ctrls = self.v1.iter().filter(|(_, d)| **d == base).map(|(c, _)| c);
-            if let Some((sub, arg)) = pick(&base, &mut ctrls)? {
-                let dir = join_sub(&base, &sub, &arg)?;
-                for d in out.v1.values_mut().filter(|d| **d == base) {
-                    *d = dir.clone();
-                }
-            }
-        }
-        if let Some(base) = self.v2.clone() {
-            if let Some((sub, arg)) = pick(&base, &mut self.v2_controllers.iter())? {
-                out.v2 = Some(join_sub(&base, &sub, &arg)?);
-            }
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Applies all of `linux.resources`. A key the host cannot apply is an error naming
@@ -683,8 +661,11 @@ fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String, Error> {
     Ok(out)
 }
 
-/// `exec --cgroup` arguments → controller ("" for all) → (sub path, the argument).
-fn parse_sub_cgroup_args(args: &[String]) -> Result<BTreeMap<String, (String, String)>, Error> {
+/// `exec --cgroup` arguments: controller ("" for all) → (sub path, the argument).
+type SubCgroups = BTreeMap<String, (String, String)>;
+
+/// Parses the `exec --cgroup` arguments into [`SubCgroups`].
+fn parse_sub_cgroup_args(args: &[String]) -> Result<SubCgroups, Error> {
     let bad = |arg: &str, reason: &str| Error::SubCgroup { arg: arg.to_string(), reason: reason.to_string() };
     let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
     for arg in args {
@@ -711,6 +692,38 @@ fn parse_sub_cgroup_args(args: &[String]) -> Result<BTreeMap<String, (String, St
         }
     }
     Ok(out)
+}
+
+/// The sub path one directory gets (with the argument that named it): from a bare path,
+/// or from any of `ctrls`, the controllers that live there (co-mounted v1 controllers share
+/// a directory, so they must agree).
+fn pick_sub(
+    subs: &SubCgroups,
+    dir: &Path,
+    ctrls: &mut dyn Iterator<Item = &String>,
+) -> Result<Option<(String, String)>, Error> {
+    if let Some(all) = subs.get("") {
+        return Ok(Some(all.clone()));
+    }
+    let mut chosen: Option<(String, String)> = None;
+    for c in ctrls {
+        if let Some((sub, arg)) = subs.get(c.as_str()) {
+            match &chosen {
+                Some((s, a)) if s != sub => {
+                    return Err(Error::SubCgroup {
+                        arg: arg.clone(),
+                        reason: format!(
+                            "{} is one hierarchy ({}): {a:?} already puts it in {s:?}",
+                            dir.display(),
+                            c
+                        ),
+                    })
+                }
+                _ => chosen = Some((sub.clone(), arg.clone())),
+            }
+        }
+    }
+    Ok(chosen)
 }
 
 /// `base`/`sub` for a sub-cgroup that must exist below `base`.
@@ -900,6 +913,20 @@ mod tests {
         assert!(a(&[":foo"]).is_err());
         assert!(a(&["a:b:c"]).is_err());
         assert!(a(&["cpu:a", "cpu:b"]).is_err());
+    }
+
+    #[test]
+    fn co_mounted_controllers_must_pick_one_sub_path() {
+        let a =
+            |v: &[&str]| parse_sub_cgroup_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let dir = Path::new("/sys/fs/cgroup/cpu,cpuacct/x");
+        let pick = |subs: &SubCgroups, ctrls: &[&str]| pick_sub(subs, dir, &mut names(ctrls).iter());
+        let subs = a(&["cpu,cpuacct:foo"]);
+        assert_eq!(pick(&subs, &["cpu", "cpuacct"]).unwrap(), Some(("foo".into(), "cpu,cpuacct:foo".into())));
+        assert_eq!(pick(&subs, &["memory"]).unwrap(), None);
+        assert!(pick(&a(&["cpu:foo", "cpuacct:bar"]), &["cpu", "cpuacct"]).is_err());
+        assert_eq!(pick(&a(&["foo"]), &[]).unwrap(), Some(("foo".into(), "foo".into())));
     }
 
     #[test]

@@ -151,39 +151,45 @@ pub fn build_program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, Error> {
         ins(LDX_MEM_W, 5, 1, 8, 0),
     ];
     for rule in parsed.iter().rev() {
-        let mut block = Vec::new();
-        // Each check jumps to the end of this block on mismatch; offsets fixed up below.
-        let mut jumps = Vec::new();
-        if let Some(t) = rule.typ {
-            jumps.push(block.len());
-            block.push(ins(JMP32_JNE_K, 2, 0, 0, t));
-        }
-        if rule.access != ACC_ALL {
-            // Match when the request asks for nothing beyond the rule's access.
-            block.push(ins(ALU64_MOV_X, 6, 3, 0, 0));
-            block.push(ins(ALU64_AND_K, 6, 0, 0, !rule.access & ACC_ALL));
-            jumps.push(block.len());
-            block.push(ins(JMP32_JNE_K, 6, 0, 0, 0));
-        }
-        if let Some(m) = rule.major {
-            jumps.push(block.len());
-            block.push(ins(JMP32_JNE_K, 4, 0, 0, m as i32));
-        }
-        if let Some(m) = rule.minor {
-            jumps.push(block.len());
-            block.push(ins(JMP32_JNE_K, 5, 0, 0, m as i32));
-        }
-        block.push(ins(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow)));
-        block.push(ins(EXIT, 0, 0, 0, 0));
-        let end = block.len();
-        for j in jumps {
-            block[j].off = (end - j - 1) as i16;
-        }
-        p.extend(block);
+        p.extend(rule_block(rule));
     }
     p.push(ins(ALU64_MOV_K, 0, 0, 0, i32::from(default_allow)));
     p.push(ins(EXIT, 0, 0, 0, 0));
     Ok(p)
+}
+
+/// One rule's block: the rule's verdict when every check matches, else on to the next
+/// block.
+fn rule_block(rule: &Rule) -> Vec<Insn> {
+    let mut block = Vec::new();
+    // Each check jumps to the end of this block on mismatch; offsets fixed up below.
+    let mut jumps = Vec::new();
+    if let Some(t) = rule.typ {
+        jumps.push(block.len());
+        block.push(ins(JMP32_JNE_K, 2, 0, 0, t));
+    }
+    if rule.access != ACC_ALL {
+        // Match when the request asks for nothing beyond the rule's access.
+        block.push(ins(ALU64_MOV_X, 6, 3, 0, 0));
+        block.push(ins(ALU64_AND_K, 6, 0, 0, !rule.access & ACC_ALL));
+        jumps.push(block.len());
+        block.push(ins(JMP32_JNE_K, 6, 0, 0, 0));
+    }
+    if let Some(m) = rule.major {
+        jumps.push(block.len());
+        block.push(ins(JMP32_JNE_K, 4, 0, 0, m as i32));
+    }
+    if let Some(m) = rule.minor {
+        jumps.push(block.len());
+        block.push(ins(JMP32_JNE_K, 5, 0, 0, m as i32));
+    }
+    block.push(ins(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow)));
+    block.push(ins(EXIT, 0, 0, 0, 0));
+    let end = block.len();
+    for j in jumps {
+        block[j].off = (end - j - 1) as i16;
+    }
+    block
 }
 
 /// Loads the program for `rules` and attaches it to the cgroup2 directory `dir`, then
@@ -329,5 +335,18 @@ mod tests {
         assert!(l(rule(true, LinuxDeviceType::P, None, None, "r")).is_empty());
         assert!(v1_lines(0, &rule(true, LinuxDeviceType::C, Some(1), Some(3), "rx")).is_err());
         assert!(v1_lines(0, &rule(true, LinuxDeviceType::C, Some(1 << 40), Some(3), "r")).is_err());
+    }
+    #[test]
+    fn every_check_of_a_block_jumps_past_its_end() {
+        let r = Rule { allow: true, typ: Some(1), major: Some(8), minor: None, access: ACC_READ };
+        let b = rule_block(&r);
+        // type, access (mov, and, jne), major, verdict, exit.
+        assert_eq!(b.len(), 7);
+        let offs: Vec<(usize, i16)> =
+            b.iter().enumerate().filter(|(_, i)| i.code == JMP32_JNE_K).map(|(n, i)| (n, i.off)).collect();
+        assert_eq!(offs, vec![(0, 6), (3, 3), (4, 2)]);
+        assert_eq!((b[5].code, b[5].imm), (ALU64_MOV_K, 1));
+        let any = Rule { allow: false, typ: None, major: None, minor: None, access: ACC_ALL };
+        assert_eq!(rule_block(&any).len(), 2);
     }
 }

@@ -519,33 +519,61 @@ pub fn validate_process(
     at: &dyn Fn(&str) -> String,
     host: &HostSupport,
 ) -> Result<()> {
-    let bad = |msg: String| Err(Error::Config(format!("{file}: {msg}")));
+    check_command(p, at)
+        .and_then(|()| check_lsm_labels(p, at, host))
+        .and_then(|()| check_rlimits(p, at))
+        .and_then(|()| check_env(p, at))
+        .and_then(|()| check_capabilities(p, at))
+        .map_err(|msg| Error::Config(format!("{file}: {msg}")))
+}
+
+// The process checks below return the message only: validate_process adds the file name.
+
+fn check_command(
+    p: &oci_spec::runtime::Process,
+    at: &dyn Fn(&str) -> String,
+) -> std::result::Result<(), String> {
     if p.args().as_ref().is_none_or(|a| a.is_empty() || a[0].is_empty()) {
-        return bad(format!("process.args is empty{}: set the command to run", at("args")));
+        return Err(format!("process.args is empty{}: set the command to run", at("args")));
     }
     if !p.cwd().is_absolute() {
-        return bad(format!(
+        return Err(format!(
             "process.cwd {:?} is not absolute{}: give a path inside the container starting with /",
             p.cwd(),
             at("cwd")
         ));
     }
+    Ok(())
+}
+
+fn check_lsm_labels(
+    p: &oci_spec::runtime::Process,
+    at: &dyn Fn(&str) -> String,
+    host: &HostSupport,
+) -> std::result::Result<(), String> {
     if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) && !host.apparmor {
-        return bad(format!(
+        return Err(format!(
             "process.apparmorProfile{}: AppArmor is not enabled on this host, so the profile cannot take effect: remove the field",
             at("apparmorProfile")
         ));
     }
     if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) && !host.selinux {
-        return bad(format!(
+        return Err(format!(
             "process.selinuxLabel{}: SELinux is not enabled on this host, so the label cannot take effect: remove the field",
             at("selinuxLabel")
         ));
     }
+    Ok(())
+}
+
+fn check_rlimits(
+    p: &oci_spec::runtime::Process,
+    at: &dyn Fn(&str) -> String,
+) -> std::result::Result<(), String> {
     for r in p.rlimits().iter().flatten() {
         // setrlimit refuses soft > hard with EINVAL whatever the privilege.
         if r.soft() > r.hard() {
-            return bad(format!(
+            return Err(format!(
                 "process.rlimits {}{}: soft limit {} is above the hard limit {}: the soft limit may be at most the hard one; lower soft or raise hard",
                 r.typ(),
                 at("rlimits"),
@@ -554,23 +582,34 @@ pub fn validate_process(
             ));
         }
     }
+    Ok(())
+}
+
+fn check_env(p: &oci_spec::runtime::Process, at: &dyn Fn(&str) -> String) -> std::result::Result<(), String> {
     for e in p.env().iter().flatten() {
         if !e.contains('=') {
-            return bad(format!("process.env entry {e:?}{} has no '=': write it as NAME=value", at("env")));
+            return Err(format!("process.env entry {e:?}{} has no '=': write it as NAME=value", at("env")));
         }
     }
-    if let Some(caps) = p.capabilities() {
-        let sets = [caps.bounding(), caps.effective(), caps.inheritable(), caps.permitted(), caps.ambient()];
-        for c in sets.into_iter().flatten().flatten() {
-            let name = format!("CAP_{c}");
-            match karton_sys::caps::from_name(&name) {
-                Some(n) if n <= karton_sys::caps::last_cap() => {}
-                _ => {
-                    return bad(format!(
-                        "process.capabilities: {name}{} is not known to this kernel: remove it",
-                        at(&name)
-                    ))
-                }
+    Ok(())
+}
+
+/// Every capability name is one this kernel knows.
+fn check_capabilities(
+    p: &oci_spec::runtime::Process,
+    at: &dyn Fn(&str) -> String,
+) -> std::result::Result<(), String> {
+    let Some(caps) = p.capabilities() else { return Ok(()) };
+    let sets = [caps.bounding(), caps.effective(), caps.inheritable(), caps.permitted(), caps.ambient()];
+    for c in sets.into_iter().flatten().flatten() {
+        let name = format!("CAP_{c}");
+        match karton_sys::caps::from_name(&name) {
+            Some(n) if n <= karton_sys::caps::last_cap() => {}
+            _ => {
+                return Err(format!(
+                    "process.capabilities: {name}{} is not known to this kernel: remove it",
+                    at(&name)
+                ))
             }
         }
     }
@@ -896,5 +935,33 @@ mod tests {
         let text = BASE.replace("1.2.0", "2.0.0").replace(r#"["sh"]"#, "[]");
         let e = validate(&cfg(&text).unwrap(), &HostSupport::default()).unwrap_err().to_string();
         assert!(e.contains("ociVersion"), "{e}");
+    }
+    #[test]
+    fn process_checks_name_the_field() {
+        let process = |json: &str| -> oci_spec::runtime::Process {
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("test process does not parse: {e}"))
+        };
+        let at = |k: &str| format!(" [{k}]");
+        let p = process(r#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["sh"], "env": ["A=1", "B"]}"#);
+        assert_eq!(check_command(&p, &at), Ok(()));
+        assert_eq!(
+            check_env(&p, &at).unwrap_err(),
+            "process.env entry \"B\" [env] has no '=': write it as NAME=value"
+        );
+        let p = process(r#"{"user": {"uid": 0, "gid": 0}, "cwd": "rel", "args": ["sh"]}"#);
+        assert!(check_command(&p, &at).unwrap_err().starts_with("process.cwd \"rel\" is not absolute [cwd]"));
+        let p = process(
+            r#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": [""], "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]}"#,
+        );
+        assert!(check_command(&p, &at).unwrap_err().starts_with("process.args is empty [args]"));
+        assert!(check_rlimits(&p, &at)
+            .unwrap_err()
+            .starts_with("process.rlimits RLIMIT_NOFILE [rlimits]: soft limit 2"));
+        let host = HostSupport::default();
+        let p = process(r#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["sh"], "selinuxLabel": "x"}"#);
+        assert!(check_lsm_labels(&p, &at, &host)
+            .unwrap_err()
+            .starts_with("process.selinuxLabel [selinuxLabel]"));
+        assert_eq!(check_lsm_labels(&p, &at, &HostSupport { apparmor: false, selinux: true }), Ok(()));
     }
 }

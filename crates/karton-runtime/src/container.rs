@@ -290,40 +290,8 @@ impl Runtime {
             }
             Err(e) => return Err(e),
         };
-        let mut status = self.live_status(&rec);
-        if status != Status::Stopped && crate::procfs::is_dying(rec.pid) {
-            // `kill ID 9` returns once the signal is queued; the init still reads as alive
-            // until it has exited (an init of a pid namespace first waits for the rest of
-            // its namespace). Let it finish rather than refuse a container that is stopping.
-            if let Ok(fd) = self.open_init(&rec) {
-                wait_exit(&fd, DYING_WAIT);
-            }
-            status = self.live_status(&rec);
-        }
-        if status != Status::Stopped {
-            if !force {
-                return Err(Error::State {
-                    id: id.into(),
-                    status: status.to_string(),
-                    reason: "delete needs a stopped container: stop it with `karton kill`, or use --force"
-                        .into(),
-                });
-            }
-            self.kill_everything(&rec)?;
-        } else if let Some(cg) = &rec.cgroup {
-            // The init is gone; without a pid namespace its children may still run.
-            if !rec.own_pid_ns && !cg.pids().unwrap_or_default().is_empty() {
-                if !force {
-                    return Err(Error::State {
-                        id: id.into(),
-                        status: "stopped".into(),
-                        reason: "its init exited but other processes remain in its cgroup: use --force"
-                            .into(),
-                    });
-                }
-                cg.kill_all(libc::SIGKILL)?;
-            }
-        }
+        let status = self.settled_status(&rec);
+        self.stop_for_delete(id, &rec, status, force)?;
         if let Some(cg) = &rec.cgroup {
             cg.delete()?;
         } else if force {
@@ -338,6 +306,50 @@ impl Runtime {
         lock.remove()?;
         if let Some(list) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
             crate::hooks::run_all_warn("poststop", &list, &state);
+        }
+        Ok(())
+    }
+
+    /// The status, once an init that is already dying has finished: `kill ID 9` returns
+    /// once the signal is queued; the init still reads as alive until it has exited (an
+    /// init of a pid namespace first waits for the rest of its namespace). Let it finish
+    /// rather than refuse a container that is stopping.
+    fn settled_status(&self, rec: &Record) -> Status {
+        let status = self.live_status(rec);
+        if status == Status::Stopped || !crate::procfs::is_dying(rec.pid) {
+            return status;
+        }
+        if let Ok(fd) = self.open_init(rec) {
+            wait_exit(&fd, DYING_WAIT);
+        }
+        self.live_status(rec)
+    }
+
+    /// Makes sure no process of the container is left before its cgroups and state go:
+    /// refuses without `force`, kills with it.
+    fn stop_for_delete(&self, id: &str, rec: &Record, status: Status, force: bool) -> Result<()> {
+        if status != Status::Stopped {
+            if !force {
+                return Err(Error::State {
+                    id: id.into(),
+                    status: status.to_string(),
+                    reason: "delete needs a stopped container: stop it with `karton kill`, or use --force"
+                        .into(),
+                });
+            }
+            return self.kill_everything(rec);
+        }
+        let Some(cg) = &rec.cgroup else { return Ok(()) };
+        // The init is gone; without a pid namespace its children may still run.
+        if !rec.own_pid_ns && !cg.pids().unwrap_or_default().is_empty() {
+            if !force {
+                return Err(Error::State {
+                    id: id.into(),
+                    status: "stopped".into(),
+                    reason: "its init exited but other processes remain in its cgroup: use --force".into(),
+                });
+            }
+            cg.kill_all(libc::SIGKILL)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
@@ -57,20 +57,8 @@ fn tail(f: &mut std::fs::File, max: u64) -> String {
 }
 
 fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
-    let path = h.path();
-    let name = format!("{kind} hook {index} ({})", path.display());
-    let args = h.args().clone().unwrap_or_default();
-    let mut cmd = Command::new(path);
-    if let Some(argv0) = args.first() {
-        cmd.arg0(argv0);
-    }
-    cmd.args(args.iter().skip(1));
-    cmd.env_clear();
-    for kv in h.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
+    let name = format!("{kind} hook {index} ({})", h.path().display());
+    let mut cmd = hook_command(h);
     // The state comes from a memory file, not a pipe: a hook that exits without reading
     // its stdin can then neither block us nor kill us with SIGPIPE. Its stderr goes to a
     // memory file too: a hook may write any amount without ever blocking on us.
@@ -82,16 +70,39 @@ fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
     ))
     .stdout(Stdio::inherit())
     .stderr(Stdio::from(stderr_for_child));
-    let mut child =
+    let child =
         cmd.spawn().map_err(|e| Error::Hook(format!("{name}: cannot start: {e}: check the hook path")))?;
-    let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    wait_hook(child, &mut stderr, &name, h.timeout())
+}
+
+/// The hook's command: its path, argv (args[0] as argv[0]) and only its own env.
+fn hook_command(h: &Hook) -> Command {
+    let args = h.args().clone().unwrap_or_default();
+    let mut cmd = Command::new(h.path());
+    if let Some(argv0) = args.first() {
+        cmd.arg0(argv0);
+    }
+    cmd.args(args.iter().skip(1));
+    cmd.env_clear();
+    for kv in h.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// Waits for the hook to exit, killing it at its timeout (seconds; none if not > 0). A
+/// failure quotes the end of what it wrote to `stderr`.
+fn wait_hook(mut child: Child, stderr: &mut std::fs::File, name: &str, timeout: Option<i64>) -> Result<()> {
+    let deadline = timeout.filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
                 if status.success() {
                     return Ok(());
                 }
-                let err = tail(&mut stderr, 4096);
+                let err = tail(stderr, 4096);
                 let err = err.trim();
                 let detail = if err.is_empty() { String::new() } else { format!(": {err}") };
                 return Err(Error::Hook(format!("{name} failed with {status}{detail}")));
@@ -104,9 +115,27 @@ fn run_one(kind: &str, index: usize, h: &Hook, state_json: &str) -> Result<()> {
             let _ = child.wait();
             return Err(Error::Hook(format!(
                 "{name} timed out after {} s: raise its timeout or fix the hook",
-                h.timeout().unwrap_or_default()
+                timeout.unwrap_or_default()
             )));
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_command_has_only_the_hooks_args_and_env() {
+        let h: Hook = serde_json::from_str(
+            r#"{"path": "/bin/hook", "args": ["hook", "-x"], "env": ["A=1", "BROKEN"]}"#,
+        )
+        .unwrap_or_else(|e| panic!("test hook does not parse: {e}"));
+        let cmd = hook_command(&h);
+        assert_eq!(cmd.get_program(), "/bin/hook");
+        assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["-x"]);
+        let envs: Vec<_> = cmd.get_envs().filter_map(|(k, v)| Some((k.to_str()?, v?.to_str()?))).collect();
+        assert_eq!(envs, [("A", "1")]);
     }
 }

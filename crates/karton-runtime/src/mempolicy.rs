@@ -59,16 +59,7 @@ pub fn apply(policy: &MemPolicy) -> Result<()> {
 
 /// `possible`: the node bitmap of the machine, `None` on a kernel without NUMA.
 fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<MemPolicy>> {
-    let bad = |field: &str, msg: String| Err(Error::Config(format!("linux.memoryPolicy.{field}: {msg}")));
-    let (mode, mode_name) = match p.mode() {
-        M::MpolDefault => (MPOL_DEFAULT, "MPOL_DEFAULT"),
-        M::MpolBind => (MPOL_BIND, "MPOL_BIND"),
-        M::MpolInterleave => (MPOL_INTERLEAVE, "MPOL_INTERLEAVE"),
-        M::MpolWeightedInterleave => (MPOL_WEIGHTED_INTERLEAVE, "MPOL_WEIGHTED_INTERLEAVE"),
-        M::MpolPreferred => (MPOL_PREFERRED, "MPOL_PREFERRED"),
-        M::MpolPreferredMany => (MPOL_PREFERRED_MANY, "MPOL_PREFERRED_MANY"),
-        M::MpolLocal => (MPOL_LOCAL, "MPOL_LOCAL"),
-    };
+    let (mode, mode_name) = mode_of(p);
     let mut flags = 0;
     for f in p.flags().iter().flatten() {
         flags |= match f {
@@ -79,8 +70,42 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
     }
     let text = p.nodes().as_deref().unwrap_or("").trim();
     let nodes = parse_nodes(text, "linux.memoryPolicy.nodes")?;
-    let has_nodes = nodes.iter().any(|w| *w != 0);
+    check_flags(mode, mode_name, flags)?;
+    check_nodes_for_mode(mode, mode_name, flags, nodes.iter().any(|w| *w != 0), text)?;
+    let Some(possible) = possible else {
+        if mode == MPOL_DEFAULT && flags == 0 {
+            // Nothing to set: without NUMA every policy is the default one.
+            return Ok(None);
+        }
+        return Err(Error::Unsupported(format!(
+            "linux.memoryPolicy.mode: this kernel has no NUMA support ({POSSIBLE_NODES} is missing), so {mode_name} cannot be set: remove linux.memoryPolicy"
+        )));
+    };
+    // Relative nodes are folded onto the allowed ones by the kernel: any number goes.
+    if flags & MPOL_F_RELATIVE_NODES == 0 {
+        check_possible(&nodes, possible)?;
+    }
+    Ok(Some(MemPolicy { mode, flags, nodes }))
+}
 
+fn bad<T>(field: &str, msg: String) -> Result<T> {
+    Err(Error::Config(format!("linux.memoryPolicy.{field}: {msg}")))
+}
+
+/// The MPOL_* mode and its name.
+fn mode_of(p: &LinuxMemoryPolicy) -> (i32, &'static str) {
+    match p.mode() {
+        M::MpolDefault => (MPOL_DEFAULT, "MPOL_DEFAULT"),
+        M::MpolBind => (MPOL_BIND, "MPOL_BIND"),
+        M::MpolInterleave => (MPOL_INTERLEAVE, "MPOL_INTERLEAVE"),
+        M::MpolWeightedInterleave => (MPOL_WEIGHTED_INTERLEAVE, "MPOL_WEIGHTED_INTERLEAVE"),
+        M::MpolPreferred => (MPOL_PREFERRED, "MPOL_PREFERRED"),
+        M::MpolPreferredMany => (MPOL_PREFERRED_MANY, "MPOL_PREFERRED_MANY"),
+        M::MpolLocal => (MPOL_LOCAL, "MPOL_LOCAL"),
+    }
+}
+
+fn check_flags(mode: i32, mode_name: &str, flags: i32) -> Result<()> {
     if flags & MPOL_F_STATIC_NODES != 0 && flags & MPOL_F_RELATIVE_NODES != 0 {
         return bad(
             "flags",
@@ -90,6 +115,11 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
     if flags & MPOL_F_NUMA_BALANCING != 0 && !matches!(mode, MPOL_BIND | MPOL_PREFERRED_MANY) {
         return bad("flags", format!("MPOL_F_NUMA_BALANCING works only with MPOL_BIND or MPOL_PREFERRED_MANY, not {mode_name}: remove the flag"));
     }
+    Ok(())
+}
+
+/// Whether the mode takes nodes (and node flags), needs them, or may go without.
+fn check_nodes_for_mode(mode: i32, mode_name: &str, flags: i32, has_nodes: bool, text: &str) -> Result<()> {
     match mode {
         MPOL_DEFAULT | MPOL_LOCAL => {
             if has_nodes {
@@ -117,31 +147,24 @@ fn parse_with(p: &LinuxMemoryPolicy, possible: Option<&[u64]>) -> Result<Option<
         }
         _ => {}
     }
-    let Some(possible) = possible else {
-        if mode == MPOL_DEFAULT && flags == 0 {
-            // Nothing to set: without NUMA every policy is the default one.
-            return Ok(None);
-        }
-        return Err(Error::Unsupported(format!(
-            "linux.memoryPolicy.mode: this kernel has no NUMA support ({POSSIBLE_NODES} is missing), so {mode_name} cannot be set: remove linux.memoryPolicy"
-        )));
-    };
-    // Relative nodes are folded onto the allowed ones by the kernel: any number goes.
-    if flags & MPOL_F_RELATIVE_NODES == 0 {
-        let beyond: Vec<u64> =
-            nodes.iter().enumerate().map(|(i, w)| w & !possible.get(i).copied().unwrap_or(0)).collect();
-        if beyond.iter().any(|w| *w != 0) {
-            return bad(
-                "nodes",
-                format!(
-                    "{} not on this machine (possible nodes: {}): use nodes from {POSSIBLE_NODES}",
-                    format_nodes(&beyond),
-                    format_nodes(possible)
-                ),
-            );
-        }
+    Ok(())
+}
+
+/// Every node is one this machine can have.
+fn check_possible(nodes: &[u64], possible: &[u64]) -> Result<()> {
+    let beyond: Vec<u64> =
+        nodes.iter().enumerate().map(|(i, w)| w & !possible.get(i).copied().unwrap_or(0)).collect();
+    if beyond.iter().any(|w| *w != 0) {
+        return bad(
+            "nodes",
+            format!(
+                "{} not on this machine (possible nodes: {}): use nodes from {POSSIBLE_NODES}",
+                format_nodes(&beyond),
+                format_nodes(possible)
+            ),
+        );
     }
-    Ok(Some(MemPolicy { mode, flags, nodes }))
+    Ok(())
 }
 
 /// "0-3,7" → bitmap. Empty → no nodes.
@@ -317,5 +340,16 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+    #[test]
+    fn steps_check_one_thing_each() {
+        assert!(check_possible(&[0b11], &[0b111]).is_ok());
+        let e = check_possible(&[0b1001], &[0b111]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with("linux.memoryPolicy.nodes: 3 not on this machine"), "{e}");
+        assert!(check_flags(MPOL_BIND, "MPOL_BIND", MPOL_F_NUMA_BALANCING).is_ok());
+        assert!(check_flags(MPOL_INTERLEAVE, "MPOL_INTERLEAVE", MPOL_F_NUMA_BALANCING).is_err());
+        assert!(check_nodes_for_mode(MPOL_PREFERRED, "MPOL_PREFERRED", 0, false, "").is_ok());
+        assert!(check_nodes_for_mode(MPOL_BIND, "MPOL_BIND", 0, false, "").is_err());
+        assert!(check_nodes_for_mode(MPOL_LOCAL, "MPOL_LOCAL", 0, true, "0").is_err());
     }
 }

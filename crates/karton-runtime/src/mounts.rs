@@ -5,7 +5,7 @@
 //! bind sources are cloned with open_tree(2), filesystems are made with fsopen/fsmount, and
 //! the detached mount is attached with move_mount(2) onto the resolved fd.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -44,6 +44,7 @@ pub enum MountOpt {
 /// Parses one filesystem-independent mount option (flag, atime mode, propagation,
 /// recursive attribute, bind, extension); `None` for anything else, including
 /// filesystem data and options karton refuses (see [`parse_options`]).
+// Stays long: a flat table from mount(8) names to options reads best whole.
 pub fn parse_option(o: &str) -> Option<MountOpt> {
     use MountOpt::*;
     let attr = |set: u64| Some(Attr { set, clr: 0 });
@@ -796,47 +797,12 @@ fn copy_tree(mut src: nix::dir::Dir, dst: &OwnedFd, what: &Path) -> Result<()> {
             .ctx(ctx)?;
         let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
         match ty {
-            Some(nix::dir::Type::Directory) => {
-                nix::sys::stat::mkdirat(dst.as_fd(), name.as_c_str(), mode).ctx(ctx)?;
-                let sub_src = nix::dir::Dir::openat(
-                    srcb,
-                    name.as_c_str(),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-                    Mode::empty(),
-                )
-                .ctx(ctx)?;
-                let sub_dst = nix::fcntl::openat(
-                    dst.as_fd(),
-                    name.as_c_str(),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ctx(ctx)?;
-                copy_tree(sub_src, &sub_dst, what)?;
-            }
+            Some(nix::dir::Type::Directory) => copy_subdir(srcb, dst, &name, mode, what, &ctx)?,
             Some(nix::dir::Type::Symlink) => {
                 let t = nix::fcntl::readlinkat(srcb, name.as_c_str()).ctx(ctx)?;
                 nix::unistd::symlinkat(t.as_os_str(), dst.as_fd(), name.as_c_str()).ctx(ctx)?;
             }
-            Some(nix::dir::Type::File) => {
-                let inf = nix::fcntl::openat(
-                    srcb,
-                    name.as_c_str(),
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ctx(ctx)?;
-                let outf = nix::fcntl::openat(
-                    dst.as_fd(),
-                    name.as_c_str(),
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-                    mode,
-                )
-                .ctx(ctx)?;
-                let mut i = std::fs::File::from(inf);
-                let mut o = std::fs::File::from(outf);
-                std::io::copy(&mut i, &mut o).ctx(ctx)?;
-            }
+            Some(nix::dir::Type::File) => copy_file(srcb, dst, &name, mode, &ctx)?,
             _ => {}
         }
         let _ = nix::unistd::fchownat(
@@ -847,6 +813,57 @@ fn copy_tree(mut src: nix::dir::Dir, dst: &OwnedFd, what: &Path) -> Result<()> {
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         );
     }
+    Ok(())
+}
+
+/// Makes directory `name` in `dst` and copies the one in `src` into it.
+fn copy_subdir(
+    src: BorrowedFd,
+    dst: &OwnedFd,
+    name: &CStr,
+    mode: Mode,
+    what: &Path,
+    ctx: &dyn Fn() -> String,
+) -> Result<()> {
+    nix::sys::stat::mkdirat(dst.as_fd(), name, mode).ctx(ctx)?;
+    let sub_src = nix::dir::Dir::openat(
+        src,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .ctx(ctx)?;
+    let sub_dst = nix::fcntl::openat(
+        dst.as_fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(ctx)?;
+    copy_tree(sub_src, &sub_dst, what)
+}
+
+/// Copies regular file `name` from `src` to a new file in `dst`.
+fn copy_file(
+    src: BorrowedFd,
+    dst: &OwnedFd,
+    name: &CStr,
+    mode: Mode,
+    ctx: &dyn Fn() -> String,
+) -> Result<()> {
+    let inf =
+        nix::fcntl::openat(src, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(ctx)?;
+    let outf = nix::fcntl::openat(
+        dst.as_fd(),
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .ctx(ctx)?;
+    let mut i = std::fs::File::from(inf);
+    let mut o = std::fs::File::from(outf);
+    std::io::copy(&mut i, &mut o).ctx(ctx)?;
     Ok(())
 }
 

@@ -63,23 +63,54 @@ impl NsPlan {
 
 /// Plans the namespaces of `nss` (already validated: one entry per type).
 pub fn plan(nss: &[NsRequest], time_offsets: bool) -> NsPlan {
-    let is_new = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_none());
-    let is_joined = |k: NsType| nss.iter().any(|n| n.kind == k && n.path.is_some());
     let mut new_flags = 0u64;
     for k in NsType::ALL {
-        if is_new(k) {
+        if is_new(nss, k) {
             new_flags |= k.clone_flag();
         }
     }
+    let (join_in_parent, join_in_child) = split_joins(nss);
+    let user_joined = is_joined(nss, NsType::User);
+    let made = split_new(new_flags, user_joined, time_offsets);
+    let mounts = if is_new(nss, NsType::Mnt) {
+        MountMode::New
+    } else if is_joined(nss, NsType::Mnt) {
+        MountMode::Joined
+    } else {
+        MountMode::Inherited
+    };
+    NsPlan {
+        join_in_parent,
+        clone_flags: made.clone_flags,
+        join_in_child,
+        unshare_in_child: made.unshare_in_child,
+        fork_again: made.fork_again,
+        maps_from_parent: made.clone_flags & NsType::User.clone_flag() != 0,
+        userns: is_new(nss, NsType::User) || user_joined,
+        mounts,
+    }
+}
+
+fn is_new(nss: &[NsRequest], k: NsType) -> bool {
+    nss.iter().any(|n| n.kind == k && n.path.is_none())
+}
+
+fn is_joined(nss: &[NsRequest], k: NsType) -> bool {
+    nss.iter().any(|n| n.kind == k && n.path.is_some())
+}
+
+/// The namespaces joined by path, split into those the runtime joins before clone3 and
+/// those the init joins itself; each in join order.
+fn split_joins(nss: &[NsRequest]) -> (Vec<NsType>, Vec<NsType>) {
     // NsType's order is the join order: user first, mount last.
     let mut join_in_parent = Vec::new();
     let mut join_in_child = Vec::new();
     // With no user namespace the init is as privileged as the runtime and joins net, ipc,
     // uts and cgroup itself: a runtime that is root of a user namespace (rootless podman's)
     // could join them but not return to its own, which belong to the initial one.
-    let no_userns = !is_new(NsType::User) && !is_joined(NsType::User);
+    let no_userns = !is_new(nss, NsType::User) && !is_joined(nss, NsType::User);
     for k in NsType::ALL {
-        if !is_joined(k) {
+        if !is_joined(nss, k) {
             continue;
         }
         match k {
@@ -88,47 +119,41 @@ pub fn plan(nss: &[NsRequest], time_offsets: bool) -> NsPlan {
             _ => join_in_parent.push(k),
         }
     }
-    let user_joined = is_joined(NsType::User);
-    let (mut clone_flags, mut unshare_in_child, mut fork_again);
+    (join_in_parent, join_in_child)
+}
+
+/// How the new namespaces get made: by the clone3, or unshared by the init after it.
+#[derive(Debug, PartialEq, Eq)]
+struct Made {
+    clone_flags: u64,
+    unshare_in_child: u64,
+    fork_again: bool,
+}
+
+fn split_new(new_flags: u64, user_joined: bool, time_offsets: bool) -> Made {
+    let pid_or_time = NsType::Pid.clone_flag() | NsType::Time.clone_flag();
     if user_joined {
         // Everything new must be owned by the joined user namespace: made after the join.
-        clone_flags = 0;
-        unshare_in_child = new_flags;
-        fork_again = new_flags & (NsType::Pid.clone_flag() | NsType::Time.clone_flag()) != 0;
-    } else {
-        clone_flags = new_flags;
-        unshare_in_child = 0;
-        fork_again = false;
-        let cgroup = NsType::Cgroup.clone_flag();
-        if clone_flags & cgroup != 0 {
-            clone_flags &= !cgroup;
-            unshare_in_child |= cgroup;
-        }
-        if time_offsets && new_flags & NsType::Time.clone_flag() != 0 {
-            // The pid namespace moves along, so that the forked process is its pid 1.
-            let moved = clone_flags & (NsType::Time.clone_flag() | NsType::Pid.clone_flag());
-            clone_flags &= !moved;
-            unshare_in_child |= moved;
-            fork_again = true;
-        }
+        return Made {
+            clone_flags: 0,
+            unshare_in_child: new_flags,
+            fork_again: new_flags & pid_or_time != 0,
+        };
     }
-    let mounts = if is_new(NsType::Mnt) {
-        MountMode::New
-    } else if is_joined(NsType::Mnt) {
-        MountMode::Joined
-    } else {
-        MountMode::Inherited
-    };
-    NsPlan {
-        join_in_parent,
-        clone_flags,
-        join_in_child,
-        unshare_in_child,
-        fork_again,
-        maps_from_parent: clone_flags & NsType::User.clone_flag() != 0,
-        userns: is_new(NsType::User) || user_joined,
-        mounts,
+    let mut made = Made { clone_flags: new_flags, unshare_in_child: 0, fork_again: false };
+    let cgroup = NsType::Cgroup.clone_flag();
+    if made.clone_flags & cgroup != 0 {
+        made.clone_flags &= !cgroup;
+        made.unshare_in_child |= cgroup;
     }
+    if time_offsets && new_flags & NsType::Time.clone_flag() != 0 {
+        // The pid namespace moves along, so that the forked process is its pid 1.
+        let moved = made.clone_flags & pid_or_time;
+        made.clone_flags &= !moved;
+        made.unshare_in_child |= moved;
+        made.fork_again = true;
+    }
+    made
 }
 
 #[cfg(test)]
@@ -328,5 +353,30 @@ mod tests {
                 assert_eq!(p.clone_flags & p.unshare_in_child, 0, "{code}");
             }
         }
+    }
+    #[test]
+    fn split_new_moves_what_clone3_cannot_make() {
+        let m = |f, u, t| split_new(f, u, t);
+        assert_eq!(
+            m(NET | MNT, false, false),
+            Made { clone_flags: NET | MNT, unshare_in_child: 0, fork_again: false }
+        );
+        assert_eq!(
+            m(NET | CGROUP, false, false),
+            Made { clone_flags: NET, unshare_in_child: CGROUP, fork_again: false }
+        );
+        assert_eq!(
+            m(PID | TIME | NET, false, true),
+            Made { clone_flags: NET, unshare_in_child: PID | TIME, fork_again: true }
+        );
+        assert_eq!(
+            m(PID | TIME, false, false),
+            Made { clone_flags: PID | TIME, unshare_in_child: 0, fork_again: false }
+        );
+        assert_eq!(
+            m(NET | PID, true, false),
+            Made { clone_flags: 0, unshare_in_child: NET | PID, fork_again: true }
+        );
+        assert_eq!(m(NET, true, false), Made { clone_flags: 0, unshare_in_child: NET, fork_again: false });
     }
 }

@@ -218,7 +218,15 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
             seccomp.default_action()
         ))
     })?;
+    add_arches(&mut ctx, seccomp)?;
+    let skipped = add_rules(&mut ctx, seccomp, default)?;
+    let program = export(&ctx)?;
+    let notify = uses_notify(seccomp);
+    let flags = filter_flags(seccomp, notify);
+    Ok(Compiled { program, flags, notify, skipped })
+}
 
+fn add_arches(ctx: &mut ScmpFilterContext, seccomp: &LinuxSeccomp) -> Result<()> {
     for (i, arch) in seccomp.architectures().iter().flatten().enumerate() {
         let a = scmp_arch(*arch);
         let present = ctx.is_arch_present(a).unwrap_or(false);
@@ -231,7 +239,15 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
             })?;
         }
     }
+    Ok(())
+}
 
+/// Adds every rule; returns the syscall names libseccomp does not know here (skipped).
+fn add_rules(
+    ctx: &mut ScmpFilterContext,
+    seccomp: &LinuxSeccomp,
+    default: ScmpAction,
+) -> Result<Vec<String>> {
     let mut skipped = Vec::new();
     // Which rule first decided a syscall unconditionally: libseccomp silently keeps that
     // one, so say so when a later rule is overridden.
@@ -254,17 +270,13 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
                     continue;
                 }
             };
-            let unconditional = groups.iter().all(|g| g.is_empty());
-            match decided.get(name.as_str()) {
-                Some(first) => tracing::debug!(
-                    "seccomp: {path}.names[{j}] {name:?}: syscalls[{first}] already decides this syscall without \
-                     conditions, so this rule has no effect"
-                ),
-                None if unconditional => {
-                    decided.insert(name, i);
-                }
-                None => {}
-            }
+            note_decided(
+                &mut decided,
+                name,
+                groups.iter().all(|g| g.is_empty()),
+                i,
+                &format!("{path}.names[{j}]"),
+            );
             for group in &groups {
                 ctx.add_rule_conditional(action, syscall, group).map_err(|e| {
                     Error::Config(format!("{path}.names[{j}] {name:?}: libseccomp refused the rule: {e}"))
@@ -272,9 +284,32 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
             }
         }
     }
+    Ok(skipped)
+}
 
-    let program = export(&ctx)?;
-    let notify = uses_notify(seccomp);
+/// Records rule `i` as deciding `name` if it does so unconditionally and is the first to;
+/// says so when an earlier rule already did (this one then has no effect).
+fn note_decided<'a>(
+    decided: &mut std::collections::HashMap<&'a str, usize>,
+    name: &'a str,
+    unconditional: bool,
+    i: usize,
+    at: &str,
+) {
+    match decided.get(name) {
+        Some(first) => tracing::debug!(
+            "seccomp: {at} {name:?}: syscalls[{first}] already decides this syscall without \
+             conditions, so this rule has no effect"
+        ),
+        None if unconditional => {
+            decided.insert(name, i);
+        }
+        None => {}
+    }
+}
+
+/// The seccomp(2) flags for the profile's `flags`, plus what a notify rule needs (pure).
+fn filter_flags(seccomp: &LinuxSeccomp, notify: bool) -> u32 {
     let mut flags = 0;
     for flag in seccomp.flags().iter().flatten() {
         flags |= match flag {
@@ -292,7 +327,7 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
             flags |= sys::FLAG_TSYNC_ESRCH;
         }
     }
-    Ok(Compiled { program, flags, notify, skipped })
+    flags
 }
 
 /// Writes the BPF program through a memfd: libseccomp 2.5 exports only to a file descriptor.
@@ -1362,5 +1397,24 @@ mod tests {
         if let Err(e) = check(&p) {
             panic!("{e}");
         }
+    }
+    #[test]
+    fn filter_flags_add_what_a_listener_needs() {
+        let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG"]}"#);
+        assert_eq!(filter_flags(&p, false), sys::FLAG_LOG);
+        assert_eq!(filter_flags(&p, true), sys::FLAG_LOG | sys::FLAG_NEW_LISTENER);
+        let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC"]}"#);
+        assert_eq!(filter_flags(&p, false), sys::FLAG_TSYNC);
+        assert_eq!(filter_flags(&p, true), sys::FLAG_TSYNC | sys::FLAG_NEW_LISTENER | sys::FLAG_TSYNC_ESRCH);
+    }
+
+    #[test]
+    fn the_first_unconditional_rule_decides_a_syscall() {
+        let mut decided = std::collections::HashMap::new();
+        note_decided(&mut decided, "uname", false, 0, "syscalls[0].names[0]");
+        assert_eq!(decided.get("uname"), None);
+        note_decided(&mut decided, "uname", true, 1, "syscalls[1].names[0]");
+        note_decided(&mut decided, "uname", true, 2, "syscalls[2].names[0]");
+        assert_eq!(decided.get("uname"), Some(&1));
     }
 }
