@@ -625,7 +625,7 @@ fn pg_prepare(ctx: &AppContext, plan: &AppPlan, dir: &Path) -> Result<Pg, BenchE
             .spawn()
             .map_err(BenchError::io("starting postgres for the template"))?,
     );
-    wait_ready(None, Endpoint { ip: std::net::Ipv4Addr::LOCALHOST, port }, &log)?;
+    wait_ready(None, Endpoint { ip: std::net::Ipv4Addr::LOCALHOST, port }, &log, Some(&bin))?;
     let init = || {
         Command::new(bin.join("pgbench"))
             .args(["-i", "-q", "-s", &plan.pg_scale.to_string(), "-h", "127.0.0.1", "-p", &port.to_string()])
@@ -999,7 +999,7 @@ fn start(
             let child = cmd.spawn().map_err(BenchError::io(format!("starting {}", argv[0])))?;
             r.pid = child.id();
             r.child = Some(child);
-            wait_ready(None, r.endpoint, &log)?;
+            wait_ready(None, r.endpoint, &log, r.pg_bin.as_deref())?;
             Ok(r)
         }
         Some(mode) => {
@@ -1081,7 +1081,7 @@ fn start(
                 return Ok(r);
             }
             let ns = r.client_netns_of.map(|p| PathBuf::from(format!("/proc/{p}/ns/net")));
-            wait_ready(ns.as_deref(), r.endpoint, &log)?;
+            wait_ready(ns.as_deref(), r.endpoint, &log, r.pg_bin.as_deref())?;
             Ok(r)
         }
     }
@@ -1169,17 +1169,27 @@ fn write_bundle(
 }
 
 /// Waits (10 s at most) until the server accepts a TCP connection from where its client
-/// will run.
-fn wait_ready(netns: Option<&Path>, ep: Endpoint, log: &Path) -> Result<(), BenchError> {
+/// will run. PostgreSQL (`pg_bin` given) accepts connections while it still starts up and
+/// refuses logins then: for it, ready is when `pg_isready` says "accepting connections".
+fn wait_ready(
+    netns: Option<&Path>,
+    ep: Endpoint,
+    log: &Path,
+    pg_bin: Option<&Path>,
+) -> Result<(), BenchError> {
+    // Owned: the probe may run on a thread of its own inside the namespace.
+    let pg_bin = pg_bin.map(Path::to_path_buf);
     let probe = move || -> Result<(), BenchError> {
         let addr = SocketAddr::from((ep.ip, ep.port));
         let t = Instant::now();
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && pg_bin.as_deref().is_none_or(|bin| pg_isready(bin, ep))
+            {
                 return Ok(());
             }
             if t.elapsed() > Duration::from_secs(10) {
-                return Err(BenchError::Setup(format!("nothing accepts connections at {addr} after 10 s")));
+                return Err(BenchError::Setup(format!("{addr} does not accept connections after 10 s")));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -1193,6 +1203,15 @@ fn wait_ready(netns: Option<&Path>, ep: Endpoint, log: &Path) -> Result<(), Benc
         let tail: String = tail.chars().rev().collect();
         BenchError::Setup(format!("{e}; server log {}: {}", log.display(), tail.trim()))
     })
+}
+
+/// `pg_isready` exits 0 once the server takes logins (1: still starting, 2: no answer).
+fn pg_isready(bin: &Path, ep: Endpoint) -> bool {
+    Command::new(bin.join("pg_isready"))
+        .args(["-q", "-t", "1", "-h", &ep.ip.to_string(), "-p", &ep.port.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|st| st.success())
 }
 
 /// The client's command line for one run of `b` against `r` (pgbench writes its
@@ -1469,14 +1488,7 @@ fn measure_bench(
             if ctx.stop.load(Ordering::SeqCst) {
                 break;
             }
-            // One retry, a second later: a single failed warm-up under load (or a server
-            // still starting up: postgres accepts connections before logins) does not condemn
-            // a configuration.
-            let retry = |_| {
-                std::thread::sleep(Duration::from_secs(1));
-                client_once(ctx, plan, b, r)
-            };
-            if let Err(why) = client_once(ctx, plan, b, r).or_else(retry) {
+            if let Err(why) = client_once(ctx, plan, b, r) {
                 (ctx.log)(format!("{} under {}: {why}", b.id, r.config));
                 new_skips.insert(r.config.clone(), why);
                 break;

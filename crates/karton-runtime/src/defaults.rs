@@ -83,6 +83,8 @@ pub fn capabilities(caps: Capabilities) -> LinuxCapabilities {
 
 /// The default config as a typed spec, as `runc spec` writes it; `rootless` maps the
 /// caller's ids into a user namespace and drops what an unprivileged user cannot have.
+/// Longer than a screen: it is the spec's text as builder calls, in the order `runc spec`
+/// writes the fields, and reads best whole beside that file.
 pub fn default_oci_spec(rootless: bool, uid: u32, gid: u32) -> Spec {
     use LinuxNamespaceType as Ns;
     let caps: Capabilities =

@@ -603,7 +603,8 @@ fn check_kernel(seccomp: &LinuxSeccomp, compiled: &Compiled) -> Result<()> {
 }
 
 /// The `linux.seccomp` object of `karton features` (runtime-spec features.md): what this
-/// build and this kernel can do.
+/// build and this kernel can do. Long only because of its constant tables (actions,
+/// operators, architectures, flags), one entry per line.
 pub fn features() -> serde_json::Value {
     const ACTIONS: [LinuxSeccompAction; 9] = [
         LinuxSeccompAction::ScmpActAllow,

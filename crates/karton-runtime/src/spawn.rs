@@ -18,8 +18,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxIdMapping,
-    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxTimeOffsetBuilder, Mount,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxTimeOffsetBuilder,
+    Mount, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use serde::Deserialize;
 
@@ -189,6 +189,28 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
         return Err(bad("no command given: put the command after `--`, e.g. `karton spawn -- sh`".into()));
     }
     let wants_maps = o.map_root || !o.uid_map.is_empty() || !o.gid_map.is_empty();
+    let set = namespace_set(o, root, wants_maps)?;
+    let user = set.contains(&NsType::User);
+    check_id_maps(o, root, user, wants_maps)?;
+    let (uid_map, gid_map) = planned_id_maps(o, user);
+    check_uts_and_time(o, &set)?;
+    check_host_side(o, root)?;
+    let namespaces: Vec<NsType> = set.into_iter().collect();
+    let persist_types = namespaces.iter().copied().filter(|t| *t != NsType::Pid).collect();
+    let cwd = match (&o.cwd, &o.rootfs) {
+        (Some(c), _) => c.clone(),
+        (None, Rootfs::HostRo) => visible_cwd().unwrap_or_else(|| PathBuf::from("/")),
+        (None, Rootfs::Dir(_)) => PathBuf::from("/"),
+    };
+    if !cwd.is_absolute() {
+        return Err(bad(format!("working directory {}: must be absolute", cwd.display())));
+    }
+    Ok(Plan { namespaces, uid_map, gid_map, persist_types, cwd })
+}
+
+/// The namespaces to create: the defaults (adapted to the options), all, or the list
+/// given; always a mount namespace; each one supported by this kernel.
+fn namespace_set(o: &SpawnOptions, root: bool, wants_maps: bool) -> Result<BTreeSet<NsType>> {
     let mut set: BTreeSet<NsType> = match &o.namespaces {
         NsChoice::Default => {
             let mut s: BTreeSet<NsType> = DEFAULT_NAMESPACES.iter().copied().collect();
@@ -211,7 +233,11 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
             t.proc_name()
         )));
     }
-    let user = set.contains(&NsType::User);
+    Ok(set)
+}
+
+/// Without root a user namespace is needed; id maps need one, and their flags go together.
+fn check_id_maps(o: &SpawnOptions, root: bool, user: bool, wants_maps: bool) -> Result<()> {
     if !root && !user {
         return Err(bad(
             "creating namespaces without root needs a user namespace: add user to --ns (with --map-root), or run as root".into(),
@@ -231,8 +257,13 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
     for (maps, flag) in [(&o.uid_map, "--uid-map"), (&o.gid_map, "--gid-map")] {
         check_overlaps(maps, flag)?;
     }
-    let (uid_map, gid_map) = if user && o.uid_map.is_empty() {
-        // --map-root, and the default for a user namespace: sandbox root is the caller.
+    Ok(())
+}
+
+/// The uid and gid maps: those given, or (--map-root, and the default for a user
+/// namespace) sandbox root = the caller.
+fn planned_id_maps(o: &SpawnOptions, user: bool) -> (Vec<IdRange>, Vec<IdRange>) {
+    if user && o.uid_map.is_empty() {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         (
@@ -241,7 +272,12 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
         )
     } else {
         (o.uid_map.clone(), o.gid_map.clone())
-    };
+    }
+}
+
+/// --hostname needs a uts namespace and 1 to 64 characters; --time-offset a time
+/// namespace and each clock once.
+fn check_uts_and_time(o: &SpawnOptions, set: &BTreeSet<NsType>) -> Result<()> {
     if o.hostname.is_some() && !set.contains(&NsType::Uts) {
         return Err(bad("--hostname needs a uts namespace: add uts to --ns".into()));
     }
@@ -262,6 +298,11 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
             )));
         }
     }
+    Ok(())
+}
+
+/// What touches the host's side: --persist (needs root), --rootfs, --bind destinations.
+fn check_host_side(o: &SpawnOptions, root: bool) -> Result<()> {
     if o.persist.is_some() && !root {
         return Err(bad(
             "--persist needs root: the bind mounts are made in the host's mount namespace, which needs CAP_SYS_ADMIN there".into(),
@@ -280,17 +321,7 @@ pub fn plan(o: &SpawnOptions) -> Result<Plan> {
             )));
         }
     }
-    let namespaces: Vec<NsType> = set.into_iter().collect();
-    let persist_types = namespaces.iter().copied().filter(|t| *t != NsType::Pid).collect();
-    let cwd = match (&o.cwd, &o.rootfs) {
-        (Some(c), _) => c.clone(),
-        (None, Rootfs::HostRo) => visible_cwd().unwrap_or_else(|| PathBuf::from("/")),
-        (None, Rootfs::Dir(_)) => PathBuf::from("/"),
-    };
-    if !cwd.is_absolute() {
-        return Err(bad(format!("working directory {}: must be absolute", cwd.display())));
-    }
-    Ok(Plan { namespaces, uid_map, gid_map, persist_types, cwd })
+    Ok(())
 }
 
 fn check_overlaps(maps: &[IdRange], flag: &str) -> Result<()> {
@@ -394,8 +425,7 @@ fn mounts(o: &SpawnOptions, p: &Plan, host_dirs: &[String]) -> Vec<Mount> {
 /// The OCI spec of a sandbox whose root filesystem is `rootfs` (for the host-ro root, the
 /// skeleton made by [`make_skeleton`], whose directories are listed in `host_dirs`).
 pub fn build_spec(o: &SpawnOptions, p: &Plan, rootfs: &Path, host_dirs: &[String]) -> Result<Spec> {
-    let err = |e: oci_spec::OciSpecError| Error::Config(format!("building the sandbox's spec: {e}"));
-    let caps = bounding_caps();
+    let err = spec_error;
     let mut linux = LinuxBuilder::default()
         .namespaces(
             p.namespaces
@@ -421,6 +451,32 @@ pub fn build_spec(o: &SpawnOptions, p: &Plan, rootfs: &Path, host_dirs: &[String
         }
         linux = linux.time_offsets(m);
     }
+    let mut linux = linux.build().map_err(err)?;
+    // Unset fields of a builder take the type's Default, which has resources.
+    linux.set_resources(sandbox_resources(o)?);
+
+    let process = sandbox_process(o, p)?;
+    let mut spec = SpecBuilder::default()
+        .version(OCI_VERSION)
+        .process(process)
+        .root(RootBuilder::default().path(rootfs).readonly(o.rootfs == Rootfs::HostRo).build().map_err(err)?)
+        .mounts(mounts(o, p, host_dirs))
+        .linux(linux)
+        .build()
+        .map_err(err)?;
+    spec.set_hostname(o.hostname.clone());
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+fn spec_error(e: oci_spec::OciSpecError) -> Error {
+    Error::Config(format!("building the sandbox's spec: {e}"))
+}
+
+/// `linux.resources` of the sandbox: the default device rules (as root), and the limits
+/// --memory, --pids and --cpus ask for; `None` when there is nothing to set.
+fn sandbox_resources(o: &SpawnOptions) -> Result<Option<LinuxResources>> {
+    let err = spec_error;
     let mut res = LinuxResourcesBuilder::default();
     let mut any_res = false;
     if nix::unistd::geteuid().is_root() {
@@ -446,10 +502,14 @@ pub fn build_spec(o: &SpawnOptions, p: &Plan, rootfs: &Path, host_dirs: &[String
         res = res.cpu(LinuxCpuBuilder::default().quota(quota).period(period).build().map_err(err)?);
         any_res = true;
     }
-    let mut linux = linux.build().map_err(err)?;
-    // Unset fields of a builder take the type's Default, which has resources.
-    linux.set_resources(if any_res { Some(res.build().map_err(err)?) } else { None });
+    Ok(if any_res { Some(res.build().map_err(err)?) } else { None })
+}
 
+/// The sandbox's process: the command as root of the sandbox, with the bounding set's
+/// capabilities, no rlimits of its own.
+fn sandbox_process(o: &SpawnOptions, p: &Plan) -> Result<Process> {
+    let err = spec_error;
+    let caps = bounding_caps();
     let mut process = ProcessBuilder::default()
         .terminal(false)
         .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(err)?)
@@ -461,17 +521,7 @@ pub fn build_spec(o: &SpawnOptions, p: &Plan, rootfs: &Path, host_dirs: &[String
         .build()
         .map_err(err)?;
     process.set_rlimits(None);
-    let mut spec = SpecBuilder::default()
-        .version(OCI_VERSION)
-        .process(process)
-        .root(RootBuilder::default().path(rootfs).readonly(o.rootfs == Rootfs::HostRo).build().map_err(err)?)
-        .mounts(mounts(o, p, host_dirs))
-        .linux(linux)
-        .build()
-        .map_err(err)?;
-    spec.set_hostname(o.hostname.clone());
-    spec.set_annotations(None);
-    Ok(spec)
+    Ok(process)
 }
 
 // ---- side effects: skeleton, persistence, run ----
@@ -656,21 +706,21 @@ pub fn run(rt: &Runtime, id: &str, o: &SpawnOptions) -> Result<i32> {
     result
 }
 
-fn run_planned(
-    rt: &Runtime,
-    id: &str,
+/// The sandbox's root: the --rootfs directory, or the host-ro skeleton (with the host
+/// directories it lists, and the guard that removes it). The skeleton is kept with
+/// --persist, as the persisted mount namespace has its mounts on these directories
+/// (removing one would detach them there).
+fn sandbox_root(
     o: &SpawnOptions,
-    p: &Plan,
-    persist: Option<&mut Persist>,
-) -> Result<i32> {
-    // The host-ro skeleton; kept with --persist, as the persisted mount namespace has its
-    // mounts on these directories (removing one would detach them there).
-    let (rootfs, host_dirs, mut temp) = match &o.rootfs {
+    id: &str,
+    persist: Option<&Persist>,
+) -> Result<(PathBuf, Vec<String>, Option<TempRoot>)> {
+    Ok(match &o.rootfs {
         Rootfs::Dir(d) => {
             (std::fs::canonicalize(d).ctx(|| format!("--rootfs {}", d.display()))?, Vec::new(), None)
         }
         Rootfs::HostRo => {
-            let path = match persist.as_ref() {
+            let path = match persist {
                 Some(pe) => pe.dir.join(PERSIST_ROOTFS),
                 None => std::env::temp_dir().join(format!("karton-{id}")),
             };
@@ -678,7 +728,17 @@ fn run_planned(
             let dirs = make_skeleton(&path)?;
             (std::fs::canonicalize(&path).ctx(|| format!("{}", path.display()))?, dirs, Some(guard))
         }
-    };
+    })
+}
+
+fn run_planned(
+    rt: &Runtime,
+    id: &str,
+    o: &SpawnOptions,
+    p: &Plan,
+    persist: Option<&mut Persist>,
+) -> Result<i32> {
+    let (rootfs, host_dirs, mut temp) = sandbox_root(o, id, persist.as_deref())?;
     let spec = build_spec(o, p, &rootfs, &host_dirs)?;
     let cfg = Config::from_spec(spec, format!("karton spawn {id}"));
     let opts = CreateOpts { bundle: rootfs.clone(), ..Default::default() };
