@@ -924,6 +924,19 @@ fn nginx_conf(bind: &str, port: u16, www: &Path, tmp: &Path) -> String {
     )
 }
 
+/// A port on the host's loopback must be free before our server takes it: if another
+/// process holds it, "ready" would be that process answering, and the client would
+/// measure it.
+fn port_is_free(port: u16) -> Result<(), BenchError> {
+    match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(BenchError::Setup(format!(
+            "127.0.0.1:{port}: {e}: another process listens there (perhaps a server left by an earlier run): \
+             find it with `ss -ltnp 'sport = :{port}'` and stop it"
+        ))),
+    }
+}
+
 fn start(
     ctx: &AppContext,
     server: Server,
@@ -942,6 +955,9 @@ fn start(
     } else {
         ("127.0.0.1", 21_000 + slot as u16 * 10 + server as u16)
     };
+    if !own_ns && server != Server::Build {
+        port_is_free(port)?;
+    }
     let mut r = Running {
         config: c.name.clone(),
         server,

@@ -264,10 +264,11 @@ fn cpu_quota_holds_spinner_near_its_share() {
         wall / 1e9,
         u1.cpu.throttling.throttled_periods
     );
-    // Tolerance: at most 0.20 + 0.05 (CFS enforces per period; slack for the period in
-    // flight), at least 0.10 (the spinner may lose time to others on a 2-core VM).
-    assert!((0.10..=0.25).contains(&share), "spinner used {share:.3} CPU with a 0.20 quota");
-    assert!(u1.cpu.throttling.throttled_periods > 0);
+    // The quota holds: at most 0.20 + 0.05 (CFS enforces per period; slack for the period
+    // in flight). No lower bound on the share: on a loaded 2-core machine the spinner gets
+    // what the scheduler gives it; throttled periods show it did reach its quota.
+    assert!(share <= 0.25, "spinner used {share:.3} CPU with a 0.20 quota");
+    assert!(u1.cpu.throttling.throttled_periods > 0, "the spinner never reached its quota");
     cg.kill_all(libc::SIGKILL).expect("kill");
     let _ = p.wait_timeout(Duration::from_secs(2));
     cg.delete().expect("delete");
