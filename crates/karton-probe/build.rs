@@ -12,7 +12,8 @@ use libbpf_cargo::SkeletonBuilder;
 use libbpf_rs::btf::types::Struct;
 use libbpf_rs::btf::{Btf, HasSize};
 
-const PROGS: &[&str] = &["syscalls", "sched", "faults", "nsops", "timeline", "footprint", "tracepoints"];
+const PROGS: &[&str] =
+    &["syscalls", "sched", "faults", "nsops", "timeline", "footprint", "tracepoints", "softirq"];
 
 /// (object, struct) pairs whose layout user space reads or writes: see src/maps.rs. (The
 /// timeline's ring-buffer record is in no map's BTF: a _Static_assert in timeline.bpf.c
@@ -31,6 +32,7 @@ const SHARED_STRUCTS: &[(&str, &str)] = &[
     ("footprint", "fp_totals"),
     ("footprint", "fp_key"),
     ("tracepoints", "tp_key"),
+    ("softirq", "sirq_val"),
 ];
 
 fn main() {

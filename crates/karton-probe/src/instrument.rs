@@ -16,10 +16,12 @@ pub enum Instrument {
     Footprint,
     /// Footprint, part 2: distinct tracepoints hit.
     Tracepoints,
+    /// Softirq time per vector, system-wide (not filtered by target).
+    Softirq,
 }
 
 impl Instrument {
-    pub const ALL: [Instrument; 7] = [
+    pub const ALL: [Instrument; 8] = [
         Instrument::Syscalls,
         Instrument::Sched,
         Instrument::Faults,
@@ -27,6 +29,7 @@ impl Instrument {
         Instrument::Timeline,
         Instrument::Footprint,
         Instrument::Tracepoints,
+        Instrument::Softirq,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Instrument {
             Instrument::Timeline => "timeline",
             Instrument::Footprint => "footprint",
             Instrument::Tracepoints => "tracepoints",
+            Instrument::Softirq => "softirq",
         }
     }
 
@@ -52,6 +56,7 @@ impl Instrument {
             Instrument::Tracepoints => {
                 include_bytes!(concat!(env!("OUT_DIR"), "/tracepoints.bpf.o"))
             }
+            Instrument::Softirq => include_bytes!(concat!(env!("OUT_DIR"), "/softirq.bpf.o")),
         }
     }
 
@@ -67,7 +72,14 @@ impl Instrument {
             Instrument::Timeline => "tp_btf:sched_process_fork+exec+exit, ring buffer",
             Instrument::Footprint => "perf:cpu-clock sampling -> BPF perf_event, /proc/kallsyms (APPROXIMATION of kernel footprint)",
             Instrument::Tracepoints => "raw_tp on every vmlinux-BTF tracepoint, cookie per tracepoint (APPROXIMATION of kernel footprint; heavy)",
+            Instrument::Softirq => "tp_btf:softirq_entry+softirq_exit (irq), per-CPU arrays, system-wide (every CPU, whatever task was interrupted)",
         }
+    }
+
+    /// Whether the instrument takes the target filter (common.h's config and task state).
+    /// Softirqs run in whatever task context a CPU is in, so that one measures the host.
+    pub fn filtered(self) -> bool {
+        self != Instrument::Softirq
     }
 }
 

@@ -27,11 +27,11 @@ mod snapshot;
 pub mod target;
 
 pub use instrument::{Instrument, InstrumentState, InstrumentStatus};
-pub use names::{ns_names, syscall_name};
+pub use names::{ns_names, softirq_name, syscall_name, SOFTIRQ_NAMES};
 pub use probe::{Probe, ProbeBuilder};
 pub use snapshot::{
     FaultStat, Footprint, FunctionSamples, Hist, NameCount, NsOpStat, ProcEvent, RssStat, SchedStat, Section,
-    Snapshot, SyscallStat, TracepointHits,
+    Snapshot, SoftirqStat, SyscallStat, TracepointHits,
 };
 pub use target::{peak_rss_kib, pidns_of, process_tree, StoppedCommand, Target};
 

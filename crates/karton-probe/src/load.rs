@@ -47,7 +47,10 @@ fn failed(stage: &str, error: impl std::fmt::Display) -> InstrumentState {
 pub(crate) fn load_one(i: Instrument, b: &ProbeBuilder, seeds: &[u32]) -> Result<Loaded, InstrumentState> {
     let _guard = LOAD_LOCK.lock().map_err(|_| failed("open", "load lock poisoned"))?;
     let mut open = ObjectBuilder::default().open_memory(i.object()).map_err(|e| failed("open", e))?;
-    configure(&mut open, b)?;
+    // An unfiltered object has no config to write (see Instrument::filtered).
+    if i.filtered() {
+        configure(&mut open, b)?;
+    }
     set_autoload(&mut open, i, b);
     let obj = load_logged(open, i, b)?;
     // Seed the tracked tgids before any program runs, so the target's first event counts.

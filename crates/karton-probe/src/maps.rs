@@ -198,6 +198,11 @@ shared_struct! {
     TpKey = bpf_sizes::TP_KEY, { key: u64, idx: u64 }
 }
 
+shared_struct! {
+    /// softirq.bpf.c: value of `sirq_stats`, one row per softirq vector.
+    SirqVal = bpf_sizes::SIRQ_VAL, { count: u64, total_ns: u64 }
+}
+
 /// A NUL-terminated C string of a fixed-size field.
 pub(crate) fn cstr(d: &[u8]) -> String {
     let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());

@@ -71,6 +71,10 @@ impl ProbeBuilder {
     pub fn timeline(self, on: bool) -> Self {
         self.set(Instrument::Timeline, on)
     }
+    /// Softirq time per vector (NET_RX, NET_TX, TIMER…), system-wide whatever the target.
+    pub fn softirq(self, on: bool) -> Self {
+        self.set(Instrument::Softirq, on)
+    }
     /// Both footprint approximations: cpu-clock sampling and distinct tracepoints hit.
     pub fn footprint(self, on: bool) -> Self {
         self.set(Instrument::Footprint, on).set(Instrument::Tracepoints, on)
@@ -249,6 +253,7 @@ impl Probe {
         })?;
         let footprint = self.footprint_section()?;
         let tracepoints = self.section(Instrument::Tracepoints, read::tracepoints)?;
+        let softirq = self.section(Instrument::Softirq, |l| read::softirq(&l.obj))?;
         Ok(Snapshot {
             elapsed_s: self.started.elapsed().as_secs_f64(),
             target: self.target,
@@ -261,6 +266,7 @@ impl Probe {
             timeline,
             footprint,
             tracepoints,
+            softirq,
         })
     }
 

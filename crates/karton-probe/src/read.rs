@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use libbpf_rs::{Map, MapCore, MapFlags, Object};
 
 use crate::load::Loaded;
-use crate::{kallsyms, maps, ns_names, syscall_name, ProbeError, HIST_SLOTS, SC_NR_MAX};
+use crate::{kallsyms, maps, ns_names, softirq_name, syscall_name, ProbeError, HIST_SLOTS, SC_NR_MAX};
 use crate::{
-    FaultStat, Footprint, FunctionSamples, Hist, NameCount, NsOpStat, SchedStat, SyscallStat, TracepointHits,
+    FaultStat, Footprint, FunctionSamples, Hist, NameCount, NsOpStat, SchedStat, SoftirqStat, SyscallStat,
+    TracepointHits,
 };
 
 fn hist_from(buckets: &[u64], count: u64, sum: u64) -> Hist {
@@ -170,6 +171,19 @@ pub(crate) fn sched(o: &Object) -> Result<Vec<SchedStat>, ProbeError> {
         });
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.oncpu_ns));
+    Ok(rows)
+}
+
+/// Every softirq vector, in vector order (zero rows included: "no NET_RX" is a finding too).
+pub(crate) fn softirq(o: &Object) -> Result<Vec<SoftirqStat>, ProbeError> {
+    let mut rows = Vec::new();
+    for (k, v) in percpu_entries(o, "sirq_stats")? {
+        let (Some(vec), Some(f)) = (maps::decode::<u32>(&k), maps::sum_percpu::<maps::SirqVal>(&v)) else {
+            continue;
+        };
+        rows.push(SoftirqStat { vec, name: softirq_name(vec), count: f.count, total_ns: f.total_ns });
+    }
+    rows.sort_by_key(|r| r.vec);
     Ok(rows)
 }
 

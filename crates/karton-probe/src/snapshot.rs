@@ -173,6 +173,19 @@ pub struct Snapshot {
     pub timeline: Option<Section<ProcEvent>>,
     pub footprint: Option<Section<Footprint>>,
     pub tracepoints: Option<Section<TracepointHits>>,
+    /// System-wide: softirqs are not charged to the target (they run on behalf of anyone).
+    pub softirq: Option<Section<SoftirqStat>>,
+}
+
+/// Time spent in one softirq vector on every CPU since attach (softirqs that completed).
+#[derive(Debug, Clone, Serialize)]
+pub struct SoftirqStat {
+    /// The vector number (include/linux/interrupt.h: HI_SOFTIRQ = 0 .. RCU_SOFTIRQ = 9).
+    pub vec: u32,
+    /// "HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU".
+    pub name: String,
+    pub count: u64,
+    pub total_ns: u64,
 }
 
 /// APPROXIMATION of the kernel footprint: distinct tracepoints hit by the measured tasks.

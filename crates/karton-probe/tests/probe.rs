@@ -301,3 +301,52 @@ fn footprint_sees_kernel_functions() {
         assert!(names.contains(&want), "{want} not among {names:?}");
     }
 }
+
+/// Sends `bytes` over a loopback TCP connection inside this process; returns what arrived.
+fn loopback_tcp(bytes: usize) -> usize {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local addr");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got += n,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    });
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    let chunk = vec![0x5au8; 16 * 1024];
+    let mut sent = 0;
+    while sent < bytes {
+        c.write_all(&chunk).expect("write");
+        sent += chunk.len();
+    }
+    drop(c);
+    reader.join().expect("reader thread")
+}
+
+#[test]
+fn softirq_sees_net_rx_time_of_loopback_tcp() {
+    // System-wide: the target does not filter softirqs.
+    let mut probe = match Probe::builder().softirq(true).attach() {
+        Ok(p) => p,
+        Err(e @ (ProbeError::NotRoot(_) | ProbeError::NoBtf)) => return karton_testkit::skip(e),
+        Err(e) => panic!("attach: {e}"),
+    };
+    for s in probe.status() {
+        assert!(matches!(s.state, karton_probe::InstrumentState::Active), "instrument failed: {s:?}");
+    }
+    let bytes = 8 << 20;
+    assert_eq!(loopback_tcp(bytes), bytes);
+    let sec = probe.snapshot().expect("snapshot").softirq.expect("softirq section");
+    assert_eq!(sec.rows.len(), karton_probe::SOFTIRQ_NAMES.len(), "one row per vector: {:?}", sec.rows);
+    let rx = sec.rows.iter().find(|r| r.name == "NET_RX").expect("NET_RX row");
+    // Loopback delivery is a NET_RX softirq per packet batch (netif_rx -> backlog).
+    assert!(rx.count > 0 && rx.total_ns > 0, "{rx:?}");
+    eprintln!("softirq over {bytes} bytes of loopback TCP: {:?}", sec.rows);
+}
