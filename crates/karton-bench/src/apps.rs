@@ -21,7 +21,9 @@ use karton_ns::NsType;
 use karton_runtime::spawn::{self, Bind, IdRange, NsChoice, SpawnOptions};
 
 use crate::netmode::{Endpoint, NetMode, Plumbing};
-use crate::results::{AppBreakdown, ConfigInfo, Metric, Row, RowStatus, Sample, Series, SyscallFigure};
+use crate::results::{
+    AppBreakdown, ConfigInfo, Metric, Row, RowStatus, Sample, Series, SoftirqFigure, SyscallFigure,
+};
 use crate::stats;
 use crate::BenchError;
 
@@ -1664,6 +1666,8 @@ fn breakdown(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> Res
     let mut probe = karton_probe::Probe::builder()
         .syscall_latency(true)
         .sched(true)
+        // System-wide (softirqs run in whatever task a CPU is in): client and server packets.
+        .softirq(true)
         .target(karton_probe::target::Target::Tgid(r.pid))
         .log_dir(std::env::temp_dir())
         .attach()
@@ -1738,6 +1742,7 @@ fn breakdown(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> Res
         }
         App::Build => 1.0,
     };
+    let softirq = net_softirq(&snap, requests);
     Ok(AppBreakdown {
         bench: b.id.clone(),
         config: r.config.clone(),
@@ -1750,11 +1755,27 @@ fn breakdown(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> Res
         without_probe: without_v,
         with_probe: with_v,
         requests,
+        softirq,
         notes: vec![
             "one client run with karton-probe on the server's process tree (tracepoints); the figure without the probe is the run just before it".into(),
-            "softirq time (irq:softirq_entry/exit NET_RX/NET_TX) is not measured yet: karton-probe has no softirq program".into(),
+            "softirq time (tp_btf:softirq_entry/exit, NET_RX and NET_TX) is system-wide: every CPU, the client's packets as well as the server's".into(),
         ],
     })
+}
+
+/// The NET_RX and NET_TX rows of a snapshot's softirq section, with ns per request.
+fn net_softirq(snap: &karton_probe::Snapshot, requests: f64) -> Vec<SoftirqFigure> {
+    snap.softirq
+        .iter()
+        .flat_map(|s| s.rows.iter())
+        .filter(|r| r.name == "NET_RX" || r.name == "NET_TX")
+        .map(|r| SoftirqFigure {
+            name: r.name.clone(),
+            count: r.count,
+            total_ns: r.total_ns,
+            ns_per_request: (requests > 0.0).then(|| r.total_ns as f64 / requests),
+        })
+        .collect()
 }
 
 fn sanitize(s: &str) -> String {
@@ -1934,5 +1955,37 @@ mod tests {
         assert_eq!(a.last().map(String::as_str), Some("/karton-build"));
         // Dropping it must not run anything: no process or container is behind it.
         r.container = None;
+    }
+
+    #[test]
+    fn net_softirq_keeps_rx_and_tx_per_request() {
+        let row = |vec: u32, count, total_ns| karton_probe::SoftirqStat {
+            vec,
+            name: karton_probe::softirq_name(vec),
+            count,
+            total_ns,
+        };
+        let snap = karton_probe::Snapshot {
+            elapsed_s: 1.0,
+            target: karton_probe::Target::All,
+            instruments: vec![],
+            syscalls: None,
+            sched: None,
+            faults: None,
+            peak_rss: None,
+            nsops: None,
+            timeline: None,
+            footprint: None,
+            tracepoints: None,
+            softirq: Some(karton_probe::Section {
+                instrument: "tp_btf".into(),
+                rows: vec![row(1, 5, 900), row(2, 4, 400), row(3, 20, 8000)],
+            }),
+        };
+        let f = net_softirq(&snap, 100.0);
+        let names: Vec<&str> = f.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["NET_TX", "NET_RX"]);
+        assert_eq!(f[1].ns_per_request, Some(80.0));
+        assert!(net_softirq(&snap, 0.0).iter().all(|x| x.ns_per_request.is_none()));
     }
 }

@@ -279,7 +279,38 @@ pub struct AppBreakdown {
     pub with_probe: f64,
     /// Requests the probed client run made (turns counts into per-request figures).
     pub requests: f64,
+    /// NET_RX and NET_TX softirq time during the probed run, on every CPU: system-wide, so
+    /// the client's packets are in it too (softirqs run in whatever task a CPU was in).
+    /// Empty in files written before karton-probe had the softirq instrument.
+    #[serde(default)]
+    pub softirq: Vec<SoftirqFigure>,
     pub notes: Vec<String>,
+}
+
+impl AppBreakdown {
+    /// NET_RX + NET_TX softirq ns per request of the probed run; `None` when the row has no
+    /// softirq figures (an older file) or the run counted no requests.
+    pub fn net_softirq_ns_per_request(&self) -> Option<f64> {
+        let total: u64 = self
+            .softirq
+            .iter()
+            .filter(|f| f.name == "NET_RX" || f.name == "NET_TX")
+            .map(|f| f.total_ns)
+            .sum();
+        (!self.softirq.is_empty() && self.requests > 0.0).then(|| total as f64 / self.requests)
+    }
+}
+
+/// One softirq vector's time during a probed run, on every CPU.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SoftirqFigure {
+    /// The vector: "NET_RX" or "NET_TX".
+    pub name: String,
+    /// Softirqs of this vector that ran to completion during the run.
+    pub count: u64,
+    pub total_ns: u64,
+    /// `total_ns` / the run's requests; null when the run counted no requests.
+    pub ns_per_request: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

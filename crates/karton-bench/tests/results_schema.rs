@@ -167,3 +167,47 @@ fn committed_results_validate_against_the_schema() {
     }
     assert!(n > 0);
 }
+
+fn breakdown(softirq: Vec<SoftirqFigure>) -> AppBreakdown {
+    AppBreakdown {
+        bench: "redis-p1".into(),
+        config: "net-bridge-nat".into(),
+        instruments: vec!["softirq: tp_btf:softirq_entry+softirq_exit (Active)".into()],
+        syscalls: vec![],
+        runq_hist: vec![0, 3],
+        context_switches: 3,
+        metric: "get-rps".into(),
+        unit: "req/s".into(),
+        without_probe: 100.0,
+        with_probe: 98.0,
+        requests: 1000.0,
+        softirq,
+        notes: vec![],
+    }
+}
+
+#[test]
+fn app_softirq_figures_validate_and_files_without_them_still_load() {
+    let fig = |name: &str, total_ns: u64| SoftirqFigure {
+        name: name.into(),
+        count: 10,
+        total_ns,
+        ns_per_request: Some(total_ns as f64 / 1000.0),
+    };
+    let mut r = synthetic(0.0);
+    r.apps = vec![breakdown(vec![fig("NET_RX", 3_000_000), fig("NET_TX", 500_000)])];
+    let v = serde_json::to_value(&r).unwrap();
+    schema::validate(&v).unwrap();
+    assert_eq!(r.apps[0].net_softirq_ns_per_request(), Some(3500.0));
+    // A run that counted no requests: null per request, still valid.
+    let mut none = v.clone();
+    none["apps"][0]["softirq"][0]["ns_per_request"] = serde_json::Value::Null;
+    schema::validate(&none).unwrap();
+    // A results file from before the softirq instrument: no field at all.
+    let mut old = v;
+    old["apps"][0].as_object_mut().unwrap().remove("softirq");
+    schema::validate(&old).unwrap();
+    let back: BenchResults = serde_json::from_value(old).unwrap();
+    assert!(back.apps[0].softirq.is_empty());
+    assert_eq!(back.apps[0].net_softirq_ns_per_request(), None);
+}
