@@ -221,12 +221,17 @@ pub fn breakdown_table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec
                 .map(|s| format!("{} {}× mean {} ns", s.name, s.count, fmt_value(s.mean_ns)))
                 .collect();
             let total: u64 = b.runq_hist.iter().sum();
+            let softirq = b
+                .net_softirq_ns_per_request()
+                .map(|ns| format!("{:.2}", ns / 1000.0))
+                .unwrap_or_else(|| "—".into());
             vec![
                 b.bench.clone(),
                 b.config.clone(),
                 calls.join("; "),
                 b.context_switches.to_string(),
                 format!("{total} waits"),
+                softirq,
                 format!(
                     "{} → {} {} ({:+.1}%)",
                     fmt_value(b.without_probe),
@@ -238,16 +243,44 @@ pub fn breakdown_table(r: &BenchResults) -> Option<(String, Vec<String>, Vec<Vec
         })
         .collect();
     Some((
-        "eBPF breakdown of the server (one probed client run per row; softirq time is not measured: karton-probe has no softirq program yet)".into(),
+        "eBPF breakdown of the server (one probed client run per row; softirq time is system-wide: every CPU, the client's packets as well as the server's; — where not measured)".into(),
         vec![
             "application".into(),
             "configuration".into(),
             "server syscalls (count, mean latency)".into(),
             "context switches".into(),
             "run-queue".into(),
+            "NET_RX+NET_TX softirq µs per request".into(),
             "probe's own cost (without → with)".into(),
         ],
         rows,
+    ))
+}
+
+/// What configuration `cfg` adds per request against bare, and the NET_RX/NET_TX softirq
+/// part of it: "+0.35 µs per request (1 / the median throughput), of which +0.12 µs in
+/// NET_RX/NET_TX softirq (1.10 µs per request against 0.98 µs bare, every CPU)". The time per
+/// request is 1 / the row's median throughput; the softirq figures come from the rows' probed
+/// runs. `None` for a metric that is not a throughput or when either probed run has no
+/// softirq figures (files from before the softirq instrument).
+fn softirq_share(r: &BenchResults, s: &Series, cfg: &str) -> Option<String> {
+    if !s.higher_is_better {
+        return None;
+    }
+    let median = |c: &str| row(s, c).and_then(|x| x.summary.as_ref()).map(|m| m.median).filter(|m| *m > 0.0);
+    let (m_cfg, m_bare) = (median(cfg)?, median("bare")?);
+    let bench = s.id.split('/').next().unwrap_or("");
+    let per_req = |c: &str| {
+        r.apps
+            .iter()
+            .find(|b| b.bench == bench && b.config == c)
+            .and_then(AppBreakdown::net_softirq_ns_per_request)
+    };
+    let (si_cfg, si_bare) = (per_req(cfg)? / 1000.0, per_req("bare")? / 1000.0);
+    let added_us = (1.0 / m_cfg - 1.0 / m_bare) * 1e6;
+    Some(format!(
+        "{added_us:+.2} µs per request (1 / the median throughput), of which {:+.2} µs in NET_RX/NET_TX softirq ({si_cfg:.2} µs per request against {si_bare:.2} µs bare, every CPU)",
+        si_cfg - si_bare
     ))
 }
 
@@ -275,6 +308,9 @@ pub fn key_findings(r: &BenchResults) -> Vec<String> {
             q.ci_high,
             q.pairs
         );
+        if let Some(share) = softirq_share(r, ser, cfg) {
+            s.push_str(&format!(": {share}"));
+        }
         let bench = id.split('/').next().unwrap_or("");
         if let (Some(b), Some(base)) = (
             r.apps.iter().find(|b| b.bench == bench && b.config == *cfg),
@@ -311,8 +347,11 @@ pub fn key_findings(r: &BenchResults) -> Vec<String> {
             row(s, "net-veth").and_then(|x| x.ratio.as_ref()),
             row(s, "net-bridge-nat").and_then(|x| x.ratio.as_ref()),
         ) {
+            let share = softirq_share(r, s, "net-bridge-nat")
+                .map(|x| format!("; the bridge with NAT against bare: {x}"))
+                .unwrap_or_default();
             out.push(format!(
-                "{label}: a plain veth costs × {:.3} [{:.3}, {:.3}] and the bridge with NAT × {:.3} [{:.3}, {:.3}] against bare, so the bridge and DNAT add about {:+.1}% on top of the veth.",
+                "{label}: a plain veth costs × {:.3} [{:.3}, {:.3}] and the bridge with NAT × {:.3} [{:.3}, {:.3}] against bare, so the bridge and DNAT add about {:+.1}% on top of the veth{share}.",
                 v.median, v.ci_low, v.ci_high, b.median, b.ci_low, b.ci_high,
                 (b.median / v.median - 1.0) * 100.0
             ));
@@ -448,5 +487,42 @@ mod tests {
             "{f}"
         );
         assert!(f.contains("C build, make -j2 under net-veth takes 20.0% longer than bare"), "{f}");
+    }
+
+    /// A probed run of `requests` requests with these NET_RX and NET_TX totals (ns).
+    fn breakdown_json(config: &str, requests: f64, rx_ns: u64, tx_ns: u64) -> serde_json::Value {
+        let fig = |name: &str, ns: u64| serde_json::json!({"name": name, "count": 10, "total_ns": ns, "ns_per_request": ns as f64 / requests});
+        serde_json::json!({
+            "bench": "redis-p1", "config": config, "instruments": [], "syscalls": [], "runq_hist": [],
+            "context_switches": 0, "metric": "get-rps", "unit": "req/s", "without_probe": 1.0, "with_probe": 1.0,
+            "requests": requests, "softirq": [fig("NET_RX", rx_ns), fig("NET_TX", tx_ns)], "notes": []
+        })
+    }
+
+    #[test]
+    fn softirq_share_of_a_network_cost_is_computed_from_the_results() {
+        // bare 100,000 req/s (10 µs per request), net-veth × 1.25 (80,000 req/s: 12.5 µs).
+        let mut r = results(vec![series_json("redis-p1/get-rps", "req/s", true, 100_000.0, 1.25)]);
+        r.apps = vec![
+            serde_json::from_value(breakdown_json("bare", 1000.0, 300_000, 100_000)).unwrap(),
+            serde_json::from_value(breakdown_json("net-veth", 1000.0, 1_200_000, 0)).unwrap(),
+        ];
+        let f = key_findings(&r).join("\n");
+        assert!(
+            f.contains("under net-veth serves 20.0% fewer requests per second than bare (× 1.250, 95% CI [1.238, 1.262], 5 pairs): +2.50 µs per request (1 / the median throughput), of which +0.80 µs in NET_RX/NET_TX softirq (1.20 µs per request against 0.40 µs bare, every CPU)"),
+            "{f}"
+        );
+        let (caption, head, rows) = breakdown_table(&r).unwrap();
+        assert!(caption.contains("system-wide"), "{caption}");
+        let col = head.iter().position(|h| h.contains("softirq")).unwrap();
+        let veth = rows.iter().find(|x| x[1] == "net-veth").unwrap();
+        assert_eq!(veth[col], "1.20");
+        // A file from before the softirq instrument: no share, a dash in the table.
+        for b in &mut r.apps {
+            b.softirq.clear();
+        }
+        assert!(!key_findings(&r).join("\n").contains("softirq"));
+        let (_, _, rows) = breakdown_table(&r).unwrap();
+        assert!(rows.iter().all(|x| x[col] == "—"));
     }
 }
