@@ -22,6 +22,8 @@ Instruments (each names its kernel mechanism in the output; one failing never st
   --timeline   fork, exec, exit with timestamps              tp_btf sched_process_fork/exec/exit
   --footprint  APPROXIMATION of the kernel footprint: kernel functions seen by perf cpu-clock sampling,
                and distinct tracepoints hit (raw_tp on every vmlinux tracepoint: heavy while attached)
+  --softirq    softirq time per vector (NET_RX, NET_TX, TIMER...), SYSTEM-WIDE whatever the target
+                                                            tp_btf irq:softirq_entry/softirq_exit
 Default: --syscalls --sched --faults. Figures are keyed by pid-namespace inode.
 
 Measured overhead per event (VM: kernel 6.18, 2 vCPU, retpolines; getppid loop, 3,000,000
@@ -68,6 +70,9 @@ pub struct TraceArgs {
     /// Kernel footprint APPROXIMATION: cpu-clock sampling and tracepoints hit
     #[arg(long)]
     pub footprint: bool,
+    /// Softirq count and time per vector, system-wide (softirqs run in whatever task a CPU is in)
+    #[arg(long)]
+    pub softirq: bool,
     /// cpu-clock sampling frequency for --footprint
     #[arg(long, value_name = "HZ", default_value_t = 999)]
     pub hz: u64,
@@ -102,7 +107,13 @@ fn secs(v: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
 pub fn run(args: TraceArgs, g: &crate::Global) -> anyhow::Result<i32> {
     let interval = secs(args.interval, "interval")?;
     let duration = secs(args.duration, "duration")?;
-    let none = !(args.syscalls || args.sched || args.faults || args.ns || args.timeline || args.footprint);
+    let none = !(args.syscalls
+        || args.sched
+        || args.faults
+        || args.ns
+        || args.timeline
+        || args.footprint
+        || args.softirq);
 
     // Before anything else: SIGINT/SIGTERM then end the session, whose summary is printed.
     let signals = StopSignals::block()?;
@@ -163,6 +174,7 @@ fn builder(args: &TraceArgs, none: bool) -> ProbeBuilder {
         .nsops(args.ns)
         .timeline(args.timeline)
         .footprint(args.footprint)
+        .softirq(args.softirq)
         .sample_hz(args.hz);
     if let Some(d) = &args.log_dir {
         b = b.log_dir(d);
@@ -225,6 +237,7 @@ fn print_snapshot(s: &Snapshot, a: &TraceArgs, kind: &str, rusage_rss_kib: Optio
     print_timeline(s);
     print_footprint(s, a, host);
     print_tracepoints(s, a, host);
+    print_softirq(s);
 }
 
 /// Per key: the top syscalls, and the latency histograms of the three most called.
@@ -393,6 +406,18 @@ fn print_tracepoints(s: &Snapshot, a: &TraceArgs, host: Option<u64>) {
             for t in r.tracepoints.iter().take(a.top) {
                 println!("  {:>10}  {}", t.count, t.name);
             }
+        }
+    }
+}
+
+/// Softirq vectors in number order: the host's, not the target's (they are not attributed).
+fn print_softirq(s: &Snapshot) {
+    if let Some(sec) = &s.softirq {
+        println!("\nSOFTIRQ, every CPU (not filtered by target)  [{}]", sec.instrument);
+        println!("  {:<10} {:>10} {:>11} {:>9}", "VECTOR", "COUNT", "TOTAL(ms)", "AVG(us)");
+        for r in &sec.rows {
+            let avg = if r.count == 0 { 0.0 } else { r.total_ns as f64 / r.count as f64 / 1e3 };
+            println!("  {:<10} {:>10} {:>11.3} {:>9.2}", r.name, r.count, r.total_ns as f64 / 1e6, avg);
         }
     }
 }
