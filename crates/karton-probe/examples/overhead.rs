@@ -1,6 +1,7 @@
 //! Overhead of each instrument per event, measured on this process.
 //!
-//! Method: a loop of N getppid(2) calls (or N first-touch page faults), timed with
+//! Method: a loop of N getppid(2) calls (or N first-touch page faults, or N one-byte UDP
+//! datagrams over loopback to the same socket, each one NET_RX softirq), timed with
 //! CLOCK_THREAD_CPUTIME_ID (the loop thread's own CPU time, user + system, so that other
 //! load on the machine does not count; BPF programs run in the syscall, on this thread's
 //! time), alternating passes without probes (A) and with one instrument attached
@@ -14,6 +15,23 @@ use karton_probe::{Probe, ProbeBuilder, Target};
 enum Work {
     Getppid,
     Faults,
+    /// send + recv of one byte on a loopback UDP socket connected to itself: the NET_RX
+    /// softirq runs at the send's local_bh_enable() on this thread, and this kernel has no
+    /// IRQ_TIME_ACCOUNTING, so its time is in the thread's CPU time.
+    Udp,
+}
+
+fn udp_socket() -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| {
+        eprintln!("bind 127.0.0.1: {e}");
+        std::process::exit(1)
+    });
+    let own = s.local_addr().and_then(|a| s.connect(a));
+    if let Err(e) = own {
+        eprintln!("connecting the UDP socket to itself: {e}");
+        std::process::exit(1)
+    }
+    s
 }
 
 fn cpu_ns() -> f64 {
@@ -27,7 +45,7 @@ fn cpu_ns() -> f64 {
     }
 }
 
-fn run(work: Work, n: u64) -> f64 {
+fn run(work: Work, n: u64, udp: &std::net::UdpSocket) -> f64 {
     let t = cpu_ns();
     match work {
         Work::Getppid => {
@@ -42,6 +60,15 @@ fn run(work: Work, n: u64) -> f64 {
                 spare[i * 4096].write(1);
             }
             std::hint::black_box(&v);
+        }
+        Work::Udp => {
+            let mut buf = [0u8; 1];
+            for _ in 0..n {
+                if udp.send(&[1]).and_then(|_| udp.recv(&mut buf)).is_err() {
+                    eprintln!("loopback UDP send/recv failed");
+                    std::process::exit(1)
+                }
+            }
         }
     }
     cpu_ns() - t
@@ -59,6 +86,8 @@ fn main() {
     // Optional third argument: run only the cases whose name contains it.
     let only = args.get(3).cloned().unwrap_or_default();
     let nf = 50_000u64; // page faults per pass (200 MiB)
+    let nu = 200_000u64; // loopback datagrams per pass
+    let udp = udp_socket();
     let me = std::process::id();
     let own_ns = match karton_probe::pidns_of(me) {
         Ok(n) => n,
@@ -130,6 +159,7 @@ fn main() {
             Probe::builder().faults(true).target(Target::PidNs(own_ns)),
         ),
         ("faults, per user page fault", Work::Faults, Probe::builder().faults(true).target(Target::Tgid(me))),
+        ("softirq, per loopback UDP datagram (1 NET_RX)", Work::Udp, Probe::builder().softirq(true)),
     ];
     println!("karton-probe overhead: N={n} getppid per pass, {nf} faults per pass, {rounds} rounds A/B interleaved, thread CPU time");
     println!(
@@ -140,15 +170,16 @@ fn main() {
         let n_ev = match work {
             Work::Getppid => n,
             Work::Faults => nf,
+            Work::Udp => nu,
         };
-        run(work, n_ev / 10); // warm-up
+        run(work, n_ev / 10, &udp); // warm-up
         let mut base = Vec::new();
         let mut with = Vec::new();
         let mut deltas = Vec::new();
         let mut mech = String::new();
         let mut failed = None;
         for _ in 0..rounds {
-            let a = run(work, n_ev) / n_ev as f64;
+            let a = run(work, n_ev, &udp) / n_ev as f64;
             let probe = match b.clone().attach() {
                 Ok(p) => p,
                 Err(e) => {
@@ -163,7 +194,7 @@ fn main() {
                 break;
             }
             mech = probe.status().iter().map(|s| s.mechanism.clone()).collect::<Vec<_>>().join(", ");
-            let bb = run(work, n_ev) / n_ev as f64;
+            let bb = run(work, n_ev, &udp) / n_ev as f64;
             drop(probe);
             base.push(a);
             with.push(bb);

@@ -38,6 +38,7 @@ the per-round deltas; cargo run --release -p karton-probe --example overhead):
   --sched, --timeline                               ~0 ns per syscall
   --footprint: sampling 999 Hz +4 ns, tracepoints +378 ns per syscall (heavy)
   --faults                                          +208..313 ns per page fault (~2.7 us each)
+  --softirq                                         +105 ns per softirq (loopback UDP: one NET_RX each)
 See docs/trace.md.";
 
 #[derive(Debug, Args)]
