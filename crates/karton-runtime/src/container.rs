@@ -921,7 +921,11 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
             match nix::unistd::read(fifo.as_fd(), &mut b) {
                 Ok(1) if b[0] == b'0' => return Ok(()),
                 // The init's startContainer hooks failed: the reason follows the byte.
-                Ok(1) => return Err(Error::Hook(read_rest(fifo))),
+                Ok(1) => {
+                    let reason = read_rest(fifo);
+                    stop_after_failed_hook(pidfd);
+                    return Err(Error::Hook(reason));
+                }
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
             }
@@ -933,6 +937,16 @@ fn wait_fifo(fifo: &OwnedFd, pidfd: &OwnedFd, id: &str) -> Result<()> {
                 reason: "its process exited before start".into(),
             });
         }
+    }
+}
+
+/// runtime.md: a failed startContainer hook MUST stop the container. The init exits right
+/// after its failure byte, but may still be on its way when the reason arrives: wait for
+/// it (killing it if it lingers), so that `state` says stopped once `start` has returned.
+fn stop_after_failed_hook(pidfd: &OwnedFd) {
+    if !wait_exit(pidfd, Duration::from_secs(2)) {
+        let _ = kproc::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        wait_exit(pidfd, Duration::from_secs(10));
     }
 }
 
