@@ -1672,11 +1672,7 @@ fn breakdown(ctx: &AppContext, plan: &AppPlan, b: &AppBench, r: &Running) -> Res
         .log_dir(std::env::temp_dir())
         .attach()
         .map_err(|e| e.to_string())?;
-    let instruments: Vec<String> = probe
-        .status()
-        .iter()
-        .map(|s| format!("{}: {} ({:?})", s.instrument.name(), s.mechanism, s.state))
-        .collect();
+    let instruments = probe.status_lines();
     let with = client_once(ctx, plan, b, r)?;
     let snap = probe.snapshot().map_err(|e| e.to_string())?;
     drop(probe);

@@ -39,11 +39,7 @@ pub fn run_probed(
         .log_dir(std::env::temp_dir())
         .attach()
         .map_err(|e| e.to_string())?;
-    let instruments: Vec<String> = probe
-        .status()
-        .iter()
-        .map(|s| format!("{}: {} ({:?})", s.instrument.name(), s.mechanism, s.state))
-        .collect();
+    let instruments = probe.status_lines();
     cmd.release().map_err(|e| e.to_string())?;
     let st = cmd.wait().map_err(|e| e.to_string())?;
     let snap = probe.snapshot().map_err(|e| e.to_string())?;

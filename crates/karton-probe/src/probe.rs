@@ -218,6 +218,14 @@ impl Probe {
         &self.status
     }
 
+    /// One line per instrument, "name: mechanism (state)", as results files record them.
+    pub fn status_lines(&self) -> Vec<String> {
+        self.status
+            .iter()
+            .map(|s| format!("{}: {} ({:?})", s.instrument.name(), s.mechanism, s.state))
+            .collect()
+    }
+
     pub fn target(&self) -> Target {
         self.target
     }

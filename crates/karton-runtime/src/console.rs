@@ -13,6 +13,15 @@ use nix::sys::stat::Mode;
 use crate::error::{Context, Result};
 use crate::mounts;
 
+/// The terminal of a process that joins a root someone else set up (exec, or an init
+/// in a shared mount namespace): a pty from the container's /dev/ptmx, sized as
+/// `process.consoleSize` says, with no bind over /dev/console (not our mount table).
+pub fn setup_tty_in_current_root(socket: &OwnedFd, process: &oci_spec::runtime::Process) -> Result<()> {
+    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "opening the container root".into())?;
+    setup_tty(socket, &root, process.console_size().map(|b| (b.height() as u16, b.width() as u16)), false)
+}
+
 /// `bind_console`: also bind the terminal over /dev/console (the container's first
 /// process; not for exec).
 pub fn setup_tty(

@@ -422,15 +422,7 @@ fn prepare_exec(
     // Before seccomp and the capability drop, as runc orders it.
     crate::lsm::apply_exec_labels(process)?;
     if let Some(sock) = console {
-        let root =
-            nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| "opening the container root".into())?;
-        crate::console::setup_tty(
-            sock,
-            &root,
-            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
-            false,
-        )?;
+        crate::console::setup_tty_in_current_root(sock, process)?;
     }
     let filter = seccomp.map(crate::seccomp::prepare).transpose()?;
     let prepared = crate::process::prepare(process, preserve_fds, filter.is_some())?;

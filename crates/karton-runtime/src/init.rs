@@ -282,16 +282,8 @@ fn make_root(
             .console_socket
             .as_ref()
             .ok_or_else(|| Error::Config("process.terminal is true but there is no console socket".into()))?;
-        let root =
-            nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| "opening the container root".into())?;
         // Not our mount table: no bind over /dev/console.
-        crate::console::setup_tty(
-            sock,
-            &root,
-            process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
-            false,
-        )?;
+        crate::console::setup_tty_in_current_root(sock, process)?;
     }
     Ok(())
 }
