@@ -45,9 +45,28 @@ pub struct Config {
     pub seccomp: bool,
     /// The rootless shape: a single-id mapping, no network namespace, no cgroup resources.
     pub rootless: bool,
-    /// Lifecycle: run inside [`WRAPPER`] (every runtime is compared under the same one).
-    pub wrapped: bool,
+    /// Lifecycle and density: where the runtime's process runs.
+    pub placement: Placement,
 }
+
+/// Where a lifecycle or density command runs. Debian's crun 1.8 refuses this host's hybrid
+/// cgroup layout, so runtimes are compared either under the same per-command wrapper or
+/// all in one layout every runtime accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the host as it is (karton drives the hybrid layout).
+    Host,
+    /// Inside [`WRAPPER`]: a new private mount namespace per command, made by two extra
+    /// programs (unshare, sh) that are timed with the runtime.
+    Wrapper,
+    /// In the prepared layout: one private mount namespace with the cgroup2 mount hidden,
+    /// made once per benchmark run; each command's own process enters it right before
+    /// execve (setns), so only the runtime is timed.
+    Prepared,
+}
+
+/// Suffix of the lifecycle configurations in the prepared layout ("karton-nowrap", …).
+pub const NOWRAP: &str = "-nowrap";
 
 /// The wrapper every lifecycle and density command runs in: a private mount namespace that
 /// hides the cgroup2 mount, because Debian's crun 1.8 refuses a hybrid cgroup layout.
@@ -73,13 +92,25 @@ impl Config {
             cgroup_limits: false,
             seccomp: false,
             rootless: false,
-            wrapped: false,
+            placement: Placement::Host,
         }
     }
 
     fn wrapped(mut self) -> Self {
-        self.wrapped = true;
+        self.placement = Placement::Wrapper;
         self
+    }
+
+    /// The same configuration in the prepared layout, named with [`NOWRAP`].
+    fn unwrapped(&self) -> Self {
+        let mut c = self.clone();
+        c.name = format!("{}{NOWRAP}", self.name);
+        c.description = self.description.replace(
+            "in the wrapper",
+            "in the prepared layout (no wrapper: the runtime's process enters one private mount namespace without the cgroup2 mount before execve)",
+        );
+        c.placement = Placement::Prepared;
+        c
     }
 
     pub fn info(&self) -> ConfigInfo {
@@ -183,11 +214,13 @@ pub fn workload_configs() -> Vec<Config> {
 }
 
 /// Configurations of the lifecycle workload (create → start → exit → delete). Every
-/// runtime runs inside the same [`WRAPPER`]; `karton-hybrid` is karton without it (the
-/// path that sees the hybrid layout), `wrapper` the wrapper alone and `unshare` the floor.
+/// runtime runs inside the same [`WRAPPER`], and again in the prepared layout (the
+/// `-nowrap` rows, [`Placement::Prepared`]); `karton-hybrid` is karton on the host as it is
+/// (the path that sees the hybrid layout), `wrapper` the wrapper alone and `unshare` the
+/// floor.
 pub fn lifecycle_configs() -> Vec<Config> {
     let default_ns = vec!["pid", "network", "ipc", "uts", "mount", "cgroup"];
-    vec![
+    let mut v = vec![
         Config::new(
             "karton",
             "karton, `karton spec` defaults (pid, net, ipc, uts, mount, cgroup), in the wrapper".into(),
@@ -207,23 +240,38 @@ pub fn lifecycle_configs() -> Vec<Config> {
             vec![],
         )
         .wrapped(),
+    ];
+    let unwrapped: Vec<Config> = v.iter().map(Config::unwrapped).collect();
+    v.extend(unwrapped);
+    v.extend([
         Config::new(
             "wrapper",
             "the wrapper alone: unshare -m + umount of the cgroup2 mount + sh, no container".into(),
             Kind::Wrapper,
             vec![],
         ),
-        Config::new("karton-mnt", "karton, mount namespace only, in the wrapper".into(), Kind::Karton, vec!["mount"])
-            .wrapped(),
-        Config::new("karton-all", "karton, all eight namespaces, in the wrapper".into(), Kind::Karton, ALL_NS.to_vec())
-            .wrapped(),
+        Config::new(
+            "karton-mnt",
+            "karton, mount namespace only, in the wrapper".into(),
+            Kind::Karton,
+            vec!["mount"],
+        )
+        .wrapped(),
+        Config::new(
+            "karton-all",
+            "karton, all eight namespaces, in the wrapper".into(),
+            Kind::Karton,
+            ALL_NS.to_vec(),
+        )
+        .wrapped(),
         Config::new(
             "karton-hybrid",
             "karton without the wrapper: it drives the hybrid layout (v1 + the cgroup2 mount)".into(),
             Kind::Karton,
             default_ns,
         ),
-    ]
+    ]);
+    v
 }
 
 /// Looks configurations up by name; unknown names → the list of valid ones.

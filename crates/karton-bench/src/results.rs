@@ -194,6 +194,10 @@ pub struct NsCreateCell {
 pub struct DensityCell {
     /// "karton", "crun", "runc".
     pub runtime: String,
+    /// Where every runtime ran: "prepared" (one prepared layout, no wrapper) or "wrapper"
+    /// (the per-command wrapper; also what files without this field used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
     pub n: u32,
     pub parallel: u32,
     /// Repetition of this (runtime, n, parallel) cell, from 0.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,7 +18,7 @@ use std::time::{Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::matrix::{self, Config, Kind};
+use crate::matrix::{self, Config, Kind, Placement};
 use crate::profile::{BenchSpec, Profile, ROOTFS_DIR};
 use crate::results::*;
 use crate::stats;
@@ -87,6 +88,9 @@ struct Runner {
     pb: ProgressBar,
     counter: AtomicU64,
     remove_work: bool,
+    /// The prepared layout ([`Placement::Prepared`]), made before the first lifecycle or
+    /// density command: its mount namespace, or why it could not be made.
+    prepared: Option<Result<std::os::fd::OwnedFd, String>>,
 }
 
 /// Runs the profile; returns the results and the path of the JSON file.
@@ -161,6 +165,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
         pb,
         counter: AtomicU64::new(0),
         remove_work,
+        prepared: None,
         opts,
     };
     let out = r.run_all();
@@ -674,6 +679,7 @@ impl Runner {
     fn run_lifecycle(&mut self) -> Result<(), BenchError> {
         let p = self.opts.profile.clone();
         let configs = matrix::lifecycle_configs();
+        self.prepare_layout();
         for c in &configs {
             if !self.results.configurations.iter().any(|x| x.name == c.name) {
                 self.results.configurations.push(c.info());
@@ -693,6 +699,9 @@ impl Runner {
                 if !crate::machine::has(t) {
                     skipped.insert(c.name.clone(), format!("{t} is not installed"));
                 }
+            }
+            if let (Placement::Prepared, Some(Err(why))) = (c.placement, &self.prepared) {
+                skipped.entry(c.name.clone()).or_insert_with(|| why.clone());
             }
         }
         // samples[config] = (round, wall ms, cpu ms)
@@ -760,13 +769,20 @@ impl Runner {
                 }
             }
         }
-        let baseline = ["crun", "runc", "karton"]
-            .into_iter()
-            .find(|b| live.iter().any(|c| c.name == *b))
-            .unwrap_or("karton");
+        // Ratios within a placement: the wrapped rows against crun in the wrapper, the
+        // -nowrap rows against crun in the prepared layout.
+        let baseline_of = |config: &str| -> String {
+            let sfx = if config.ends_with(matrix::NOWRAP) { matrix::NOWRAP } else { "" };
+            ["crun", "runc", "karton"]
+                .into_iter()
+                .map(|b| format!("{b}{sfx}"))
+                .find(|b| live.iter().any(|c| c.name == *b))
+                .unwrap_or_else(|| format!("karton{sfx}"))
+        };
+        let baseline = baseline_of("karton");
         let desc = |what: &str| {
             format!(
-                "create → start → /bin/true exits → delete: {what} of `RUNTIME --root R run --bundle B ID`, every runtime inside `unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified; exec RUNTIME …'`"
+                "create → start → /bin/true exits → delete: {what} of `RUNTIME --root R run --bundle B ID`, every runtime inside `unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified; exec RUNTIME …'`; the -nowrap rows: every runtime in one prepared layout instead (the same private mount namespace without the cgroup2 mount, made once; the runtime's own process enters it before execve, so no wrapper program is timed)"
             )
         };
         let series = [
@@ -782,7 +798,6 @@ impl Runner {
             ),
         ];
         for (metric, unit, description, samples, cfgs, rounds) in series {
-            let base = samples.get(baseline).cloned().unwrap_or_default();
             let mut rows = Vec::new();
             let mut all_conv = true;
             for c in cfgs {
@@ -805,17 +820,19 @@ impl Runner {
                 all_conv &= s.as_ref().is_some_and(|s| s.ci_pct <= p.target_ci_pct);
                 let fail_key =
                     if metric == "create-rss" { format!("{}/rss", c.name) } else { c.name.clone() };
+                let row_base = baseline_of(&c.name);
+                let base = samples.get(&row_base).cloned().unwrap_or_default();
                 rows.push(Row {
                     config: c.name.clone(),
                     status: RowStatus::Ok,
                     reason: None,
                     samples: v.iter().map(|(round, value)| Sample { round: *round, value: *value }).collect(),
                     summary: s,
-                    ratio: (c.name != baseline)
+                    ratio: (c.name != row_base)
                         .then(|| {
                             stats::ratio_summary(
                                 &stats::paired_ratios(&v, &base, false),
-                                baseline,
+                                &row_base,
                                 0.95,
                                 p.resamples,
                                 seed,
@@ -833,7 +850,7 @@ impl Runner {
                 higher_is_better: false,
                 description,
                 args: vec!["/bin/true".into()],
-                baseline: Some(baseline.into()),
+                baseline: Some(baseline.clone()),
                 rounds,
                 converged: all_conv,
                 rows,
@@ -843,10 +860,10 @@ impl Runner {
     }
 
     /// The command line of `args` for runtime `kind` (karton, runc, crun), in the wrapper
-    /// when `wrapped`.
-    fn runtime_argv(&self, kind: Kind, wrapped: bool, args: &[&OsStr]) -> Vec<OsString> {
+    /// when placed there.
+    fn runtime_argv(&self, kind: Kind, placement: Placement, args: &[&OsStr]) -> Vec<OsString> {
         let mut v: Vec<OsString> = Vec::new();
-        if wrapped {
+        if placement == Placement::Wrapper {
             v.extend(matrix::WRAPPER.iter().map(OsString::from));
         }
         v.push(match kind {
@@ -858,15 +875,25 @@ impl Runner {
         v
     }
 
-    /// Runs `argv` to completion; its wall time and CPU time (wait4).
-    fn run_measured(&self, argv: &[OsString]) -> Result<Usage, String> {
+    /// Runs `argv` to completion (its process in the prepared layout when placed there);
+    /// its wall time and CPU time (wait4).
+    fn run_measured(&self, argv: &[OsString], placement: Placement) -> Result<Usage, String> {
         let (prog, rest) = argv.split_first().ok_or("empty command")?;
+        let mut cmd = self.cmd(Path::new(prog));
+        if placement == Placement::Prepared {
+            let ns = match &self.prepared {
+                Some(Ok(ns)) => ns,
+                Some(Err(why)) => return Err(why.clone()),
+                None => return Err("the prepared layout was not made".into()),
+            };
+            karton_sys::process::enter_mount_ns_before_exec(&mut cmd, ns.as_fd(), &self.work)
+                .map_err(|e| format!("entering the prepared layout: {e}"))?;
+        }
         let err_path = self.work.join(format!("stderr-{}", self.counter.fetch_add(1, Ordering::SeqCst)));
         let err =
             std::fs::File::create(&err_path).map_err(|e| format!("creating {}: {e}", err_path.display()))?;
         let t = Instant::now();
-        let child = self
-            .cmd(Path::new(prog))
+        let child = cmd
             .args(rest)
             .stdout(Stdio::null())
             .stderr(err)
@@ -895,7 +922,7 @@ impl Runner {
         let argv: Vec<OsString> = match c.kind {
             Kind::Karton | Kind::Runc | Kind::Crun => self.runtime_argv(
                 c.kind,
-                c.wrapped,
+                c.placement,
                 &[
                     "--root".as_ref(),
                     root.as_os_str(),
@@ -906,8 +933,11 @@ impl Runner {
                 ],
             ),
             Kind::Floor | Kind::Wrapper => {
-                let mut v: Vec<OsString> =
-                    if c.wrapped { matrix::WRAPPER.iter().map(OsString::from).collect() } else { vec![] };
+                let mut v: Vec<OsString> = if c.placement == Placement::Wrapper {
+                    matrix::WRAPPER.iter().map(OsString::from).collect()
+                } else {
+                    vec![]
+                };
                 if c.kind == Kind::Floor {
                     v.extend(["unshare", "-pfniuC", "--mount-proc", "true"].map(OsString::from));
                 } else {
@@ -918,9 +948,9 @@ impl Runner {
             }
             Kind::Bare => return Err("bare has no lifecycle".into()),
         };
-        self.run_measured(&argv).map_err(|why| {
+        self.run_measured(&argv, c.placement).map_err(|why| {
             if matches!(c.kind, Kind::Karton | Kind::Runc | Kind::Crun) {
-                self.force_delete_in(c.kind, c.wrapped, &root, &id);
+                self.force_delete_in(c.kind, c.placement, &root, &id);
             }
             format!("{}: {why}", c.name)
         })
@@ -940,7 +970,7 @@ impl Runner {
         argv.push(out_file.clone().into());
         argv.extend(self.runtime_argv(
             c.kind,
-            c.wrapped,
+            c.placement,
             &[
                 "--root".as_ref(),
                 root.as_os_str(),
@@ -950,8 +980,8 @@ impl Runner {
                 id.as_ref(),
             ],
         ));
-        let out = self.run_measured(&argv);
-        self.force_delete_in(c.kind, c.wrapped, &root, &id);
+        let out = self.run_measured(&argv, c.placement);
+        self.force_delete_in(c.kind, c.placement, &root, &id);
         let text = std::fs::read_to_string(&out_file).unwrap_or_default();
         let _ = std::fs::remove_file(&out_file);
         out?;
@@ -962,17 +992,33 @@ impl Runner {
     }
 
     /// `RUNTIME --root R delete --force ID`, errors ignored (cleanup after a failure).
-    fn force_delete_in(&self, kind: Kind, wrapped: bool, root: &Path, id: &str) {
+    fn force_delete_in(&self, kind: Kind, placement: Placement, root: &Path, id: &str) {
         let argv = self.runtime_argv(
             kind,
-            wrapped,
+            placement,
             &["--root".as_ref(), root.as_os_str(), "delete".as_ref(), "--force".as_ref(), id.as_ref()],
         );
-        let _ = self.run_measured(&argv);
+        let _ = self.run_measured(&argv, placement);
+    }
+
+    /// Makes the prepared layout once (see [`Placement::Prepared`]).
+    fn prepare_layout(&mut self) {
+        if self.prepared.is_none() {
+            let made = prepared_layout();
+            if let Err(why) = &made {
+                self.results.notes.push(format!("prepared layout: {why}"));
+            }
+            self.prepared = Some(made);
+        }
     }
 
     fn run_density(&mut self) -> Result<(), BenchError> {
         let p = self.opts.profile.clone();
+        // Every runtime in the prepared layout: the wrapper's two extra programs per start
+        // would cost as much as a runtime and hide the difference between runtimes.
+        self.prepare_layout();
+        let placement =
+            if matches!(self.prepared, Some(Ok(_))) { Placement::Prepared } else { Placement::Wrapper };
         let runtimes: Vec<(&str, Kind)> =
             [("karton", Kind::Karton), ("crun", Kind::Crun), ("runc", Kind::Runc)]
                 .into_iter()
@@ -1015,7 +1061,7 @@ impl Runner {
                 }
                 let (name, kind) = runtimes[(k + i) % runtimes.len()];
                 self.pb.set_message(format!("density {name} N={n} P={par}"));
-                let cell = self.density_once(name, kind, &bundle, n, par, rep);
+                let cell = self.density_once(name, kind, placement, &bundle, (n, par, rep));
                 self.pb.inc(1);
                 self.log(format!(
                     "density {name:<6} N={n:<4} P={par}: {}",
@@ -1037,7 +1083,14 @@ impl Runner {
 
     /// One density cell: start `n` sleeping containers, `par` at a time, measure the host
     /// memory they hold while idle, then force-delete them `par` at a time.
-    fn density_once(&self, name: &str, kind: Kind, bundle: &Path, n: u32, par: u32, rep: u32) -> DensityCell {
+    fn density_once(
+        &self,
+        name: &str,
+        kind: Kind,
+        placement: Placement,
+        bundle: &Path,
+        (n, par, rep): (u32, u32, u32),
+    ) -> DensityCell {
         let root = self.work.join(format!("state-density-{name}"));
         let ids: Vec<String> = (0..n).map(|_| self.next_id()).collect();
         let pid_dir = self.work.join(format!("pids-{name}"));
@@ -1046,21 +1099,24 @@ impl Runner {
         let t = Instant::now();
         let started = parallel(par, &ids, |id| {
             let pid_file = pid_dir.join(id);
-            self.run_measured(&self.runtime_argv(
-                kind,
-                true,
-                &[
-                    "--root".as_ref(),
-                    root.as_os_str(),
-                    "run".as_ref(),
-                    "--detach".as_ref(),
-                    "--pid-file".as_ref(),
-                    pid_file.as_os_str(),
-                    "--bundle".as_ref(),
-                    bundle.as_os_str(),
-                    id.as_ref(),
-                ],
-            ))
+            self.run_measured(
+                &self.runtime_argv(
+                    kind,
+                    placement,
+                    &[
+                        "--root".as_ref(),
+                        root.as_os_str(),
+                        "run".as_ref(),
+                        "--detach".as_ref(),
+                        "--pid-file".as_ref(),
+                        pid_file.as_os_str(),
+                        "--bundle".as_ref(),
+                        bundle.as_os_str(),
+                        id.as_ref(),
+                    ],
+                ),
+                placement,
+            )
         });
         let start_s = t.elapsed().as_secs_f64();
         let failures = started.iter().filter(|r| r.is_err()).count() as u32;
@@ -1094,11 +1150,20 @@ impl Runner {
             .collect();
         let t = Instant::now();
         let deleted = parallel(par, &ids, |id| {
-            self.run_measured(&self.runtime_argv(
-                kind,
-                true,
-                &["--root".as_ref(), root.as_os_str(), "delete".as_ref(), "--force".as_ref(), id.as_ref()],
-            ))
+            self.run_measured(
+                &self.runtime_argv(
+                    kind,
+                    placement,
+                    &[
+                        "--root".as_ref(),
+                        root.as_os_str(),
+                        "delete".as_ref(),
+                        "--force".as_ref(),
+                        id.as_ref(),
+                    ],
+                ),
+                placement,
+            )
         });
         let delete_s = t.elapsed().as_secs_f64();
         reap(&pids);
@@ -1107,6 +1172,7 @@ impl Runner {
         let status = if ok == 0 { RowStatus::Skipped } else { RowStatus::Ok };
         DensityCell {
             runtime: name.into(),
+            layout: Some(if placement == Placement::Prepared { "prepared" } else { "wrapper" }.into()),
             n,
             parallel: par,
             rep,
@@ -1237,24 +1303,55 @@ impl Runner {
             .map(|e| e.path())
             .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state")))
         {
-            // crun only works in the wrapper on a hybrid host; karton's record names every
-            // cgroup directory it made, so it deletes from outside the wrapper too.
+            // crun only works in the wrapper on a hybrid host (its state, made in the
+            // prepared layout or not, is on the host's filesystem); karton's record names
+            // every cgroup directory it made, so it deletes from outside the wrapper too.
             let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let (kind, wrapped) = if name.ends_with("runc") {
-                (Kind::Runc, false)
-            } else if name.ends_with("crun") {
-                (Kind::Crun, true)
+            let (kind, placement) = if name.contains("runc") {
+                (Kind::Runc, Placement::Host)
+            } else if name.contains("crun") {
+                (Kind::Crun, Placement::Wrapper)
             } else {
-                (Kind::Karton, false)
+                (Kind::Karton, Placement::Host)
             };
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
-                self.force_delete_in(kind, wrapped, &dir, &e.file_name().to_string_lossy());
+                self.force_delete_in(kind, placement, &dir, &e.file_name().to_string_lossy());
             }
         }
         if self.remove_work {
             let _ = std::fs::remove_dir_all(&self.work);
         }
     }
+}
+
+/// The prepared layout ([`Placement::Prepared`]): a private mount namespace without the
+/// cgroup2 mount, made by the wrapper's own commands once, and kept through its
+/// /proc/PID/ns/mnt after the helper that made it has exited. Nothing changes on the host.
+fn prepared_layout() -> Result<std::os::fd::OwnedFd, String> {
+    use std::io::BufRead;
+    let script = "umount /sys/fs/cgroup/unified 2>/dev/null; echo ready; exec cat";
+    let mut helper = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("running unshare to make it: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = helper.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let ns = if line.trim() == "ready" {
+        std::fs::File::open(format!("/proc/{}/ns/mnt", helper.id()))
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| format!("opening the helper's mount namespace: {e}"))
+    } else {
+        Err("unshare -m could not make a private mount namespace (root needed)".into())
+    };
+    // cat ends at EOF on its stdin.
+    drop(helper.stdin.take());
+    let _ = helper.wait();
+    ns
 }
 
 /// What one measured command cost.

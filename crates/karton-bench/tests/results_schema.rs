@@ -83,6 +83,7 @@ pub fn synthetic(shift: f64) -> BenchResults {
         }],
         density: vec![DensityCell {
             runtime: "karton".into(),
+            layout: Some("prepared".into()),
             n: 10,
             parallel: 2,
             rep: 0,

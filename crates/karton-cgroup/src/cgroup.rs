@@ -265,16 +265,50 @@ impl Cgroup {
     /// already put it in the cgroup2 directory.
     pub fn add_pid(&self, pid: i32, skip_v2: bool) -> Result<(), Error> {
         let value = pid.to_string();
-        let mut seen = BTreeSet::new();
-        for d in self.v1.values() {
-            if seen.insert(d.as_path()) {
-                fsutil::write("cgroup.procs", &d.join("cgroup.procs"), &value)?;
-            }
-        }
-        if let (Some(d), false) = (&self.v2, skip_v2) {
+        for d in self.v1_dirs() {
             fsutil::write("cgroup.procs", &d.join("cgroup.procs"), &value)?;
         }
+        if !skip_v2 {
+            self.add_pid_v2(pid)?;
+        }
         Ok(())
+    }
+
+    /// Moves `pid` into the cgroup2 directory only (v1 hierarchies joined otherwise, e.g.
+    /// by the process itself through [`join_v1_self`]).
+    pub fn add_pid_v2(&self, pid: i32) -> Result<(), Error> {
+        match &self.v2 {
+            Some(d) => fsutil::write("cgroup.procs", &d.join("cgroup.procs"), &pid.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// This cgroup's v1 directories, each once (co-mounted controllers share one).
+    fn v1_dirs(&self) -> Vec<&Path> {
+        let mut seen = BTreeSet::new();
+        self.v1.values().map(PathBuf::as_path).filter(|d| seen.insert(*d)).collect()
+    }
+
+    /// The `tasks` file of each v1 directory, opened for writing (close-on-exec), for a
+    /// process to join itself with [`join_v1_self`] — typically a child that inherits them.
+    /// Why not cgroup.procs with a pid: that write takes the kernel's global
+    /// cgroup_threadgroup_rwsem for writing, whose first writer after a quiet spell waits
+    /// for an RCU grace period (8–16 ms on the development VM, every container start that
+    /// is not part of a burst); a thread writing "0" (itself) to `tasks` skips that lock.
+    /// The kernel checks the write against the credentials of whoever opened the file, so
+    /// a child in a new user namespace can still use them.
+    pub fn v1_task_files(&self) -> Result<Vec<(PathBuf, fs::File)>, Error> {
+        self.v1_dirs()
+            .into_iter()
+            .map(|d| {
+                let path = d.join("tasks");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(|f| (path.clone(), f))
+                    .map_err(|e| Error::io("opening", &path, e))
+            })
+            .collect()
     }
 
     /// The same cgroup with its directories moved down into the sub-cgroups that
@@ -513,9 +547,16 @@ impl Cgroup {
         let leaves: BTreeSet<&Path> = self.dirs().into_iter().collect();
         for dir in self.created.iter().rev() {
             if leaves.contains(dir.as_path()) {
-                // Sub-cgroups made inside the container are ours too.
-                remove_subtree(dir, deadline)?;
-                rmdir_retry(dir, deadline)?;
+                // Usually empty by now: one rmdir. EBUSY means sub-cgroups made inside the
+                // container (ours too) or tasks still exiting: walk and retry.
+                match fs::remove_dir(dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(_) => {
+                        remove_subtree(dir, deadline)?;
+                        rmdir_retry(dir, deadline)?;
+                    }
+                }
             } else {
                 match fs::remove_dir(dir) {
                     Ok(()) => {}
@@ -754,6 +795,26 @@ fn join_sub(base: &Path, sub: &str, arg: &str) -> Result<PathBuf, Error> {
 
 /// mkdir -p, pushing each directory it made onto `created`. Retries a few times when a
 /// parent vanishes under it (another container's delete removing an empty shared parent).
+/// Moves the calling thread into the cgroup of each `tasks` file (from
+/// [`Cgroup::v1_task_files`]) by writing "0". Call it from a single-threaded process: the
+/// thread is then the whole process.
+pub fn join_v1_self<F: std::os::fd::AsFd>(files: &[(PathBuf, F)]) -> Result<(), Error> {
+    for (path, f) in files {
+        let written = match nix::unistd::write(f, b"0") {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(io::Error::new(io::ErrorKind::WriteZero, "short write to a cgroup file")),
+            Err(e) => Err(io::Error::from(e)),
+        };
+        written.map_err(|source| Error::Write {
+            key: "joining the cgroup".into(),
+            path: path.clone(),
+            value: "0".into(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 fn mkdir_nested(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     let mut attempt = 0;
     loop {

@@ -21,7 +21,7 @@ mod resources;
 mod stats;
 pub mod systemd;
 
-pub use cgroup::{Cgroup, OomEvents, DEFAULT_PARENT};
+pub use cgroup::{join_v1_self, Cgroup, OomEvents, DEFAULT_PARENT};
 pub use error::Error;
 pub use host::{Host, Layout, V1Mount, V2Mount};
 pub use resources::{blkio_weight_to_io, shares_to_weight};

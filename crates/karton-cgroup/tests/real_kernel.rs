@@ -745,8 +745,51 @@ fn v2_paths_on_the_real_cgroup2_mount() {
     assert!(!d.exists());
 }
 
+/// The runtime's way in on v1: the init writes "0" to `tasks` files the runtime opened
+/// (no global lock, no RCU grace period). It must work from a new user namespace without
+/// maps, where the child could not open those files itself: the kernel checks the
+/// opener's credentials.
+fn v1_self_join_through_inherited_files() {
+    let Some(h) = host() else { return };
+    if h.layout() == Layout::V2 {
+        return karton_testkit::skip("no v1 hierarchy to join through tasks");
+    }
+    let parent = Parent::new(&h);
+    let cg = Cgroup::create(&h, Some(&parent.path("self")), "self").expect("create");
+    let files = cg.v1_task_files().expect("open tasks files");
+    match karton_sys::clone::clone3_single_threaded(karton_sys::clone::CLONE_NEWUSER, None) {
+        Ok(karton_sys::clone::Forked::Child) => {
+            // The runner is single-threaded (harness = false): the thread is the process.
+            let code = match karton_cgroup::join_v1_self(&files) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("join_v1_self: {e}");
+                    1
+                }
+            };
+            sleep(Duration::from_millis(500));
+            karton_sys::clone::exit_now(code);
+        }
+        Ok(karton_sys::clone::Forked::Parent { pid, .. }) => {
+            let want = parent.path("self");
+            let joined = wait_until(Duration::from_secs(2), || {
+                let own = read(format!("/proc/{pid}/cgroup"));
+                own.lines().filter(|l| !l.starts_with("0::")).all(|l| l.ends_with(&want))
+            });
+            let own = read(format!("/proc/{pid}/cgroup"));
+            let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            assert!(joined, "not in {want} in every v1 hierarchy: {own}");
+            assert!(matches!(status, Ok(nix::sys::wait::WaitStatus::Exited(_, 0))), "{status:?}");
+        }
+        Err(e) => panic!("clone3: {e}"),
+    }
+    drop(files);
+    cg.delete().expect("delete");
+}
+
 fn main() {
     karton_testkit::single_thread::run(&[
+        ("v1_self_join_through_inherited_files", v1_self_join_through_inherited_files),
         ("helper", helper),
         ("create_join_reload_delete_leaves_nothing", create_join_reload_delete_leaves_nothing),
         ("delete_keeps_what_it_did_not_create", delete_keeps_what_it_did_not_create),

@@ -129,7 +129,16 @@ impl Channel {
         }
     }
 
-    /// Init side: the runtime has written the maps and placed the init in its cgroups.
+    /// Runtime side: lets the child go on. A child that failed before it waits (joining
+    /// its cgroup, say) has queued its reason and gone: that reason is the error then.
+    pub fn proceed(&self) -> Result<()> {
+        self.send(&Msg::Proceed).map_err(|e| match self.recv() {
+            Ok(Some(Msg::Error(reason))) => Error::Init(reason),
+            _ => e,
+        })
+    }
+
+    /// Init side: the runtime has written the maps; the init is in its cgroups.
     pub fn wait_for_proceed(&self) -> Result<()> {
         self.expect(&Msg::Proceed)
     }

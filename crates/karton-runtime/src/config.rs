@@ -62,6 +62,12 @@ pub fn load(bundle: &Path) -> Result<Config> {
 
 /// Parses config.json text; `origin` names the file in messages.
 pub fn parse_spec(text: &str, origin: &Path) -> Result<Spec> {
+    // Plain serde_json first: tracking the JSON path of every value costs time and code
+    // (a create parses the config on its start path); only a config that fails is parsed
+    // again with the path, for the message.
+    if let Ok(spec) = serde_json::from_str::<Spec>(text) {
+        return Ok(spec);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();

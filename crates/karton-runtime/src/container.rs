@@ -118,7 +118,6 @@ impl Runtime {
         let lock = self.store.create(id)?;
         let mut cleanup = Cleanup { dir: Some(lock.dir.clone()), cgroup: None, child: None };
         let mut rec = first_record(id, &cfg, bundle.clone(), rootfs.clone());
-        prepare_state_dir(&lock, &rec, &cfg)?;
         let (pid, pidfd) = Launch {
             id,
             cfg: &cfg,
@@ -215,9 +214,7 @@ impl Runtime {
         let _ = std::fs::remove_file(&fifo_path);
         rec.status = Status::Running;
         lock.save(&rec)?;
-        if let Some(list) =
-            load_saved_spec(&lock.dir).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone()))
-        {
+        if let Some(list) = saved_hooks(&lock.dir).and_then(|h| h.poststart().clone()) {
             crate::hooks::run_all_warn("poststart", &list, &rec.hook_state_json());
         }
         Ok(())
@@ -297,14 +294,14 @@ impl Runtime {
         } else if force {
             remove_leftover_cgroup(&lock.dir, id)?;
         }
-        let spec = load_saved_spec(&lock.dir);
+        let hooks = saved_hooks(&lock.dir);
         let state = {
             let mut r = rec.clone();
             r.status = Status::Stopped;
             r.hook_state_json()
         };
         lock.remove()?;
-        if let Some(list) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
+        if let Some(list) = hooks.and_then(|h| h.poststop().clone()) {
             crate::hooks::run_all_warn("poststop", &list, &state);
         }
         Ok(())
@@ -455,6 +452,8 @@ impl Launch<'_> {
         let ns = crate::plan::plan(&nss, self.has_time_offsets());
         // Nothing of ours may sit at a number the container inherits (--preserve-fds).
         let keep = crate::fds::first_free(self.opts.preserve_fds);
+        self.plan_cgroup()?;
+        prepare_state_dir(self.lock, self.rec, self.cfg)?;
         let files = open_namespaces(&nss, &ns, keep)?;
         self.make_cgroup()?;
         let plan = self.init_plan(ns.clone(), files.child, keep)?;
@@ -478,7 +477,7 @@ impl Launch<'_> {
         }
 
         self.settle_child(first, into_cgroup, &ns)?;
-        chan.send(&Msg::Proceed)?;
+        chan.proceed()?;
         self.wait_for_ready(&chan, first, &pidfd, &ns)
     }
 
@@ -521,9 +520,16 @@ impl Launch<'_> {
             no_new_keyring: self.opts.no_new_keyring,
             preserve_fds: self.opts.preserve_fds,
             cgroup_dirs,
+            cgroup_join: self.cgroup_join_files(keep)?,
             runtime_hooks,
             rootless: !nix::unistd::geteuid().is_root(),
         })
+    }
+
+    /// The v1 `tasks` files the init joins its cgroup through. None with the systemd
+    /// driver: its directories exist only once the scope is started, after the clone.
+    fn cgroup_join_files(&self, keep: i32) -> Result<Vec<(PathBuf, OwnedFd)>> {
+        v1_join_files(self.rec.cgroup.as_ref().filter(|c| c.systemd_unit().is_none()), keep)
     }
 
     /// The --console-socket connection the init sends its pty master over (terminal only).
@@ -549,8 +555,12 @@ impl Launch<'_> {
     /// clone3 could not place it), its id maps, its oom_score_adj.
     fn settle_child(&self, first: i32, into_cgroup: bool, ns: &NsPlan) -> Result<()> {
         let spec = &self.cfg.spec;
-        if let Some(cg) = &self.rec.cgroup {
-            cg.add_pid(first, into_cgroup)?;
+        match &self.rec.cgroup {
+            // systemd made the directories after the clone (start_systemd_scope).
+            Some(cg) if cg.systemd_unit().is_some() => cg.add_pid(first, into_cgroup)?,
+            // The init joins the v1 hierarchies itself (InitPlan::cgroup_join).
+            Some(cg) if !into_cgroup => cg.add_pid_v2(first)?,
+            _ => {}
         }
         if ns.maps_from_parent {
             if let Some(l) = spec.linux() {
@@ -612,11 +622,12 @@ impl Launch<'_> {
         };
         self.cleanup.child = Some((pid, fd.try_clone().ctx(|| "dup pidfd".into())?));
         self.rec.pid = pid;
-        self.rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
         self.rec.own_pid_ns = ns.new_flags() & kclone::CLONE_NEWPID != 0;
-        // Recorded now: a `delete --force` after a crash of this process finds it.
-        self.lock.save(self.rec)?;
+        // The init goes on with its root while we record it: a `delete --force` after a
+        // crash of this process finds it (and should we die first, PDEATHSIG ends it).
         chan.send(&Msg::Welcome { pid, state: self.rec.hook_state_json() })?;
+        self.rec.init_start_time = crate::procfs::start_time(pid).unwrap_or(0);
+        self.lock.save(self.rec)?;
         Ok((pid, fd))
     }
 
@@ -642,13 +653,12 @@ impl Launch<'_> {
         chan.send(&Msg::HooksDone)
     }
 
-    /// The container's cgroups, recorded in state.json *before* the first directory is
-    /// made: a `create` killed at any moment leaves a record that `delete --force` uses
-    /// to remove them.
-    fn make_cgroup(&mut self) -> Result<()> {
+    /// The container's cgroup, planned (nothing made yet) and put in the record, which
+    /// [`prepare_state_dir`] writes *before* the first directory is made: a `create` killed
+    /// at any moment leaves a record that `delete --force` uses to remove them.
+    fn plan_cgroup(&mut self) -> Result<()> {
         let linux = self.cfg.spec.linux().as_ref();
-        // Root of a user namespace other than the initial one (rootless podman's) is no root for cgroups.
-        let rootless = !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace();
+        let rootless = rootless_for_cgroups();
         if rootless && self.systemd_cgroup {
             return Err(Error::Unsupported(
                 "--systemd-cgroup: rootless containers would need the user's systemd (systemdUser), which karton does not drive: drop --systemd-cgroup".into(),
@@ -664,30 +674,32 @@ impl Launch<'_> {
         let host = karton_cgroup::Host::detect()?;
         let cgroups_path =
             linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-        let rootless_hint = |e: karton_cgroup::Error| {
-            if rootless {
-                Error::Unsupported(format!(
-                    "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
-                ))
-            } else {
-                Error::from(e)
-            }
-        };
         if self.systemd_cgroup {
             // The scope needs the init's pid: recorded now, started after the clone.
             let cg = Cgroup::plan_systemd(&host, cgroups_path.as_deref(), self.id)?;
             self.rec.cgroup = Some(cg.clone());
-            self.lock.save(self.rec)?;
             self.cleanup.cgroup = Some(cg);
             return Ok(());
         }
-        let mut cg = Cgroup::plan(&host, cgroups_path.as_deref(), self.id).map_err(rootless_hint)?;
-        self.rec.cgroup = Some(cg.clone());
-        self.lock.save(self.rec)?;
-        cg.make().map_err(rootless_hint)?;
+        let cg =
+            Cgroup::plan(&host, cgroups_path.as_deref(), self.id).map_err(|e| rootless_hint(rootless, e))?;
+        self.rec.cgroup = Some(cg);
+        Ok(())
+    }
+
+    /// Makes the planned cgroup (cgroupfs driver) and applies linux.resources.
+    fn make_cgroup(&mut self) -> Result<()> {
+        let Some(mut cg) = self.rec.cgroup.clone().filter(|c| c.systemd_unit().is_none()) else {
+            return Ok(());
+        };
+        cg.make().map_err(|e| rootless_hint(rootless_for_cgroups(), e))?;
         self.cleanup.cgroup = Some(cg.clone());
-        self.rec.cgroup = Some(cg.clone());
-        self.lock.save(self.rec)?;
+        if self.rec.cgroup.as_ref() != Some(&cg) {
+            // A directory appeared or vanished since the plan: record what make did.
+            self.rec.cgroup = Some(cg.clone());
+            self.lock.save(self.rec)?;
+        }
+        let linux = self.cfg.spec.linux().as_ref();
         if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
             cg.apply(&with_default_device_rules(res, linux))?;
         }
@@ -762,6 +774,32 @@ fn clone_init(
     }
 }
 
+/// Root of a user namespace other than the initial one (rootless podman's) is no root
+/// for cgroups.
+fn rootless_for_cgroups() -> bool {
+    !nix::unistd::geteuid().is_root() || crate::state::in_user_namespace()
+}
+
+/// A cgroup error, explained for a rootless runtime.
+fn rootless_hint(rootless: bool, e: karton_cgroup::Error) -> Error {
+    if rootless {
+        Error::Unsupported(format!(
+            "rootless: linux.resources and linux.cgroupsPath need a cgroup this user may write (a delegated subtree), and there is none: {e}: drop them from config.json, or run as root"
+        ))
+    } else {
+        Error::from(e)
+    }
+}
+
+/// The v1 `tasks` files of `cgroup` (see `Cgroup::v1_task_files`), at or above `keep`.
+pub(crate) fn v1_join_files(cgroup: Option<&Cgroup>, keep: i32) -> Result<Vec<(PathBuf, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (path, f) in cgroup.map(Cgroup::v1_task_files).transpose()?.unwrap_or_default() {
+        out.push((path, crate::fds::relocate(OwnedFd::from(f), keep)?));
+    }
+    Ok(out)
+}
+
 /// Everything about a create request that can be checked before anything exists: the
 /// config, its seccomp profile, the bundle and rootfs (returned canonical), the console.
 fn check_request(cfg: &Config, opts: &CreateOpts) -> Result<(PathBuf, PathBuf)> {
@@ -806,7 +844,7 @@ fn first_record(id: &str, cfg: &Config, bundle: PathBuf, rootfs: PathBuf) -> Rec
     }
 }
 
-/// state.json ("creating"), the config as created, and exec.fifo.
+/// state.json ("creating", with the planned cgroup), the config as created, and exec.fifo.
 fn prepare_state_dir(lock: &Locked, rec: &Record, cfg: &Config) -> Result<()> {
     lock.save(rec)?;
     std::fs::write(lock.dir.join(CONFIG_FILE), &cfg.text)
@@ -995,6 +1033,20 @@ fn remove_leftover_cgroup(dir: &Path, id: &str) -> Result<()> {
         cg.delete()?;
     }
     Ok(())
+}
+
+/// The hooks of the config saved at create (start and delete run poststart and poststop
+/// from it). Most configs have none, and a text without the key needs no parse.
+fn saved_hooks(dir: &Path) -> Option<oci_spec::runtime::Hooks> {
+    #[derive(serde::Deserialize)]
+    struct WithHooks {
+        hooks: Option<oci_spec::runtime::Hooks>,
+    }
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).ok()?;
+    if !text.contains("\"hooks\"") {
+        return None;
+    }
+    serde_json::from_str::<WithHooks>(&text).ok()?.hooks
 }
 
 fn load_saved_spec(dir: &Path) -> Option<oci_spec::runtime::Spec> {

@@ -135,19 +135,22 @@ impl Runtime {
         let cgroup = exec_cgroup(id, rec.cgroup.as_ref(), &opts.cgroup)?;
         let (parent_end, child_end) = channel::pair()?;
         let child_end = child_end.relocate(keep)?;
+        let joins = crate::container::v1_join_files(cgroup.as_ref(), keep)?;
         let (forked, into) = fork_into(cgroup.as_ref())?;
         let first = match forked {
             kclone::Forked::Child => {
                 drop(parent_end);
-                exec_child(&child_end, &init, mask, process, seccomp.as_ref(), console, opts.preserve_fds, id)
+                let ctx = ChildCtx { chan: &child_end, cgroup_join: &joins, init: &init, mask, id };
+                exec_child(ctx, process, seccomp.as_ref(), console, opts.preserve_fds)
             }
             kclone::Forked::Parent { pid, pidfd } => Intermediate { pid, pidfd },
         };
         drop(child_end);
-        if let Some(cg) = &cgroup {
-            cg.add_pid(first.pid, into).map_err(|e| first.kill(e.into()))?;
+        drop(joins);
+        if let (Some(cg), false) = (&cgroup, into) {
+            cg.add_pid_v2(first.pid).map_err(|e| first.kill(e.into()))?;
         }
-        parent_end.send(&Msg::Proceed).map_err(|e| first.kill(e))?;
+        parent_end.proceed().map_err(|e| first.kill(e))?;
         let (pid, pidfd) = wait_ready(&parent_end, &first, id, &rec.bundle)?;
         if let Some(p) = &opts.pid_file {
             write_atomic(p, pid.to_string().as_bytes(), Durability::NoFsync)
@@ -350,24 +353,34 @@ fn welcome(
     Ok((pid, fd))
 }
 
+/// What the intermediate joins: its cgroup's v1 hierarchies (through `tasks` files the
+/// runtime opened, see `Cgroup::v1_task_files`), then the init's namespaces.
+struct ChildCtx<'a> {
+    chan: &'a channel::Channel,
+    cgroup_join: &'a [(PathBuf, OwnedFd)],
+    init: &'a OwnedFd,
+    mask: u64,
+    id: &'a str,
+}
+
 /// The intermediate process: joins the container, forks the process that execs (so a
 /// joined pid or time namespace applies), reports its pid, and exits.
-#[allow(clippy::too_many_arguments)]
 fn exec_child(
-    chan: &channel::Channel,
-    init: &OwnedFd,
-    mask: u64,
+    ctx: ChildCtx<'_>,
     process: &Process,
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     console: Option<OwnedFd>,
     preserve_fds: u32,
-    id: &str,
 ) -> ! {
+    let chan = ctx.chan;
     let fail = |e: Error| -> ! {
         let _ = chan.send(&Msg::Error(e.to_string()));
         kclone::exit_now(1)
     };
-    if let Err(e) = join_container(chan, init, mask, id) {
+    if let Err(e) = karton_cgroup::join_v1_self(ctx.cgroup_join) {
+        fail(e.into());
+    }
+    if let Err(e) = join_container(chan, ctx.init, ctx.mask, ctx.id) {
         fail(e);
     }
     // CLONE_PARENT: the process becomes the runtime's child, which can wait for it.

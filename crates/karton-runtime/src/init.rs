@@ -42,6 +42,9 @@ pub(crate) struct InitPlan {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
+    /// The `tasks` file of each v1 directory of the container's cgroup, opened by the
+    /// runtime: the init joins them itself, first thing (see `Cgroup::v1_task_files`).
+    pub cgroup_join: Vec<(PathBuf, OwnedFd)>,
     pub runtime_hooks: bool,
     /// The runtime is unprivileged (decided by the parent: once our maps are written,
     /// geteuid() in here says 0).
@@ -82,6 +85,7 @@ fn state_with_status(state: &str, status: &str, inside: bool) -> String {
 /// stderr instead (see [`fail_after_ready`]).
 fn run(mut plan: InitPlan, chan: &Channel) -> Result<Infallible> {
     detach_from_runtime(&plan)?;
+    karton_cgroup::join_v1_self(&std::mem::take(&mut plan.cgroup_join))?;
     chan.wait_for_proceed()?;
     shed_runtime_state(&plan)?;
     let rootfs_before = enter_namespaces(&mut plan)?;

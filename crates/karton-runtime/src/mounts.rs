@@ -440,6 +440,14 @@ pub fn make_target(root: BorrowedFd<'_>, dest: &Path, file: bool) -> Result<Owne
         return Ok(fd);
     }
     let rel = relative(dest);
+    // Usually only the last component is missing (the mount points in a fresh tmpfs, such
+    // as /sys/fs/cgroup/cpu): make it in its parent instead of walking from the root.
+    if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
+        if let Ok(dir) = open_in_root(root, parent) {
+            create_entry(dir.as_fd(), name, file, dest, &rel)?;
+            return open_in_root(root, dest);
+        }
+    }
     let comps: Vec<_> = rel.components().collect();
     let mut prefix = PathBuf::new();
     let mut parent = open_in_root(root, Path::new("/"))?;
@@ -453,30 +461,38 @@ pub fn make_target(root: BorrowedFd<'_>, dest: &Path, file: bool) -> Result<Owne
         match found {
             Ok(fd) => parent = fd,
             Err(()) => {
-                let name = c.as_os_str();
-                if last && file {
-                    let f = nix::fcntl::openat(
-                        parent.as_fd(),
-                        name,
-                        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::from_bits_truncate(0o644),
-                    )
-                    .ctx(|| format!("creating mount target {} inside the rootfs", dest.display()))?;
-                    drop(f);
-                } else {
-                    match nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(e)
-                                .ctx(|| format!("creating directory {} inside the rootfs", prefix.display()))
-                        }
-                    }
-                }
+                create_entry(parent.as_fd(), c.as_os_str(), last && file, dest, &prefix)?;
                 parent = open_in_root(root, &prefix)?;
             }
         }
     }
     Ok(parent)
+}
+
+/// Creates `name` in `parent`: an empty file when `file`, else a directory (one that
+/// exists already is fine). `dest` and `prefix` name it in errors.
+fn create_entry(
+    parent: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    file: bool,
+    dest: &Path,
+    prefix: &Path,
+) -> Result<()> {
+    if file {
+        let f = nix::fcntl::openat(
+            parent,
+            name,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .ctx(|| format!("creating mount target {} inside the rootfs", dest.display()))?;
+        drop(f);
+        return Ok(());
+    }
+    match nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("creating directory {} inside the rootfs", prefix.display())),
+    }
 }
 
 /// Attaches a detached mount onto the object `target`.
@@ -757,9 +773,17 @@ pub struct HostCgroupMount {
     pub super_opts: Vec<String>,
 }
 
-/// The host's cgroup mounts under /sys/fs/cgroup, from /proc/self/mountinfo.
+/// The host's cgroup mounts under /sys/fs/cgroup, from /proc/self/mountinfo, read once per
+/// process: the runtime reads them before the clone and the init, whose mount table is a
+/// copy of the runtime's whenever it mounts anything, inherits the answer instead of
+/// parsing mountinfo again.
 pub fn host_cgroup_mounts() -> Result<Vec<HostCgroupMount>> {
-    Ok(cgroup_mounts_in(&karton_sys::mountinfo::read_self()?))
+    static MOUNTS: std::sync::OnceLock<Vec<HostCgroupMount>> = std::sync::OnceLock::new();
+    if let Some(m) = MOUNTS.get() {
+        return Ok(m.clone());
+    }
+    let m = cgroup_mounts_in(&karton_sys::mountinfo::read_self()?);
+    Ok(MOUNTS.get_or_init(|| m).clone())
 }
 
 fn cgroup_mounts_in(mounts: &[karton_sys::mountinfo::MountInfo]) -> Vec<HostCgroupMount> {

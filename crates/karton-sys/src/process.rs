@@ -281,6 +281,35 @@ pub fn spawn_with_empty_signal_mask(cmd: &mut std::process::Command) {
     }
 }
 
+/// Makes `cmd`'s child enter the mount namespace `ns` (an open `/proc/PID/ns/mnt`) right
+/// before execve, then change to `cwd` there (entering a mount namespace resets the
+/// working directory to its root). One process, no wrapper: how `karton bench` runs every
+/// runtime in one prepared layout. `ns` must stay open until the command is spawned.
+pub fn enter_mount_ns_before_exec(
+    cmd: &mut std::process::Command,
+    ns: BorrowedFd<'_>,
+    cwd: &std::path::Path,
+) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let cwd = std::ffi::CString::new(cwd.as_os_str().as_bytes())
+        .map_err(|_| crate::SysError::new("chdir", nix::errno::Errno::EINVAL))?;
+    let fd = ns.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and execve; it allocates nothing
+    // and makes two raw syscalls on values made before the fork (the caller keeps `ns`
+    // open until the spawn; the child's copy of the descriptor is open whatever its flags,
+    // since close-on-exec acts only at the execve that follows).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::chdir(cwd.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// setdomainname(2) in the caller's uts namespace (no /proc needed, so it works where
 /// /proc/sys is read-only or owned by another user namespace).
 pub fn setdomainname(name: &str) -> Result<()> {
