@@ -993,12 +993,16 @@ impl Runner {
 
     /// `RUNTIME --root R delete --force ID`, errors ignored (cleanup after a failure).
     fn force_delete_in(&self, kind: Kind, placement: Placement, root: &Path, id: &str) {
-        let argv = self.runtime_argv(
+        let _ = self.run_runtime(
             kind,
             placement,
             &["--root".as_ref(), root.as_os_str(), "delete".as_ref(), "--force".as_ref(), id.as_ref()],
         );
-        let _ = self.run_measured(&argv, placement);
+    }
+
+    /// Runs runtime `kind` with `args` where `placement` says, measured.
+    fn run_runtime(&self, kind: Kind, placement: Placement, args: &[&OsStr]) -> Result<Usage, String> {
+        self.run_measured(&self.runtime_argv(kind, placement, args), placement)
     }
 
     /// Makes the prepared layout once (see [`Placement::Prepared`]).
@@ -1099,23 +1103,20 @@ impl Runner {
         let t = Instant::now();
         let started = parallel(par, &ids, |id| {
             let pid_file = pid_dir.join(id);
-            self.run_measured(
-                &self.runtime_argv(
-                    kind,
-                    placement,
-                    &[
-                        "--root".as_ref(),
-                        root.as_os_str(),
-                        "run".as_ref(),
-                        "--detach".as_ref(),
-                        "--pid-file".as_ref(),
-                        pid_file.as_os_str(),
-                        "--bundle".as_ref(),
-                        bundle.as_os_str(),
-                        id.as_ref(),
-                    ],
-                ),
+            self.run_runtime(
+                kind,
                 placement,
+                &[
+                    "--root".as_ref(),
+                    root.as_os_str(),
+                    "run".as_ref(),
+                    "--detach".as_ref(),
+                    "--pid-file".as_ref(),
+                    pid_file.as_os_str(),
+                    "--bundle".as_ref(),
+                    bundle.as_os_str(),
+                    id.as_ref(),
+                ],
             )
         });
         let start_s = t.elapsed().as_secs_f64();
@@ -1150,19 +1151,10 @@ impl Runner {
             .collect();
         let t = Instant::now();
         let deleted = parallel(par, &ids, |id| {
-            self.run_measured(
-                &self.runtime_argv(
-                    kind,
-                    placement,
-                    &[
-                        "--root".as_ref(),
-                        root.as_os_str(),
-                        "delete".as_ref(),
-                        "--force".as_ref(),
-                        id.as_ref(),
-                    ],
-                ),
+            self.run_runtime(
+                kind,
                 placement,
+                &["--root".as_ref(), root.as_os_str(), "delete".as_ref(), "--force".as_ref(), id.as_ref()],
             )
         });
         let delete_s = t.elapsed().as_secs_f64();

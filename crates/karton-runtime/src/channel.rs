@@ -132,10 +132,21 @@ impl Channel {
     /// Runtime side: lets the child go on. A child that failed before it waits (joining
     /// its cgroup, say) has queued its reason and gone: that reason is the error then.
     pub fn proceed(&self) -> Result<()> {
-        self.send(&Msg::Proceed).map_err(|e| match self.recv() {
-            Ok(Some(Msg::Error(reason))) => Error::Init(reason),
-            _ => e,
-        })
+        let buf = Msg::Proceed.encode()?;
+        // MSG_NOSIGNAL: to a child that is gone, EPIPE and its queued reason, not SIGPIPE.
+        let sent = loop {
+            match nix::sys::socket::send(self.fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r,
+            }
+        };
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) => match self.recv() {
+                Ok(Some(Msg::Error(reason))) => Err(Error::Init(reason)),
+                _ => Err(e).ctx(|| "sending to the other end of the runtime/init channel".to_string()),
+            },
+        }
     }
 
     /// Init side: the runtime has written the maps; the init is in its cgroups.

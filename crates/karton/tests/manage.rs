@@ -242,9 +242,11 @@ fn memory_limit_oom_kill_is_reported_by_events() {
     let o = k.run(&["exec", &id, "sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null; echo tail=$?"]);
     assert!(
         out_str(&o).contains("tail=137"),
-        "tail was OOM-killed: {} {}",
+        "tail was OOM-killed: exec {:?}, stdout {:?}, stderr {:?}, events so far {:?}",
+        o.status,
         out_str(&o),
-        String::from_utf8_lossy(&o.stderr)
+        String::from_utf8_lossy(&o.stderr),
+        events.text()
     );
     wait_for("an oom event", || events.text().contains("\"type\":\"oom\""));
     drop(events);
