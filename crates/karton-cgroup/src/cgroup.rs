@@ -793,8 +793,6 @@ fn join_sub(base: &Path, sub: &str, arg: &str) -> Result<PathBuf, Error> {
     }
 }
 
-/// mkdir -p, pushing each directory it made onto `created`. Retries a few times when a
-/// parent vanishes under it (another container's delete removing an empty shared parent).
 /// Moves the calling thread into the cgroup of each `tasks` file (from
 /// [`Cgroup::v1_task_files`]) by writing "0". Call it from a single-threaded process: the
 /// thread is then the whole process.
@@ -815,6 +813,8 @@ pub fn join_v1_self<F: std::os::fd::AsFd>(files: &[(PathBuf, F)]) -> Result<(), 
     Ok(())
 }
 
+/// mkdir -p, pushing each directory it made onto `created`. Retries a few times when a
+/// parent vanishes under it (another container's delete removing an empty shared parent).
 fn mkdir_nested(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
