@@ -1317,13 +1317,15 @@ impl Runner {
 }
 
 /// The prepared layout ([`Placement::Prepared`]): a private mount namespace without the
-/// cgroup2 mount, made by the wrapper's own commands once, and kept through its
-/// /proc/PID/ns/mnt after the helper that made it has exited. Nothing changes on the host.
+/// cgroup2 mount, made once by [`matrix::WRAPPER`] itself (running a helper that says
+/// when it is in), and kept through its /proc/PID/ns/mnt after the helper has exited
+/// (every program in the chain execs the next: one pid). Nothing changes on the host.
 fn prepared_layout() -> Result<std::os::fd::OwnedFd, String> {
     use std::io::BufRead;
-    let script = "umount /sys/fs/cgroup/unified 2>/dev/null; echo ready; exec cat";
-    let mut helper = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script])
+    let (wrapper, wrapper_args) = matrix::WRAPPER.split_first().ok_or("no wrapper command")?;
+    let mut helper = Command::new(wrapper)
+        .args(wrapper_args)
+        .args(["sh", "-c", "echo ready; exec cat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
