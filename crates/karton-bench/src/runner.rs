@@ -80,6 +80,9 @@ struct Runner {
     exe: PathBuf,
     root: PathBuf,
     work: PathBuf,
+    /// The runtimes' state roots of the lifecycle and density benchmarks, and the files each
+    /// of their commands leaves (stderr, pid files): see [`runtime_scratch`].
+    scratch: PathBuf,
     rootfs: PathBuf,
     results: BenchResults,
     json_path: PathBuf,
@@ -108,6 +111,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
     let rootfs = matrix::build_rootfs(&work, &exe)?;
     let root = work.join("state");
     std::fs::create_dir_all(&root).map_err(BenchError::io("creating the state directory"))?;
+    let (scratch, scratch_note) = runtime_scratch(&work);
     let stamp = rfc3339(started).replace([':', '-'], "");
     let base = opts.out_dir.join(format!("bench-{}-{}", opts.profile.name, stamp));
     let p = &opts.profile;
@@ -141,6 +145,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
         notes: vec![
             "karton requires a mount namespace in every container: '+X' rows are mount + X, and 'mnt' (mount alone) is the minimal container.".into(),
             "Workload figures are measured inside the workload process (container setup is not in them); lifecycle rows time the whole `RUNTIME run` of /bin/true from outside.".into(),
+            scratch_note,
         ],
     };
     let pb = if opts.progress {
@@ -159,6 +164,7 @@ pub fn run(opts: Options, stop: Arc<AtomicBool>) -> Result<(BenchResults, PathBu
         exe,
         root,
         work,
+        scratch,
         rootfs,
         results,
         stop,
@@ -889,7 +895,7 @@ impl Runner {
             karton_sys::process::enter_mount_ns_before_exec(&mut cmd, ns.as_fd(), &self.work)
                 .map_err(|e| format!("entering the prepared layout: {e}"))?;
         }
-        let err_path = self.work.join(format!("stderr-{}", self.counter.fetch_add(1, Ordering::SeqCst)));
+        let err_path = self.scratch.join(format!("stderr-{}", self.counter.fetch_add(1, Ordering::SeqCst)));
         let err =
             std::fs::File::create(&err_path).map_err(|e| format!("creating {}: {e}", err_path.display()))?;
         let t = Instant::now();
@@ -911,7 +917,7 @@ impl Runner {
     }
 
     fn lifecycle_root(&self, c: &Config) -> PathBuf {
-        self.work.join(format!("state-{}", sanitize(&c.name)))
+        self.scratch.join(format!("state-{}", sanitize(&c.name)))
     }
 
     /// One `RUNTIME run` of /bin/true (or the wrapper / the floor alone).
@@ -964,7 +970,7 @@ impl Runner {
         let bundle = self.work.join("bundles/lifecycle").join(sanitize(&c.name));
         let id = self.next_id();
         let root = self.lifecycle_root(c);
-        let out_file = self.work.join(format!("rss-{id}"));
+        let out_file = self.scratch.join(format!("rss-{id}"));
         let mut argv: Vec<OsString> =
             ["/usr/bin/time", "-f", "%M", "-o"].iter().map(OsString::from).collect();
         argv.push(out_file.clone().into());
@@ -1095,9 +1101,9 @@ impl Runner {
         bundle: &Path,
         (n, par, rep): (u32, u32, u32),
     ) -> DensityCell {
-        let root = self.work.join(format!("state-density-{name}"));
+        let root = self.scratch.join(format!("state-density-{name}"));
         let ids: Vec<String> = (0..n).map(|_| self.next_id()).collect();
-        let pid_dir = self.work.join(format!("pids-{name}"));
+        let pid_dir = self.scratch.join(format!("pids-{name}"));
         let _ = std::fs::create_dir_all(&pid_dir);
         let before = meminfo();
         let t = Instant::now();
@@ -1289,12 +1295,12 @@ impl Runner {
 
     fn cleanup(&self) {
         // Anything left under our state directories (a failed run) is force-deleted.
-        let Ok(rd) = std::fs::read_dir(&self.work) else { return };
-        for dir in rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state")))
-        {
+        let state_dirs = [&self.work, &self.scratch]
+            .into_iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|rd| rd.flatten().map(|e| e.path()))
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state")));
+        for dir in state_dirs {
             // crun only works in the wrapper on a hybrid host (its state, made in the
             // prepared layout or not, is on the host's filesystem); karton's record names
             // every cgroup directory it made, so it deletes from outside the wrapper too.
@@ -1310,10 +1316,39 @@ impl Runner {
                 self.force_delete_in(kind, placement, &dir, &e.file_name().to_string_lossy());
             }
         }
+        if self.scratch != self.work {
+            let _ = std::fs::remove_dir_all(&self.scratch);
+        }
         if self.remove_work {
             let _ = std::fs::remove_dir_all(&self.work);
         }
     }
+}
+
+/// Where the lifecycle and density runtimes keep their state, and what the result notes say
+/// about it. A tmpfs, as the runtimes' default roots (/run/karton, /run/crun, /run/runc) are
+/// on a usual host: /dev/shm when it is one. The work directory is on this machine's root
+/// filesystem, an ext4 without a journal, where making a file searches past every inode freed
+/// in the last seconds to minutes: with a thousand containers come and gone, each file a
+/// runtime made cost it up to a millisecond, so the figures measured the churn of whichever
+/// runtime ran before (docs/bench.md, "Where the runtimes keep their state").
+fn runtime_scratch(work: &Path) -> (PathBuf, String) {
+    let shm = Path::new("/dev/shm");
+    let tmpfs =
+        nix::sys::statfs::statfs(shm).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    let dir = shm.join(format!("karton-bench-{}", std::process::id()));
+    if tmpfs && std::fs::create_dir(&dir).is_ok() {
+        let note = format!(
+            "Lifecycle and density: every runtime's state root (--root) and each command's stderr and pid files are on tmpfs ({}), as the runtimes' default roots under /run are on a usual host.",
+            dir.display()
+        );
+        return (dir, note);
+    }
+    let note = format!(
+        "Lifecycle and density: /dev/shm is no writable tmpfs here, so the runtimes' state roots are in the work directory {} (its filesystem's cost of making and removing files is in every figure).",
+        work.display()
+    );
+    (work.to_path_buf(), note)
 }
 
 /// The prepared layout ([`Placement::Prepared`]): a private mount namespace without the

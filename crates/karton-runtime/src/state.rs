@@ -14,9 +14,11 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
-use karton_sys::atomic::{write_atomic, Durability};
+use karton_sys::atomic::replace_reusing;
 
 pub const STATE_FILE: &str = "state.json";
+/// The previous state.json, kept for the next state change to overwrite.
+const STATE_SPARE: &str = ".state.json.spare";
 pub const CONFIG_FILE: &str = "config.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
 
@@ -300,7 +302,9 @@ impl Locked {
         let json =
             serde_json::to_vec_pretty(rec).map_err(|e| Error::Config(format!("serializing state: {e}")))?;
         let path = self.dir.join(STATE_FILE);
-        write_atomic(&path, &json, Durability::NoFsync).ctx(|| format!("writing {}", path.display()))
+        // The directory is ours and locked: its state changes reuse one spare file.
+        replace_reusing(&path, &self.dir.join(STATE_SPARE), &json)
+            .ctx(|| format!("writing {}", path.display()))
     }
 
     /// The lock's descriptor number, for a forked child to close (never to unlock: that
@@ -328,17 +332,29 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>> {
 
 fn load_record(dir: &Path, id: &str) -> Result<Record> {
     let path = dir.join(STATE_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.into())),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
-    };
-    serde_json::from_str(&text).map_err(|e| {
-        Error::Config(format!(
-            "{}: corrupt state ({e}): `karton delete --force {id}` removes the container",
-            path.display()
-        ))
-    })
+    // A reader that opened state.json just before two state changes can see the second one
+    // overwrite that same inode (it became the spare, see `Locked::save`) while it reads:
+    // what it read is then no JSON, and the file as it is now is read again. A state.json
+    // that is still corrupt on the third read is reported.
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.into())),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(rec) => return Ok(rec),
+            Err(_) if reads < 3 => continue,
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "{}: corrupt state ({e}): `karton delete --force {id}` removes the container",
+                    path.display()
+                )))
+            }
+        }
+    }
 }
 
 /// The longest ID: it is used whole as a directory name (the state directory, the
@@ -407,6 +423,52 @@ mod tests {
         assert!(validate_id(&"a".repeat(255)).is_ok());
         let r = reason(&"a".repeat(256));
         assert!(r.contains("256 bytes long") && r.contains("255"), "{r}");
+    }
+
+    #[test]
+    fn readers_see_whole_records_while_a_writer_saves() {
+        let root = std::env::temp_dir().join(format!("karton-state-readers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::new(&root);
+        let lock = store.create("c1").unwrap();
+        let mut rec = Record {
+            oci_version: "1.2.1".into(),
+            id: "c1".into(),
+            status: Status::Creating,
+            pid: 0,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "2026-12-03T00:00:00Z".into(),
+            owner: "0".into(),
+            annotations: BTreeMap::new(),
+            init_start_time: 0,
+            cgroup: None,
+            own_pid_ns: false,
+        };
+        lock.save(&rec).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = store.load("c1").unwrap_or_else(|e| panic!("read {reads}: {e}"));
+                    assert_eq!(r.id, "c1");
+                    reads += 1;
+                }
+                reads
+            });
+            // Records of different lengths, as a create's are: the spare is cut each time.
+            for i in 0..3000 {
+                rec.status = [Status::Creating, Status::Created, Status::Running][i % 3];
+                rec.pid = if i % 2 == 0 { 0 } else { 1_000_000 + i as i32 };
+                lock.save(&rec).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        assert_eq!(store.load("c1").unwrap().pid, 1_002_999);
+        drop(lock);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -61,6 +61,45 @@ fn replace_without_flush(tmp: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// Replaces `path` like [`write_atomic`] with [`Durability::NoFsync`], for a file whose
+/// directory only writers holding the caller's lock touch (a container's state.json): the
+/// data goes into `spare`, the two names are swapped, and the old content stays under
+/// `spare` for the next call to overwrite. Every state change of a container thus reuses the
+/// same two inodes instead of making and freeing one; on an ext4 without a journal (these
+/// machines' root) each fresh inode is searched for past every inode freed in the last
+/// seconds to minutes, which made a container's start slower the more containers had come
+/// and gone (docs/architecture.md, "Start-up cost and size"). The spare is overwritten in
+/// place and cut to length, never truncated to zero first: ext4's `auto_da_alloc` would
+/// write a file truncated to zero out on close. Without the swap (a first write, a
+/// filesystem that lacks RENAME_EXCHANGE) the spare is renamed over `path`.
+pub fn replace_reusing(path: &Path, spare: &Path, data: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(spare)?;
+        f.write_all(data)?;
+        f.set_len(data.len() as u64)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(spare);
+        return Err(e);
+    }
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if regular && renameat2(AT_FDCWD, spare, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE).is_ok() {
+        return Ok(());
+    }
+    let renamed = std::fs::rename(spare, path);
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(spare);
+    }
+    renamed
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -87,6 +126,38 @@ mod tests {
         // Renaming a file over a non-empty directory fails after the temp file was written.
         assert!(write_atomic(&dir.join("target-is-a-dir"), b"x", Durability::NoFsync).is_err());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temp file removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reusing_swaps_two_inodes_and_cuts_to_length() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("karton-atomic-reuse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (p, spare) = (dir.join("state.json"), dir.join(".state.json.spare"));
+        replace_reusing(&p, &spare, b"first, a long one").unwrap();
+        assert!(!spare.exists(), "a first write renames the spare into place");
+        replace_reusing(&p, &spare, b"second").unwrap();
+        let inodes = [std::fs::metadata(&p).unwrap().ino(), std::fs::metadata(&spare).unwrap().ino()];
+        replace_reusing(&p, &spare, b"3rd").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"3rd", "the old spare's longer content was cut");
+        assert_eq!(std::fs::read(&spare).unwrap(), b"second");
+        let now = [std::fs::metadata(&p).unwrap().ino(), std::fs::metadata(&spare).unwrap().ino()];
+        assert_eq!(now, [inodes[1], inodes[0]], "the same two inodes, swapped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reusing_does_not_follow_a_symlinked_spare() {
+        let dir = std::env::temp_dir().join(format!("karton-atomic-reuse-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let (p, spare) = (dir.join("state.json"), dir.join(".state.json.spare"));
+        std::os::unix::fs::symlink(&victim, &spare).unwrap();
+        assert!(replace_reusing(&p, &spare, b"new").is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(!p.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
