@@ -427,9 +427,16 @@ mod tests {
 
     #[test]
     fn readers_see_whole_records_while_a_writer_saves() {
-        let root = std::env::temp_dir().join(format!("karton-state-readers-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let store = Store::new(&root);
+        struct RemoveOnDrop(PathBuf);
+        impl Drop for RemoveOnDrop {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let root =
+            RemoveOnDrop(std::env::temp_dir().join(format!("karton-state-readers-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&root.0);
+        let store = Store::new(&root.0);
         let lock = store.create("c1").unwrap();
         let mut rec = Record {
             oci_version: "1.2.1".into(),
@@ -447,16 +454,21 @@ mod tests {
         };
         lock.save(&rec).unwrap();
         let done = std::sync::atomic::AtomicBool::new(false);
+        let started = std::sync::Barrier::new(2);
         std::thread::scope(|s| {
             let reader = s.spawn(|| {
+                started.wait();
                 let mut reads = 0u32;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                loop {
                     let r = store.load("c1").unwrap_or_else(|e| panic!("read {reads}: {e}"));
                     assert_eq!(r.id, "c1");
                     reads += 1;
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        return reads;
+                    }
                 }
-                reads
             });
+            started.wait();
             // Records of different lengths, as a create's are: the spare is cut each time.
             for i in 0..3000 {
                 rec.status = [Status::Creating, Status::Created, Status::Running][i % 3];
@@ -467,8 +479,6 @@ mod tests {
             assert!(reader.join().unwrap() > 0);
         });
         assert_eq!(store.load("c1").unwrap().pid, 1_002_999);
-        drop(lock);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
