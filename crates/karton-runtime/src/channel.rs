@@ -58,11 +58,22 @@ pub struct Received {
     pub sender: Option<i32>,
 }
 
+/// The send buffer each end asks for. A datagram must fit the sender's buffer whole, and
+/// Welcome carries the container state with the config's annotations, of which Kubernetes
+/// allows 256 KiB per pod (CRI copies them into config.json); the default buffer (208 KiB
+/// on Debian) would refuse that. The kernel caps the request at net.core.wmem_max and
+/// doubles it: 416 KiB at Debian's default maximum.
+const SEND_BUFFER: usize = 1 << 20;
+
 /// (runtime end, init end).
 pub fn pair() -> Result<(Channel, Channel)> {
     let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
         .ctx(|| "creating the runtime/init socketpair".to_string())?;
     setsockopt(&a, sockopt::PassCred, &true).ctx(|| "SO_PASSCRED on the runtime's socket".to_string())?;
+    for end in [&a, &b] {
+        setsockopt(end, sockopt::SndBuf, &SEND_BUFFER)
+            .ctx(|| "SO_SNDBUF on the runtime/init socketpair".to_string())?;
+    }
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
@@ -93,7 +104,7 @@ impl Channel {
 
     /// Receives one message with its sender's pid (as the kernel reports it).
     pub fn recv_from(&self) -> Result<Option<Received>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; self.next_len()?.max(1)];
         let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -115,6 +126,21 @@ impl Channel {
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).ctx(|| "receiving from the container init".to_string()),
+            }
+        }
+    }
+
+    /// The length of the next datagram, whole (MSG_TRUNC), without taking it (MSG_PEEK): the
+    /// buffer is made to fit, so no message is cut short whatever it carries. 0 at EOF.
+    fn next_len(&self) -> Result<usize> {
+        loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut [0u8; 1],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return r.ctx(|| "receiving from the container init".to_string()),
             }
         }
     }
@@ -176,5 +202,27 @@ impl Channel {
     /// Moves the socket to a number at or above `min` (see `crate::fds`).
     pub fn relocate(self, min: i32) -> Result<Channel> {
         Ok(Channel { fd: crate::fds::relocate(self.fd, min)? })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_arrive_whole() {
+        let (runtime, init) = pair().unwrap();
+        // More than the old fixed 64 KiB buffer and than the default send buffer.
+        let state = format!("{{\"annotations\":{{\"big\":\"{}\"}}}}", "x".repeat(300 * 1024));
+        let welcome = Msg::Welcome { pid: 42, state };
+        runtime.send(&welcome).unwrap();
+        assert_eq!(init.recv().unwrap(), Some(welcome));
+        init.send(&Msg::Hello).unwrap();
+        let got = runtime.recv_from().unwrap().unwrap();
+        assert_eq!(got.msg, Msg::Hello);
+        assert_eq!(got.sender, Some(std::process::id() as i32), "credentials still come with it");
+        drop(init);
+        assert!(runtime.recv().unwrap().is_none(), "a closed peer reads as the end");
     }
 }

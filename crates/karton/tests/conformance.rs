@@ -638,6 +638,24 @@ fn annotations_in_state() {
     assert_eq!(st["annotations"]["org.opencontainers.image.os"], "linux", "{st}");
 }
 
+/// Kubernetes allows 256 KiB of annotations on a pod and CRI copies them into config.json;
+/// the state the runtime hands the init (for hooks) carries them whole. They once broke
+/// `create` at 64 KiB ("garbled message from the container init").
+#[test]
+fn large_annotations() {
+    if !can_run() {
+        return;
+    }
+    let k = Karton::new();
+    let mut b = Bundle::new();
+    let big = "x".repeat(250 * 1024);
+    b.config["annotations"] = json!({"com.example.big": big});
+    let id = create(&k, &b);
+    let st = k.state(&id);
+    assert_eq!(st["annotations"]["com.example.big"].as_str().map(str::len), Some(250 * 1024));
+    assert_eq!(st["status"], "created", "{}", st["status"]);
+}
+
 /// config.md, Extensibility: "Runtimes MAY log unknown properties but MUST otherwise ignore
 /// them. That includes not generating errors if they encounter an unknown property." and
 /// annotations: "Runtimes MUST handle unknown annotation keys like any other unknown property."
