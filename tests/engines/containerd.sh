@@ -46,7 +46,7 @@ cleanup() {
     fi
     # Shims outlive containerd by design; ours are those serving this run's socket.
     for p in /proc/[0-9]*; do
-        if tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "-address $W/containerd.sock"; then
+        if [[ $(tr '\0' ' ' 2>/dev/null < "$p/cmdline") == *"-address $W/containerd.sock"* ]]; then
             kill "${p#/proc/}" 2>/dev/null
         fi
     done

@@ -119,7 +119,7 @@ expect_eq default-network-echo-hi hi "$out"
 
 # A long-lived container keeps the bridge up; it also serves the port-forwarding case
 # (busybox httpd on port 80, published on the host's 8080) and the health check.
-if ss -ltnH 2>/dev/null | awk '{ print $4 }' | grep -q ':8080$'; then
+if grep -q ':8080$' <<< "$(ss -ltnH 2>/dev/null | awk '{ print $4 }')"; then
     fail port-8080-free "the host already listens on 8080: $(ss -ltnp | grep ':8080 ')"
 fi
 P run -d --name web -p 8080:80 --health-cmd true "$IMG" \
