@@ -51,14 +51,23 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> std::io
 /// (nothing yet, a directory: the rename's own errors apply) and filesystems without the
 /// swap get the plain rename.
 fn replace_without_flush(tmp: &Path, path: &Path) -> std::io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-    if regular && renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE).is_ok() {
+    if swap_in(tmp, path)? {
         // The new content is in place; a failed unlink only leaves the old one behind.
         let _ = std::fs::remove_file(tmp);
-        return Ok(());
     }
-    std::fs::rename(tmp, path)
+    Ok(())
+}
+
+/// Puts `new` in `path`'s place: swaps the two names when `path` is a regular file and the
+/// filesystem can (then the old content is under `new`, and the answer is true), renames
+/// `new` over `path` otherwise (false).
+fn swap_in(new: &Path, path: &Path) -> std::io::Result<bool> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if regular && renameat2(AT_FDCWD, new, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE).is_ok() {
+        return Ok(true);
+    }
+    std::fs::rename(new, path).map(|()| false)
 }
 
 /// Replaces `path` like [`write_atomic`] with [`Durability::NoFsync`], for a file whose
@@ -73,7 +82,6 @@ fn replace_without_flush(tmp: &Path, path: &Path) -> std::io::Result<()> {
 /// write a file truncated to zero out on close. Without the swap (a first write, a
 /// filesystem that lacks RENAME_EXCHANGE) the spare is renamed over `path`.
 pub fn replace_reusing(path: &Path, spare: &Path, data: &[u8]) -> std::io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
     use std::os::unix::fs::OpenOptionsExt;
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -89,15 +97,10 @@ pub fn replace_reusing(path: &Path, spare: &Path, data: &[u8]) -> std::io::Resul
         let _ = std::fs::remove_file(spare);
         return Err(e);
     }
-    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-    if regular && renameat2(AT_FDCWD, spare, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE).is_ok() {
-        return Ok(());
-    }
-    let renamed = std::fs::rename(spare, path);
-    if renamed.is_err() {
+    // Swapped: the old content stays as the next spare.
+    swap_in(spare, path).map(|_| ()).inspect_err(|_| {
         let _ = std::fs::remove_file(spare);
-    }
-    renamed
+    })
 }
 
 #[cfg(test)]

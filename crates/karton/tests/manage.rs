@@ -240,9 +240,9 @@ fn memory_limit_oom_kill_is_reported_by_events() {
     // keeps running. (A fixed sleep before the allocation raced with a slow events start
     // on a loaded machine: the kill landed in the baseline and was never reported.)
     // The pipeline raises its oom_score_adj so that no kill ever picks the container's
-    // init. The kernel may kill `sh` too: when the OOM reaper cannot get at tail's memory
-    // (it gives up after ~1 s on a busy mm) the next failing charge picks a new victim, and
-    // the exec then ends with 137 before its echo (seen twice in CI on a loaded machine).
+    // init. The kernel may kill `sh` too: a charge that fails again before tail's memory is
+    // freed picks a second victim, and the exec then ends with 137 before its echo (CI's
+    // kernel log: tail, then sh, killed in this memcg within the same second).
     let o = k.run(&[
         "exec",
         &id,
